@@ -1,0 +1,53 @@
+"""vllm-surgeon: change vLLM's internals by small anchored hunks, in every vLLM process, refused loudly
+when the code they were written against has changed.
+
+Public API (everything else is private): `applied()`, `transform`, `load_set`, and the errors
+`SurgeonError`, `HunkFileError`, `UnknownSetError`. Imports are lazy so that the `.pth` bootstrap
+and the vLLM plugin cost nothing when `VLLM_SURGEON_HUNKS` is unset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["applied", "transform", "load_set", "SurgeonError", "HunkFileError", "UnknownSetError", "__version__"]
+
+if TYPE_CHECKING:
+    from ._model import HunkFileError, HunkSet
+    from ._pyfile import transform
+    from ._refusal import SurgeonError
+    from ._runtime import AppliedSet
+    from ._search import UnknownSetError
+
+
+def applied() -> list[AppliedSet]:
+    """The sets applied in this process: name, file, targets, per-module state, vLLM version, pid, process."""
+    from ._runtime import runtime
+
+    current = runtime(create=False)
+    return current.applied() if current is not None else []
+
+
+def load_set(name: str) -> HunkSet:
+    """Find set `name` on the search path and parse it (HunkFileError names the file and line at fault)."""
+    from ._search import load
+
+    return load(name)
+
+
+_LAZY = {
+    "transform": ("._pyfile", "transform"),
+    "SurgeonError": ("._refusal", "SurgeonError"),
+    "HunkFileError": ("._model", "HunkFileError"),
+    "UnknownSetError": ("._search", "UnknownSetError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module, __name__), attr)
+    raise AttributeError(f"module 'vllm_surgeon' has no attribute {name!r}")

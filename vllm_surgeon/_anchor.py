@@ -1,0 +1,71 @@
+"""Finding an anchor's exact occurrences in a span of source lines, and the closest near-miss."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def occurrences(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int) -> list[int]:
+    """Start indexes i in [lo, hi) where lines[i:i+len(anchor)] == anchor, all inside [lo, hi)."""
+    n = len(anchor)
+    first = anchor[0]
+    found = []
+    for i in range(lo, hi - n + 1):
+        if lines[i] == first and list(lines[i : i + n]) == list(anchor):
+            found.append(i)
+    return found
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """The lines in the searched span most like the anchor."""
+
+    start: int  # 0-based index of the first found line
+    found: tuple[str, ...]
+    agree: int  # how many anchor lines appear unchanged in `found`
+
+
+def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int) -> NearMiss | None:
+    """The window of [lo, hi) that best matches `anchor`, allowing a few lines more or fewer."""
+    n = len(anchor)
+    hi = min(hi, len(lines))
+    if n == 0 or hi <= lo:
+        return None
+    wanted = {line.strip() for line in anchor if line.strip()}
+    # Cheap pass: how many non-blank anchor lines each window holds, wherever they sit in it.
+    scored = []
+    for i in range(lo, max(lo + 1, hi - n + 1)):
+        window = lines[i : i + n]
+        hits = sum(1 for line in window if line.strip() in wanted)
+        if hits:
+            scored.append((hits, -i))
+    if not scored:
+        return None
+    scored.sort(reverse=True)
+    best: tuple[float, int, int] | None = None
+    for _, neg_i in scored[:8]:
+        for size in range(max(1, n - 3), n + 4):
+            start = -neg_i
+            if start + size > hi:
+                continue
+            ratio = difflib.SequenceMatcher(None, list(anchor), list(lines[start : start + size]), autojunk=False).ratio()
+            key = (ratio, -abs(size - n), -start)
+            if best is None or key > (best[0], -abs(best[2] - n), -best[1]):
+                best = (ratio, start, size)
+    assert best is not None
+    _, start, size = best
+    found = tuple(lines[start : start + size])
+    matcher = difflib.SequenceMatcher(None, list(anchor), list(found), autojunk=False)
+    agree = sum(block.size for block in matcher.get_matching_blocks())
+    return NearMiss(start, found, agree)
+
+
+def side_by_side_diff(expected: Sequence[str], found: Sequence[str], expected_label: str, found_label: str) -> list[str]:
+    """A unified diff of the whole expected anchor against the found lines ('-' expected, '+' found)."""
+    return list(
+        difflib.unified_diff(
+            list(expected), list(found), expected_label, found_label, lineterm="", n=max(len(expected), len(found))
+        )
+    )

@@ -1,0 +1,532 @@
+"""The hunk engine: decides, on source text alone, which hunk sets apply and what each module becomes.
+
+It never imports vLLM. Every hunk of every set is checked against the original sources before
+anything is applied; a set applies whole or not at all. Sets stack in the order given: a later
+set whose anchor touches lines an earlier set changed (or no longer finds its anchor on top of
+that set, though it does alone) is refused as a conflict naming both.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from packaging.version import InvalidVersion, Version
+
+from . import _anchor
+from ._linemap import Compiled, compile_patched
+from ._model import AnchoredHunk, Hunk, HunkSet, TransformHunk
+from ._refusal import Reason, Refusal
+from ._scopes import Scope, ScopeIndex
+
+
+@dataclass
+class ModuleSource:
+    """A module's source text as read from disk, a wheel or a source tree."""
+
+    module: str
+    path: str
+    text: str
+
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+
+SourceReader = Callable[[str], "ModuleSource | None"]
+
+
+@dataclass
+class _State:
+    """A module's text while sets are applied, with who added each line and where it came from."""
+
+    source: ModuleSource
+    lines: list[str]
+    owners: list[str | None]  # the set that added each line (None: the original)
+    origin_of: list[int | None]  # 0-based original line, None for an added line
+    sets: tuple[str, ...] = ()
+    _index: ScopeIndex | None = None
+
+    @classmethod
+    def initial(cls, source: ModuleSource) -> _State:
+        lines = source.lines()
+        return cls(source, lines, [None] * len(lines), list(range(len(lines))))
+
+    def index(self) -> ScopeIndex:
+        if self._index is None:
+            self._index = ScopeIndex("\n".join(self.lines), self.source.path)
+        return self._index
+
+
+@dataclass
+class Placement:
+    """Where one hunk lands in a module's current text, and what replaces the lines there."""
+
+    hunk: Hunk
+    start: int
+    end: int
+    new: list[tuple[str, str]]  # (op, text): ' ' keeps the next old line, '-' drops it, '+' adds one
+    scope: Scope
+    moved: int | None = None  # lines away from where the hunk says it was written (None: no hint)
+
+
+@dataclass
+class HunkResult:
+    """What happened to one hunk: `applies` (with `line`/`scope`) or refused."""
+
+    hunk: Hunk
+    line: int | None = None  # 1-based line in the file where the anchor starts
+    scope: str | None = None  # qualified name of the function or class it lands in
+    moved: int | None = None
+    refusal: Refusal | None = None
+
+    @property
+    def status(self) -> str:
+        if self.refusal is not None:
+            return "refused"
+        return "moved" if self.moved else "applies"
+
+
+@dataclass
+class SetResult:
+    """One set's verdict: each hunk's result and the refusals that keep the set out."""
+
+    hunk_set: HunkSet
+    hunks: list[HunkResult] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refusals
+
+
+@dataclass
+class PatchedModule:
+    """A module as the accepted sets leave it, compiled with disk line numbers kept."""
+
+    source: ModuleSource
+    text: str
+    sets: tuple[str, ...]
+    compiled: Compiled
+    original_index: ScopeIndex
+
+
+@dataclass
+class Plan:
+    """The verdict on all enabled sets, and the patched text of every module they change."""
+
+    results: list[SetResult]
+    modules: dict[str, PatchedModule]
+    vllm_version: str | None
+
+    @property
+    def accepted(self) -> list[HunkSet]:
+        return [r.hunk_set for r in self.results if r.ok]
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        return [f for r in self.results for f in r.refusals]
+
+
+class _Context:
+    """What refusals of one set need to say: the set, the vLLM version."""
+
+    def __init__(self, hunk_set: HunkSet, version: str | None) -> None:
+        self.hunk_set = hunk_set
+        self.version = version
+
+    def refuse(self, reason: Reason, hunk: Hunk | None, detail: str, source: ModuleSource | None = None, **extra) -> Refusal:
+        origin = hunk.origin if hunk is not None else self.hunk_set.field_origins.get("vllm")
+        if origin is None:
+            from ._model import Origin
+
+            origin = Origin(self.hunk_set.path, 1)
+        target = str(hunk.target) if hunk is not None else self.hunk_set.name
+        return Refusal(
+            reason=reason,
+            set_name=self.hunk_set.name,
+            origin=origin,
+            target=target,
+            detail=detail,
+            vllm_version=self.version,
+            module_path=source.path if source else None,
+            **extra,
+        )
+
+
+def _scope_label(scopes: list[Scope]) -> str:
+    return f"{scopes[0].describe()} (line{'s' if len(scopes) == 1 else 's of each'} " + ", ".join(
+        f"{s.start + 1}-{s.end}" for s in scopes
+    ) + ")"
+
+
+def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placement | Refusal:
+    lines = state.lines
+    try:
+        index = state.index()
+    except SyntaxError as exc:
+        return ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the module source does not parse: {exc}", state.source)
+    anchor = hunk.anchor
+    if hunk.from_diff:
+        return _locate_diff(ctx, hunk, state, index)
+    scopes = index.find(hunk.target.qualname)
+    if not scopes:
+        close = difflib.get_close_matches(hunk.target.qualname or "", index.names(), n=3)
+        hint = f"; similar names: {', '.join(close)}" if close else ""
+        return ctx.refuse(
+            Reason.TARGET_NOT_FOUND,
+            hunk,
+            f"{hunk.target.qualname} is not defined in {hunk.target.module}{hint}",
+            state.source,
+        )
+    if not anchor:
+        scope = scopes[-1]
+        if scope.kind == "function":
+            return ctx.refuse(
+                Reason.ANCHOR_NOT_FOUND,
+                hunk,
+                "this hunk has only '+' lines; only a class or module target takes lines with no anchor "
+                "(they are added at its end)",
+                state.source,
+            )
+        at = scope.end if scope.kind == "class" else len(lines) - (1 if lines and lines[-1] == "" else 0)
+        return Placement(hunk, at, at, [(l.op, l.text) for l in hunk.lines], scope)
+    found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
+    found = sorted(set(found))
+    if len(found) == 1:
+        return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scopes[0])
+    where = _scope_label(scopes)
+    if not found:
+        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}")
+    return ctx.refuse(
+        Reason.ANCHOR_AMBIGUOUS,
+        hunk,
+        f"the {len(anchor)} anchor lines occur {len(found)} times in {where}, at lines "
+        + ", ".join(str(state.origin_of[i] + 1 if state.origin_of[i] is not None else i + 1) for i in found)
+        + "; add context lines until they occur once",
+        state.source,
+        expected=anchor,
+    )
+
+
+def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
+    """The 0-based old-text span [a, b) of the lines a hunk removes (empty: where it inserts)."""
+    pos = start
+    first = last = None
+    for line in hunk.lines:
+        if line.op == "-":
+            first = pos if first is None else first
+            last = pos + 1
+            pos += 1
+        elif line.op == "+":
+            if first is None:
+                first = last = pos
+        else:
+            pos += 1
+    assert first is not None and last is not None
+    return first, last
+
+
+def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeIndex) -> Placement | Refusal:
+    """A diff hunk: find its anchor anywhere in the module, then the scope its changed lines are in."""
+    lines = state.lines
+    anchor = hunk.anchor
+    if not anchor:
+        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
+    found = _anchor.occurrences(lines, anchor, 0, len(lines))
+    if not found:
+        hint = hunk.hint_line or 1
+        return _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1)
+    candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
+    if len(candidates) > 1 and hunk.hint_scope:
+        wanted = hunk.hint_scope.strip()
+        narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, wanted)]
+        if len(narrowed) == 1:
+            candidates = narrowed
+    if len(candidates) > 1:
+        places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
+        return ctx.refuse(
+            Reason.ANCHOR_AMBIGUOUS,
+            hunk,
+            f"the {len(anchor)} anchor lines occur {len(candidates)} times: {places}; "
+            "make the diff with more context (diff -U5) so they occur once",
+            state.source,
+            expected=anchor,
+        )
+    start, scope = candidates[0]
+    moved = None
+    if hunk.hint_line is not None:
+        original_start = state.origin_of[start]
+        moved = (original_start if original_start is not None else start) - (hunk.hint_line - 1)
+    return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
+
+
+def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:
+    """Whether the scope, or one around it, starts with the def/class line git printed after `@@`."""
+    for s in index.scopes:
+        if s.kind != "module" and s.start <= scope.start and scope.end <= s.end:
+            header = lines[s.node.lineno - 1].strip()
+            if header.startswith(wanted) or wanted.startswith(header):
+                return True
+    return False
+
+
+def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
+    anchor = hunk.anchor
+    miss = _anchor.closest(state.lines, anchor, lo, hi)
+    extra: dict = {"expected": anchor}
+    detail = f"the {len(anchor)} lines this hunk expects are not {where}"
+    if miss is not None:
+        original = state.origin_of[miss.start]
+        extra.update(found=miss.found, found_line=(original if original is not None else miss.start) + 1)
+        detail += f"; closest match at line {extra['found_line']} ({miss.agree} of {len(anchor)} lines agree)"
+    return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
+
+
+def _locate(ctx: _Context, hunk: Hunk, state: _State) -> Placement | Refusal:
+    if isinstance(hunk, TransformHunk):
+        from ._transform import locate_transform
+
+        return locate_transform(ctx, hunk, state)
+    return _locate_anchored(ctx, hunk, state)
+
+
+def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
+    """The state after replacing each placement's span (placements must not overlap)."""
+    lines: list[str] = []
+    owners: list[str | None] = []
+    origin_of: list[int | None] = []
+    pos = 0
+    for p in sorted(placements, key=lambda p: (p.start, p.end)):
+        lines += state.lines[pos : p.start]
+        owners += state.owners[pos : p.start]
+        origin_of += state.origin_of[pos : p.start]
+        old = p.start
+        for op, text in p.new:
+            if op == " ":
+                lines.append(state.lines[old])
+                owners.append(state.owners[old])
+                origin_of.append(state.origin_of[old])
+                old += 1
+            elif op == "-":
+                old += 1
+            else:
+                lines.append(text)
+                owners.append(set_name)
+                origin_of.append(None)
+        pos = p.end
+    lines += state.lines[pos:]
+    owners += state.owners[pos:]
+    origin_of += state.origin_of[pos:]
+    return _State(state.source, lines, owners, origin_of, state.sets + (set_name,))
+
+
+def _try_set(
+    ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None]
+) -> tuple[SetResult, dict[str, _State]]:
+    """Locate every hunk of one set on `states`, then apply them all (or report why not)."""
+    result = SetResult(hunk_set)
+    by_module: dict[str, list[Placement]] = {}
+    for hunk in hunk_set.hunks:
+        module = hunk.target.module
+        state = states.get(module) or read(module)
+        if state is None:
+            refusal = ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
+            result.hunks.append(HunkResult(hunk, refusal=refusal))
+            result.refusals.append(refusal)
+            continue
+        states.setdefault(module, state)
+        located = _locate(ctx, hunk, state)
+        if isinstance(located, Refusal):
+            result.hunks.append(HunkResult(hunk, refusal=located))
+            result.refusals.append(located)
+            continue
+        origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
+        line = (origin if origin is not None else located.start) + 1
+        result.hunks.append(HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved))
+        by_module.setdefault(module, []).append(located)
+
+    new_states: dict[str, _State] = {}
+    for module, placements in by_module.items():
+        ordered = sorted(placements, key=lambda p: (p.start, p.end))
+        for a, b in zip(ordered, ordered[1:]):
+            if b.start < a.end or (b.start == a.end == b.end == a.start):
+                refusal = ctx.refuse(
+                    Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
+                    states[module].source,
+                )
+                result.refusals.append(refusal)
+                _mark(result, b.hunk, refusal)
+        if result.refusals:
+            continue
+        new_state = _apply(states[module], placements, hunk_set.name)
+        try:
+            new_state.index()
+        except SyntaxError as exc:
+            refusal = ctx.refuse(
+                Reason.INVALID_PYTHON,
+                placements[0].hunk,
+                f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: "
+                f"{(new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else '').strip()!r}",
+                states[module].source,
+            )
+            result.refusals.append(refusal)
+            for p in placements:
+                _mark(result, p.hunk, refusal)
+            continue
+        new_states[module] = new_state
+    return result, new_states
+
+
+def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
+    for hr in result.hunks:
+        if hr.hunk is hunk and hr.refusal is None:
+            hr.refusal = refusal
+
+
+def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State]) -> list[Refusal]:
+    """Hunks of `hunk_set` whose anchors, placed on `states`, cover lines other sets added."""
+    refusals = []
+    for hunk in hunk_set.hunks:
+        state = states.get(hunk.target.module)
+        if state is None or not state.sets:
+            continue
+        located = _locate(ctx, hunk, state)
+        if isinstance(located, Refusal):
+            refusals.append(
+                ctx.refuse(
+                    Reason.CONFLICT,
+                    hunk,
+                    f"it applies alone, but not on top of {_names(state.sets)} ({located.title}: {located.detail})",
+                    state.source,
+                    other_sets=state.sets,
+                )
+            )
+            continue
+        touched = {state.owners[i] for i in _touched(located)} - {None}
+        if touched:
+            refusals.append(
+                ctx.refuse(
+                    Reason.CONFLICT,
+                    hunk,
+                    f"its anchor covers lines that {_names(tuple(sorted(touched)))} changed "
+                    f"(around line {(state.origin_of[located.start] or located.start) + 1})",
+                    state.source,
+                    other_sets=tuple(sorted(touched)),
+                )
+            )
+    return refusals
+
+
+def _touched(p: Placement) -> list[int]:
+    """Old lines a placement relies on: a hunk's whole anchor; a transform's changed lines and their neighbours."""
+    if not isinstance(p.hunk, TransformHunk):
+        return list(range(p.start, p.end))
+    touched, old = [], p.start
+    for op, _ in p.new:
+        if op == " ":
+            old += 1
+        elif op == "-":
+            touched.append(old)
+            old += 1
+        else:
+            touched += [i for i in (old - 1, old) if p.start <= i < p.end]
+    return touched
+
+
+def _names(sets: Sequence[str]) -> str:
+    return ", ".join(f"set {s!r}" for s in sets)
+
+
+def check_version(hunk_set: HunkSet, version: str | None) -> str | None:
+    """Why `version` is outside the set's `vllm:` range, or None when it is inside (or no range)."""
+    spec = hunk_set.vllm_range
+    if spec is None:
+        return None
+    if version is None:
+        return f"the set needs vllm {spec}, and the vLLM version could not be read"
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return f"the set needs vllm {spec}, and vLLM reports the unreadable version {version!r}"
+    if spec.contains(parsed, prereleases=True) or spec.contains(Version(parsed.public), prereleases=True):
+        return None
+    return f"the set needs vllm {spec}; this is {version}"
+
+
+def plan(sets: Sequence[HunkSet], read_source: SourceReader, vllm_version: str | None, *, compile_modules: bool = True) -> Plan:
+    """Check every set against the original sources, stack the ones that apply, compile the results."""
+    originals: dict[str, _State | None] = {}
+
+    def read(module: str) -> _State | None:
+        if module not in originals:
+            source = read_source(module)
+            originals[module] = None if source is None else _State.initial(source)
+        return originals[module]
+
+    results: list[SetResult] = []
+    accepted: dict[str, _State] = {}
+    for hunk_set in sets:
+        ctx = _Context(hunk_set, vllm_version)
+        alone, alone_states = _try_set(ctx, hunk_set, {}, read)
+        why = check_version(hunk_set, vllm_version)
+        if why is not None:
+            alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
+        results.append(alone)
+        if not alone.ok:
+            continue
+        if not any(m in accepted for m in alone_states):
+            accepted.update(alone_states)
+            continue
+        stacked_on = {m: accepted.get(m) or read(m) for m in hunk_set.modules}
+        conflicts = _conflicts(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None})
+        if conflicts:
+            alone.refusals.extend(conflicts)
+            for refusal in conflicts:
+                hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
+                for hr in alone.hunks:
+                    if hr.hunk is hunk:
+                        hr.refusal = refusal
+            continue
+        stacked, stacked_states = _try_set(ctx, hunk_set, dict(stacked_on), read)
+        if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
+            alone.refusals.extend(stacked.refusals)
+            continue
+        accepted.update(stacked_states)
+
+    modules: dict[str, PatchedModule] = {}
+    if compile_modules:
+        for module, state in accepted.items():
+            patched = _compile(state, originals[module])
+            if isinstance(patched, SyntaxError):
+                owner = state.sets[-1]
+                result = next(r for r in results if r.hunk_set.name == owner)
+                ctx = _Context(result.hunk_set, vllm_version)
+                hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
+                result.refusals.append(
+                    ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {patched}", state.source)
+                )
+                # Never apply half a set: plan again without the set that broke it.
+                return _replan(sets, owner, results, read_source, vllm_version)
+            modules[module] = patched
+    return Plan(results, modules, vllm_version)
+
+
+def _replan(sets: Sequence[HunkSet], dropped: str, results: list[SetResult], read_source: SourceReader, version: str | None) -> Plan:
+    """Plan again without `dropped`, keeping its refusal in the results."""
+    again = plan([s for s in sets if s.name != dropped], read_source, version)
+    keep = next(r for r in results if r.hunk_set.name == dropped)
+    merged = [keep if r.hunk_set.name == dropped else next(a for a in again.results if a.hunk_set.name == r.hunk_set.name) for r in results]
+    return Plan(merged, again.modules, version)
+
+
+def _compile(state: _State, original: _State) -> PatchedModule | SyntaxError:
+    text = "\n".join(state.lines)
+    note = "vllm-surgeon: " + ", ".join(state.sets)
+    tree = state.index().tree
+    state._index = None  # compile_patched renumbers the tree's lines: never reuse it
+    try:
+        compiled = compile_patched(original.lines, state.lines, tree, state.origin_of, state.source.path, note)
+    except SyntaxError as exc:
+        return exc
+    return PatchedModule(state.source, text, state.sets, compiled, original.index())

@@ -1,0 +1,92 @@
+"""The `sys.meta_path` hook: claims only the modules enabled sets change, and runs their patched code.
+
+Modeled on typeguard's `_importhook.py`: the real spec comes from the other finders (so editable
+installs and zip imports keep working); only its loader is wrapped.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+from collections.abc import Callable
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
+
+from ._engine import PatchedModule
+from ._sources import _other_finders
+
+
+def register_source(patched: PatchedModule) -> None:
+    """Let tracebacks and `inspect` read the patched text (mtime None: `checkcache` keeps it)."""
+    display = patched.compiled.display
+    lines = [line + "\n" for line in display.split("\n")]
+    linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
+
+
+class SurgeonLoader:
+    """Wraps the real loader: executes the patched code, delegates everything else to it."""
+
+    def __init__(self, base: Any, patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> None:
+        self._base = base
+        self._patched = patched
+        self._on_exec = on_exec
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        create = getattr(self._base, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: ModuleType) -> None:
+        register_source(self._patched)
+        exec(self._patched.compiled.code, module.__dict__)
+        self._on_exec(module)
+
+    def get_code(self, fullname: str):
+        return self._patched.compiled.code
+
+    def get_source(self, fullname: str) -> str:
+        return self._patched.compiled.display
+
+    def is_package(self, fullname: str) -> bool:
+        return self._base.is_package(fullname)
+
+    def __getattr__(self, name: str) -> Any:  # get_filename, get_data, get_resource_reader, ...
+        return getattr(self._base, name)
+
+    def __repr__(self) -> str:
+        return f"<vllm-surgeon loader for {self._patched.source.module} ({', '.join(self._patched.sets)}) over {self._base!r}>"
+
+
+class SurgeonFinder:
+    """First on `sys.meta_path`; answers only for watched module names, in O(1) otherwise."""
+
+    _vllm_surgeon_finder = True
+
+    def __init__(self, watch: Callable[[], set[str]], spec_for: Callable[[str, Any, Any], ModuleSpec | None]) -> None:
+        self._watch = watch
+        self._spec_for = spec_for
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if fullname not in self._watch():
+            return None
+        return self._spec_for(fullname, path, target)
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+def real_spec(fullname: str, path: Any, target: Any) -> ModuleSpec | None:
+    """The spec the other finders give for `fullname`."""
+    for finder in _other_finders():
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        spec = find(fullname, path, target) if target is not None else find(fullname, path)
+        if spec is not None:
+            return spec
+    return None
+
+
+def install(finder: SurgeonFinder) -> None:
+    if not any(getattr(f, "_vllm_surgeon_finder", False) for f in sys.meta_path):
+        sys.meta_path.insert(0, finder)

@@ -1,0 +1,113 @@
+"""Read the `.hunk` format: header fields, then `@@ module:Qualified.name` sections of ` `/`-`/`+` lines.
+
+    description: Priority scheduling that cannot starve
+    vllm: >=0.30,<0.40
+
+    @@ vllm.v1.request:Request.__lt__
+             \"\"\"
+    -        if self.priority != other.priority:
+    +        if aged(self) != aged(other):
+
+Each `@@` header starts one hunk. Lines starting with `#` in column 0 are comments (code lines
+always start with ' ', '-' or '+'). An empty line inside a hunk is a blank context line; empty
+lines at the end of a hunk are ignored.
+"""
+
+from __future__ import annotations
+
+from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+
+
+def parse_header_line(
+    line: str, origin: Origin, fields: dict[str, str], origins: dict[str, Origin], *, strict: bool = True
+) -> bool:
+    """Take one `key: value` header line into `fields`; False when the line is not one.
+
+    strict: an unknown key is an error (a `.hunk` header) rather than other text (a diff preamble).
+    """
+    key, sep, value = line.partition(":")
+    key = key.strip().lower()
+    if not sep or not key or " " in key:
+        return False
+    if key not in FIELDS:
+        if not strict:
+            return False
+        raise HunkFileError(
+            origin, f"unknown header field {key!r}; known fields: {', '.join(FIELDS)}"
+        )
+    if key in fields:
+        raise HunkFileError(origin, f"header field {key!r} given twice (first at line {origins[key].line})")
+    fields[key] = value.strip()
+    origins[key] = origin
+    return True
+
+
+def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
+    """Parse a `.hunk` file's text; every malformed line raises HunkFileError naming path:line."""
+    fields: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
+    hunks: list[AnchoredHunk] = []
+    current: tuple[Origin, Target] | None = None
+    body: list[Line] = []
+    blanks: list[Line] = []  # empty lines not yet known to be inside the hunk
+    last_field: str | None = None
+
+    def close() -> None:
+        if current is None:
+            return
+        origin, target = current
+        if not any(b.op != " " for b in body):
+            raise HunkFileError(origin, f"hunk for {target} changes nothing: it has no '-' or '+' lines")
+        hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body)))
+        body.clear()
+        blanks.clear()
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r")
+        origin = Origin(path, number)
+        if line.startswith("@@"):
+            close()
+            spec = line[2:].strip()
+            if spec.endswith("@@"):
+                spec = spec[:-2].strip()
+            if not spec:
+                raise HunkFileError(origin, "'@@' must name a target, e.g. @@ vllm.v1.request:Request.__lt__")
+            current = (origin, Target.parse(spec, origin))
+            continue
+        if line.startswith("#"):
+            continue
+        if current is None:
+            if not line.strip():
+                last_field = None
+                continue
+            if line[0] in " \t" and last_field is not None:
+                fields[last_field] += " " + line.strip()
+                continue
+            if parse_header_line(line, origin, fields, origins):
+                last_field = line.partition(":")[0].strip().lower()
+                continue
+            raise HunkFileError(
+                origin,
+                f"expected a header field ({', '.join(FIELDS)}) or an '@@ module:Qualified.name' "
+                f"line, got {line[:60]!r}",
+            )
+        if line == "":
+            blanks.append(Line(" ", "", origin))
+            continue
+        if line.startswith("\\"):
+            continue  # "\ No newline at end of file"
+        op = line[0]
+        if op not in " -+":
+            raise HunkFileError(
+                origin,
+                f"a hunk line must start with ' ' (context), '-' (removed) or '+' (added); "
+                f"got {op!r} in {line[:60]!r}",
+            )
+        body.extend(blanks)  # empty lines followed by more hunk lines are blank context
+        blanks.clear()
+        body.append(Line(op, line[1:], origin))
+    close()
+    if not hunks:
+        raise HunkFileError(Origin(path, 1), "no hunks: add a section starting with '@@ module:Qualified.name'")
+    check_fields(fields, origins)
+    return HunkSet(name=name, path=path, kind="hunk", hunks=tuple(hunks), fields=fields, field_origins=origins)

@@ -1,0 +1,168 @@
+"""The data every part shares: hunk sets, their hunks, and the file and line each came from."""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A place in a hunk file: what every error about that file points at."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class HunkFileError(ValueError):
+    """A hunk file that cannot be read as written; the message starts with `file:line:`."""
+
+    def __init__(self, origin: Origin, message: str) -> None:
+        super().__init__(f"{origin}: {message}")
+        self.origin = origin
+        self.detail = message
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a hunk changes: a module, and a function or class in it (None: module scope)."""
+
+    module: str
+    qualname: str | None = None
+
+    def __str__(self) -> str:
+        return self.module if self.qualname is None else f"{self.module}:{self.qualname}"
+
+    @classmethod
+    def parse(cls, spec: str, origin: Origin) -> Target:
+        """Read `package.module:Class.method` (or just `package.module`), refusing malformed names."""
+        spec = spec.strip()
+        module, sep, qualname = spec.partition(":")
+        if not _dotted(module, allow_locals=False):
+            raise HunkFileError(
+                origin,
+                f"target {spec!r}: {module!r} is not a module name; "
+                "write it as package.module:Class.method, e.g. "
+                "vllm.v1.core.sched.scheduler:Scheduler.schedule",
+            )
+        if sep and not _dotted(qualname, allow_locals=True):
+            raise HunkFileError(
+                origin,
+                f"target {spec!r}: {qualname!r} is not a qualified name like Class.method",
+            )
+        return cls(module, qualname if sep else None)
+
+
+def _dotted(name: str, *, allow_locals: bool) -> bool:
+    parts = name.split(".")
+    return bool(name) and all(
+        (p.isidentifier() and not keyword.iskeyword(p)) or (allow_locals and p == "<locals>")
+        for p in parts
+    )
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of an anchored hunk: op is ' ' (context), '-' (removed) or '+' (added)."""
+
+    op: str
+    text: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class AnchoredHunk:
+    """Lines to find (context and removed) and what replaces them, inside one target."""
+
+    origin: Origin
+    target: Target
+    lines: tuple[Line, ...]
+    # A plain diff names only a file: its scope is found from where its changed lines land.
+    from_diff: bool = False
+    # The old-file line the diff's `@@ -l,n` header gives: a hint, never a decision.
+    hint_line: int | None = None
+    # The text git writes after the second `@@` (the enclosing def or class line).
+    hint_scope: str | None = None
+
+    @property
+    def anchor(self) -> tuple[str, ...]:
+        return tuple(line.text for line in self.lines if line.op != "+")
+
+    @property
+    def replacement(self) -> tuple[str, ...]:
+        return tuple(line.text for line in self.lines if line.op != "-")
+
+    @property
+    def changes(self) -> bool:
+        return any(line.op != " " for line in self.lines)
+
+
+@dataclass(frozen=True)
+class TransformHunk:
+    """A LibCST transform of one target node, with the code it expects to find there."""
+
+    origin: Origin
+    target: Target
+    function: Callable[[Any], Any]
+    anchors: tuple[str, ...]
+    name: str
+
+
+Hunk = Union[AnchoredHunk, TransformHunk]
+
+# Header fields every format may carry (`.hunk` header lines, `.patch` preamble, `.py` globals).
+FIELDS = ("description", "why", "upstream", "vllm", "written-against")
+
+
+@dataclass(frozen=True)
+class HunkSet:
+    """One named file of hunks, applied all together or not at all."""
+
+    name: str
+    path: str
+    kind: str  # "hunk", "diff" or "py"
+    hunks: tuple[Hunk, ...]
+    fields: dict[str, str] = field(default_factory=dict)
+    field_origins: dict[str, Origin] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str | None:
+        return self.fields.get("description")
+
+    @property
+    def vllm_range(self) -> SpecifierSet | None:
+        """The `vllm:` version range, e.g. `>=0.11,<0.40` (None: any version)."""
+        spec = self.fields.get("vllm")
+        return None if spec is None else SpecifierSet(spec)
+
+    @property
+    def written_against(self) -> str | None:
+        return self.fields.get("written-against")
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return tuple(sorted({h.target.module for h in self.hunks}))
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Each distinct target once, in file order."""
+        return tuple(dict.fromkeys(str(h.target) for h in self.hunks))
+
+
+def check_fields(fields: dict[str, str], origins: dict[str, Origin]) -> None:
+    """Refuse a header whose version range does not parse, naming its line."""
+    spec = fields.get("vllm")
+    if spec is not None:
+        try:
+            SpecifierSet(spec)
+        except InvalidSpecifier:
+            raise HunkFileError(
+                origins["vllm"],
+                f"vllm: {spec!r} is not a version range; write e.g. vllm: >=0.11,<0.40",
+            ) from None

@@ -1,0 +1,17 @@
+"""The `vllm.general_plugins` entry point, called by vLLM in every process it starts.
+
+Where the `.pth` bootstrap did not run, this installs the hook and patches in place the target
+modules vLLM already imported (in vLLM 0.32/0.33 ~330 `vllm.*` modules, the scheduler among them).
+"""
+
+import os
+
+
+def register() -> None:
+    if not os.environ.get("VLLM_SURGEON_HUNKS", "").strip():
+        return
+    from ._runtime import runtime
+
+    current = runtime()
+    if current is not None:
+        current.sync()

@@ -1,0 +1,119 @@
+"""Why a hunk or a set was refused, and the message that tells an operator what to do about it."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+
+from ._anchor import side_by_side_diff
+from ._model import HunkSet, Origin
+
+
+class Reason(str, enum.Enum):
+    """Each refusal has exactly one reason; the value is what `--json` and `applied()` report."""
+
+    MODULE_NOT_FOUND = "module-not-found"
+    TARGET_NOT_FOUND = "target-not-found"
+    ANCHOR_NOT_FOUND = "anchor-not-found"
+    ANCHOR_AMBIGUOUS = "anchor-ambiguous"
+    VERSION = "version-mismatch"
+    INVALID_PYTHON = "invalid-python"
+    CONFLICT = "conflict"
+    OVERLAP = "overlap"  # two hunks of one set change the same lines
+    TRANSFORM_FAILED = "transform-failed"
+    UNCHANGED = "unchanged"  # a transform that changes nothing
+    LIVE = "cannot-patch-live"  # an already-imported module this change cannot reach in place
+
+
+_TITLES = {
+    Reason.MODULE_NOT_FOUND: "module not found",
+    Reason.TARGET_NOT_FOUND: "target not found",
+    Reason.ANCHOR_NOT_FOUND: "anchor not found",
+    Reason.ANCHOR_AMBIGUOUS: "anchor found more than once",
+    Reason.VERSION: "version range not met",
+    Reason.INVALID_PYTHON: "result is not valid Python",
+    Reason.CONFLICT: "conflicts with another set",
+    Reason.OVERLAP: "two hunks of this set change the same lines",
+    Reason.TRANSFORM_FAILED: "transform failed",
+    Reason.UNCHANGED: "transform changed nothing",
+    Reason.LIVE: "cannot patch the already-imported module in place",
+}
+
+
+@dataclass
+class Refusal:
+    """One refused hunk (or a whole set, when `origin` is the set's header)."""
+
+    reason: Reason
+    set_name: str
+    origin: Origin  # the hunk (or header field) at fault
+    target: str
+    detail: str
+    vllm_version: str | None = None
+    module_path: str | None = None
+    expected: tuple[str, ...] | None = None  # the anchor, for anchor refusals
+    found: tuple[str, ...] | None = None  # the closest lines in the source
+    found_line: int | None = None  # 1-based line of `found[0]` in module_path
+    other_sets: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def title(self) -> str:
+        return _TITLES[self.reason]
+
+    def summary(self) -> str:
+        """One line: where, what, why."""
+        return f"{self.origin}: {self.target}: {self.title}: {self.detail}"
+
+    def message(self, indent: str = "  ") -> str:
+        """The full, multi-line explanation, with the expected anchor against the closest code found."""
+        version = self.vllm_version or "unknown"
+        out = [
+            f"{self.title} — {self.detail}",
+            f"{indent}hunk:    {self.origin}",
+            f"{indent}target:  {self.target}",
+            f"{indent}vLLM:    {version}" + (f" ({self.module_path})" if self.module_path else ""),
+        ]
+        if self.other_sets:
+            out.append(f"{indent}with:    {', '.join(self.other_sets)}")
+        if self.expected is not None and self.found is not None and self.found_line is not None:
+            where = os.path.basename(self.module_path or "source")
+            out.append(f"{indent}expected anchor ('-') against the closest code found ('+'):")
+            diff = side_by_side_diff(
+                self.expected,
+                self.found,
+                f"expected by {self.origin}",
+                f"found at {where}:{self.found_line} (vLLM {version})",
+            )
+            out += [indent * 2 + line for line in diff]
+        elif self.expected is not None:
+            out.append(f"{indent}expected anchor ({len(self.expected)} lines):")
+            out += [indent * 2 + "|" + line for line in self.expected]
+        return "\n".join(out)
+
+
+class SurgeonError(RuntimeError):
+    """An enabled hunk set could not be applied; stops vLLM's start unless VLLM_SURGEON_ON_FAILURE=warn."""
+
+    def __init__(
+        self, refusals: list[Refusal] | None = None, sets: dict[str, HunkSet] | None = None, extra: str | None = None
+    ) -> None:
+        refusals = refusals or []
+        self.refusals = refusals
+        lines = [extra] if extra else []
+        by_set: dict[str, list[Refusal]] = {}
+        for refusal in refusals:
+            by_set.setdefault(refusal.set_name, []).append(refusal)
+        for name, items in by_set.items():
+            path = sets[name].path if sets and name in sets else None
+            lines.append(f"vllm-surgeon refused hunk set {name!r}" + (f" ({path})" if path else "") + ":")
+            for refusal in items:
+                lines.append("  " + refusal.message(indent="    ").replace("\n", "\n  "))
+        if not refusals:
+            super().__init__("\n".join(lines))
+            return
+        lines.append(
+            "Nothing of these sets was applied. Fix or disable them (VLLM_SURGEON_HUNKS), "
+            "or set VLLM_SURGEON_ON_FAILURE=warn to run without them."
+        )
+        super().__init__("\n".join(lines))

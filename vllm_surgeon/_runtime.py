@@ -1,0 +1,218 @@
+"""This process's surgeon: which sets are enabled, the plan for them, and what has been applied.
+
+The plan is made once per process, at the first import of `vllm` (or of any target module), or
+when vLLM calls the general plugin, whichever comes first: every hunk of every enabled set is
+checked against the sources on disk before any module is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from . import _engine
+from ._hook import SurgeonFinder, SurgeonLoader, install, real_spec, register_source
+from ._model import HunkFileError, HunkSet
+from ._refusal import Reason, Refusal, SurgeonError
+from ._search import UnknownSetError, enabled_names, load
+from ._sources import installed_vllm, read_installed
+
+log = logging.getLogger("vllm_surgeon")
+_LOCK = threading.RLock()
+_RUNTIME: Runtime | None = None
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [vllm-surgeon] %(message)s", "%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+@dataclass(frozen=True)
+class AppliedSet:
+    """One set applied in this process: what `vllm_surgeon.applied()` returns and the log line says."""
+
+    name: str
+    path: str
+    targets: tuple[str, ...]
+    modules: dict[str, str]  # module -> "at import", "in place", or "pending" (not imported yet)
+    vllm_version: str | None
+    pid: int
+    process: str
+
+
+def _process_name() -> str:
+    return multiprocessing.current_process().name
+
+
+class Runtime:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.sets: list[HunkSet] = []
+        self.load_errors: list[tuple[str, Exception]] = []
+        for name in names:
+            try:
+                self.sets.append(load(name))
+            except (UnknownSetError, HunkFileError) as exc:
+                self.load_errors.append((name, exc))
+        self.plan: _engine.Plan | None = None
+        self.error: Exception | None = None
+        self.status: dict[str, str] = {}
+        self._watch: set[str] = {"vllm"} | {m for s in self.sets for m in s.modules}
+        self.finder = SurgeonFinder(lambda: self._watch, self._spec_for)
+        install(self.finder)
+
+    # -- planning -------------------------------------------------------------------------
+    def ensure_planned(self) -> _engine.Plan:
+        """Make the plan once; raise the stored error on every later call if it failed closed."""
+        with _LOCK:
+            if self.error is not None:
+                raise self.error
+            if self.plan is None:
+                try:
+                    self._make_plan()
+                except Exception as exc:
+                    self.error = exc
+                    self._watch = {"vllm"} | self._watch
+                    raise
+            return self.plan
+
+    def _make_plan(self) -> None:
+        _setup_logging()
+        policy = os.environ.get("VLLM_SURGEON_ON_FAILURE", "fail").strip().lower() or "fail"
+        if policy not in ("fail", "warn"):
+            raise SurgeonError(
+                extra=f"VLLM_SURGEON_ON_FAILURE={os.environ['VLLM_SURGEON_ON_FAILURE']!r} is not understood; "
+                "use 'fail' (the default: stop vLLM's start) or 'warn' (log and run without the set)"
+            )
+        if self.load_errors:
+            text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
+            if policy == "fail":
+                raise SurgeonError(extra=text)
+            log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without these sets:\n%s", text)
+        version, _ = installed_vllm()
+        sets = list(self.sets)
+        while True:
+            plan = _engine.plan(sets, read_installed, version)
+            if plan.refusals and policy == "fail":
+                raise SurgeonError(plan.refusals, {s.name: s for s in self.sets})
+            live = self._patch_imported(plan)
+            if live is None:
+                break
+            if policy == "fail":
+                raise SurgeonError([live], {s.name: s for s in self.sets})
+            sets = [s for s in sets if s.name != live.set_name]
+            self._warn([live])
+        if plan.refusals:
+            self._warn(plan.refusals)
+        self.plan = plan
+        self._watch = set(plan.modules) - set(self.status)
+        for hunk_set in plan.accepted:
+            info = self._applied(hunk_set)
+            log.info(
+                "applied set %r (%s) in pid %d (%s), vLLM %s: %s",
+                info.name, info.path, info.pid, info.process, info.vllm_version or "unknown",
+                ", ".join(f"{t}" for t in info.targets),
+            )
+
+    def _warn(self, refusals: list[Refusal]) -> None:
+        error = SurgeonError(refusals, {s.name: s for s in self.sets})
+        log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets:\n%s", error)
+
+    def _patch_imported(self, plan: _engine.Plan) -> Refusal | None:
+        """Patch in place the planned modules already imported; a refusal (and nothing changed) if one cannot be."""
+        from ._inplace import LiveError, Transaction, patch_in_place
+
+        txn = Transaction()
+        done = []
+        for name, patched in plan.modules.items():
+            module = sys.modules.get(name)
+            if module is None or name in self.status:
+                continue
+            try:
+                patch_in_place(module, patched, txn)
+            except Exception as exc:  # LiveError, or the new code failing to execute
+                txn.rollback()
+                blamed = patched.sets[-1]
+                hunk_set = next(s for s in self.sets if s.name == blamed)
+                hunk = next(h for h in hunk_set.hunks if h.target.module == name)
+                detail = str(exc) if isinstance(exc, LiveError) else f"{type(exc).__name__}: {exc}"
+                return Refusal(
+                    Reason.LIVE, blamed, hunk.origin, str(hunk.target),
+                    f"{name} was imported before vllm-surgeon's hook, and {detail}. Install vllm-surgeon with pip "
+                    "so its .pth bootstrap rewrites the module at import",
+                    plan.vllm_version, patched.source.path,
+                )
+            done.append((module, patched))
+        for module, patched in done:
+            register_source(patched)
+            module.__loader__ = SurgeonLoader(module.__loader__, patched, lambda m: None)
+            self.status[module.__name__] = "in place"
+        return None
+
+    # -- the import hook ------------------------------------------------------------------
+    def _spec_for(self, fullname: str, path: Any, target: Any):
+        plan = self.ensure_planned()
+        patched = plan.modules.get(fullname)
+        if patched is None or fullname in self.status:
+            return None
+        spec = real_spec(fullname, path, target)
+        if spec is None:
+            return None
+        if spec.origin != patched.source.path:
+            raise SurgeonError(
+                extra=f"vllm-surgeon planned {fullname} from {patched.source.path}, but the import system now finds "
+                f"{spec.origin}; sys.path changed after vLLM started importing",
+            )
+        spec.loader = SurgeonLoader(spec.loader, patched, self._imported)
+        return spec
+
+    def _imported(self, module: ModuleType) -> None:
+        self.status[module.__name__] = "at import"
+        self._watch.discard(module.__name__)
+
+    def sync(self) -> None:
+        """The plugin's entry: plan if not done, and patch in place whatever was imported before the hook."""
+        plan = self.ensure_planned()
+        with _LOCK:
+            refusal = self._patch_imported(plan)
+            if refusal is not None:
+                raise SurgeonError([refusal], {s.name: s for s in self.sets})
+
+    # -- reporting ------------------------------------------------------------------------
+    def _applied(self, hunk_set: HunkSet) -> AppliedSet:
+        version = self.plan.vllm_version if self.plan else None
+        return AppliedSet(
+            name=hunk_set.name,
+            path=hunk_set.path,
+            targets=hunk_set.targets,
+            modules={m: self.status.get(m, "pending") for m in hunk_set.modules},
+            vllm_version=version,
+            pid=os.getpid(),
+            process=_process_name(),
+        )
+
+    def applied(self) -> list[AppliedSet]:
+        if self.plan is None:
+            return []
+        return [self._applied(s) for s in self.plan.accepted]
+
+
+def runtime(create: bool = True) -> Runtime | None:
+    """This process's runtime, made (and the hook installed) on first use when sets are enabled."""
+    global _RUNTIME
+    with _LOCK:
+        if _RUNTIME is None and create:
+            names = enabled_names()
+            if names:
+                _RUNTIME = Runtime(names)
+        return _RUNTIME

@@ -1,0 +1,79 @@
+"""Where each function and class of a module's source lies, by qualified name (from `ast`, no import)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A function, a class or the module: its `__qualname__` and 0-based line span [start, end)."""
+
+    qualname: str  # "" for the module
+    kind: str  # "function", "class" or "module"
+    start: int  # first line, decorators included
+    end: int
+    # Reachable by attribute lookup from the module (not defined inside a function).
+    addressable: bool
+    node: ast.AST
+
+    def contains(self, start: int, end: int) -> bool:
+        return self.start <= start and end <= self.end
+
+    def describe(self) -> str:
+        return "module scope" if self.kind == "module" else f"{self.kind} {self.qualname}"
+
+
+class ScopeIndex:
+    """All scopes of one source text; parsing errors propagate as SyntaxError."""
+
+    def __init__(self, text: str, filename: str = "<source>") -> None:
+        self.tree = ast.parse(text, filename=filename)
+        count = text.count("\n") + 1
+        self.module = Scope("", "module", 0, count, True, self.tree)
+        self.scopes: list[Scope] = [self.module]
+        self._walk(self.tree, "", True)
+
+    def _walk(self, node: ast.AST, prefix: str, addressable: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _DEFS):
+                qualname = prefix + child.name
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                is_class = isinstance(child, ast.ClassDef)
+                self.scopes.append(
+                    Scope(qualname, "class" if is_class else "function", first - 1, child.end_lineno, addressable, child)
+                )
+                if is_class:
+                    self._walk(child, qualname + ".", addressable)
+                else:
+                    self._walk(child, qualname + ".<locals>.", False)
+            else:
+                self._walk(child, prefix, addressable)
+
+    def find(self, qualname: str | None) -> list[Scope]:
+        """Every scope with this qualified name (a property's getter and setter share one)."""
+        if qualname is None:
+            return [self.module]
+        return [s for s in self.scopes if s.qualname == qualname]
+
+    def innermost(self, start: int, end: int) -> Scope:
+        """The smallest scope holding lines [start, end) (an empty span: the gap before `start`)."""
+        best = self.module
+        for scope in self.scopes:
+            inside = scope.contains(start, end) if end > start else scope.start < start < scope.end
+            if inside and scope.end - scope.start <= best.end - best.start and scope is not self.module:
+                best = scope
+        return best
+
+    def unit(self, line: int) -> Scope | None:
+        """The outermost addressable function holding `line`: what in-place patching recompiles."""
+        for scope in self.scopes:
+            if scope.kind == "function" and scope.addressable and scope.start <= line < scope.end:
+                return scope
+        return None
+
+    def names(self) -> list[str]:
+        return [s.qualname for s in self.scopes if s.kind != "module"]
