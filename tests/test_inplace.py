@@ -1,0 +1,179 @@
+"""Patching an already-imported module in place: every live reference runs the new code, or nothing changes."""
+
+import importlib
+import sys
+import textwrap
+import traceback
+import uuid
+
+import pytest
+
+from vllm_surgeon import _engine
+from vllm_surgeon._engine import ModuleSource
+from vllm_surgeon._hook import register_source
+from vllm_surgeon._hunkfile import parse_hunk_file
+from vllm_surgeon._inplace import LiveError, Transaction, patch_in_place
+
+SOURCE = '''\
+import functools
+
+
+def deco(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        return fn(*a, **k)
+    return wrapper
+
+
+def plain_deco(fn):
+    def inner(*a, **k):
+        return fn(*a, **k)
+    return inner
+
+
+class Base:
+    def greet(self):
+        return "base"
+
+
+class Child(Base):
+    def greet(self):
+        word = "child"
+        return word + "/" + super().greet()
+
+    @deco
+    def wrapped(self):
+        return 1
+
+    @plain_deco
+    def hidden(self):
+        return 1
+
+    @staticmethod
+    def static():
+        return 1
+
+    @property
+    def prop(self):
+        return 1
+
+
+def make_counter():
+    count = 0
+
+    def inc():
+        nonlocal count
+        count += 1
+        return count
+    return inc
+
+
+def top(x):
+    return x + 1
+'''
+
+HUNKS = '''\
+@@ {m}:Child.greet
+-        word = "child"
++        word = "patched"
+@@ {m}:Child.wrapped
+-        return 1
++        return 2
+@@ {m}:Child.hidden
+-        return 1
++        return 2
+@@ {m}:Child.static
+-        return 1
++        return 2
+@@ {m}:Child.prop
+-        return 1
++        return 2
+@@ {m}:make_counter
+-        count += 1
++        count += 10
+@@ {m}:top
+-    return x + 1
++    if x < 0:
++        raise ValueError("negative " + helper_name())
++    return x + 2
+@@ {m}:Child
++
++    def extra(self):
++        return super().greet() + "!"
+@@ {m}
++
++
++def helper_name():
++    return "input"
+'''
+
+
+@pytest.fixture
+def live(tmp_path, monkeypatch):
+    """A freshly imported module with SOURCE, and a function making the plan for hunk text on it."""
+    name = f"fake_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+
+    def patched(hunks: str):
+        s = parse_hunk_file(hunks.format(m=name), str(tmp_path / "set.hunk"), "set")
+        plan = _engine.plan([s], lambda m: ModuleSource(m, str(path), SOURCE) if m == name else None, None)
+        assert plan.refusals == [], [r.message() for r in plan.refusals]
+        return plan.modules[name]
+
+    yield module, patched
+    sys.modules.pop(name, None)
+
+
+def test_every_kind_of_live_reference_runs_the_patched_code(live):
+    module, patched = live
+    held_top = module.top  # `from m import top` elsewhere
+    held_greet = module.Child.greet
+    child = module.Child()
+    old_counter = module.make_counter()
+    patch_in_place(module, patched(HUNKS), Transaction())
+
+    assert child.greet() == "patched/base" and held_greet(child) == "patched/base"  # zero-argument super()
+    assert child.wrapped() == 2 and child.hidden() == 2 and module.Child.static() == 2 and child.prop == 2
+    assert held_top(1) == 3
+    counter = module.make_counter()
+    assert counter() == 10 and counter() == 20  # closures keep working
+    assert old_counter() == 1  # a closure made before the patch keeps the code it was made with
+    assert child.extra() == "base!"  # new method, super() bound to the live class
+    assert module.helper_name() == "input"
+
+
+def test_traceback_and_getsource_show_patched_lines_while_other_lines_keep_disk_numbers(live):
+    import inspect
+
+    module, patched = live
+    result = patched(HUNKS)
+    patch_in_place(module, result, Transaction())
+    register_source(result)
+    with pytest.raises(ValueError) as info:
+        module.top(-1)
+    frames = traceback.extract_tb(info.tb)
+    assert frames[-1].line == 'raise ValueError("negative " + helper_name())'
+    assert frames[-1].lineno > SOURCE.count("\n")  # in the tail, past the file on disk
+    assert 'raise ValueError("negative "' in inspect.getsource(module.top)
+    assert module.Base.greet.__code__.co_firstlineno == 18  # untouched code: its line on disk
+
+
+def test_a_failing_step_undoes_everything_already_done(live):
+    module, patched = live
+    result = patched(HUNKS + "@@ {m}\n+import a_module_that_does_not_exist\n")
+    txn = Transaction()
+    with pytest.raises(ImportError):
+        patch_in_place(module, result, txn)
+    txn.rollback()
+    assert module.top(1) == 2 and not hasattr(module, "helper_name") and not hasattr(module.Child, "extra")
+
+
+def test_a_new_zero_argument_super_cannot_be_added_in_place(live):
+    module, patched = live
+    result = patched('@@ {m}:Base.greet\n-        return "base"\n+        return "base" + str(super().__init__())\n')
+    with pytest.raises(LiveError, match=r"closure variables \('__class__',\)"):
+        patch_in_place(module, result, Transaction())
+    assert module.Base().greet() == "base"
