@@ -102,7 +102,7 @@ SURGEON_LINE = re.compile(r"\[vllm-surgeon\] applied set '(?P<name>[^']+)' .* in
 
 
 class EngineRun:
-    """One real vLLM engine run by tests/engine_driver.py: its exit code, JSON results and full log."""
+    """One real vLLM engine run by tools/engine_driver.py: its exit code, JSON results and full log."""
 
     def __init__(self, returncode: int, results: dict | None, log: str) -> None:
         self.returncode = returncode
@@ -127,7 +127,7 @@ def engine_run(tiny_model: Path, tmp_path_factory):
         if key not in _RUNS:
             out = tmp_path_factory.mktemp(f"engine-{key}") / "results.json"
             proc = subprocess.run(
-                [sys.executable, str(REPO / "tests" / "engine_driver.py"), str(tiny_model), str(out), *scenarios],
+                [sys.executable, str(REPO / "tools" / "engine_driver.py"), str(tiny_model), str(out), *scenarios],
                 env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
             )
             log = proc.stdout + proc.stderr

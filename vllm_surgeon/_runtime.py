@@ -44,7 +44,7 @@ class AppliedSet:
     name: str
     path: str
     targets: tuple[str, ...]
-    modules: dict[str, str]  # module -> "at import", "in place", or "pending" (not imported yet)
+    modules: dict[str, str]  # module -> "at import", "in place", or "not imported yet"
     vllm_version: str | None
     pid: int
     process: str
@@ -118,10 +118,11 @@ class Runtime:
         self._watch = set(plan.modules) - set(self.status)
         for hunk_set in plan.accepted:
             info = self._applied(hunk_set)
+            how = ", ".join(f"{m} {'in place' if state == 'in place' else 'at import'}" for m, state in info.modules.items())
             log.info(
-                "applied set %r (%s) in pid %d (%s), vLLM %s: %s",
+                "applied set %r (%s) in pid %d (%s), vLLM %s: %s [%s]",
                 info.name, info.path, info.pid, info.process, info.vllm_version or "unknown",
-                ", ".join(f"{t}" for t in info.targets),
+                ", ".join(info.targets), how,
             )
 
     def _warn(self, refusals: list[Refusal]) -> None:
@@ -195,7 +196,7 @@ class Runtime:
             name=hunk_set.name,
             path=hunk_set.path,
             targets=hunk_set.targets,
-            modules={m: self.status.get(m, "pending") for m in hunk_set.modules},
+            modules={m: self.status.get(m, "not imported yet") for m in hunk_set.modules},
             vllm_version=version,
             pid=os.getpid(),
             process=_process_name(),

@@ -1,6 +1,6 @@
 """Drive one real vLLM engine (CPU build) through the scenarios the tests measure; write JSON results.
 
-Run in its own process by tests/conftest.py (`python tests/engine_driver.py MODEL OUT SCENARIO...`),
+Run in its own process by tests/conftest.py and tools/demo.py (`python tools/engine_driver.py MODEL OUT SCENARIO...`),
 so one engine start (~30 s) serves every test of one configuration.
 """
 

