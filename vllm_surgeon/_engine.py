@@ -199,7 +199,9 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
     found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
     found = sorted(set(found))
     if len(found) == 1:
-        return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scopes[0])
+        scope = next(s for s in scopes if s.start <= found[0] < s.end)
+        moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
+        return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
     where = _scope_label(scopes)
     if not found:
         return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}")

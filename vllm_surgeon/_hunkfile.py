@@ -8,12 +8,15 @@
     -        if self.priority != other.priority:
     +        if aged(self) != aged(other):
 
-Each `@@` header starts one hunk. Lines starting with `#` in column 0 are comments (code lines
+Each `@@` header starts one hunk; `@@ target @@ +N` (as `capture` writes it) records that the
+anchor started N lines into the target, so `verify` can say when it has moved. Lines starting with `#` in column 0 are comments (code lines
 always start with ' ', '-' or '+'). An empty line inside a hunk is a blank context line; empty
 lines at the end of a hunk are ignored.
 """
 
 from __future__ import annotations
+
+import re
 
 from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
 
@@ -47,7 +50,7 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     hunks: list[AnchoredHunk] = []
-    current: tuple[Origin, Target] | None = None
+    current: tuple[Origin, Target, int | None] | None = None
     body: list[Line] = []
     blanks: list[Line] = []  # empty lines not yet known to be inside the hunk
     last_field: str | None = None
@@ -55,10 +58,10 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     def close() -> None:
         if current is None:
             return
-        origin, target = current
+        origin, target, offset = current
         if not any(b.op != " " for b in body):
             raise HunkFileError(origin, f"hunk for {target} changes nothing: it has no '-' or '+' lines")
-        hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body)))
+        hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body), hint_offset=offset))
         body.clear()
         blanks.clear()
 
@@ -67,12 +70,12 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
         origin = Origin(path, number)
         if line.startswith("@@"):
             close()
-            spec = line[2:].strip()
-            if spec.endswith("@@"):
-                spec = spec[:-2].strip()
+            spec, _, trailer = line[2:].partition("@@")
+            spec = spec.strip()
             if not spec:
                 raise HunkFileError(origin, "'@@' must name a target, e.g. @@ vllm.v1.request:Request.__lt__")
-            current = (origin, Target.parse(spec, origin))
+            hint = re.match(r"\s*\+(\d+)\b", trailer)
+            current = (origin, Target.parse(spec, origin), int(hint.group(1)) if hint else None)
             continue
         if line.startswith("#"):
             continue

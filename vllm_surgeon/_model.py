@@ -89,6 +89,8 @@ class AnchoredHunk:
     hint_line: int | None = None
     # The text git writes after the second `@@` (the enclosing def or class line).
     hint_scope: str | None = None
+    # `.hunk` sections written by `capture`: `@@ target @@ +N`, the anchor's line offset in the target.
+    hint_offset: int | None = None
 
     @property
     def anchor(self) -> tuple[str, ...]:

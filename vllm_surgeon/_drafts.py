@@ -1,0 +1,111 @@
+"""The smallest hunks that turn one text into another, each with just enough context to be unique.
+
+Used by `capture` (edited copy of a function -> `.hunk`) and `rebase` (new release -> merged
+module -> `.hunk` or `.patch`). A hunk's anchor must occur exactly once in its scope, and holds
+at least one non-blank line; hunks whose anchors would touch are merged into one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ._anchor import occurrences
+
+
+@dataclass
+class Draft:
+    """One hunk to write: its scope (a qualname, or None for the module) and lines in old-text order."""
+
+    scope: str | None
+    scope_start: int  # 0-based first line of the scope in the old text
+    start: int  # 0-based first anchor line in the old text
+    end: int  # exclusive
+    lines: list[tuple[str, str]]  # (op, text)
+
+    @property
+    def offset(self) -> int:
+        """Where the anchor starts, in lines from the scope's first line (the `@@ ... @@ +N` hint)."""
+        return self.start - self.scope_start
+
+
+# scope_of(start, end) -> (qualname or None, first line, end line) of the scope a change sits in;
+# given a scope's span back, it answers with the scope around that one.
+ScopeOf = Callable[[int, int], "tuple[str | None, int, int]"]
+
+
+def _unique(old: Sequence[str], lo: int, hi: int, start: int, end: int) -> bool:
+    anchor = old[start:end]
+    return bool(anchor) and any(line.strip() for line in anchor) and len(occurrences(old, anchor, lo, hi)) == 1
+
+
+def drafts(old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0) -> list[Draft]:
+    """Hunks turning `old` into `new`; each anchor unique inside the scope `scope_of` gives for its change."""
+    matcher = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False)
+    opcodes = matcher.get_opcodes()
+    changes = [(i1, i2) for tag, i1, i2, _, _ in opcodes if tag != "equal"]
+    spans: list[list] = []  # [start, end, qualname, scope_lo, scope_hi]
+    for i1, i2 in changes:
+        name, lo, hi = scope_of(i1, i2)
+        before = after = min_context
+        while True:
+            start, end = max(lo, i1 - before), min(hi, i2 + after)
+            if _unique(old, lo, hi, start, end):
+                break
+            can_before, can_after = start > lo, end < hi
+            if not can_before and not can_after:
+                if name is None and lo == 0 and hi == len(old):
+                    raise ValueError("the change cannot be anchored uniquely even in the whole module")
+                name, lo, hi = scope_of(lo, hi)  # widen to the scope around this one
+                continue
+            if (before <= after and can_before) or not can_after:
+                before += 1
+            else:
+                after += 1
+        spans.append([start, end, name, lo, hi])
+    # Merge anchors that overlap or touch; the merged one lives in the wider scope.
+    merged: list[list] = []
+    for span in sorted(spans):
+        if merged and span[0] <= merged[-1][1]:
+            last = merged[-1]
+            last[1] = max(last[1], span[1])
+            if span[4] - span[3] > last[4] - last[3]:
+                last[2:] = span[2:]
+        else:
+            merged.append(span)
+    result = []
+    for start, end, name, lo, _hi in merged:
+        lines: list[tuple[str, str]] = []
+        for tag, i1, i2, j1, j2 in opcodes:
+            a, b = max(i1, start), min(i2, end)
+            if tag == "equal":
+                lines += [(" ", old[i]) for i in range(a, b)]
+            elif (i1 < end and i2 > start) or (i1 == i2 and start <= i1 <= end):  # touching changes were merged
+                lines += [("-", old[i]) for i in range(i1, i2)]
+                lines += [("+", new[j]) for j in range(j1, j2)]
+        result.append(Draft(name, lo, start, end, lines))
+    return result
+
+
+def render_hunk_section(target: str, draft: Draft) -> list[str]:
+    """The `.hunk` text of one draft; blank context lines are written as ' ' so they are kept."""
+    out = [f"@@ {target} @@ +{draft.offset}"]
+    for op, text in draft.lines:
+        out.append(op + text if (text or op != " ") else " ")
+    return out
+
+
+def render_unified(path: str, old: Sequence[str], draft_list: Sequence[Draft]) -> list[str]:
+    """A unified diff (`--- a/path`, `+++ b/path`, `@@ -l,n +l,n @@`) made of the drafts."""
+    out = [f"--- a/{path}", f"+++ b/{path}"]
+    shift = 0
+    for d in draft_list:
+        old_count = sum(1 for op, _ in d.lines if op != "+")
+        new_count = sum(1 for op, _ in d.lines if op != "-")
+        old_start = d.start + 1 if old_count else d.start
+        new_start = old_start + shift if new_count else old_start + shift - 1
+        out.append(f"@@ -{old_start},{old_count} +{new_start},{new_count} @@")
+        out += [op + text for op, text in d.lines]
+        shift += new_count - old_count
+    return out

@@ -1,0 +1,176 @@
+"""`verify`: does each hunk of each set apply to a given vLLM, and if not, why; as text or JSON.
+
+The JSON schema (`"schema": "vllm-surgeon/verify/1"`) is stable; see README.md "verify --json".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import _engine
+from ._engine import HunkResult, SetResult
+from ._model import HunkSet
+from ._refusal import Refusal
+from ._releases import Tree
+
+SCHEMA = "vllm-surgeon/verify/1"
+MATRIX_SCHEMA = "vllm-surgeon/verify-matrix/1"
+
+
+@dataclass
+class Verdict:
+    """Every set checked against one tree."""
+
+    tree: Tree
+    spec: str | None
+    results: list[SetResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False) -> Verdict:
+    """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them)."""
+    if together:
+        return Verdict(tree, spec, _engine.plan(list(sets), tree.read, tree.version).results)
+    return Verdict(tree, spec, [_engine.plan([s], tree.read, tree.version).results[0] for s in sets])
+
+
+# -- JSON -------------------------------------------------------------------------------------------
+
+def _refusal_json(r: Refusal) -> dict:
+    return {
+        "reason": r.reason.value,
+        "detail": r.detail,
+        "origin": str(r.origin),
+        "target": r.target,
+        "module_path": r.module_path,
+        "expected": list(r.expected) if r.expected is not None else None,
+        "found": list(r.found) if r.found is not None else None,
+        "found_line": r.found_line,
+        "other_sets": list(r.other_sets),
+    }
+
+
+def _hunk_json(h: HunkResult) -> dict:
+    out = {
+        "origin": str(h.hunk.origin),
+        "target": str(h.hunk.target),
+        "status": h.status,
+        "line": h.line,
+        "scope": h.scope,
+        "moved": h.moved,
+        "refusal": _refusal_json(h.refusal) if h.refusal is not None else None,
+    }
+    return out
+
+
+def verdict_json(v: Verdict) -> dict:
+    return {
+        "schema": SCHEMA,
+        "against": {"spec": v.spec, "label": v.tree.label, "vllm_version": v.tree.version, "location": v.tree.location},
+        "ok": v.ok,
+        "sets": [
+            {
+                "name": r.hunk_set.name,
+                "path": r.hunk_set.path,
+                "kind": r.hunk_set.kind,
+                "status": "applies" if r.ok else "refused",
+                "vllm_range": r.hunk_set.fields.get("vllm"),
+                "written_against": r.hunk_set.written_against,
+                "hunks": [_hunk_json(h) for h in r.hunks],
+                "refusals": [_refusal_json(f) for f in r.refusals],
+            }
+            for r in v.results
+        ],
+    }
+
+
+def matrix_json(verdicts: Sequence[Verdict]) -> dict:
+    return {"schema": MATRIX_SCHEMA, "ok": all(v.ok for v in verdicts), "releases": [verdict_json(v) for v in verdicts]}
+
+
+# -- text -------------------------------------------------------------------------------------------
+
+class Style:
+    """ANSI colour, only on a terminal and never with NO_COLOR."""
+
+    def __init__(self, stream=None) -> None:
+        stream = stream or sys.stdout
+        self.on = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.on else text
+
+    def good(self, text: str) -> str:
+        return self._wrap("32", text)
+
+    def warn(self, text: str) -> str:
+        return self._wrap("33", text)
+
+    def bad(self, text: str) -> str:
+        return self._wrap("31;1", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+
+def _where(h: HunkResult, tree: Tree) -> str:
+    if h.moved:
+        scope = f" in {h.scope}" if h.scope else ""
+        direction = "below" if h.moved > 0 else "above"
+        return f"anchor at line {h.line}{scope}: {abs(h.moved)} lines {direction} where it was written"
+    return f"at line {h.line}" + (f" in {h.scope}" if h.scope else " (module scope)")
+
+
+def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
+    out = [f"verify against {v.tree.label}"]
+    for r in v.results:
+        s = r.hunk_set
+        head = style.good("applies") if r.ok else style.bad("REFUSED")
+        out.append(f"\n{s.name}  {head}  {style.dim(s.path)}")
+        hunk_refusals = {id(h.refusal) for h in r.hunks if h.refusal is not None}
+        for refusal in r.refusals:
+            if id(refusal) not in hunk_refusals:
+                out.append("  " + style.bad("refused: ") + refusal.message(indent="    ").replace("\n", "\n  "))
+        for h in r.hunks:
+            origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
+            if h.refusal is not None:
+                out.append(f"  {style.bad('refused')}  {origin}  {h.hunk.target}")
+                out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))
+            elif h.moved:
+                out.append(f"  {style.warn('moved  ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
+            else:
+                out.append(f"  {style.good('ok     ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
+    good = sum(1 for r in v.results if r.ok)
+    out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
+    return out
+
+
+def render_matrix(verdicts: Sequence[Verdict], style: Style) -> list[str]:
+    names = list(dict.fromkeys(r.hunk_set.name for v in verdicts for r in v.results))
+    width = max([len(n) for n in names] + [3])
+    header = "set".ljust(width) + "  " + "  ".join(f"{v.tree.version or '?':>9}" for v in verdicts)
+    out = [header]
+    for name in names:
+        cells = []
+        for v in verdicts:
+            result = next((r for r in v.results if r.hunk_set.name == name), None)
+            if result is None:
+                cells.append(f"{'-':>9}")
+            elif result.ok:
+                moved = any(h.moved for h in result.hunks)
+                cells.append(style.warn(f"{'moved':>9}") if moved else style.good(f"{'ok':>9}"))
+            else:
+                cells.append(style.bad(f"{'REFUSED':>9}"))
+        out.append(name.ljust(width) + "  " + "  ".join(cells))
+    out.append("")
+    for v in verdicts:
+        for r in v.results:
+            for refusal in r.refusals:
+                out.append(f"{v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
+    return out
