@@ -153,3 +153,23 @@ def test_bootstrap_can_be_turned_off_so_only_the_plugin_applies(pkg):
         print(core.Greeter().greet("a"), 'vllm_surgeon' in sys.modules)
     """, hunks="good", VLLM_SURGEON_BOOTSTRAP="0")
     assert out.stdout.split() == ["hello", "a", "False"]
+
+
+def test_a_forked_child_logs_its_own_line_when_vllm_calls_the_plugin_there(pkg):
+    out = pkg.run("""
+        import multiprocessing, os
+        import fakepkg.core as core
+        import vllm_surgeon._plugin as plugin
+
+        def child():
+            plugin.register()  # vLLM calls its general plugins in every process it starts
+            print("child", os.getpid(), core.Greeter().greet("x"), flush=True)
+
+        if __name__ == "__main__":
+            p = multiprocessing.get_context("fork").Process(target=child, name="ForkedWorker")
+            p.start()
+            p.join()
+    """, hunks="good")
+    _, pid, greeting = out.stdout.split(maxsplit=2)
+    assert greeting.strip() == "hi x"
+    assert f"in pid {pid} (ForkedWorker)" in out.stderr and out.stderr.count("[vllm-surgeon] applied") == 2

@@ -67,6 +67,7 @@ class Runtime:
         self.plan: _engine.Plan | None = None
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
+        self._log_pending = False
         self._watch: set[str] = {"vllm"} | {m for s in self.sets for m in s.modules}
         self.finder = SurgeonFinder(lambda: self._watch, self._spec_for)
         install(self.finder)
@@ -116,8 +117,17 @@ class Runtime:
             self._warn(plan.refusals)
         self.plan = plan
         self._watch = set(plan.modules) - set(self.status)
-        for hunk_set in plan.accepted:
-            info = self._applied(hunk_set)
+        self._log_applied()
+        # A forked child inherits the patched modules and logs its own line, once its process
+        # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._log_pending = True
+
+    def _log_applied(self) -> None:
+        """The one line per applied set that every process logs: what, where, which process."""
+        for info in self.applied():
             how = ", ".join(f"{m} {'in place' if state == 'in place' else 'at import'}" for m, state in info.modules.items())
             log.info(
                 "applied set %r (%s) in pid %d (%s), vLLM %s: %s [%s]",
@@ -149,8 +159,8 @@ class Runtime:
                 detail = str(exc) if isinstance(exc, LiveError) else f"{type(exc).__name__}: {exc}"
                 return Refusal(
                     Reason.LIVE, blamed, hunk.origin, str(hunk.target),
-                    f"{name} was imported before vllm-surgeon's hook, and {detail}. Install vllm-surgeon with pip "
-                    "so its .pth bootstrap rewrites the module at import",
+                    f"{name} was imported before vllm-surgeon's hook, and {detail}. The .pth bootstrap (installed by "
+                    "pip, on unless VLLM_SURGEON_BOOTSTRAP=0) applies this set as modules are imported instead",
                     plan.vllm_version, patched.source.path,
                 )
             done.append((module, patched))
@@ -188,6 +198,9 @@ class Runtime:
             refusal = self._patch_imported(plan)
             if refusal is not None:
                 raise SurgeonError([refusal], {s.name: s for s in self.sets})
+            if self._log_pending:
+                self._log_pending = False
+                self._log_applied()
 
     # -- reporting ------------------------------------------------------------------------
     def _applied(self, hunk_set: HunkSet) -> AppliedSet:
