@@ -67,3 +67,40 @@ def test_unknown_set_stops_import_vllm_listing_the_available_sets():
     out = run_python("import vllm", surgeon_env(VLLM_SURGEON_HUNKS="priorty"))
     assert out.returncode != 0
     assert "unknown hunk set 'priorty'. Available: priority" in out.stderr
+
+
+LLAMA_SET = """
+@@ vllm.model_executor.models.llama:LlamaMLP.forward
+         x, _ = self.gate_up_proj(x)
++        x = x * 1.0  # vllm-surgeon: a traced change
+"""
+
+HASHES = """
+import json, sys
+from pathlib import Path
+import vllm.model_executor.models.llama as llama
+import vllm.v1.request as request
+from vllm.compilation.caching import _compute_code_hash, _compute_code_hash_with_content
+from torch._dynamo.package import _get_module_content
+recorded = _get_module_content(llama)  # what torch stores with a compiled graph
+print(json.dumps({
+    "llama": _compute_code_hash({llama.__file__}),
+    "request": _compute_code_hash({request.__file__}),
+    "recorded_matches": _compute_code_hash_with_content({llama.__file__: recorded}) == _compute_code_hash({llama.__file__}),
+    "recorded_is_disk": recorded == Path(llama.__file__).read_text(),
+}))
+"""
+
+
+def test_compile_cache_is_keyed_on_the_patched_source_of_patched_files(tmp_path):
+    """vLLM keys torch.compile caches on traced files read from disk; a patched model file must not
+    reuse a graph compiled from unpatched code. Checked with vLLM's own hashing functions."""
+    (tmp_path / "traced.hunk").write_text(textwrap.dedent(LLAMA_SET).lstrip())
+    plain = json.loads(run_python(HASHES, surgeon_env()).stdout)
+    out = run_python(HASHES, surgeon_env(VLLM_SURGEON_HUNKS="traced", VLLM_SURGEON_PATH=str(tmp_path)))
+    patched = json.loads(out.stdout)
+    assert patched["llama"] != plain["llama"], out.stderr  # a graph from unpatched code is never reused
+    assert patched["request"] == plain["request"]  # files nobody patched key exactly as before
+    # A graph compiled from the patched code records the patched text, and reloads only where it applies.
+    assert patched["recorded_matches"] and not patched["recorded_is_disk"]
+    assert plain["recorded_matches"] and plain["recorded_is_disk"]

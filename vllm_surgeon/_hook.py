@@ -19,8 +19,8 @@ from ._sources import _other_finders
 
 def register_source(patched: PatchedModule) -> None:
     """Let tracebacks and `inspect` read the patched text (mtime None: `checkcache` keeps it)."""
-    display = patched.compiled.display
-    lines = [line + "\n" for line in display.split("\n")]
+    display = patched.compiled.display  # ends with one newline: "".join(lines) == display
+    lines = display.splitlines(keepends=True)
     linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
 
 

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,12 +21,16 @@ from . import _engine
 from ._hook import SurgeonFinder, SurgeonLoader, install, real_spec, register_source
 from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
-from ._search import UnknownSetError, enabled_names, load
+from ._search import UnknownSetError, enabled_names, load, load_file
 from ._sources import installed_vllm, read_installed
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
 _RUNTIME: Runtime | None = None
+# vllm-surgeon's own set (see _internal/compile_cache.hunk): stacked after the user's sets, never
+# reported as theirs, never fail-closed; when refused, vLLM's compile cache is turned off instead.
+INTERNAL = "_compile_cache"
+_INTERNAL_FILE = Path(__file__).resolve().parent / "_internal" / "compile_cache.hunk"
 
 
 def _setup_logging() -> None:
@@ -64,13 +69,18 @@ class Runtime:
                 self.sets.append(load(name))
             except (UnknownSetError, HunkFileError) as exc:
                 self.load_errors.append((name, exc))
+        self.internal = load_file(_INTERNAL_FILE, INTERNAL) if self.sets else None
         self.plan: _engine.Plan | None = None
+        self.hash_sources: dict[str, str] = {}
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
         self._log_pending = False
-        self._watch: set[str] = {"vllm"} | {m for s in self.sets for m in s.modules}
+        self._watch: set[str] = {"vllm"} | {m for s in self._all_sets() for m in s.modules}
         self.finder = SurgeonFinder(lambda: self._watch, self._spec_for)
         install(self.finder)
+
+    def _all_sets(self) -> list[HunkSet]:
+        return self.sets + ([self.internal] if self.internal is not None else [])
 
     # -- planning -------------------------------------------------------------------------
     def ensure_planned(self) -> _engine.Plan:
@@ -101,21 +111,29 @@ class Runtime:
                 raise SurgeonError(extra=text)
             log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without these sets:\n%s", text)
         version, _ = installed_vllm()
-        sets = list(self.sets)
+        sets = self._all_sets()
         while True:
             plan = _engine.plan(sets, read_installed, version)
-            if plan.refusals and policy == "fail":
-                raise SurgeonError(plan.refusals, {s.name: s for s in self.sets})
+            refusals = [r for r in plan.refusals if r.set_name != INTERNAL]
+            if refusals and policy == "fail":
+                raise SurgeonError(refusals, {s.name: s for s in self.sets})
             live = self._patch_imported(plan)
             if live is None:
                 break
+            sets = [s for s in sets if s.name != live.set_name]
+            if live.set_name == INTERNAL:
+                self._compile_cache_off(live)
+                continue
             if policy == "fail":
                 raise SurgeonError([live], {s.name: s for s in self.sets})
-            sets = [s for s in sets if s.name != live.set_name]
             self._warn([live])
-        if plan.refusals:
-            self._warn(plan.refusals)
+        if refusals:
+            self._warn(refusals)
+        internal = [r for r in plan.refusals if r.set_name == INTERNAL]
+        if internal and self.sets:
+            self._compile_cache_off(internal[0])
         self.plan = plan
+        self.hash_sources = {p.source.path: p.compiled.display for p in plan.modules.values()}
         self._watch = set(plan.modules) - set(self.status)
         self._log_applied()
         # A forked child inherits the patched modules and logs its own line, once its process
@@ -133,6 +151,17 @@ class Runtime:
                 "applied set %r (%s) in pid %d (%s), vLLM %s: %s [%s]",
                 info.name, info.path, info.pid, info.process, info.vllm_version or "unknown",
                 ", ".join(info.targets), how,
+            )
+
+    def _compile_cache_off(self, refusal: Refusal) -> None:
+        """Without the internal set, a patched model file could reuse a graph compiled from the
+        unpatched code: turn vLLM's compile cache off instead (it is safe, only slower)."""
+        if os.environ.get("VLLM_DISABLE_COMPILE_CACHE") != "1":
+            os.environ["VLLM_DISABLE_COMPILE_CACHE"] = "1"
+            log.warning(
+                "this vLLM's compile-cache keying could not be taught about patched files (%s); "
+                "set VLLM_DISABLE_COMPILE_CACHE=1 so no graph compiled from unpatched code is reused",
+                refusal.summary(),
             )
 
     def _warn(self, refusals: list[Refusal]) -> None:
@@ -218,7 +247,14 @@ class Runtime:
     def applied(self) -> list[AppliedSet]:
         if self.plan is None:
             return []
-        return [self._applied(s) for s in self.plan.accepted]
+        return [self._applied(s) for s in self.plan.accepted if s.name != INTERNAL]
+
+
+def source_for_hash(path: str, text: str) -> str:
+    """What vLLM's compile-cache keying reads for `path` (see _internal/compile_cache.hunk): the
+    patched text for a file vllm-surgeon patched in this process, else the text from disk."""
+    current = _RUNTIME
+    return text if current is None else current.hash_sources.get(path, text)
 
 
 def runtime(create: bool = True) -> Runtime | None:
