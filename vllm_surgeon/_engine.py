@@ -103,13 +103,17 @@ class SetResult:
 
 @dataclass
 class PatchedModule:
-    """A module as the accepted sets leave it, compiled with disk line numbers kept."""
+    """A module as the accepted sets leave it, compiled with disk line numbers kept.
+
+    From the on-disk cache (_cache.py) only what the import hook needs is there: `text` and
+    `original_index` are None and `compiled` has no tree or units.
+    """
 
     source: ModuleSource
-    text: str
+    text: str | None
     sets: tuple[str, ...]
     compiled: Compiled
-    original_index: ScopeIndex
+    original_index: ScopeIndex | None
 
 
 @dataclass

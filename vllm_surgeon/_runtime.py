@@ -75,6 +75,9 @@ class Runtime:
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
         self._log_pending = False
+        self._sources: dict[str, object] = {}
+        self._cache_key: str | None = None
+        self.cache_reason = "not looked up"
         self._watch: set[str] = {"vllm"} | {m for s in self._all_sets() for m in s.modules}
         self.finder = SurgeonFinder(lambda: self._watch, self._spec_for)
         install(self.finder)
@@ -112,13 +115,16 @@ class Runtime:
             log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without these sets:\n%s", text)
         version, _ = installed_vllm()
         sets = self._all_sets()
-        while True:
-            plan = _engine.plan(sets, read_installed, version)
-            refusals = [r for r in plan.refusals if r.set_name != INTERNAL]
+        plan, refusals = self._cached_plan(sets, version), []
+        while plan is None:
+            candidate = _engine.plan(sets, self._read, version)
+            refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
-            live = self._patch_imported(plan)
+            live = self._patch_imported(candidate)
             if live is None:
+                plan = candidate
+                self._store(plan, sets, version)
                 break
             sets = [s for s in sets if s.name != live.set_name]
             if live.set_name == INTERNAL:
@@ -152,6 +158,48 @@ class Runtime:
                 info.name, info.path, info.pid, info.process, info.vllm_version or "unknown",
                 ", ".join(info.targets), how,
             )
+
+    # -- the on-disk code cache -----------------------------------------------------------
+    def _read(self, module: str):
+        if module not in self._sources:
+            self._sources[module] = read_installed(module)
+        return self._sources[module]
+
+    def _cached_plan(self, sets: list[HunkSet], version: str | None) -> _engine.Plan | None:
+        """The plan from the code cache, when nothing it changes is imported yet (the bootstrap's case)."""
+        from ._cache import CodeCache, key
+
+        modules = {m for s in sets for m in s.modules}
+        if os.environ.get("VLLM_SURGEON_CODE_CACHE", "1") == "0":
+            self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
+            return None
+        if any(m in sys.modules for m in modules):
+            self.cache_reason = "not used: a target module was imported before the hook (patched in place)"
+            return None
+        sources = {m: self._read(m) for m in modules}
+        if any(v is None for v in sources.values()):
+            self.cache_reason = "not used: a target module has no source"
+            return None
+        cache = CodeCache()
+        self._cache_key = key(sets, sources, version)
+        cached = cache.load(self._cache_key, sources)
+        self.cache_reason = cache.reason
+        log.debug("code cache: %s", cache.reason)
+        if cached is None:
+            return None
+        return _engine.Plan([_engine.SetResult(s) for s in sets], cached, version)
+
+    def _store(self, plan: _engine.Plan, sets: list[HunkSet], version: str | None) -> None:
+        """Keep a plan every set of which applied, for the next process (never a partial one)."""
+        from ._cache import CodeCache
+
+        if self._cache_key is None or plan.refusals or self.status or [s.name for s in sets] != [s.name for s in self._all_sets()]:
+            return
+        cache = CodeCache()
+        cache.reason = self.cache_reason
+        cache.store(self._cache_key, plan.modules)
+        self.cache_reason = cache.reason
+        log.debug("code cache: %s", cache.reason)
 
     def _compile_cache_off(self, refusal: Refusal) -> None:
         """Without the internal set, a patched model file could reuse a graph compiled from the
