@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -121,7 +120,7 @@ def test_capture_with_no_edits_or_broken_edits_says_so(tmp_path, monkeypatch, ca
     assert cli("capture", "x")[0] == 2
     assert "x.surgeon/vllm.v1.request/Request.__lt__.py:5: the edited copy does not parse" in capsys.readouterr().err
     assert cli("new", "y", "vllm.v1.request:Request.__ltt__")[0] == 2
-    assert "similar: Request.__lt__" in capsys.readouterr().err
+    assert "similar names: Request.__lt__" in capsys.readouterr().err
 
 
 def test_every_command_has_help_with_an_example():

@@ -2,7 +2,6 @@
 
 import importlib
 import sys
-import textwrap
 import traceback
 import uuid
 

@@ -148,7 +148,7 @@ def test_sets_written_for_one_release_against_seven_others(set_dir, trees, versi
     verdicts = _verdicts(set_dir, trees, version)
     assert {name: r.ok for name, r in verdicts.items()} == {name: e[version] for name, e in EXPECTED.items()}
     # A refused hunk says why and shows the closest real code.
-    for name, result in verdicts.items():
+    for result in verdicts.values():
         for refusal in result.refusals:
             assert refusal.reason.value == "anchor-not-found" and refusal.found is not None, refusal.message()
 

@@ -1,6 +1,5 @@
 """The engine on the installed vLLM's real source files (read from disk, never imported): every refusal reason."""
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -8,7 +7,6 @@ import pytest
 
 from vllm_surgeon import _engine
 from vllm_surgeon._engine import ModuleSource
-from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._search import bundled_dir, load_file
 from vllm_surgeon._sources import installed_vllm, read_installed

@@ -8,7 +8,6 @@ that set, though it does alone) is refused as a conflict naming both.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -180,12 +179,10 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
         return _locate_diff(ctx, hunk, state, index)
     scopes = index.find(hunk.target.qualname)
     if not scopes:
-        close = difflib.get_close_matches(hunk.target.qualname or "", index.names(), n=3)
-        hint = f"; similar names: {', '.join(close)}" if close else ""
         return ctx.refuse(
             Reason.TARGET_NOT_FOUND,
             hunk,
-            f"{hunk.target.qualname} is not defined in {hunk.target.module}{hint}",
+            f"{hunk.target.qualname} is not defined in {hunk.target.module}{index.similar(hunk.target.qualname)}",
             state.source,
         )
     if not anchor:

@@ -122,7 +122,6 @@ def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transa
     statements: list[tuple[object, Unit]] = []
     for unit in patched.compiled.units:
         owner = _owner(module, unit)
-        in_class = isinstance(owner, type)
         if unit.is_function:
             qualname = unit.qualname
             existed = qualname is not None and original.find(qualname)

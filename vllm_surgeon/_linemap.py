@@ -14,6 +14,8 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._scopes import blocks
+
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 BANNER = "# ---- vllm-surgeon: patched code below; the lines above are the file on disk ----"
 
@@ -53,19 +55,6 @@ def _first_line(node: ast.stmt) -> int:
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
 
 
-def _blocks(node: ast.stmt) -> list[list[ast.stmt]]:
-    blocks = []
-    for name in ("body", "orelse", "finalbody"):
-        value = getattr(node, name, None)
-        if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-            blocks.append(value)
-    for handler in getattr(node, "handlers", []):
-        blocks.append(handler.body)
-    for case in getattr(node, "cases", []):
-        blocks.append(case.body)
-    return blocks
-
-
 def _unit_for(
     line: int, body: list[ast.stmt], chain: list[ast.stmt], text: Sequence[str]
 ) -> tuple[ast.stmt, list[ast.stmt]] | None:
@@ -75,10 +64,10 @@ def _unit_for(
         if _first_line(stmt) <= line <= stmt.end_lineno:
             if isinstance(stmt, _FUNCS):
                 return stmt, chain
-            blocks = _blocks(stmt)
-            if not blocks or line < min(_first_line(b[0]) for b in blocks):
+            inner = blocks(stmt)
+            if not inner or line < min(_first_line(b[0]) for b in inner):
                 return stmt, chain  # a simple statement, or the header of a compound one
-            for block in blocks:
+            for block in inner:
                 found = _unit_for(line, block, [*chain, stmt], text)
                 if found is not None:
                     return found

@@ -77,7 +77,8 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             continue
         index = ScopeIndex(theirs_source.text, theirs_source.path)
         if hunk_set.kind == "diff":
-            found = drafts(theirs_lines, merged.lines, lambda a, b: (None, 0, len(theirs_lines)), min_context=3)
+            whole = len(theirs_lines)
+            found = drafts(theirs_lines, merged.lines, lambda a, b, whole=whole: (None, 0, whole), min_context=3)
             diffs += render_unified(module.replace(".", "/") + ".py", theirs_lines, found)
         else:
             for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines))):

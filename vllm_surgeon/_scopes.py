@@ -27,18 +27,20 @@ class Scope:
         return "module scope" if self.kind == "module" else f"{self.kind} {self.qualname}"
 
 
-def _statements(node: ast.AST) -> list[ast.stmt]:
-    """The statements directly inside `node`'s blocks (body, else, handlers, finally, match cases)."""
-    out: list[ast.stmt] = []
+def blocks(node: ast.AST) -> list[list[ast.stmt]]:
+    """The statement blocks directly inside `node`: body, else, handlers, finally, match cases."""
+    out: list[list[ast.stmt]] = []
     for name in ("body", "orelse", "finalbody"):
         block = getattr(node, name, None)
-        if isinstance(block, list):
-            out += [s for s in block if isinstance(s, ast.stmt)]
-    for handler in getattr(node, "handlers", ()):
-        out += handler.body
-    for case in getattr(node, "cases", ()):
-        out += case.body
+        if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+            out.append(block)
+    out += [handler.body for handler in getattr(node, "handlers", ())]
+    out += [case.body for case in getattr(node, "cases", ())]
     return out
+
+
+def _statements(node: ast.AST) -> list[ast.stmt]:
+    return [stmt for block in blocks(node) for stmt in block]
 
 
 class ScopeIndex:
@@ -93,3 +95,10 @@ class ScopeIndex:
 
     def names(self) -> list[str]:
         return [s.qualname for s in self.scopes if s.kind != "module"]
+
+    def similar(self, qualname: str | None) -> str:
+        """"; similar names: ..." for a name that is not here (empty when nothing is close)."""
+        import difflib
+
+        close = difflib.get_close_matches(qualname or "", self.names(), n=3)
+        return f"; similar names: {', '.join(close)}" if close else ""

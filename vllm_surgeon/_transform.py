@@ -97,9 +97,10 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
     index = state.index()
     scopes = index.find(hunk.target.qualname)
     if not scopes:
-        close = difflib.get_close_matches(hunk.target.qualname or "", index.names(), n=3)
-        hint = f"; similar names: {', '.join(close)}" if close else ""
-        return ctx.refuse(Reason.TARGET_NOT_FOUND, hunk, f"{hunk.target.qualname} is not defined in {hunk.target.module}{hint}", state.source)
+        return ctx.refuse(
+            Reason.TARGET_NOT_FOUND, hunk,
+            f"{hunk.target.qualname} is not defined in {hunk.target.module}{index.similar(hunk.target.qualname)}", state.source,
+        )
     if len(scopes) > 1:
         return ctx.refuse(
             Reason.ANCHOR_AMBIGUOUS, hunk, f"{hunk.target.qualname} is defined {len(scopes)} times (lines "

@@ -8,7 +8,6 @@ enough context to be unique in its function, recording the vLLM version it was w
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tempfile
@@ -59,8 +58,7 @@ def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: 
         index = ScopeIndex(source.text, source.path)
         scopes = index.find(target.qualname)
         if not scopes:
-            close = difflib.get_close_matches(target.qualname or "", index.names(), n=3)
-            raise WorkdirError(f"{target}: not defined in {source.path}" + (f"; similar: {', '.join(close)}" if close else ""))
+            raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
         if len(scopes) > 1:
             raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
         scope = scopes[0]
