@@ -173,3 +173,36 @@ def test_a_forked_child_logs_its_own_line_when_vllm_calls_the_plugin_there(pkg):
     _, pid, greeting = out.stdout.split(maxsplit=2)
     assert greeting.strip() == "hi x"
     assert f"in pid {pid} (ForkedWorker)" in out.stderr and out.stderr.count("[vllm-surgeon] applied") == 2
+
+
+def test_target_found_through_another_finder_as_in_an_editable_install(pkg, tmp_path):
+    """setuptools' editable installs map a package to its checkout with a sys.meta_path finder,
+    not a sys.path entry: the hook asks the other finders, so it finds and patches the module."""
+    checkout = tmp_path / "checkout"
+    (pkg.src / "fakepkg").rename(checkout)  # now off sys.path, reachable only through the finder
+    out = pkg.run(f"""
+        import importlib.util, sys
+
+        class EditableFinder:  # what setuptools writes into __editable___*_finder.py
+            @classmethod
+            def find_spec(cls, fullname, path=None, target=None):
+                if fullname != "fakepkg":
+                    return None
+                return importlib.util.spec_from_file_location(
+                    fullname, {str(checkout / "__init__.py")!r}, submodule_search_locations=[{str(checkout)!r}]
+                )
+
+        sys.meta_path.append(EditableFinder)
+        import fakepkg.core as core
+        print(core.Greeter().greet("bob"), core.__file__)
+    """, hunks="good")
+    assert out.stdout.split() == ["hi", "bob", str(checkout / "core.py")], out.stderr
+
+
+def test_reload_of_a_patched_module_is_patched_again(pkg):
+    out = pkg.run("""
+        import importlib, fakepkg.core as core
+        importlib.reload(core)
+        print(core.Greeter().greet("bob"))
+    """, hunks="good")
+    assert out.stdout.strip() == "hi bob", out.stderr

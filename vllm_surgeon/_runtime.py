@@ -140,7 +140,7 @@ class Runtime:
             self._compile_cache_off(internal[0])
         self.plan = plan
         self.hash_sources = {p.source.path: p.compiled.display for p in plan.modules.values()}
-        self._watch = set(plan.modules) - set(self.status)
+        self._watch = set(plan.modules)
         self._log_applied()
         # A forked child inherits the patched modules and logs its own line, once its process
         # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
@@ -251,8 +251,8 @@ class Runtime:
     def _spec_for(self, fullname: str, path: Any, target: Any):
         plan = self.ensure_planned()
         patched = plan.modules.get(fullname)
-        if patched is None or fullname in self.status:
-            return None
+        if patched is None:
+            return None  # `importlib.reload` of a patched module comes here again, and is patched again
         spec = real_spec(fullname, path, target)
         if spec is None:
             return None
@@ -266,7 +266,6 @@ class Runtime:
 
     def _imported(self, module: ModuleType) -> None:
         self.status[module.__name__] = "at import"
-        self._watch.discard(module.__name__)
 
     def sync(self) -> None:
         """The plugin's entry: plan if not done, and patch in place whatever was imported before the hook."""
