@@ -1,0 +1,92 @@
+"""`rebase` on small source trees (fast; the real release history is in test_real_releases.py)."""
+
+import io
+import textwrap
+
+import pytest
+
+from vllm_surgeon._cli import main
+
+BASE = '''\
+class Engine:
+    def step(self):
+        a = 1
+        b = 2
+        c = 3
+        d = 4
+        return a + b + c + d
+'''
+
+SET = '''\
+written-against: {base}
+@@ vllm.engine.core:Engine.step @@ +1
+         a = 1
+         b = 2
+-        c = 3
++        c = 30
+         d = 4
+'''
+
+
+def tree(root, version, text):
+    pkg = root / "vllm" / "engine"
+    pkg.mkdir(parents=True)
+    (pkg / "core.py").write_text(text)
+    (root / "vllm" / "_version.py").write_text(f"__version__ = version = '{version}'\n")
+    return root
+
+
+def cli(*args):
+    out = io.StringIO()
+    return main(list(args), out=out), out.getvalue()
+
+
+@pytest.fixture
+def trees(tmp_path, monkeypatch):
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    base = tree(tmp_path / "v1", "1.0.0", BASE)
+    (sets / "thirty.hunk").write_text(SET.format(base=base))
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
+    return tmp_path, sets, base
+
+
+def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(trees):
+    root, sets, _ = trees
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    assert cli("verify", "thirty", "--against", str(onto))[0] == 1  # the anchor broke upstream
+    code, out = cli("rebase", "thirty", "--onto", str(onto))
+    assert code == 0, out
+    proposal = sets / "thirty.rebased.hunk"
+    text = proposal.read_text()
+    assert "written-against: 2.0.0" in text and "+        c = 30" in text and "-        c = 3" in text
+    assert (sets / "thirty.hunk").read_text().startswith(f"written-against: {root / 'v1'}")  # untouched
+    proposal.rename(sets / "thirty_new.hunk")
+    assert cli("verify", "thirty_new", "--against", str(onto))[0] == 0
+    code, out = cli("rebase", "thirty", "--onto", str(onto), "--write")
+    assert code == 0 and cli("verify", "thirty", "--against", str(onto))[0] == 0
+
+
+def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees):
+    root, sets, _ = trees
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        c = 3\n", "        c = 3.0\n"))
+    code, out = cli("rebase", "thirty", "--onto", str(onto))
+    assert code == 1 and not (sets / "thirty.rebased.hunk").exists()
+    block = out[out.index("<<<<<<<"):].splitlines()
+    assert block[:7] == ["<<<<<<< thirty (on 1.0.0)", "        c = 30", "||||||| vllm 1.0.0", "        c = 3",
+                         "=======", "        c = 3.0", ">>>>>>> vllm 2.0.0"]
+
+
+def test_rebase_needs_a_base_release(trees, capsys):
+    root, sets, _ = trees
+    (sets / "nobase.hunk").write_text(SET.split("\n", 1)[1])
+    assert cli("rebase", "nobase", "--onto", str(root / "v1"))[0] == 2
+    assert "records no written-against version; name its base release with --from" in capsys.readouterr().err
+
+
+def test_verify_together_stacks_sets_and_reports_their_conflict(trees):
+    root, sets, base = trees
+    (sets / "rival.hunk").write_text(SET.format(base=base).replace("c = 30", "c = 31"))
+    assert cli("verify", "thirty", "rival", "--against", str(base))[0] == 0  # each alone applies
+    code, out = cli("verify", "thirty", "rival", "--against", str(base), "--together")
+    assert code == 1 and "conflicts with another set" in out and "set 'thirty'" in out
