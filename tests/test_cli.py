@@ -166,3 +166,25 @@ print("RC", rc, "vllm imported:", any(m == "vllm" or m.startswith("vllm.") for m
     assert default.returncode == 2 and "no vLLM is installed" in default.stderr
     check = subprocess.run([str(py), "-c", "import vllm"], capture_output=True, text=True)
     assert check.returncode != 0  # really no vLLM there
+
+
+def test_sets_registered_by_an_installed_package_sit_between_the_path_and_the_bundled_ones(tmp_path):
+    """A package registers a directory of sets under the `vllm_surgeon.hunks` entry-point group."""
+    site = tmp_path / "site"
+    (site / "teamsets").mkdir(parents=True)
+    (site / "teamsets" / "__init__.py").write_text("")
+    (site / "teamsets" / "team.hunk").write_text("@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n+        if self.priority != other.priority:  # team\n")
+    (site / "teamsets" / "priority.hunk").write_text("description: the team's own priority\n@@ m:f\n+x\n")
+    info = site / "teamsets-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: teamsets\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vllm_surgeon.hunks]\nteam = teamsets\n")
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "team.hunk").write_text("description: mine wins\n@@ m:f\n+x\n")
+    env = surgeon_env(PYTHONPATH=str(site))
+    listed = subprocess.run([sys.executable, "-m", "vllm_surgeon", "list"], env=env, capture_output=True, text=True).stdout
+    assert "team  [hunk, package team]" in listed and "priority  [hunk, package team]" in listed  # shadows bundled
+    env["VLLM_SURGEON_PATH"] = str(ours)
+    listed = subprocess.run([sys.executable, "-m", "vllm_surgeon", "list"], env=env, capture_output=True, text=True).stdout
+    assert "team  [hunk, VLLM_SURGEON_PATH]" in listed and "mine wins" in listed
