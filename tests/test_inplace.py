@@ -176,3 +176,16 @@ def test_a_new_zero_argument_super_cannot_be_added_in_place(live):
     with pytest.raises(LiveError, match=r"closure variables \('__class__',\)"):
         patch_in_place(module, result, Transaction())
     assert module.Base().greet() == "base"
+
+
+def test_changed_decorators_cannot_be_made_live(live):
+    module, patched = live
+    with pytest.raises(LiveError, match="the decorators of Child.wrapped change"):
+        patch_in_place(module, patched("@@ {m}:Child.wrapped\n-    @deco\n+    @plain_deco\n     def wrapped(self):\n"), Transaction())
+    assert module.Child().wrapped() == 1
+
+
+def test_new_defaults_reach_the_live_function(live):
+    module, patched = live
+    patch_in_place(module, patched("@@ {m}:top\n-def top(x):\n+def top(x=5):\n"), Transaction())
+    assert module.top() == 6

@@ -109,6 +109,10 @@ def _define(module: types.ModuleType, unit: Unit, node: ast.stmt, tree: ast.Modu
     return vars(obj)[node.name] if isinstance(obj, type) else obj[node.name]
 
 
+def _dumps(nodes: list[ast.AST]) -> list[str]:
+    return [ast.dump(n, include_attributes=False) for n in nodes]
+
+
 def _functions_with_code(code: types.CodeType) -> list[types.FunctionType]:
     return [r for r in gc.get_referrers(code) if isinstance(r, types.FunctionType) and r.__code__ is code]
 
@@ -134,6 +138,8 @@ def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transa
                     raise LiveError(f"cannot find the live function {qualname} (a decorator may hide it)")
                 if len(existed) > 1:
                     raise LiveError(f"{qualname} is defined {len(existed)} times (property getter and setter?)")
+                if _dumps(existed[0].node.decorator_list) != _dumps(unit.node.decorator_list):
+                    raise LiveError(f"the decorators of {qualname} change, and a live function keeps the ones it was made with")
                 everyone = {id(f): f for g in live for f in _functions_with_code(g.__code__)}
                 everyone.update({id(f): f for f in live})
                 for f in everyone.values():
@@ -158,12 +164,13 @@ def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transa
             _exec_in_module(module, unit, tree, filename, txn)
     for functions, fresh in swaps:
         for f in functions:
-            before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__)
+            before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
             f.__code__ = fresh.__code__
-            f.__defaults__, f.__kwdefaults__, f.__doc__ = fresh.__defaults__, fresh.__kwdefaults__, fresh.__doc__
+            f.__defaults__, f.__kwdefaults__ = fresh.__defaults__, fresh.__kwdefaults__
+            f.__doc__, f.__annotations__ = fresh.__doc__, fresh.__annotations__
 
             def undo(f=f, before=before) -> None:
-                f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__ = before
+                f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
 
             txn.undo.append(undo)
     _drop_removed(module, patched, txn)
