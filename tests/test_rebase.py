@@ -1,7 +1,6 @@
 """`rebase` on small source trees (fast; the real release history is in test_real_releases.py)."""
 
 import io
-import textwrap
 
 import pytest
 

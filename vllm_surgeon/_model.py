@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Union
+from collections.abc import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 

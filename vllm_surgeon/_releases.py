@@ -16,7 +16,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
