@@ -7,7 +7,6 @@ an unreadable --against SPEC. Nothing here imports vLLM.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import time
@@ -126,6 +125,17 @@ def cmd_list(args, out) -> int:
         if s.description:
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
+        if s.files:  # a diff: its files (which module each is depends on the tree: `verify` says)
+            if s.skip:
+                out.write(f"  skip: {', '.join(s.skip)}\n")
+            commit = None
+            for f in s.files:
+                if f.commit is not None and f.commit != commit:
+                    commit = f.commit
+                    out.write(f"  {commit.label()}\n")
+                change = "" if f.change == "modify" else f" ({f.change})"
+                out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+            continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
     return 0
@@ -162,15 +172,19 @@ def cmd_show(args, out) -> int:
 
 
 def cmd_diff(args, out) -> int:
+    from ._udiff import relative_path, unified
+
     hunk_set, tree, plan = _planned(args.name, args.against)
     if plan.refusals:
         return _refused(plan, out)
-    for module, patched in plan.modules.items():
-        path = module.replace(".", "/") + ".py"
-        diff = difflib.unified_diff(
-            patched.source.lines(), patched.text.split("\n"), f"a/{path}", f"b/{path}", lineterm=""
-        )
-        out.write("\n".join(diff) + "\n")
+    # Paths from the root of the tree (`vllm/...`, `transformers/...`): `git apply` and `patch -p1` there.
+    files = sorted((relative_path(m, p.source.path), p) for m, p in plan.modules.items())
+    for relative, patched in files:
+        lines = unified(relative, None if patched.created else patched.source.text, patched.text)
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    for skipped in plan.results[0].skipped:
+        sys.stderr.write(f"vllm-surgeon diff: {skipped.file.name} left out (skip: {skipped.pattern})\n")
     return 0
 
 

@@ -57,6 +57,44 @@ class SurgeonLoader:
         return f"<vllm-surgeon loader for {self._patched.source.module} ({', '.join(self._patched.sets)}) over {self._base!r}>"
 
 
+class NewModuleLoader:
+    """Loads a module that a set creates (`--- /dev/null`): no file on disk, its text is in linecache."""
+
+    def __init__(self, patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> None:
+        self._patched = patched
+        self._on_exec = on_exec
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        register_source(self._patched)
+        exec(self._patched.compiled.code, module.__dict__)
+        self._on_exec(module)
+
+    def get_code(self, fullname: str):
+        return self._patched.compiled.code
+
+    def get_source(self, fullname: str) -> str:
+        return self._patched.compiled.display
+
+    def get_filename(self, fullname: str) -> str:
+        return self._patched.source.path
+
+    def is_package(self, fullname: str) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<vllm-surgeon loader for new module {self._patched.source.module} ({', '.join(self._patched.sets)})>"
+
+
+def new_module_spec(patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> ModuleSpec:
+    """The spec of a created module: `__file__` is where it would sit inside its package."""
+    spec = ModuleSpec(patched.source.module, NewModuleLoader(patched, on_exec), origin=patched.source.path)
+    spec.has_location = True
+    return spec
+
+
 class SurgeonFinder:
     """First on `sys.meta_path`; answers only for watched module names, in O(1) otherwise."""
 

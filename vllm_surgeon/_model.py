@@ -114,6 +114,12 @@ class DiffFile:
         return self.new_path if self.new_path is not None else (self.old_path or "")
 
     @property
+    def name(self) -> str:
+        """The path as messages print it: without git's `a/` or `b/`."""
+        path = self.path
+        return path[2:] if path.startswith(("a/", "b/")) and len(path) > 2 else path
+
+    @property
     def paths(self) -> tuple[str, ...]:
         """Both paths when they differ (`diff -u installed/file.py /tmp/edited.py`): either may name the module."""
         return tuple(dict.fromkeys(p for p in (self.old_path, self.new_path) if p is not None))

@@ -158,7 +158,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
     modules: dict[int, str] = {}  # id(DiffFile) -> module
 
     def refuse(reason: Reason, f: DiffFile, detail: str) -> None:
-        out.refusals.append(Refusal(reason, hunk_set.name, f.origin, f.path, detail, version,
+        out.refusals.append(Refusal(reason, hunk_set.name, f.origin, f.name, detail, version,
                                     commit=f.commit.label() if f.commit else None))
 
     hint = "; if the set leaves it out on purpose, list it in the set's `skip:` header field (e.g. skip: tests/**, csrc/**)"
@@ -168,18 +168,18 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
             out.skipped.append(Skipped(f, pattern))
             continue
         if f.change in _WHY:
-            refuse(Reason.UNSUPPORTED_CHANGE, f, f"{f.path}: this diff {_WHY[f.change]}; vllm-surgeon only changes and "
+            refuse(Reason.UNSUPPORTED_CHANGE, f, f"{f.name}: this diff {_WHY[f.change]}; vllm-surgeon only changes and "
                    f"creates Python modules" + hint)
             continue
         if not any(path.endswith(".py") for path in f.paths):
-            refuse(Reason.NOT_PYTHON, f, f"{f.path} is not a Python module: it cannot be applied at import" + hint)
+            refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
             continue
         found = _new_module(f, read) if f.change == "new" else _existing(f, read)
         if isinstance(found, str):
             refuse(Reason.PATH_NOT_FOUND, f, found + hint)
             continue
         if len(found) > 1:
-            refuse(Reason.PATH_AMBIGUOUS, f, f"{f.path} is more than one real module here: "
+            refuse(Reason.PATH_AMBIGUOUS, f, f"{f.name} is more than one real module here: "
                    + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make the path name one of them")
             continue
         (candidate, where), = found
@@ -189,8 +189,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
                 continue
             out.created[candidate.module] = where
         modules[id(f)] = candidate.module
-    if out.refusals:
-        return out
+    # The hunks of files that resolved are still checked (a refused set shows every problem at once).
     # Steps: commits in order; inside a commit, a module's second file section comes after its first.
     seen: dict[tuple[int, str], int] = {}
     section_step: dict[int, tuple[int, int]] = {}
@@ -206,7 +205,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
     for h in hunk_set.hunks:
         if isinstance(h, AnchoredHunk) and h.file is not None:
             if id(h.file) not in modules:
-                continue  # skipped
+                continue  # skipped, or refused above
             h = replace(h, target=Target(modules[id(h.file)]), step=order[section_step[id(h.file)]])
         hunks.append(h)
     out.hunk_set = replace(hunk_set, hunks=tuple(hunks))
@@ -223,7 +222,7 @@ def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
     if found:
         return list(found.values())
     tried = ", ".join(dict.fromkeys(c.module for c in every)) or "none: no part of it is a module name"
-    return f"{f.path}: no installed package has this file (modules tried: {tried})"
+    return f"{f.name}: no installed package has this file (modules tried: {tried})"
 
 
 def _new_module(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
@@ -240,8 +239,8 @@ def _new_module(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | st
     if found:
         return found
     if f.path.endswith("__init__.py"):
-        return f"{f.path}: this diff creates a package; vllm-surgeon creates modules inside existing packages only"
-    return f"{f.path}: this diff creates a module, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
+        return f"{f.name}: this diff creates a package; vllm-surgeon creates modules inside existing packages only"
+    return f"{f.name}: this diff creates a module, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
 
 
 def _is(real: str, relative: str) -> bool:
