@@ -21,21 +21,13 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ._hunkfile import parse_header_line
-from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields, split_lines
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 # `git format-patch` separates messages with this line (the date is a fixed magic value).
 _MBOX_FROM = re.compile(r"^From ([0-9a-f]{40}) ")
 _SUBJECT_PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*)+")
 _MAX_DIGITS = 9  # a hunk header number longer than this is not a line number (and int() has a limit)
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines of a set file, split on \\n, \\r\\n and \\r only (never on U+2028, \\x0c, \\x85 ...)."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 def guess_module(path: str) -> str:

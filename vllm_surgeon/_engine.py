@@ -405,8 +405,10 @@ class _Series:
         module = hunk.target.module
         state = self.states.get(module) or self.read(module)
         if state is None and getattr(hunk, "creates", False):
-            where = self.created.get(module) or module.replace(".", "/") + ".py"
-            state = _State.new_module(module, where)
+            if module not in self.created:
+                return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"cannot create {module}: its package "
+                                       f"{module.rpartition('.')[0] or '(none: a top-level module)'} is not here")
+            state = _State.new_module(module, self.created[module])
         if state is None:
             return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
         self.states.setdefault(module, state)

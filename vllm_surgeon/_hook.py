@@ -20,7 +20,9 @@ from ._sources import _other_finders
 def register_source(patched: PatchedModule) -> None:
     """Let tracebacks and `inspect` read the patched text (mtime None: `checkcache` keeps it)."""
     display = patched.compiled.display  # ends with one newline: "".join(lines) == display
-    lines = display.splitlines(keepends=True)
+    # Split on "\n" only: str.splitlines() would also split a string literal holding U+2028 or \x0c,
+    # and every traceback line below it would be off by one.
+    lines = [line + "\n" for line in display.split("\n")[:-1]]
     linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
 
 

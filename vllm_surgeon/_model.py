@@ -30,6 +30,15 @@ class HunkFileError(ValueError):
         self.detail = message
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines of a set file, split on \\n, \\r\\n and \\r only, as Python's tokenizer splits them (never
+    on U+2028, \\x0c, \\x85 ..., which str.splitlines() also splits on); no empty last element."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 @dataclass(frozen=True)
 class Target:
     """What a hunk changes: a module, and a function or class in it (None: module scope)."""

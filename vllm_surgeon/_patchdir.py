@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ._difffile import assemble, parse_patch, split_lines
+from ._difffile import assemble, parse_patch
 from ._hunkfile import parse_header_line
-from ._model import HunkFileError, HunkSet, Origin, check_fields
+from ._model import HunkFileError, HunkSet, Origin, check_fields, split_lines
 
 SERIES = "series"
 FIELDS_FILE = "fields"

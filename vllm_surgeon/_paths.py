@@ -153,7 +153,7 @@ _WHY = {
 def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:
     """Map each diff file of `hunk_set` to a module of `read`'s tree; order hunks into steps."""
     if not hunk_set.files:
-        return Resolution(hunk_set)
+        return _hunk_creations(hunk_set, read)
     out = Resolution(hunk_set)
     modules: dict[int, str] = {}  # id(DiffFile) -> module
 
@@ -209,6 +209,18 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
             h = replace(h, target=Target(modules[id(h.file)]), step=order[section_step[id(h.file)]])
         hunks.append(h)
     out.hunk_set = replace(hunk_set, hunks=tuple(hunks))
+    return out
+
+
+def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
+    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package)."""
+    out = Resolution(hunk_set)
+    for h in hunk_set.hunks:
+        if isinstance(h, AnchoredHunk) and h.creates and h.target.module not in out.created:
+            package, _, name = h.target.module.rpartition(".")
+            source = read(package) if package else None
+            if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+                out.created[h.target.module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
     return out
 
 

@@ -81,7 +81,8 @@ def _hunk_json(h: HunkResult) -> dict:
 def verdict_json(v: Verdict) -> dict:
     return {
         "schema": SCHEMA,
-        "against": {"spec": v.spec, "label": v.tree.label, "vllm_version": v.tree.version, "location": v.tree.location},
+        "against": {"spec": v.spec, "label": v.tree.label, "vllm_version": v.tree.version, "location": v.tree.location,
+                    "packages": dict(getattr(getattr(v.tree, "packages", None), "used", {}))},
         "ok": v.ok,
         "sets": [
             {
@@ -165,6 +166,10 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
         for k in r.skipped:
             where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
             out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
+    packages = getattr(v.tree, "packages", None)
+    if packages is not None and packages.used:  # issue 6: where each other package was read from
+        out.append("\nother packages read from:")
+        out += [f"  {line}" for line in packages.lines(v.tree.label)]
     good = sum(1 for r in v.results if r.ok)
     out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
     return out
