@@ -395,3 +395,108 @@ def test_a_set_whose_new_module_exists_already_is_refused(series, tmp_path):
     head = checkout(series, "HEAD", tmp_path / "head")  # pkg/helper.py is there already
     refusals = plan_on(load_file(tmp_path / "s.patch"), head).refusals
     assert refusals[0].reason is Reason.MODULE_EXISTS and "pkg.helper" in refusals[0].detail
+
+
+# -- rebase, convert and the command line on a series ------------------------------------------------------
+
+def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture
+def series_sets(series, tmp_path):
+    from conftest import surgeon_env
+
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    commit(series, {"csrc/ops.cu": "int y;\n", "README.md": "hello again\n"}, "docs and kernels")
+    (sets / "helpers.patch").write_text("skip: csrc/**, *.md\n" + git(series, "format-patch", "--stdout", "HEAD~3"))
+    base = checkout(series, "HEAD~3", tmp_path / "base")
+    later = checkout(series, "HEAD~3", tmp_path / "later")  # a later "release": a new function above g, g changed
+    (later / "pkg/mod.py").write_text(BASE_MOD.replace(
+        "def g(x):\n    return x\n", "def e():\n    pass\n\n\ndef g(x):\n    return x + 1\n"))
+    return {"sets": sets, "base": base, "later": later, "env": surgeon_env(VLLM_SURGEON_PATH=str(sets))}
+
+
+def test_cli_verify_names_commits_and_skipped_files_and_diff_leaves_them_out(series_sets):
+    env, base = series_sets["env"], series_sets["base"]
+    out = cli("verify", "helpers", "--against", str(base), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "  commit 1/3 " in out.stdout and "'mod: add helper and change f'" in out.stdout
+    assert "skipped  helpers.patch:" in out.stdout and "csrc/ops.cu  (skip: csrc/**)" in out.stdout
+    assert "README.md  (skip: *.md)" in out.stdout
+    report = json.loads(cli("verify", "helpers", "--against", str(base), "--json", env=env).stdout)
+    (entry,) = report["sets"]
+    assert [s["path"] for s in entry["skipped"]] == ["README.md", "csrc/ops.cu"]  # git writes files in path order
+    assert entry["hunks"][-1]["commit"]["number"] == 2 and entry["hunks"][-1]["commit"]["subject"] == SUBJECT_2
+    listed = cli("list", env=env).stdout
+    assert "skip: csrc/**, *.md" in listed and "  commit 3/3 " in listed and "-> b/pkg/helper.py (new)" in listed
+    diff = cli("diff", "helpers", "--against", str(base), env=env)
+    assert diff.returncode == 0 and "csrc" not in diff.stdout and "csrc/ops.cu left out (skip: csrc/**)" in diff.stderr
+
+
+def test_rebase_of_a_series_writes_its_net_change_as_one_diff_that_applies_to_the_new_release(series_sets, tmp_path):
+    env, base, later = series_sets["env"], series_sets["base"], series_sets["later"]
+    out = cli("rebase", "helpers", "--from", str(base), "--onto", str(later), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rebased = series_sets["sets"] / "helpers.rebased.patch"
+    text = rebased.read_text()
+    assert "# rebased by vllm-surgeon from" in text and "#   commit 2/3 " in text
+    assert "# not carried (skip: csrc/**): csrc/ops.cu" in text and "skip: csrc/**, *.md" in text
+    s = load_file(rebased)
+    p = plan_on(s, later)
+    assert p.refusals == [] and p.modules["pkg.helper"].created
+    mod = p.modules["pkg.mod"].text
+    assert "from pkg.helper import helper" in mod and "    return helper(y)\n" in mod and "    return x + 1\n" in mod
+    check_diff_output(p, later)
+
+
+def test_convert_writes_a_hunk_set_that_gives_the_same_text_and_never_overwrites(series_sets):
+    env, base = series_sets["env"], series_sets["base"]
+    out = cli("convert", "helpers", "--against", str(base), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    converted = series_sets["sets"] / "helpers.converted.hunk"
+    text = converted.read_text()
+    assert "@@ pkg.helper @@ new\n+def helper(x):\n" in text and "@@ pkg.mod:f @@ " in text
+    assert "# commit 1/3 " in text and "# left out (skip: csrc/**): csrc/ops.cu" in text
+    again = cli("convert", "helpers", "--against", str(base), env=env)
+    assert again.returncode == 2 and "exists; pass --force" in again.stderr
+    a = plan_on(load_file(converted), base)
+    b = plan_on(load_file(series_sets["sets"] / "helpers.patch"), base)
+    assert a.refusals == [] and {m: x.text for m, x in a.modules.items()} == {m: x.text for m, x in b.modules.items()}
+
+
+BLOCK = "    a = 1\n    b = 2\n    x = x + 1\n    c = 3\n    d = 4\n    return x\n"
+
+
+def test_a_converted_set_stays_in_its_function_where_the_diff_jumps_or_is_refused(tmp_path):
+    """A plain diff cannot say which function it meant; the converted `.hunk` set can."""
+    from vllm_surgeon._convert import convert
+    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon._releases import directory
+
+    root = tmp_path / "tree"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg/__init__.py").write_text("")
+    mod = root / "pkg/mod.py"
+    mod.write_text("import os\n\n\ndef f(x):\n" + BLOCK)
+    (tmp_path / "d.patch").write_text(  # as `diff -U2` writes it
+        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -5,5 +5,5 @@\n     a = 1\n     b = 2\n-    x = x + 1\n+    x = x + 2\n     c = 3\n     d = 4\n")
+    raw = load_file(tmp_path / "d.patch")
+    converted = convert(raw, directory(root), str(tmp_path / "d.hunk"))
+    assert "@@ pkg.mod:f @@ " in converted.text
+    hunk = parse_hunk_file(converted.text, str(tmp_path / "d.hunk"), "d")
+    # A later release moves the block out of f into a new g: the diff follows it into g, the .hunk refuses.
+    mod.write_text("import os\n\n\ndef f(x):\n    return x * 2\n\n\ndef g(x):\n" + BLOCK)
+    (jumped,) = plan_on(raw, root).results[0].hunks
+    assert jumped.status == "moved" and jumped.scope == "g"
+    (refusal,) = plan_on(hunk, root).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND and "in function f" in refusal.detail
+    # Another release adds imports above f and a copy of the block in g below it: the diff is refused
+    # (two places, and its line number lands on neither), the .hunk applies in f.
+    mod.write_text("import os\nimport re\n\n\ndef f(x):\n" + BLOCK + "\n\ndef g(x):\n" + BLOCK)
+    (refusal,) = plan_on(raw, root).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS
+    p = plan_on(hunk, root)
+    assert p.refusals == [] and p.results[0].hunks[0].scope == "f"
+    assert p.modules["pkg.mod"].text.count("x = x + 2") == 1 and p.modules["pkg.mod"].text.index("x = x + 2") < p.modules["pkg.mod"].text.index("def g")

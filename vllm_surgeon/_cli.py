@@ -313,7 +313,10 @@ def cmd_rebase(args, out) -> int:
         out.write("\n".join(result.conflicts) + "\n")
         return 1
     source = Path(hunk_set.path)
-    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.stem}.rebased{source.suffix}")
+    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
+        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
+    suffix = ".patch" if source.is_dir() else source.suffix
+    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.rebased{suffix}")
     parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
     proposed = parse(result.text, str(target), hunk_set.name)
     plan = _engine.plan([proposed], onto.read, onto.version)
