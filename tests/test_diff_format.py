@@ -84,3 +84,72 @@ def test_malformed_header_rename_and_empty_diff():
     assert "malformed hunk header" in error("--- a/vllm/x.py\n+++ b/vllm/x.py\n@@ -1 +1 @\n")
     assert parse("diff --git a/vllm/x.py b/vllm/y.py\nrename from vllm/x.py\nrename to vllm/y.py\n").files[0].change == "rename"
     assert "no diff hunks found" in error("just text\n")
+
+
+MBOX = """\
+# description: two commits kept as one file
+skip: docs/**
+From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
+From: Dev <dev@example.com>
+Date: Mon, 1 Jan 2026 00:00:00 +0000
+Subject: [PATCH 1/2] =?UTF-8?q?sched:=20caf=C3=A9?= and a subject
+ folded over two lines
+
+why: this line is the commit message, never a header field
+---
+ vllm/x.py | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/vllm/x.py b/vllm/x.py
+index 1..2 100644
+--- a/vllm/x.py
++++ b/vllm/x.py
+@@ -1,2 +1,2 @@
+ a = 1
+-b = 2
++b = 3
+-- 
+2.39.5
+
+
+From 2222222222222222222222222222222222222222 Mon Sep 17 00:00:00 2001
+From: Dev <dev@example.com>
+Subject: [PATCH 2/2] second
+
+---
+diff --git a/vllm/x.py b/vllm/x.py
+--- a/vllm/x.py
++++ b/vllm/x.py
+@@ -2 +2,2 @@
+ b = 3
++c = 4
+-- 
+2.39.5
+"""
+
+
+def test_mbox_series_commits_subjects_and_fields_before_the_first_message_only():
+    s = parse(MBOX)
+    assert s.fields == {"description": "two commits kept as one file", "skip": "docs/**"} and s.skip == ("docs/**",)
+    first, second = s.commits
+    assert (first.number, first.total, first.sha[:4], first.origin.line) == (1, 2, "1111", 3)
+    assert first.subject == "sched: caf\u00e9 and a subject folded over two lines" and second.subject == "second"
+    assert first.label() == "commit 1/2 111111111111 'sched: caf\u00e9 and a subject folded over two lines'"
+    h1, h2 = s.hunks
+    assert h1.commit is first and h2.commit is second and h1.origin.line == 18 and h2.origin.line == 34
+    # The `-- ` signature after the last hunk is not a removed line.
+    assert h1.lines[-1].text == "b = 3" and h2.lines[-1].text == "c = 4"
+
+
+def test_no_newline_markers_make_the_hunk_sit_at_the_end_of_the_file():
+    (drop,) = parse("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n\\ No newline at end of file\n").hunks
+    assert drop.at_end and drop.anchor == ("a = 1", "") and drop.replacement == ("a = 2",)
+    (add,) = parse("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n\\ No newline at end of file\n+a = 1\n").hunks
+    assert add.at_end and add.anchor == ("a = 1",) and add.replacement == ("a = 1", "")
+    (plain,) = parse("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n").hunks
+    assert not plain.at_end
+
+
+def test_crlf_patch_files_and_unicode_line_separators_inside_lines():
+    (hunk,) = parse("--- a/x.py\r\n+++ b/x.py\r\n@@ -1 +1 @@\r\n-s = 'a\u2028b'\r\n+s = 'a\x0cb'\r\n").hunks
+    assert hunk.anchor == ("s = 'a\u2028b'",) and hunk.replacement == ("s = 'a\x0cb'",)
