@@ -161,6 +161,26 @@ def test_the_folder_form_patches_a_fresh_interpreter_at_import(job_series):
     assert origin.endswith("vllm/v1/core/sched/job_queue.py") and uses_it and same
 
 
+def test_with_the_plugin_alone_the_imported_scheduler_is_patched_in_place_and_imports_the_new_module(job_series):
+    env = surgeon_env(VLLM_SURGEON_PATH=str(job_series["sets"]), VLLM_SURGEON_BOOTSTRAP="0")
+    out = run_python("""
+        import inspect, json, os, sys
+        from vllm.v1.core.sched import scheduler  # imported before vLLM calls its plugins, as in every vLLM process
+        os.environ["VLLM_SURGEON_HUNKS"] = "jobs"
+        from vllm.plugins import load_general_plugins
+        load_general_plugins()
+        import vllm_surgeon
+        queue = sys.modules["vllm.v1.core.sched.job_queue"]
+        print(json.dumps([scheduler.JobFCFSRequestQueue is queue.JobFCFSRequestQueue,
+                          "JobFCFSRequestQueue()" in inspect.getsource(scheduler.Scheduler.__init__),
+                          queue.__file__, [a.modules for a in vllm_surgeon.applied()]]))
+    """, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    same, uses_it, where, applied = json.loads(out.stdout.splitlines()[-1])
+    assert same and uses_it and where.endswith("vllm/v1/core/sched/job_queue.py")
+    assert applied == [{JOB_QUEUE: "at import", SCHED: "in place"}]
+
+
 @pytest.mark.vllm
 def test_the_series_runs_in_every_process_of_a_real_engine_and_jobs_take_turns(job_series, engine_run):
     env = surgeon_env(VLLM_SURGEON_HUNKS="jobs", VLLM_SURGEON_PATH=str(job_series["sets"]), DRIVER_POLICY="fcfs")

@@ -268,7 +268,7 @@ def _read_diff(
                     while i < end and lines[i].strip():  # base85 data until the blank line
                         i += 1
                 continue
-        if section is None and fields is not None:
+        if section is None and fields is not None and line[:1] not in (" ", "\t"):  # `git show` indents its message
             parse_header_line(line[2:] if line.startswith("# ") else line, origin, fields, origins, strict=False)
         i += 1
     close()

@@ -75,6 +75,7 @@ class Runtime:
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
         self._log_pending = False
+        self._pending: _engine.Plan | None = None  # the plan being applied in place, before it is kept
         self._sources: dict[str, object] = {}
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
@@ -124,7 +125,13 @@ class Runtime:
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
-            live = self._patch_imported(candidate)
+            # Patching in place may import a module the plan changes or creates (a new module-level
+            # `from pkg.new_module import X`): the hook serves it from this candidate plan.
+            self._pending = candidate
+            try:
+                live = self._patch_imported(candidate)
+            finally:
+                self._pending = None
             if live is None:
                 plan = candidate
                 self._store(plan, sets, version)
@@ -258,7 +265,7 @@ class Runtime:
 
     # -- the import hook ------------------------------------------------------------------
     def _spec_for(self, fullname: str, path: Any, target: Any):
-        plan = self.ensure_planned()
+        plan = self._pending if self._pending is not None else self.ensure_planned()
         patched = plan.modules.get(fullname)
         if patched is None:
             return None  # `importlib.reload` of a patched module comes here again, and is patched again
