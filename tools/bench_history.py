@@ -39,7 +39,6 @@ os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-c
 
 from vllm_surgeon import _engine  # noqa: E402
 from vllm_surgeon._difffile import parse_diff_file  # noqa: E402
-from vllm_surgeon._engine import ModuleSource  # noqa: E402
 from vllm_surgeon._releases import Tree, resolve  # noqa: E402
 
 HOT = [
