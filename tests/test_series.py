@@ -500,3 +500,29 @@ def test_a_converted_set_stays_in_its_function_where_the_diff_jumps_or_is_refuse
     p = plan_on(hunk, root)
     assert p.refusals == [] and p.results[0].hunks[0].scope == "f"
     assert p.modules["pkg.mod"].text.count("x = x + 2") == 1 and p.modules["pkg.mod"].text.index("x = x + 2") < p.modules["pkg.mod"].text.index("def g")
+
+
+def test_a_series_may_create_a_package_with_modules_in_it(fakepkg, tmp_path):
+    repo = make_repo(tmp_path, {"pkg/__init__.py": "", "pkg/mod.py": BASE_MOD})
+    commit(repo, {"pkg/jobs/__init__.py": "from pkg.jobs.queue import take\n",
+                  "pkg/jobs/queue.py": "def take(x):\n    return [x, x]\n",
+                  "pkg/mod.py": BASE_MOD.replace("def g(x):\n    return x\n", "def g(x):\n    from pkg.jobs import take\n    return take(x)\n")},
+           "pkg: a jobs package")
+    fakepkg.module("pkg.mod", BASE_MOD)
+    fakepkg.hunks.mkdir()
+    (fakepkg.hunks / "jobs.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~1"))
+    base = checkout(repo, "HEAD~1", tmp_path / "base")
+    p = plan_on(load_file(fakepkg.hunks / "jobs.patch"), base)
+    assert p.refusals == [] and p.modules["pkg.jobs"].source.path == str(base / "pkg/jobs/__init__.py")
+    assert p.modules["pkg.jobs.queue"].source.path == str(base / "pkg/jobs/queue.py")
+    for module, patched in p.modules.items():  # the packages' files are __init__.py: compare by path
+        assert patched.text == git(repo, "show", f"HEAD:{Path(patched.source.path).relative_to(base)}"), module
+    check_diff_output(p, base)
+    out = fakepkg.run("""
+        import json, pkg.mod, pkg.jobs
+        print(json.dumps([pkg.mod.g(3), pkg.jobs.__file__, pkg.jobs.__path__, pkg.jobs.__spec__.submodule_search_locations]))
+    """, hunks="jobs")
+    assert out.returncode == 0, out.stderr
+    result, where, path, locations = json.loads(out.stdout)
+    folder = str(fakepkg.src / "pkg" / "jobs")
+    assert result == [3, 3] and where == folder + "/__init__.py" and path == locations == [folder]

@@ -84,7 +84,7 @@ class NewModuleLoader:
         return self._patched.source.path
 
     def is_package(self, fullname: str) -> bool:
-        return False
+        return self._patched.source.path.replace("\\", "/").endswith("/__init__.py")
 
     def __repr__(self) -> str:
         return f"<vllm-surgeon loader for new module {self._patched.source.module} ({', '.join(self._patched.sets)})>"
@@ -92,7 +92,11 @@ class NewModuleLoader:
 
 def new_module_spec(patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> ModuleSpec:
     """The spec of a created module: `__file__` is where it would sit inside its package."""
-    spec = ModuleSpec(patched.source.module, NewModuleLoader(patched, on_exec), origin=patched.source.path)
+    loader = NewModuleLoader(patched, on_exec)
+    package = loader.is_package(patched.source.module)
+    spec = ModuleSpec(patched.source.module, loader, origin=patched.source.path, is_package=package)
+    if package:  # a package the set creates: its modules are served by the hook as well
+        spec.submodule_search_locations = [patched.source.path.replace("\\", "/").rsplit("/", 1)[0]]
     spec.has_location = True
     return spec
 

@@ -162,6 +162,15 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
                                     commit=f.commit.label() if f.commit else None))
 
     hint = "; if the set leaves it out on purpose, list it in the set's `skip:` header field (e.g. skip: tests/**, csrc/**)"
+    # New files first, packages (`__init__.py`) shallowest first: a new module may sit in a package
+    # the same set creates.
+    packages: dict[str, str] = {}  # package the set creates -> its would-be directory
+    new_found: dict[int, list | str] = {}
+    news = [f for f in hunk_set.files if f.change == "new" and f.path.endswith(".py")]
+    for f in sorted(news, key=lambda f: (not f.path.endswith("__init__.py"), f.path.count("/"))):
+        new_found[id(f)] = found = _new_module(f, read, packages)
+        if isinstance(found, list) and len(found) == 1 and found[0][0].relative.endswith("__init__.py"):
+            packages[found[0][0].module] = found[0][1].rsplit("/", 1)[0]
     for f in hunk_set.files:
         pattern = next((p for p in (skipped_by(path, hunk_set.skip) for path in f.paths) if p is not None), None)
         if pattern is not None:
@@ -174,7 +183,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         if not any(path.endswith(".py") for path in f.paths):
             refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
             continue
-        found = _new_module(f, read) if f.change == "new" else _existing(f, read)
+        found = new_found[id(f)] if f.change == "new" else _existing(f, read)
         if isinstance(found, str):
             refuse(Reason.PATH_NOT_FOUND, f, found + hint)
             continue
@@ -237,22 +246,27 @@ def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
     return f"{f.name}: no installed package has this file (modules tried: {tried})"
 
 
-def _new_module(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
+def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[tuple[Candidate, str]] | str:
+    """Where a new file's module would sit: its package exists in the tree, or the set creates it."""
     found = []
     tried = []
     for c in candidates(f.path, f.strip):
         package, _, name = c.module.rpartition(".")
-        if not package or c.relative.endswith("__init__.py"):
+        if not package:
             continue
         tried.append(package)
-        source = read(package)
-        if source is not None and _is(source.path, c.relative.rsplit("/", 1)[0] + "/__init__.py"):
-            found.append((c, source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"))
+        if package in packages:
+            folder = packages[package]
+        else:
+            source = read(package)
+            if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
+                continue
+            folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
+        found.append((c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py"))
     if found:
         return found
-    if f.path.endswith("__init__.py"):
-        return f"{f.name}: this diff creates a package; vllm-surgeon creates modules inside existing packages only"
-    return f"{f.name}: this diff creates a module, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
+    what = "a package" if f.path.endswith("__init__.py") else "a module"
+    return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
 
 
 def _is(real: str, relative: str) -> bool:
