@@ -431,6 +431,8 @@ def test_cli_verify_names_commits_and_skipped_files_and_diff_leaves_them_out(ser
     assert entry["hunks"][-1]["commit"]["number"] == 2 and entry["hunks"][-1]["commit"]["subject"] == SUBJECT_2
     listed = cli("list", env=env).stdout
     assert "skip: csrc/**, *.md" in listed and "  commit 3/3 " in listed and "-> b/pkg/helper.py (new)" in listed
+    shown = cli("show", "helpers", "--against", str(base), env=env)
+    assert shown.returncode == 0 and "# pkg.helper (new module, " in shown.stdout and "def helper(x):\n    return x * 2\n" in shown.stdout
     diff = cli("diff", "helpers", "--against", str(base), env=env)
     assert diff.returncode == 0 and "csrc" not in diff.stdout and "csrc/ops.cu left out (skip: csrc/**)" in diff.stderr
 

@@ -178,6 +178,9 @@ def cmd_show(args, out) -> int:
         return _refused(plan, out)
     out.write(f"# {hunk_set.name} on {tree.label}\n")
     for module, patched in plan.modules.items():
+        if patched.created:  # a module the set creates: all of it
+            out.write(f"\n# {module} (new module, {patched.source.path})\n{patched.compiled.display}")
+            continue
         lines = patched.text.split("\n")
         for unit in patched.compiled.units:
             name = unit.qualname or f"statement at line {unit.start + 1}"

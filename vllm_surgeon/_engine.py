@@ -342,7 +342,7 @@ def _locate(ctx: _Context, hunk: Hunk, state: _State, expect: int | None = None)
         from ._transform import locate_transform
 
         return locate_transform(ctx, hunk, state)
-    return _locate_anchored(ctx, hunk, state, expect) if expect is not None else _locate_anchored(ctx, hunk, state)
+    return _locate_anchored(ctx, hunk, state, expect)
 
 
 def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
@@ -461,10 +461,9 @@ def _try_set(
 
     def placed(hunk: Hunk, located: Placement, state: _State) -> None:
         origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
-        if origin is None or getattr(hunk, "step", 0):
-            line = _author_position(state, located.start, hunk_set.name) + 1 if origin is None else origin + 1
-        else:
-            line = origin + 1
+        # The original file's line; for an anchor starting on a line an earlier commit added, its line
+        # in the text that commit left.
+        line = (origin if origin is not None else _author_position(state, located.start, hunk_set.name)) + 1
         results[id(hunk)] = HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved)
 
     def refused(hunk: Hunk, refusal: Refusal) -> None:
