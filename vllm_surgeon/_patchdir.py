@@ -89,7 +89,14 @@ def _numbered(directory: Path) -> list[tuple[Path, int | None]]:
 
 
 def parse_patch_dir(directory: Path, name: str) -> HunkSet:
-    """Read a folder set; HunkFileError names the file and line at fault."""
+    """Read a folder set; HunkFileError names the file and line at fault (an unreadable folder too)."""
+    try:
+        return _parse_patch_dir(directory, name)
+    except OSError as exc:
+        raise HunkFileError(Origin(str(directory), 1), f"cannot read this folder set: {exc.strerror or exc}") from None
+
+
+def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     fields_file = directory / FIELDS_FILE
