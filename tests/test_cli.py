@@ -84,7 +84,8 @@ def test_show_and_diff_against_the_installed_vllm():
     code, out = cli("show", "priority")
     assert code == 0 and "# vllm.v1.request:Request.__lt__" in out and "mine, theirs = self.aged_priority()" in out
     code, out = cli("diff", "priority")
-    assert code == 0 and out.startswith("--- a/vllm/v1/request.py\n+++ b/vllm/v1/request.py\n")
+    assert code == 0 and out.startswith("diff --git a/vllm/v1/core/sched/scheduler.py b/vllm/v1/core/sched/scheduler.py\n")
+    assert "\n--- a/vllm/v1/request.py\n+++ b/vllm/v1/request.py\n" in out  # files in path order, git apply's paths
     assert "+                            key=lambda r: (r.aged_priority(), r.arrival_time)," in out
 
 

@@ -227,14 +227,29 @@ def test_diff_anchor_found_in_two_functions_is_ambiguous_unless_git_named_the_fu
     text = """\
         --- a/pkg/mod.py
         +++ b/pkg/mod.py
-        @@ -13,1 +13,2 @@{scope}
+        @@ -{line},1 +{line},2 @@{scope}
                  y = x + 1
         +        y = y - 1
     """
-    (refusal,) = plan(diff_set(text.format(scope=""))).refusals
+    (refusal,) = plan(diff_set(text.format(line=30, scope=""))).refusals
     assert refusal.reason is Reason.ANCHOR_AMBIGUOUS and "line 13 (function Worker.run)" in refusal.detail
-    p = plan(diff_set(text.format(scope=" def other(self, x):")))
+    p = plan(diff_set(text.format(line=30, scope=" def other(self, x):")))
     assert p.refusals == [] and p.results[0].hunks[0].scope == "Worker.other"
+
+
+def test_diff_anchor_found_twice_is_the_one_its_header_line_lands_on_exactly():
+    text = """\
+        --- a/pkg/mod.py
+        +++ b/pkg/mod.py
+        @@ -{line},1 +{line},2 @@
+                 y = x + 1
+        +        y = y - 1
+    """
+    for line, scope in ((13, "Worker.run"), (18, "Worker.other")):  # the two occurrences, as patch would find them
+        p = plan(diff_set(text.format(line=line)))
+        assert p.refusals == [] and p.results[0].hunks[0].scope == scope and p.results[0].hunks[0].line == line
+    (refusal,) = plan(diff_set(text.format(line=14))).refusals  # lands on neither: refused as before
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS
 
 
 def test_unchanged_code_keeps_its_line_numbers_and_patched_code_reads_patched_lines():

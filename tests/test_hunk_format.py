@@ -95,3 +95,16 @@ def test_the_bundled_priority_set_parses():
     assert s.name == "priority" and s.kind == "hunk"
     assert "vllm.v1.core.sched.scheduler:Scheduler.schedule" in s.targets
     assert s.fields["upstream"].endswith("/pull/20608")
+
+
+def test_a_new_module_section_holds_only_added_lines():
+    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon._model import HunkFileError
+
+    s = parse_hunk_file("@@ vllm.v1.core.sched.job_queue @@ new\n+X = 1\n+\n+Y = 2\n", "/s/new.hunk", "new")
+    (hunk,) = s.hunks
+    assert hunk.creates and hunk.replacement == ("X = 1", "", "Y = 2") and hunk.anchor == ()
+    with pytest.raises(HunkFileError, match=r"/s/bad.hunk:2: '@@ vllm.x @@ new' creates the module: every line"):
+        parse_hunk_file("@@ vllm.x @@ new\n x = 1\n+y = 2\n", "/s/bad.hunk", "bad")
+    with pytest.raises(HunkFileError, match=r"/s/bad.hunk:1: '@@ ... @@ new' creates a module: name the module alone"):
+        parse_hunk_file("@@ vllm.x:f @@ new\n+y = 2\n", "/s/bad.hunk", "bad")

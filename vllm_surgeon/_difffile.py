@@ -1,117 +1,325 @@
-"""Read plain unified diffs (`git diff`, `diff -u`) of vLLM's files as hunk sets.
+"""Read unified diffs as hunk sets: `git diff`, `diff -u`, and `git format-patch` series (mbox).
 
-Each diff hunk becomes an anchored hunk on its file's module; the function it changes is found
-later, from where its changed lines land in the source. `@@ -l,n +l,n @@` numbers are kept as
-hints only. Lines before the first file header may carry header fields (`vllm: >=0.30`), bare
-or after `# `; other preamble text (a commit message, `diff --git`, `index`) is skipped.
+A file may hold one diff, or several commits as `git format-patch --stdout` writes them (`From
+<sha> Mon Sep 17 00:00:00 2001` separators, RFC-2822 headers, the commit message, a `---`
+diffstat, the diff, a `-- ` signature). Each commit's hunks apply on the text the earlier commits
+left, as `git am` would; so does a file's second section inside one diff. Which module a path is
+(`a/vllm/v1/...`, `vllm/vllm/v1/...` from a monorepo, an absolute installed path) is decided at
+plan time, against the tree being read (_paths.py); here a path is only recorded.
+
+Header fields (`vllm: >=0.30`, `skip: tests/**`) go before the first file header of a plain diff,
+bare or after `# `; in a series, before its first `From <sha>` line (commit messages are never
+read as fields). Every error names the file and line.
 """
 
 from __future__ import annotations
 
+import email.errors
+import email.header
+import email.parser
 import re
+from dataclasses import dataclass, field, replace
 
 from ._hunkfile import parse_header_line
-from ._model import AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields, split_lines
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
-_UNSUPPORTED = ("rename from", "rename to", "copy from", "copy to", "Binary files", "GIT binary patch")
+# `git format-patch` separates messages with this line (the date is a fixed magic value).
+_MBOX_FROM = re.compile(r"^From ([0-9a-f]{40}) ")
+_SUBJECT_PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*)+")
+_MAX_DIGITS = 9  # a hunk header number longer than this is not a line number (and int() has a limit)
 
 
-def module_for_path(path: str) -> str | None:
-    """`a/vllm/v1/core/sched/scheduler.py` -> `vllm.v1.core.sched.scheduler`; None if not a .py file."""
-    path = path.strip()
-    if path.startswith('"') and path.endswith('"'):
-        path = path[1:-1]
-    if "\t" in path:  # `diff -u` appends a timestamp after a tab
-        path = path.split("\t", 1)[0]
-    if not path.endswith(".py") or path == "/dev/null":
-        return None
-    parts = [p for p in path[: -len(".py")].replace("\\", "/").split("/") if p not in ("", ".")]
-    if "vllm" in parts:
-        parts = parts[len(parts) - 1 - parts[::-1].index("vllm") :]
-    elif parts and parts[0] in ("a", "b") and len(parts) > 1:
-        parts = parts[1:]
-    else:
-        return None
-    if parts and parts[-1] == "__init__":
-        parts = parts[:-1]
-    if not parts or not all(p.isidentifier() for p in parts):
-        return None
-    return ".".join(parts)
+def guess_module(path: str) -> str:
+    """A module name for messages before the path is resolved: the dotted path without a/ or b/."""
+    from ._paths import path_parts
+
+    parts = path_parts(path)
+    if parts and parts[-1].endswith(".py"):
+        parts = parts[:-1] + ([parts[-1][:-3]] if parts[-1] != "__init__.py" else [])
+    return ".".join(parts) or path.strip()
+
+
+@dataclass
+class _Message:
+    """One commit (or the whole of a plain diff): its subject, sha, and file sections in order."""
+
+    origin: Origin
+    sha: str | None = None
+    subject: str | None = None
+    files: list[tuple[DiffFile, list[AnchoredHunk]]] = field(default_factory=list)
+
+
+@dataclass
+class ParsedPatch:
+    """What one patch file holds, before commits are numbered across a series."""
+
+    fields: dict[str, str]
+    origins: dict[str, Origin]
+    messages: list[_Message]
+    mbox: bool
 
 
 def parse_diff_file(text: str, path: str, name: str) -> HunkSet:
-    """Parse a unified diff; a malformed or unsupported part raises HunkFileError naming path:line."""
-    lines = [raw.rstrip("\r") for raw in text.splitlines()]
+    """Parse a diff or a series; a malformed or unsupported part raises HunkFileError naming path:line."""
+    parsed = parse_patch(text, path)
+    check_fields(parsed.fields, parsed.origins)
+    return assemble(name, path, parsed.fields, parsed.origins, [(parsed, None)])
+
+
+def assemble(
+    name: str, path: str, fields: dict[str, str], origins: dict[str, Origin], patches: list[tuple[ParsedPatch, str | None]]
+) -> HunkSet:
+    """One set from parsed patch files in order (a folder set gives several; label: the file's name)."""
+    messages = [(m, label) for parsed, label in patches for m in parsed.messages]
+    series = len(messages) > 1 or any(p.mbox for p, _ in patches)
+    commits: list[Commit] = []
+    files: list[DiffFile] = []
+    hunks: list[AnchoredHunk] = []
+    for number, (message, label) in enumerate(messages, start=1):
+        commit = None
+        if series:
+            subject = message.subject or label or f"patch {number}"
+            commit = Commit(number, len(messages), subject, message.sha, message.origin)
+            commits.append(commit)
+        for diff_file, file_hunks in message.files:
+            diff_file = replace(diff_file, commit=commit)
+            files.append(diff_file)
+            hunks += [replace(h, file=diff_file, commit=commit) for h in file_hunks]
+    if not files:
+        raise HunkFileError(Origin(path, 1), "no diff hunks found: expected '--- a/...', '+++ b/...' and '@@ -l,n +l,n @@' lines")
+    return HunkSet(name=name, path=path, kind="diff", hunks=tuple(hunks), fields=fields, field_origins=origins,
+                   files=tuple(files), commits=tuple(commits))
+
+
+def parse_patch(text: str, path: str, strip: int | None = None) -> ParsedPatch:
+    """Split a patch file into its messages (commits) and read each one's file sections and hunks."""
+    lines = split_lines(text)
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
-    hunks: list[AnchoredHunk] = []
-    module: str | None = None
-    seen_file = False
-    i = 0
-    while i < len(lines):
+    starts = [i for i, line in enumerate(lines) if _MBOX_FROM.match(line)]
+    if not starts:
+        message = _Message(Origin(path, 1))
+        _read_diff(lines, 0, len(lines), path, message, strip, fields, origins)
+        return ParsedPatch(fields, origins, [message] if message.files else [], mbox=False)
+    for i in range(starts[0]):  # before the first message: the set's header fields
+        line = lines[i]
+        parse_header_line(line[2:] if line.startswith("# ") else line, Origin(path, i + 1), fields, origins, strict=False)
+    messages = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        message = _Message(Origin(path, start + 1), sha=_MBOX_FROM.match(lines[start]).group(1))
+        body = _read_headers(lines, start + 1, end, path, message)
+        _read_diff(lines, body, end, path, message, strip, None, None)
+        if message.files:
+            messages.append(message)
+    return ParsedPatch(fields, origins, messages, mbox=True)
+
+
+def _read_headers(lines: list[str], i: int, end: int, path: str, message: _Message) -> int:
+    """Read an mbox message's RFC-2822 headers (folded, MIME-encoded) up to the blank line."""
+    start = i
+    while i < end and lines[i].strip():
+        i += 1
+    headers = email.parser.HeaderParser().parsestr("\n".join(lines[start:i]) + "\n\n")
+    subject = headers.get("Subject")
+    if subject is not None:
+        try:
+            decoded = str(email.header.make_header(email.header.decode_header(str(subject))))
+        except (UnicodeError, LookupError, email.errors.HeaderParseError):
+            decoded = str(subject)
+        decoded = " ".join(decoded.split())
+        message.subject = _SUBJECT_PREFIX.sub("", decoded) or decoded
+    return i
+
+
+def _number(text: str, origin: Origin) -> int:
+    if len(text) > _MAX_DIGITS:
+        raise HunkFileError(origin, f"line number {text[:20]}{'...' if len(text) > 20 else ''} ({len(text)} digits) is not a line number")
+    return int(text)
+
+
+def _unquote(raw: str) -> str:
+    """A diff path: without a `diff -u` timestamp, and with git's C-style quotes undone."""
+    raw = raw.split("\t", 1)[0].rstrip()
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        body = raw[1:-1]
+        try:
+            return body.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1").decode("utf-8")
+        except (UnicodeError, ValueError):
+            return body
+    return raw
+
+
+def _git_paths(line: str) -> tuple[str | None, str | None]:
+    """`diff --git a/X b/Y` -> (a/X, b/Y) when it can be split unambiguously (quoted or equal halves)."""
+    rest = line[len("diff --git "):]
+    if rest.startswith('"'):
+        match = re.match(r'^("(?:[^"\\]|\\.)*")\s+(.*)$', rest)
+        if match:
+            return _unquote(match.group(1)), _unquote(match.group(2))
+        return None, None
+    half = len(rest) // 2
+    if len(rest) % 2 == 1 and rest[half] == " " and rest[:half][2:] == rest[half + 1 :][2:]:
+        return rest[:half], rest[half + 1 :]
+    parts = rest.split(" ")
+    return (parts[0], parts[-1]) if len(parts) == 2 else (None, None)
+
+
+_EXTENDED = ("old mode ", "new mode ", "deleted file mode ", "new file mode ", "copy from ", "copy to ",
+             "rename from ", "rename to ", "similarity index ", "dissimilarity index ", "index ")
+
+
+class _Section:
+    """A file section being read: paths and kind from `diff --git` + extended headers or `---`/`+++`."""
+
+    def __init__(self, origin: Origin, old: str | None, new: str | None, git: bool) -> None:
+        self.origin = origin
+        self.old, self.new = old, new
+        self.git = git
+        self.flags: set[str] = set()
+        self.hunks: list[AnchoredHunk] = []
+        self.has_paths = False
+
+    def finish(self, strip: int | None) -> DiffFile:
+        change = "modify"
+        if "binary" in self.flags:
+            change = "binary"
+        elif "rename" in self.flags:
+            change = "rename"
+        elif "copy" in self.flags:
+            change = "copy"
+        elif "delete" in self.flags or (self.new is None and self.old is not None):
+            change = "delete"
+        elif "new" in self.flags or (self.old is None and self.new is not None):
+            change = "new"
+        elif "mode" in self.flags and not self.hunks:
+            change = "mode"
+        return DiffFile(self.old, self.new, self.origin, change, strip=strip)
+
+
+def _read_diff(
+    lines: list[str], i: int, end: int, path: str, message: _Message, strip: int | None,
+    fields: dict[str, str] | None, origins: dict[str, Origin] | None,
+) -> None:
+    """Read file sections and hunks from lines[i:end] into `message`.
+
+    fields: a plain diff's preamble fields are read into it (None in an mbox message, whose text
+    before the diff is a commit message).
+    """
+    section: _Section | None = None
+    mbox = fields is None
+
+    def close() -> None:
+        nonlocal section
+        if section is not None:
+            if section.git or section.hunks:
+                message.files.append((section.finish(strip), section.hunks))
+            section = None
+
+    while i < end:
         line = lines[i]
         origin = Origin(path, i + 1)
-        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            seen_file = True
-            old, new = line[4:], lines[i + 1][4:]
-            if old.split("\t", 1)[0].strip() == "/dev/null":
-                raise HunkFileError(
-                    origin, f"this diff creates the file {new.strip()!r}; vllm-surgeon only changes existing modules"
-                )
-            module = module_for_path(old) or module_for_path(new)
-            if module is None:
-                raise HunkFileError(
-                    origin,
-                    f"cannot tell which module {old.strip()!r} is: a diff must name the file by its path "
-                    "inside the package, e.g. a/vllm/v1/core/sched/scheduler.py",
-                )
+        if mbox and line == "-- " and section is not None:
+            break  # the signature: `-- ` then git's version; nothing after it is diff content
+        if line.startswith("diff --git "):
+            close()
+            old, new = _git_paths(line)
+            section = _Section(origin, old, new, git=True)
+            i += 1
+            continue
+        if line.startswith("--- ") and i + 1 < end and lines[i + 1].startswith("+++ "):
+            old, new = _unquote(line[4:]), _unquote(lines[i + 1][4:])
+            old = None if old == "/dev/null" else old
+            new = None if new == "/dev/null" else new
+            if section is None or not section.git or section.has_paths or section.hunks:
+                close()
+                section = _Section(origin, old, new, git=False)
+            else:
+                section.old = old if "new" not in section.flags else None
+                section.new = new if "delete" not in section.flags else None
+            section.has_paths = True
             i += 2
             continue
         if line.startswith("@@"):
             match = _HUNK_HEADER.match(line)
             if match is None:
+                if section is None:
+                    i += 1  # e.g. a commit message line; diff content has not started
+                    continue
                 raise HunkFileError(origin, f"malformed hunk header {line!r}; expected '@@ -l,n +l,n @@'")
-            if module is None:
+            if section is None and mbox:
+                i += 1  # a commit message quoting a diff: the diff itself has not started
+                continue
+            if section is None or (section.git and not section.has_paths):
                 raise HunkFileError(origin, "hunk before any '--- a/...' / '+++ b/...' file header")
-            hunk, i = _read_hunk(lines, i, match, path, module)
-            hunks.append(hunk)
+            hunk, i = _read_hunk(lines, i, end, match, path, section)
+            section.hunks.append(hunk)
             continue
-        if line.startswith(_UNSUPPORTED):
-            raise HunkFileError(origin, f"unsupported diff content ({line.split(' ')[0]} ...): only text changes to existing files")
-        if not seen_file:
+        if section is not None and section.git and not section.has_paths and not section.hunks:
+            if line.startswith(_EXTENDED):
+                _extended(section, line)
+                i += 1
+                continue
+            if line.startswith("Binary files ") or line == "GIT binary patch":
+                section.flags.add("binary")
+                i += 1
+                if line == "GIT binary patch":
+                    while i < end and lines[i].strip():  # base85 data until the blank line
+                        i += 1
+                continue
+        if section is None and fields is not None and line[:1] not in (" ", "\t"):  # `git show` indents its message
             parse_header_line(line[2:] if line.startswith("# ") else line, origin, fields, origins, strict=False)
         i += 1
-    if not hunks:
-        raise HunkFileError(Origin(path, 1), "no diff hunks found: expected '--- a/...', '+++ b/...' and '@@ -l,n +l,n @@' lines")
-    check_fields(fields, origins)
-    return HunkSet(name=name, path=path, kind="diff", hunks=tuple(hunks), fields=fields, field_origins=origins)
+    close()
 
 
-def _read_hunk(lines: list[str], i: int, match: re.Match, path: str, module: str) -> tuple[AnchoredHunk, int]:
+def _extended(section: _Section, line: str) -> None:
+    """One git extended header line (mode, new/deleted file, rename, copy, index)."""
+    if line.startswith("new file mode "):
+        section.flags.add("new")
+        section.old = None
+    elif line.startswith("deleted file mode "):
+        section.flags.add("delete")
+        section.new = None
+    elif line.startswith(("rename from ", "rename to ")):
+        section.flags.add("rename")
+    elif line.startswith(("copy from ", "copy to ")):
+        section.flags.add("copy")
+    elif line.startswith(("old mode ", "new mode ")):
+        section.flags.add("mode")
+
+
+def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, section: _Section) -> tuple[AnchoredHunk, int]:
     """Read one `@@` hunk starting at lines[i]; returns it and the index after it."""
     header = Origin(path, i + 1)
-    old_start = int(match.group(1))
-    old_count = 1 if match.group(2) is None else int(match.group(2))
-    new_count = 1 if match.group(4) is None else int(match.group(4))
+    old_start = _number(match.group(1), header)
+    old_count = 1 if match.group(2) is None else _number(match.group(2), header)
+    new_count = 1 if match.group(4) is None else _number(match.group(4), header)
+    _number(match.group(3), header)
     scope = match.group(5).strip() or None
     body: list[Line] = []
     old_seen = new_seen = 0
+    old_no_eol = new_no_eol = False
     i += 1
-    while (old_seen < old_count or new_seen < new_count) and i < len(lines):
+    while i < end:
         line = lines[i]
         origin = Origin(path, i + 1)
-        if line.startswith("\\"):
+        if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
+            if body:
+                op = body[-1].op
+                old_no_eol |= op in " -"
+                new_no_eol |= op in " +"
             i += 1
             continue
+        if old_seen >= old_count and new_seen >= new_count:
+            break
         op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
         if op not in " -+":
             break
         body.append(Line(op, content, origin))
         old_seen += op != "+"
         new_seen += op != "-"
-        i += 1
-    while i < len(lines) and lines[i].startswith("\\"):
         i += 1
     if old_seen != old_count or new_seen != new_count:
         raise HunkFileError(
@@ -121,9 +329,19 @@ def _read_hunk(lines: list[str], i: int, match: re.Match, path: str, module: str
         )
     if not any(b.op != " " for b in body):
         raise HunkFileError(header, "diff hunk changes nothing: it has no '-' or '+' lines")
+    # Sources are held as text.split("\n"): a file ending in a newline has a last, empty element.
+    # A hunk at the end of a file without one adds or drops that element, and must sit at the end.
+    if old_no_eol and not new_no_eol:
+        body.append(Line("+", "", header))
+    elif new_no_eol and not old_no_eol:
+        body.append(Line("-", "", header))
+    creates = section.old is None or "new" in section.flags
+    if creates and old_count:
+        raise HunkFileError(header, f"this hunk creates {section.new!r} but expects {old_count} old lines")
     # With no old lines, `-l,0` means "after line l"; otherwise l is the first old line.
     hint = old_start if old_count else old_start + 1
     hunk = AnchoredHunk(
-        origin=header, target=Target(module), lines=tuple(body), from_diff=True, hint_line=hint, hint_scope=scope
+        origin=header, target=Target(guess_module(section.new or section.old or "")), lines=tuple(body), from_diff=True,
+        hint_line=hint, hint_scope=scope, at_end=old_no_eol or new_no_eol, creates=creates,
     )
     return hunk, i

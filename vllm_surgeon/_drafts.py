@@ -94,18 +94,3 @@ def render_hunk_section(target: str, draft: Draft) -> list[str]:
     for op, text in draft.lines:
         out.append(op + text if (text or op != " ") else " ")
     return out
-
-
-def render_unified(path: str, old: Sequence[str], draft_list: Sequence[Draft]) -> list[str]:
-    """A unified diff (`--- a/path`, `+++ b/path`, `@@ -l,n +l,n @@`) made of the drafts."""
-    out = [f"--- a/{path}", f"+++ b/{path}"]
-    shift = 0
-    for d in draft_list:
-        old_count = sum(1 for op, _ in d.lines if op != "+")
-        new_count = sum(1 for op, _ in d.lines if op != "-")
-        old_start = d.start + 1 if old_count else d.start
-        new_start = old_start + shift if new_count else old_start + shift - 1
-        out.append(f"@@ -{old_start},{old_count} +{new_start},{new_count} @@")
-        out += [op + text for op, text in d.lines]
-        shift += new_count - old_count
-    return out

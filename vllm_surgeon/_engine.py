@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from . import _anchor
 from ._linemap import Compiled, compile_patched
 from ._model import AnchoredHunk, Hunk, HunkSet, TransformHunk
+from ._paths import resolve as resolve_paths
 from ._refusal import Reason, Refusal
 from ._scopes import Scope, ScopeIndex
 
@@ -46,11 +47,19 @@ class _State:
     relied: list[frozenset[str]]  # the sets whose anchors hold each line
     sets: tuple[str, ...] = ()
     _index: ScopeIndex | None = None
+    created: bool = False  # the module does not exist in the tree: a set creates it (issue 6)
 
     @classmethod
     def initial(cls, source: ModuleSource) -> _State:
         lines = source.lines()
         return cls(source, lines, [None] * len(lines), list(range(len(lines))), [frozenset()] * len(lines))
+
+    @classmethod
+    def new_module(cls, module: str, path: str) -> _State:
+        """The empty text a `--- /dev/null` hunk creates a module from."""
+        state = cls.initial(ModuleSource(module, path, ""))
+        state.created = True
+        return state
 
     def index(self) -> ScopeIndex:
         if self._index is None:
@@ -94,6 +103,8 @@ class SetResult:
     hunk_set: HunkSet
     hunks: list[HunkResult] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
+    # Files of a diff set left out on purpose by its `skip:` patterns (_paths.Skipped).
+    skipped: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +124,7 @@ class PatchedModule:
     sets: tuple[str, ...]
     compiled: Compiled
     original_index: ScopeIndex | None
+    created: bool = False  # a new module: no file on disk; the import hook serves it (issue 6)
 
 
 @dataclass
@@ -154,6 +166,7 @@ class _Context:
             detail=detail,
             vllm_version=self.version,
             module_path=source.path if source else None,
+            commit=hunk.commit.label() if getattr(hunk, "commit", None) is not None else None,
             **extra,
         )
 
@@ -168,15 +181,18 @@ def _scope_label(scopes: list[Scope]) -> str:
     ) + ")"
 
 
-def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placement | Refusal:
+def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: int | None = None) -> Placement | Refusal:
+    """expect: for a diff hunk, the 0-based line its header names, shifted as patch shifts it (None: its own)."""
     lines = state.lines
+    if hunk.creates:
+        return _locate_creation(ctx, hunk, state)
     try:
         index = state.index()
     except SyntaxError as exc:
         return ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the module source does not parse: {exc}", state.source)
     anchor = hunk.anchor
     if hunk.from_diff:
-        return _locate_diff(ctx, hunk, state, index)
+        return _locate_diff(ctx, hunk, state, index, expect)
     scopes = index.find(hunk.target.qualname)
     if not scopes:
         return ctx.refuse(
@@ -235,16 +251,44 @@ def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
     return first, last
 
 
-def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeIndex) -> Placement | Refusal:
+def _locate_creation(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placement | Refusal:
+    """A hunk that creates its module: only '+' lines, on the empty text of a module that is not there."""
+    if not state.created or state.lines != [""]:
+        return ctx.refuse(
+            Reason.MODULE_EXISTS, hunk, f"this hunk creates {hunk.target.module}, which already exists "
+            + (f"(another set or an earlier commit made it)" if state.created else f"here ({state.source.path})"),
+            state.source, other_sets=tuple(s for s in state.sets if s != ctx.hunk_set.name),
+        )
+    anchor = hunk.anchor  # empty, or the empty last element of a file written without a final newline
+    return Placement(hunk, 0, len(anchor), [(l.op, l.text) for l in hunk.lines], state.index().module)
+
+
+def _author_position(state: _State, i: int, set_name: str) -> int:
+    """Line i counted as the set's author saw it: lines other sets added are not in their file."""
+    return i - sum(1 for owner in state.owners[:i] if owner is not None and owner != set_name)
+
+
+def _locate_diff(
+    ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeIndex, expect: int | None = None
+) -> Placement | Refusal:
     """A diff hunk: find its anchor anywhere in the module, then the scope its changed lines are in."""
     lines = state.lines
     anchor = hunk.anchor
     if not anchor:
         return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
+    if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
+        found = [i for i in found if i + len(anchor) == len(lines)]
     if not found:
         hint = hunk.hint_line or 1
-        return _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1)
+        return _not_found(ctx, hunk, state, 0, len(lines), "in the module" + (" at its end" if hunk.at_end else ""), near=hint - 1)
+    if len(found) > 1 and hunk.hint_line is not None:
+        # The text the diff was made against: where its header's line number (shifted like patch
+        # shifts it by the hunks before it) lands exactly on one occurrence, that is the one.
+        wanted = hunk.hint_line - 1 if expect is None else expect
+        exact = [i for i in found if _author_position(state, i, ctx.hunk_set.name) == wanted]
+        if len(exact) == 1:
+            found = exact
     candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
         wanted = hunk.hint_scope.strip()
@@ -264,8 +308,10 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
     start, scope = candidates[0]
     moved = None
     if hunk.hint_line is not None:
-        original_start = state.origin_of[start]
-        moved = (original_start if original_start is not None else start) - (hunk.hint_line - 1)
+        original_start = state.origin_of[start] if hunk.step == 0 else None
+        if original_start is None:
+            original_start = _author_position(state, start, ctx.hunk_set.name)
+        moved = original_start - (hunk.hint_line - 1)
     return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
 
 
@@ -291,12 +337,12 @@ def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: in
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
-def _locate(ctx: _Context, hunk: Hunk, state: _State) -> Placement | Refusal:
+def _locate(ctx: _Context, hunk: Hunk, state: _State, expect: int | None = None) -> Placement | Refusal:
     if isinstance(hunk, TransformHunk):
         from ._transform import locate_transform
 
         return locate_transform(ctx, hunk, state)
-    return _locate_anchored(ctx, hunk, state)
+    return _locate_anchored(ctx, hunk, state, expect)
 
 
 def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
@@ -333,63 +379,135 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
                 relied.append(mine)
         pos = p.end
     keep(pos, len(state.lines))
-    return _State(state.source, lines, owners, origin_of, relied, state.sets + (set_name,))
+    sets = state.sets if set_name in state.sets else state.sets + (set_name,)  # a series applies step by step
+    return _State(state.source, lines, owners, origin_of, relied, sets, created=state.created)
+
+
+def _steps(hunks: Sequence[Hunk]) -> list[list[Hunk]]:
+    """Hunks grouped by step, in order: each step is located on the text the earlier ones produced."""
+    by_step: dict[int, list[Hunk]] = {}
+    for hunk in hunks:
+        by_step.setdefault(getattr(hunk, "step", 0), []).append(hunk)
+    return [by_step[k] for k in sorted(by_step)]
+
+
+class _Series:
+    """Walks a set's steps over module states: locate each step's hunks, then apply them together."""
+
+    def __init__(self, ctx: _Context, states: dict[str, _State], read: Callable[[str], _State | None], created: dict[str, str]):
+        self.ctx = ctx
+        self.states = states
+        self.read = read
+        self.created = created
+        self.failed: dict[str, Hunk] = {}  # module -> its first refused hunk: later steps there are not reached
+
+    def state_for(self, hunk: Hunk) -> _State | Refusal:
+        module = hunk.target.module
+        state = self.states.get(module) or self.read(module)
+        if state is None and getattr(hunk, "creates", False):
+            if module not in self.created:
+                return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"cannot create {module}: its package "
+                                       f"{module.rpartition('.')[0] or '(none: a top-level module)'} is not here")
+            state = _State.new_module(module, self.created[module])
+        if state is None:
+            return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
+        self.states.setdefault(module, state)
+        return state
+
+    def not_reached(self, hunk: Hunk) -> Refusal | None:
+        earlier = self.failed.get(hunk.target.module)
+        if earlier is None:
+            return None
+        where = f" ({earlier.commit.label()})" if getattr(earlier, "commit", None) is not None else ""
+        return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
+                               "and this one applies to the text it would have made")
+
+    def locate_step(self, hunks: list[Hunk], on_placed: Callable[[Hunk, Placement, _State], None],
+                    on_refused: Callable[[Hunk, Refusal], None]) -> dict[str, list[Placement]]:
+        by_module: dict[str, list[Placement]] = {}
+        offsets: dict[int, int] = {}  # id(diff file section) -> how far patch would shift its next hunk
+        for hunk in hunks:
+            refusal = self.not_reached(hunk)
+            state = refusal or self.state_for(hunk)
+            if isinstance(state, Refusal):
+                self.failed.setdefault(hunk.target.module, hunk)
+                on_refused(hunk, state)
+                continue
+            section = getattr(hunk, "file", None)
+            expect = None
+            if section is not None and id(section) in offsets and hunk.hint_line is not None:
+                expect = hunk.hint_line - 1 + offsets[id(section)]
+            located = _locate(self.ctx, hunk, state, expect)
+            if isinstance(located, Refusal):
+                self.failed.setdefault(hunk.target.module, hunk)
+                on_refused(hunk, located)
+                continue
+            if section is not None and hunk.hint_line is not None:
+                offsets[id(section)] = _author_position(state, located.start, self.ctx.hunk_set.name) - (hunk.hint_line - 1)
+            on_placed(hunk, located, state)
+            by_module.setdefault(hunk.target.module, []).append(located)
+        return by_module
 
 
 def _try_set(
-    ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None]
+    ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+    created: dict[str, str] | None = None,
 ) -> tuple[SetResult, dict[str, _State]]:
-    """Locate every hunk of one set on `states`, then apply them all (or report why not)."""
+    """Locate every hunk of one set on `states`, step by step, applying each step (or report why not)."""
     result = SetResult(hunk_set)
-    by_module: dict[str, list[Placement]] = {}
-    for hunk in hunk_set.hunks:
-        module = hunk.target.module
-        state = states.get(module) or read(module)
-        if state is None:
-            refusal = ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
-            result.hunks.append(HunkResult(hunk, refusal=refusal))
-            result.refusals.append(refusal)
-            continue
-        states.setdefault(module, state)
-        located = _locate(ctx, hunk, state)
-        if isinstance(located, Refusal):
-            result.hunks.append(HunkResult(hunk, refusal=located))
-            result.refusals.append(located)
-            continue
-        origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
-        line = (origin if origin is not None else located.start) + 1
-        result.hunks.append(HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved))
-        by_module.setdefault(module, []).append(located)
-
+    walk = _Series(ctx, states, read, created or {})
+    results: dict[int, HunkResult] = {}
     new_states: dict[str, _State] = {}
-    for module, placements in by_module.items():
-        ordered = sorted(placements, key=lambda p: (p.start, p.end))
-        for a, b in zip(ordered, ordered[1:]):
-            if b.start < a.end:  # two insertions at one place are fine: they go in file order
+
+    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
+        origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
+        # The original file's line; for an anchor starting on a line an earlier commit added, its line
+        # in the text that commit left.
+        line = (origin if origin is not None else _author_position(state, located.start, hunk_set.name)) + 1
+        results[id(hunk)] = HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved)
+
+    def refused(hunk: Hunk, refusal: Refusal) -> None:
+        results[id(hunk)] = HunkResult(hunk, refusal=refusal)
+        result.refusals.append(refusal)
+
+    for step in _steps(hunk_set.hunks):
+        by_module = walk.locate_step(step, placed, refused)
+        for module, placements in by_module.items():
+            state = walk.states[module]
+            ordered = sorted(placements, key=lambda p: (p.start, p.end))
+            bad = False
+            for a, b in zip(ordered, ordered[1:]):
+                if b.start < a.end:  # two insertions at one place are fine: they go in file order
+                    refusal = ctx.refuse(
+                        Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
+                        state.source,
+                    )
+                    refused(b.hunk, refusal)
+                    bad = True
+            if bad:
+                walk.failed.setdefault(module, ordered[0].hunk)
+                continue
+            new_state = _apply(state, placements, hunk_set.name)
+            try:
+                new_state.index()
+            except SyntaxError as exc:
                 refusal = ctx.refuse(
-                    Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
-                    states[module].source,
+                    Reason.INVALID_PYTHON,
+                    placements[0].hunk,
+                    f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: "
+                    f"{(new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else '').strip()!r}",
+                    state.source,
                 )
                 result.refusals.append(refusal)
-                _mark(result, b.hunk, refusal)
-        if result.refusals:
-            continue
-        new_state = _apply(states[module], placements, hunk_set.name)
-        try:
-            new_state.index()
-        except SyntaxError as exc:
-            refusal = ctx.refuse(
-                Reason.INVALID_PYTHON,
-                placements[0].hunk,
-                f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: "
-                f"{(new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else '').strip()!r}",
-                states[module].source,
-            )
-            result.refusals.append(refusal)
-            for p in placements:
-                _mark(result, p.hunk, refusal)
-            continue
-        new_states[module] = new_state
+                for p in placements:
+                    results[id(p.hunk)].refusal = results[id(p.hunk)].refusal or refusal
+                walk.failed.setdefault(module, placements[0].hunk)
+                continue
+            walk.states[module] = new_state
+            new_states[module] = new_state
+    result.hunks = [results[id(h)] for h in hunk_set.hunks if id(h) in results]
+    if result.refusals:
+        return result, {}
     return result, new_states
 
 
@@ -399,29 +517,32 @@ def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
             hr.refusal = refusal
 
 
-def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State]) -> list[Refusal]:
-    """Hunks of `hunk_set` whose anchors, placed on `states`, cover lines other sets added."""
-    refusals = []
-    for hunk in hunk_set.hunks:
-        state = states.get(hunk.target.module)
-        if state is None or not state.sets:
-            continue
-        located = _locate(ctx, hunk, state)
-        if isinstance(located, Refusal):
-            refusals.append(
-                ctx.refuse(
-                    Reason.CONFLICT,
-                    hunk,
-                    f"it applies alone, but not on top of {_names(state.sets)} ({located.title}: {located.detail})",
-                    state.source,
-                    other_sets=state.sets,
-                )
+def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+               created: dict[str, str] | None = None) -> list[Refusal]:
+    """Hunks of `hunk_set` whose anchors, placed on `states` step by step, cover lines other sets added."""
+    refusals: list[Refusal] = []
+    walk = _Series(ctx, dict(states), read, created or {})
+
+    def refused(hunk: Hunk, located: Refusal) -> None:
+        state = walk.states.get(hunk.target.module)
+        if state is None or not state.sets or located.reason == Reason.NOT_REACHED:
+            return
+        others = tuple(s for s in state.sets if s != hunk_set.name)
+        refusals.append(
+            ctx.refuse(
+                Reason.CONFLICT,
+                hunk,
+                f"it applies alone, but not on top of {_names(others)} ({located.title}: {located.detail})",
+                state.source,
+                other_sets=others,
             )
-            continue
+        )
+
+    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
         changed_by = {state.owners[i] for i in _touched(located)} - {None, hunk_set.name}
         relied_on_by = _breaks(located, state) - {hunk_set.name}
         if changed_by or relied_on_by:
-            at = state.origin_of[located.start]
+            at = state.origin_of[located.start] if located.start < len(state.origin_of) else None
             why = []
             if changed_by:
                 why.append(f"its anchor covers lines that {_names(sorted(changed_by))} changed")
@@ -436,6 +557,11 @@ def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State]) -> l
                     other_sets=tuple(sorted(changed_by | relied_on_by)),
                 )
             )
+
+    for step in _steps(hunk_set.hunks):
+        by_module = walk.locate_step(step, placed, refused)
+        for module, placements in by_module.items():
+            walk.states[module] = _apply(walk.states[module], placements, hunk_set.name)
     return refusals
 
 
@@ -512,9 +638,14 @@ def plan(
 
     results: list[SetResult] = []
     accepted: dict[str, _State] = {}
-    for hunk_set in sets:
+    for given in sets:
+        # A diff names files by path: which module each is depends on the tree (issue 6).
+        resolution = resolve_paths(given, read_source, vllm_version)
+        hunk_set, created = resolution.hunk_set, resolution.created
         ctx = _Context(hunk_set, vllm_version)
-        alone, alone_states = _try_set(ctx, hunk_set, {}, read)
+        alone, alone_states = _try_set(ctx, hunk_set, {}, read, created)
+        alone.skipped = resolution.skipped
+        alone.refusals[:0] = resolution.refusals
         why = check_version(hunk_set, vllm_version, require_version)
         if why is not None:
             alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
@@ -525,7 +656,7 @@ def plan(
             accepted.update(alone_states)
             continue
         stacked_on = {m: accepted.get(m) or read(m) for m in hunk_set.modules}
-        conflicts = _conflicts(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None})
+        conflicts = _conflicts(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
         if conflicts:
             alone.refusals.extend(conflicts)
             for refusal in conflicts:
@@ -534,7 +665,7 @@ def plan(
                     if hr.hunk is hunk:
                         hr.refusal = refusal
             continue
-        stacked, stacked_states = _try_set(ctx, hunk_set, dict(stacked_on), read)
+        stacked, stacked_states = _try_set(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
         if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
             alone.refusals.extend(stacked.refusals)
             continue
@@ -569,11 +700,18 @@ def _replan(
     return Plan(merged, again.modules, version)
 
 
-def _compile(state: _State, original: _State) -> PatchedModule | SyntaxError:
+def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxError:
     text = "\n".join(state.lines)
     note = "vllm-surgeon: " + ", ".join(state.sets)
     tree = state.index().tree
     state._index = None  # compile_patched renumbers the tree's lines: never reuse it
+    if state.created:  # no file on disk: its own text is what tracebacks and inspect show
+        display = text if text.endswith("\n") else text + "\n"
+        try:
+            code = compile(tree, state.source.path, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            return exc
+        return PatchedModule(state.source, text, state.sets, Compiled(display, code, tree, []), None, created=True)
     try:
         compiled = compile_patched(original.lines, state.lines, tree, state.origin_of, state.source.path, note)
     except SyntaxError as exc:

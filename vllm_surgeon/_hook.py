@@ -20,7 +20,9 @@ from ._sources import _other_finders
 def register_source(patched: PatchedModule) -> None:
     """Let tracebacks and `inspect` read the patched text (mtime None: `checkcache` keeps it)."""
     display = patched.compiled.display  # ends with one newline: "".join(lines) == display
-    lines = display.splitlines(keepends=True)
+    # Split on "\n" only: str.splitlines() would also split a string literal holding U+2028 or \x0c,
+    # and every traceback line below it would be off by one.
+    lines = [line + "\n" for line in display.split("\n")[:-1]]
     linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
 
 
@@ -55,6 +57,48 @@ class SurgeonLoader:
 
     def __repr__(self) -> str:
         return f"<vllm-surgeon loader for {self._patched.source.module} ({', '.join(self._patched.sets)}) over {self._base!r}>"
+
+
+class NewModuleLoader:
+    """Loads a module that a set creates (`--- /dev/null`): no file on disk, its text is in linecache."""
+
+    def __init__(self, patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> None:
+        self._patched = patched
+        self._on_exec = on_exec
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        register_source(self._patched)
+        exec(self._patched.compiled.code, module.__dict__)
+        self._on_exec(module)
+
+    def get_code(self, fullname: str):
+        return self._patched.compiled.code
+
+    def get_source(self, fullname: str) -> str:
+        return self._patched.compiled.display
+
+    def get_filename(self, fullname: str) -> str:
+        return self._patched.source.path
+
+    def is_package(self, fullname: str) -> bool:
+        return self._patched.source.path.replace("\\", "/").endswith("/__init__.py")
+
+    def __repr__(self) -> str:
+        return f"<vllm-surgeon loader for new module {self._patched.source.module} ({', '.join(self._patched.sets)})>"
+
+
+def new_module_spec(patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> ModuleSpec:
+    """The spec of a created module: `__file__` is where it would sit inside its package."""
+    loader = NewModuleLoader(patched, on_exec)
+    package = loader.is_package(patched.source.module)
+    spec = ModuleSpec(patched.source.module, loader, origin=patched.source.path, is_package=package)
+    if package:  # a package the set creates: its modules are served by the hook as well
+        spec.submodule_search_locations = [patched.source.path.replace("\\", "/").rsplit("/", 1)[0]]
+    spec.has_location = True
+    return spec
 
 
 class SurgeonFinder:

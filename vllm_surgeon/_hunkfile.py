@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields, split_lines
 
 
 def parse_header_line(
@@ -50,7 +50,7 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     hunks: list[AnchoredHunk] = []
-    current: tuple[Origin, Target, int | None] | None = None
+    current: tuple[Origin, Target, int | None, bool] | None = None
     body: list[Line] = []
     blanks: list[Line] = []  # empty lines not yet known to be inside the hunk
     last_field: str | None = None
@@ -58,14 +58,17 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     def close() -> None:
         if current is None:
             return
-        origin, target, offset = current
+        origin, target, offset, creates = current
         if not any(b.op != " " for b in body):
             raise HunkFileError(origin, f"hunk for {target} changes nothing: it has no '-' or '+' lines")
-        hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body), hint_offset=offset))
+        if creates and any(b.op != "+" for b in body):
+            bad = next(b for b in body if b.op != "+")
+            raise HunkFileError(bad.origin, f"'@@ {target} @@ new' creates the module: every line of it starts with '+'")
+        hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body), hint_offset=offset, creates=creates))
         body.clear()
         blanks.clear()
 
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         line = raw.rstrip("\r")
         origin = Origin(path, number)
         if line.startswith("@@"):
@@ -74,8 +77,12 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
             spec = spec.strip()
             if not spec:
                 raise HunkFileError(origin, "'@@' must name a target, e.g. @@ vllm.v1.request:Request.__lt__")
-            hint = re.match(r"\s*\+(\d+)\b", trailer)
-            current = (origin, Target.parse(spec, origin), int(hint.group(1)) if hint else None)
+            hint = re.match(r"\s*\+(\d{1,9})\b", trailer)
+            target = Target.parse(spec, origin)
+            creates = trailer.strip() == "new"  # `@@ pkg.new_module @@ new`: the module's whole text (issue 6)
+            if creates and target.qualname is not None:
+                raise HunkFileError(origin, f"'@@ ... @@ new' creates a module: name the module alone, not {spec!r}")
+            current = (origin, target, int(hint.group(1)) if hint else None, creates)
             continue
         if line.startswith("#"):
             continue

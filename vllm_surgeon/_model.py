@@ -30,6 +30,15 @@ class HunkFileError(ValueError):
         self.detail = message
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines of a set file, split on \\n, \\r\\n and \\r only, as Python's tokenizer splits them (never
+    on U+2028, \\x0c, \\x85 ..., which str.splitlines() also splits on); no empty last element."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 @dataclass(frozen=True)
 class Target:
     """What a hunk changes: a module, and a function or class in it (None: module scope)."""
@@ -78,6 +87,54 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """One commit of a patch series (an mbox message, or one file of a patch folder)."""
+
+    number: int  # 1-based, in the order the series applies
+    total: int
+    subject: str
+    sha: str | None
+    origin: Origin  # where the commit starts (its `From <sha>` line, or its file's first line)
+
+    def label(self) -> str:
+        """`commit 2/3 'sched: use the job queue'` — what refusals, verify and list print."""
+        sha = f" {self.sha[:12]}" if self.sha else ""
+        return f"commit {self.number}/{self.total}{sha} {self.subject!r}"
+
+
+@dataclass(frozen=True)
+class DiffFile:
+    """One file section of a diff: the paths as written, and what kind of change it is.
+
+    change: "modify", "new", "delete", "rename", "copy", "binary" or "mode" (mode only). Only
+    "modify" and "new" can be applied; the others are refused naming the file (unless skipped).
+    """
+
+    old_path: str | None  # as written, prefix kept; None for /dev/null
+    new_path: str | None
+    origin: Origin  # its `diff --git` line, or its `---` line
+    change: str
+    commit: Commit | None = None
+    strip: int | None = None  # quilt's -pN for this patch: leading components that are never the package's
+
+    @property
+    def path(self) -> str:
+        """The path the change is about (the new one, or the old one for a deletion)."""
+        return self.new_path if self.new_path is not None else (self.old_path or "")
+
+    @property
+    def name(self) -> str:
+        """The path as messages print it: without git's `a/` or `b/`."""
+        path = self.path
+        return path[2:] if path.startswith(("a/", "b/")) and len(path) > 2 else path
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Both paths when they differ (`diff -u installed/file.py /tmp/edited.py`): either may name the module."""
+        return tuple(dict.fromkeys(p for p in (self.old_path, self.new_path) if p is not None))
+
+
+@dataclass(frozen=True)
 class AnchoredHunk:
     """Lines to find (context and removed) and what replaces them, inside one target."""
 
@@ -92,6 +149,18 @@ class AnchoredHunk:
     hint_scope: str | None = None
     # `.hunk` sections written by `capture`: `@@ target @@ +N`, the anchor's line offset in the target.
     hint_offset: int | None = None
+    # The diff file section this hunk belongs to (None for `.hunk` files).
+    file: DiffFile | None = None
+    # The commit it belongs to, in a series (None: a single diff or a `.hunk` file).
+    commit: Commit | None = None
+    # Order of application inside the set: a hunk is located on the text that all hunks of lower
+    # steps produced (a series' commits, or a file's second section in one diff). Set when the
+    # set's paths are resolved (_paths.py); 0 for `.hunk` files.
+    step: int = 0
+    # The anchor must end at the end of the file (a `\ No newline at end of file` marker).
+    at_end: bool = False
+    # The hunk creates the module (`--- /dev/null`, or `@@ pkg.mod @@ new`): it holds only '+' lines.
+    creates: bool = False
 
     @property
     def anchor(self) -> tuple[str, ...]:
@@ -120,7 +189,7 @@ class TransformHunk:
 Hunk = Union[AnchoredHunk, TransformHunk]
 
 # Header fields every format may carry (`.hunk` header lines, `.patch` preamble, `.py` globals).
-FIELDS = ("description", "why", "upstream", "vllm", "written-against")
+FIELDS = ("description", "why", "upstream", "vllm", "written-against", "skip")
 
 
 @dataclass(frozen=True)
@@ -133,6 +202,15 @@ class HunkSet:
     hunks: tuple[Hunk, ...]
     fields: dict[str, str] = field(default_factory=dict)
     field_origins: dict[str, Origin] = field(default_factory=dict)
+    # Diff sets: every file section, applicable or not (what `skip:` and the refusals are about).
+    files: tuple[DiffFile, ...] = ()
+    # A series: its commits in order (empty for a single diff).
+    commits: tuple[Commit, ...] = ()
+
+    @property
+    def skip(self) -> tuple[str, ...]:
+        """The `skip:` glob patterns: files of the diff left out on purpose (tests/**, csrc/**, ...)."""
+        return tuple(p.strip() for p in self.fields.get("skip", "").split(",") if p.strip())
 
     @property
     def description(self) -> str | None:

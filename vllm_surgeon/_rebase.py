@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section, render_unified
+from ._drafts import drafts, render_hunk_section
 from ._merge3 import merge3, render_conflicts
 from ._model import HunkSet, TransformHunk
 from ._releases import Tree
 from ._scopes import ScopeIndex
+from ._udiff import relative_path, unified
 
 
 class RebaseError(ValueError):
@@ -59,12 +60,22 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     conflicts: list[str] = []
     sections: list[str] = []
     diffs: list[str] = []
-    for module in hunk_set.modules:
+    for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
+        patched = planned.modules[module]
         theirs_source = onto.read(module)
+        if patched.created:  # a module the set creates: carried as it is, unless upstream made one too
+            if theirs_source is not None:
+                conflicts += [f"--- {module}", f"{hunk_set.name} creates {module}, and {onto.label} has one already "
+                              f"({theirs_source.path}): merge them by hand"]
+            elif hunk_set.kind == "diff":
+                diffs += unified(relative_path(module, patched.source.path), None, patched.text)
+            else:
+                sections += [f"@@ {module} @@ new"] + ["+" + line for line in patched.text.split("\n")[:-1]] + [""]
+            continue
         if theirs_source is None:
             raise RebaseError(f"{module} does not exist in {onto.label}")
-        base_lines = base.read(module).lines()
-        ours_lines = planned.modules[module].text.split("\n")
+        base_lines = patched.source.lines()
+        ours_lines = patched.text.split("\n")
         theirs_lines = theirs_source.lines()
         merged = merge3(base_lines, ours_lines, theirs_lines)
         if merged.conflicts:
@@ -77,9 +88,8 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             continue
         index = ScopeIndex(theirs_source.text, theirs_source.path)
         if hunk_set.kind == "diff":
-            whole = len(theirs_lines)
-            found = drafts(theirs_lines, merged.lines, lambda a, b, whole=whole: (None, 0, whole), min_context=3)
-            diffs += render_unified(module.replace(".", "/") + ".py", theirs_lines, found)
+            # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept.
+            diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines))
         else:
             for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines))):
                 target = f"{module}:{draft.scope}" if draft.scope else module
@@ -89,6 +99,12 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     fields = dict(hunk_set.fields)
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
+    if hunk_set.commits:  # a series is rebased as its net change: one diff, its commits recorded here
+        header = [f"# rebased by vllm-surgeon from {hunk_set.path}, the net change of {len(hunk_set.commits)} commits:"] + [
+            f"#   {c.label()}" for c in hunk_set.commits] + header
+    left_out = planned.results[0].skipped
+    if left_out:
+        header += [f"# not carried (skip: {k.pattern}): {k.file.name}" for k in left_out]
     if hunk_set.kind == "diff":
         text = "\n".join(header + diffs) + "\n"
     else:

@@ -24,6 +24,13 @@ class Reason(str, enum.Enum):
     TRANSFORM_FAILED = "transform-failed"
     UNCHANGED = "unchanged"  # a transform that changes nothing
     LIVE = "cannot-patch-live"  # an already-imported module this change cannot reach in place
+    # Diff files that cannot be applied at import (issue 6); each names the file.
+    NOT_PYTHON = "not-python"  # C++/CUDA, CMake, docs, ... not listed in `skip:`
+    UNSUPPORTED_CHANGE = "unsupported-change"  # deletion, rename, copy, binary or mode-only change
+    PATH_NOT_FOUND = "path-not-found"  # a .py path that is no module of an installed package
+    PATH_AMBIGUOUS = "path-ambiguous"  # a path that is two real modules
+    MODULE_EXISTS = "module-exists"  # a diff creates a module that is already there
+    NOT_REACHED = "not-reached"  # a later commit's hunk on a file where an earlier commit's hunk was refused
 
 
 _TITLES = {
@@ -38,6 +45,12 @@ _TITLES = {
     Reason.TRANSFORM_FAILED: "transform failed",
     Reason.UNCHANGED: "transform changed nothing",
     Reason.LIVE: "cannot patch the already-imported module in place",
+    Reason.NOT_PYTHON: "not a Python module",
+    Reason.UNSUPPORTED_CHANGE: "change cannot be applied at import",
+    Reason.PATH_NOT_FOUND: "file is no installed module",
+    Reason.PATH_AMBIGUOUS: "path names more than one module",
+    Reason.MODULE_EXISTS: "new module already exists",
+    Reason.NOT_REACHED: "not checked after an earlier commit was refused",
 }
 
 
@@ -56,6 +69,7 @@ class Refusal:
     found: tuple[str, ...] | None = None  # the closest lines in the source
     found_line: int | None = None  # 1-based line of `found[0]` in module_path
     other_sets: tuple[str, ...] = field(default_factory=tuple)
+    commit: str | None = None  # in a series: `commit 2/3 'subject'`
 
     @property
     def title(self) -> str:
@@ -63,14 +77,15 @@ class Refusal:
 
     def summary(self) -> str:
         """One line: where, what, why."""
-        return f"{self.origin}: {self.target}: {self.title}: {self.detail}"
+        commit = f" ({self.commit})" if self.commit else ""
+        return f"{self.origin}{commit}: {self.target}: {self.title}: {self.detail}"
 
     def message(self, indent: str = "  ") -> str:
         """The full, multi-line explanation, with the expected anchor against the closest code found."""
         version = self.vllm_version or "unknown"
         out = [
             f"{self.title} — {self.detail}",
-            f"{indent}hunk:    {self.origin}",
+            f"{indent}hunk:    {self.origin}" + (f"  ({self.commit})" if self.commit else ""),
             f"{indent}target:  {self.target}",
             f"{indent}vLLM:    {version}" + (f" ({self.module_path})" if self.module_path else ""),
         ]

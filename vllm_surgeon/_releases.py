@@ -109,7 +109,10 @@ def directory(path: Path) -> Tree:
         raise SpecError(f"{path}: no such directory")
     root = path if (path / "vllm").is_dir() else path.parent if path.name == "vllm" else None
     if root is None:
-        raise SpecError(f"{path}: holds no vllm/ directory (give a git checkout, a site-packages or a vllm/ tree)")
+        # A tree of other packages only (a set that changes vllm-ascend, or a test package): issue 6.
+        if not any((p / "__init__.py").is_file() for p in path.iterdir()):
+            raise SpecError(f"{path}: holds no vllm/ directory nor any Python package (give a git checkout, a site-packages or a vllm/ tree)")
+        root = path
     version = version_from_tree(root / "vllm")
 
     def read(module: str) -> ModuleSource | None:
@@ -119,7 +122,8 @@ def directory(path: Path) -> Tree:
                 return ModuleSource(module, str(candidate), importlib.util.decode_source(candidate.read_bytes()))
         return None
 
-    return Tree(f"vllm {version or '(version unknown)'} (tree {root})", version, read, str(root), dist_from_tree(root / "vllm"))
+    label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
+    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"))
 
 
 def download(dist: str, version: str) -> Path:

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from . import _engine
-from ._hook import SurgeonFinder, SurgeonLoader, install, real_spec, register_source
+from ._hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
 from ._search import UnknownSetError, enabled_names, load, load_file
@@ -75,10 +75,14 @@ class Runtime:
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
         self._log_pending = False
+        self._pending: _engine.Plan | None = None  # the plan being applied in place, before it is kept
         self._sources: dict[str, object] = {}
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
-        self._watch: set[str] = {"vllm"} | {m for s in self._all_sets() for m in s.modules}
+        from ._paths import watch_names
+
+        # A diff's paths become modules at plan time; until then every module they could be is watched.
+        self._watch: set[str] = {"vllm"} | {m for s in self._all_sets() for m in set(s.modules) | watch_names(s)}
         self.finder = SurgeonFinder(lambda: self._watch, self._spec_for)
         install(self.finder)
 
@@ -121,7 +125,13 @@ class Runtime:
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
-            live = self._patch_imported(candidate)
+            # Patching in place may import a module the plan changes or creates (a new module-level
+            # `from pkg.new_module import X`): the hook serves it from this candidate plan.
+            self._pending = candidate
+            try:
+                live = self._patch_imported(candidate)
+            finally:
+                self._pending = None
             if live is None:
                 plan = candidate
                 self._store(plan, sets, version)
@@ -168,11 +178,17 @@ class Runtime:
     def _cached_plan(self, sets: list[HunkSet], version: str | None) -> _engine.Plan | None:
         """The plan from the code cache, when nothing it changes is imported yet (the bootstrap's case)."""
         from ._cache import CodeCache, key
+        from ._paths import resolve
 
-        modules = {m for s in sets for m in s.modules}
         if os.environ.get("VLLM_SURGEON_CODE_CACHE", "1") == "0":
             self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
             return None
+        resolved = [resolve(s, self._read, version) for s in sets]
+        if any(r.refusals or r.created for r in resolved):
+            self.cache_reason = "not used: a diff path does not resolve, or a set creates a module"
+            return None
+        sets = [r.hunk_set for r in resolved]
+        modules = {m for s in sets for m in s.modules}
         if any(m in sys.modules for m in modules):
             self.cache_reason = "not used: a target module was imported before the hook (patched in place)"
             return None
@@ -231,7 +247,7 @@ class Runtime:
             except Exception as exc:  # LiveError, or the new code failing to execute
                 txn.rollback()
                 blamed = patched.sets[-1]
-                hunk_set = next(s for s in self.sets if s.name == blamed)
+                hunk_set = next(r.hunk_set for r in plan.results if r.hunk_set.name == blamed)  # paths resolved
                 hunk = next(h for h in hunk_set.hunks if h.target.module == name)
                 detail = str(exc) if isinstance(exc, LiveError) else f"{type(exc).__name__}: {exc}"
                 return Refusal(
@@ -249,11 +265,18 @@ class Runtime:
 
     # -- the import hook ------------------------------------------------------------------
     def _spec_for(self, fullname: str, path: Any, target: Any):
-        plan = self.ensure_planned()
+        plan = self._pending if self._pending is not None else self.ensure_planned()
         patched = plan.modules.get(fullname)
         if patched is None:
             return None  # `importlib.reload` of a patched module comes here again, and is patched again
         spec = real_spec(fullname, path, target)
+        if patched.created:  # a module a set creates: served as if installed, where its package is
+            if spec is not None:
+                raise SurgeonError(
+                    extra=f"vllm-surgeon planned to create {fullname} at {patched.source.path}, but the import system "
+                    f"now finds one at {spec.origin}; sys.path changed after vLLM started importing",
+                )
+            return new_module_spec(patched, self._imported)
         if spec is None:
             return None
         if spec.origin != patched.source.path:

@@ -63,9 +63,15 @@ def _sets_in(directory: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     if not directory.is_dir():
         return found
+    from ._patchdir import is_set_dir
+
     for path in sorted(directory.iterdir()):
-        if path.suffix in SUFFIXES and path.is_file() and not path.name.startswith((".", "_")):
+        if path.name.startswith((".", "_")):
+            continue
+        if path.suffix in SUFFIXES and path.is_file():
             found.setdefault(path.stem, []).append(path)
+        elif path.is_dir() and "." not in path.name and is_set_dir(path):  # a folder set: NAME/ (not NAME.surgeon/)
+            found.setdefault(path.name, []).append(path)
     return found
 
 
@@ -113,6 +119,10 @@ def load_file(path: Path, name: str | None = None) -> HunkSet:
     from ._hunkfile import parse_hunk_file
 
     name = name or path.stem
+    if path.is_dir():
+        from ._patchdir import parse_patch_dir
+
+        return parse_patch_dir(path, name)
     if path.suffix == ".py":
         from ._pyfile import parse_py_file
 
@@ -124,7 +134,7 @@ def load_file(path: Path, name: str | None = None) -> HunkSet:
     if path.suffix == ".hunk":
         return parse_hunk_file(text, str(path), name)
     if path.suffix in (".patch", ".diff"):
-        return parse_diff_file(text, str(path), name)
+        return parse_diff_file(text, str(path), name)  # one diff, or a series (git format-patch --stdout)
     raise UnknownSetError(f"{path}: unknown hunk set format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
 
 

@@ -58,6 +58,7 @@ def _refusal_json(r: Refusal) -> dict:
         "found": list(r.found) if r.found is not None else None,
         "found_line": r.found_line,
         "other_sets": list(r.other_sets),
+        "commit": r.commit,
     }
 
 
@@ -71,13 +72,17 @@ def _hunk_json(h: HunkResult) -> dict:
         "moved": h.moved,
         "refusal": _refusal_json(h.refusal) if h.refusal is not None else None,
     }
+    commit = getattr(h.hunk, "commit", None)
+    if commit is not None:  # a series (issue 6): which commit the hunk belongs to
+        out["commit"] = {"number": commit.number, "total": commit.total, "subject": commit.subject, "sha": commit.sha}
     return out
 
 
 def verdict_json(v: Verdict) -> dict:
     return {
         "schema": SCHEMA,
-        "against": {"spec": v.spec, "label": v.tree.label, "vllm_version": v.tree.version, "location": v.tree.location},
+        "against": {"spec": v.spec, "label": v.tree.label, "vllm_version": v.tree.version, "location": v.tree.location,
+                    "packages": dict(getattr(getattr(v.tree, "packages", None), "used", {}))},
         "ok": v.ok,
         "sets": [
             {
@@ -89,6 +94,7 @@ def verdict_json(v: Verdict) -> dict:
                 "written_against": r.hunk_set.written_against,
                 "hunks": [_hunk_json(h) for h in r.hunks],
                 "refusals": [_refusal_json(f) for f in r.refusals],
+                "skipped": [{"path": k.file.name, "origin": str(k.file.origin), "pattern": k.pattern} for k in r.skipped],
             }
             for r in v.results
         ],
@@ -144,8 +150,12 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
         for refusal in r.refusals:
             if id(refusal) not in hunk_refusals:
                 out.append("  " + style.bad("refused: ") + refusal.message(indent="    ").replace("\n", "\n  "))
+        commit = None
         for h in r.hunks:
             origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
+            if getattr(h.hunk, "commit", None) is not None and h.hunk.commit != commit:
+                commit = h.hunk.commit
+                out.append(f"  {style.dim(commit.label())}")
             if h.refusal is not None:
                 out.append(f"  {style.bad('refused')}  {origin}  {h.hunk.target}")
                 out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))
@@ -153,6 +163,13 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
                 out.append(f"  {style.warn('moved  ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
             else:
                 out.append(f"  {style.good('ok     ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
+        for k in r.skipped:
+            where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
+            out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
+    packages = getattr(v.tree, "packages", None)
+    if packages is not None and packages.used:  # issue 6: where each other package was read from
+        out.append("\nother packages read from:")
+        out += [f"  {line}" for line in packages.lines(v.tree.label)]
     good = sum(1 for r in v.results if r.ok)
     out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
     return out

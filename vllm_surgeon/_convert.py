@@ -1,0 +1,109 @@
+"""`convert`: the change a diff set makes, written as a `.hunk` set of function-anchored hunks.
+
+A plain diff cannot say which function it meant: a block that sits once in the file but in another
+function is accepted, and one that occurs in two functions is refused. A `.hunk` section names its
+function (`@@ module:Qualified.name`) and its anchor must occur once *there*, so on later releases
+it neither jumps into another function nor is refused because of a twin elsewhere.
+
+The converted set is the *net* change at the base release: for a series, base -> after the last
+commit (its commits are recorded in comments). A new module is `@@ pkg.new_module @@ new` with only
+'+' lines. The text is checked to give identical modules on the base release before it is offered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _engine
+from ._drafts import drafts, render_hunk_section
+from ._hunkfile import parse_hunk_file
+from ._model import HunkSet, TransformHunk
+from ._releases import Tree
+from ._scopes import ScopeIndex
+
+
+class ConvertError(ValueError):
+    """The set cannot be converted: it does not apply to the base, or a change has no `.hunk` spelling."""
+
+
+@dataclass
+class Converted:
+    text: str
+    hunks: int
+    modules: int
+
+
+def scope_finder(index: ScopeIndex, total: int):
+    """scope_of for _drafts: the innermost function or class of a change; asked again, the scope around it."""
+
+    def scope_of(start: int, end: int):
+        exact = [s for s in index.scopes if (s.start, s.end) == (start, end) and s.kind != "module"]
+        if exact:
+            around = [s for s in index.scopes if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)]
+            best = min(around, key=lambda s: s.end - s.start, default=index.module)
+        else:
+            best = index.innermost(start, end)
+        if best.kind == "module" or not best.addressable:
+            # A function inside a function is not a target: use the outermost addressable one around it.
+            if best.kind != "module":
+                outer = [s for s in index.scopes if s.addressable and s.kind != "module" and s.start <= best.start and best.end <= s.end]
+                if outer:
+                    best = min(outer, key=lambda s: s.end - s.start)
+                    return best.qualname, best.start, best.end
+            return None, 0, total
+        return best.qualname, best.start, best.end
+
+    return scope_of
+
+
+def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
+    """The `.hunk` text for `hunk_set` at `tree` (its base release), checked to give the same modules there."""
+    if any(isinstance(h, TransformHunk) for h in hunk_set.hunks):
+        raise ConvertError(f"{hunk_set.name} is a set of LibCST transforms; only hunk and diff sets are converted")
+    planned = _engine.plan([hunk_set], tree.read, tree.version, require_version=False)
+    if planned.refusals:
+        raise ConvertError(
+            f"{hunk_set.name} does not apply to {tree.label} ({planned.refusals[0].summary()}); "
+            "convert it against the release it was written for (--against SPEC)"
+        )
+    result = planned.results[0]
+    header = [f"# converted by `vllm-surgeon convert` from {hunk_set.path}, checked against {tree.label}"]
+    for commit in hunk_set.commits:
+        header.append(f"# {commit.label()}")
+    for skipped in result.skipped:
+        header.append(f"# left out (skip: {skipped.pattern}): {skipped.file.name}")
+    fields = {k: v for k, v in hunk_set.fields.items() if k != "skip"}
+    if tree.release:
+        fields["written-against"] = tree.release
+    header += [f"{key}: {value}" for key, value in fields.items() if value]
+    sections: list[str] = []
+    count = 0
+    for module in sorted(planned.modules):
+        patched = planned.modules[module]
+        new = patched.text.split("\n")
+        if patched.created:
+            if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
+                raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
+            if not patched.text.endswith("\n"):
+                raise ConvertError(f"{module} is created without a final newline, which a .hunk section cannot write")
+            sections += [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""]
+            count += 1
+            continue
+        old = patched.source.lines()
+        index = ScopeIndex(patched.source.text, patched.source.path)
+        try:
+            found = drafts(old, new, scope_finder(index, len(old)))
+        except ValueError as exc:
+            raise ConvertError(f"{module}: {exc}") from None
+        for draft in found:
+            target = f"{module}:{draft.scope}" if draft.scope else module
+            sections += render_hunk_section(target, draft) + [""]
+            count += 1
+    text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
+    check = parse_hunk_file(text, out_path, hunk_set.name)
+    again = _engine.plan([check], tree.read, tree.version, require_version=False)
+    same = not again.refusals and {m: p.text for m, p in again.modules.items()} == {m: p.text for m, p in planned.modules.items()}
+    if not same:
+        why = again.refusals[0].summary() if again.refusals else "the modules it gives differ from the diff's"
+        raise ConvertError(f"the converted set would not give the same text on {tree.label} ({why}); nothing written")
+    return Converted(text, count, len(planned.modules))

@@ -1,0 +1,127 @@
+"""Folder sets: a directory named after the set, holding a patch series as teams keep them.
+
+Either a quilt `series` file (one patch name per line, in order, optionally followed by `-pN`;
+`#` starts a comment) or, without one, numbered patch files (`0001-*.patch`, as `git format-patch
+-o NAME/` writes them), applied in numeric order. Each file is one commit (or, if it is an mbox of
+several, each of its messages). Header fields: `# key: value` comment lines of `series` (quilt
+ignores comments), and/or a `fields` file of `key: value` lines, as a `.hunk` header.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ._difffile import assemble, parse_patch
+from ._hunkfile import parse_header_line
+from ._model import HunkFileError, HunkSet, Origin, check_fields, split_lines
+
+SERIES = "series"
+FIELDS_FILE = "fields"
+PATCH_SUFFIXES = (".patch", ".diff")
+_NUMBERED = re.compile(r"^(\d+)")
+
+
+def is_set_dir(path: Path) -> bool:
+    """Whether a directory looks like a folder set: a `series` file or patch files in it."""
+    try:
+        return (path / SERIES).is_file() or any(p.suffix in PATCH_SUFFIXES and p.is_file() for p in path.iterdir())
+    except OSError:
+        return False
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HunkFileError(Origin(str(path), 1), f"not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise HunkFileError(Origin(str(path), 1), f"cannot read: {exc.strerror or exc}") from None
+
+
+def _series(directory: Path, fields: dict[str, str], origins: dict[str, Origin]) -> list[tuple[Path, int | None]]:
+    series = directory / SERIES
+    out: list[tuple[Path, int | None]] = []
+    for number, line in enumerate(split_lines(_read_text(series)), start=1):
+        origin = Origin(str(series), number)
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            parse_header_line(stripped[1:].strip(), origin, fields, origins, strict=False)
+            continue
+        stripped = stripped.split(" #", 1)[0].strip()
+        if not stripped:
+            continue
+        name, *options = stripped.split()
+        strip = None
+        for option in options:
+            match = re.fullmatch(r"-p(\d{1,3})", option)
+            if match is None:
+                raise HunkFileError(origin, f"series option {option!r} is not supported; only -pN (strip N leading path components)")
+            strip = int(match.group(1))
+        path = directory / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise HunkFileError(origin, f"series entry {name!r} must name a patch inside {directory}")
+        if not path.is_file():
+            raise HunkFileError(origin, f"series names {name!r}, which is not a file in {directory}")
+        out.append((path, strip))
+    if not out:
+        raise HunkFileError(Origin(str(series), 1), "the series file names no patch")
+    return out
+
+
+def _numbered(directory: Path) -> list[tuple[Path, int | None]]:
+    patches = sorted(p for p in directory.iterdir() if p.suffix in PATCH_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    if not patches:
+        raise HunkFileError(Origin(str(directory), 1), "this folder set holds no *.patch or *.diff file and no series file")
+    unnumbered = [p.name for p in patches if not _NUMBERED.match(p.name)]
+    if unnumbered and len(patches) > 1:
+        raise HunkFileError(
+            Origin(str(directory / unnumbered[0]), 1),
+            f"cannot tell the order of {', '.join(unnumbered)}: number the patches (0001-..., as git format-patch -o writes "
+            f"them) or list them in order in a {SERIES} file",
+        )
+    keyed = sorted(patches, key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
+    numbers = [int(_NUMBERED.match(p.name).group(1)) for p in keyed if _NUMBERED.match(p.name)]
+    for a, b, pa, pb in zip(numbers, numbers[1:], keyed, keyed[1:]):
+        if a == b:
+            raise HunkFileError(Origin(str(pb), 1), f"{pa.name} and {pb.name} have the same number: which comes first?")
+    return [(p, None) for p in keyed]
+
+
+def parse_patch_dir(directory: Path, name: str) -> HunkSet:
+    """Read a folder set; HunkFileError names the file and line at fault (an unreadable folder too)."""
+    try:
+        return _parse_patch_dir(directory, name)
+    except OSError as exc:
+        raise HunkFileError(Origin(str(directory), 1), f"cannot read this folder set: {exc.strerror or exc}") from None
+
+
+def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
+    fields: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
+    fields_file = directory / FIELDS_FILE
+    if fields_file.is_file():
+        for number, line in enumerate(split_lines(_read_text(fields_file)), start=1):
+            origin = Origin(str(fields_file), number)
+            if line.strip() and not line.startswith("#") and not parse_header_line(line, origin, fields, origins):
+                raise HunkFileError(origin, f"expected a header field (key: value), got {line[:60]!r}")
+    entries = _series(directory, fields, origins) if (directory / SERIES).is_file() else _numbered(directory)
+    patches = []
+    for path, strip in entries:
+        parsed = parse_patch(_read_text(path), str(path), strip)
+        if not parsed.messages:
+            raise HunkFileError(Origin(str(path), 1), "no diff in this patch: expected '--- a/...', '+++ b/...' and '@@' lines")
+        for key, value in parsed.fields.items():  # fields in a patch's own preamble count for the set
+            if key in fields:
+                raise HunkFileError(parsed.origins[key], f"header field {key!r} given twice (first at {origins[key]})")
+            fields[key], origins[key] = value, parsed.origins[key]
+        patches.append((parsed, _label(path)))
+    check_fields(fields, origins)
+    return assemble(name, str(directory), fields, origins, patches)
+
+
+def _label(path: Path) -> str:
+    """A commit's subject when its file has none: `0002-sched-use-the-job-queue.patch` -> `sched use the job queue`."""
+    stem = path.stem
+    stem = _NUMBERED.sub("", stem).lstrip("-_ ")
+    return stem.replace("-", " ") or path.name

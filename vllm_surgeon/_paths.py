@@ -1,0 +1,274 @@
+"""Which module each file of a diff is, decided against the tree being read (installed, wheel, folder).
+
+A diff names files by paths as they come: `a/vllm/v1/request.py`, `vllm/v1/request.py`,
+`a/vllm/vllm/v1/request.py` (a monorepo holding vLLM in a folder), `/venv/.../site-packages/
+vllm/v1/request.py`, `b/vllm_ascend/worker/model_runner_v1.py`. Every suffix of the path's folders
+that names a module whose file in the tree *is* that path is a candidate; exactly one must exist.
+A new file (`--- /dev/null`) needs the package that would hold it to exist. Files that cannot be
+applied at import (not Python, tests, deletions, renames, binary, mode-only) refuse the set, each
+named, unless the set's `skip:` patterns list them.
+
+The same pass orders the set's hunks into *steps*: a series' commits, and a file's second section
+inside one commit, each apply to the text the steps before them produced.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from ._model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target
+from ._refusal import Reason, Refusal
+
+_ROOTS = ("site-packages", "dist-packages")
+
+
+def path_parts(path: str) -> list[str]:
+    """A diff path's components: git's a/ or b/ prefix and empty or `.` components dropped."""
+    parts = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    if len(parts) > 1 and parts[0] in ("a", "b"):
+        parts = parts[1:]
+    return parts
+
+
+@dataclass(frozen=True)
+class Candidate:
+    module: str
+    relative: str  # the path inside the tree's root, e.g. vllm/v1/request.py
+
+
+def candidates(path: str, strip: int | None = None) -> list[Candidate]:
+    """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name."""
+    raw = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    if strip:
+        raw = raw[strip:]
+    for root in _ROOTS:  # an absolute installed path: only what follows site-packages is the package
+        if root in raw[:-1]:
+            raw = raw[len(raw) - raw[::-1].index(root) :]
+    whole_from = 1 if len(raw) > 1 and raw[0] in ("a", "b") and not strip else 0
+    found = []
+    for k in range(len(raw)):
+        suffix = raw[k:]
+        if not suffix[-1].endswith(".py"):
+            return []
+        stem = suffix[-1][: -len(".py")]
+        names = suffix[:-1] + ([] if stem == "__init__" else [stem])
+        if not names or not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            continue
+        # A top-level single-file module (`six.py`) is the path only when nothing but a/ is before
+        # it: `vllm/utils.py` is never the top-level `utils` some other package installs.
+        if len(suffix) == 1 and k > whole_from:
+            continue
+        found.append(Candidate(".".join(names), "/".join(suffix)))
+    return found
+
+
+def watch_names(hunk_set: HunkSet) -> set[str]:
+    """Every module name a set's paths could resolve to (what the import hook watches before planning)."""
+    names = {h.target.module for h in hunk_set.hunks if h.file is None}
+    for f in hunk_set.files:
+        names |= {c.module for path in f.paths for c in candidates(path, f.strip)}
+    return names
+
+
+# -- skip: patterns -----------------------------------------------------------------------------------
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """gitignore-like: `**` crosses folders, `*` and `?` do not; a trailing `/` means the folder's files."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def skipped_by(path: str, patterns: tuple[str, ...]) -> str | None:
+    """The first `skip:` pattern that matches `path` (None: not skipped).
+
+    A pattern without `/` matches the file name anywhere (`*.md`); one with `/` matches the path
+    from its start or from any folder in it (`tests/**` also skips `vllm/tests/x.py` of a monorepo).
+    """
+    parts = path_parts(path)
+    for pattern in patterns:
+        bare = pattern.strip("/")
+        rx = _glob_regex(bare)
+        if "/" not in bare:
+            # `*.md`: a file name anywhere; `tests/`: a folder of that name anywhere.
+            names = parts[:-1] if pattern.endswith("/") else parts[-1:]
+            if any(rx.match(n) for n in names):
+                return pattern
+            continue
+        starts = [0] if pattern.startswith("/") else range(len(parts))
+        if any(rx.match("/".join(parts[k:])) for k in starts):
+            return pattern
+    return None
+
+
+# -- resolution ---------------------------------------------------------------------------------------
+
+@dataclass
+class Skipped:
+    """A file of the set left out on purpose, and the pattern that says so."""
+
+    file: DiffFile
+    pattern: str
+
+
+@dataclass
+class Resolution:
+    """A set with every hunk's module and step decided, or the refusals that keep it out."""
+
+    hunk_set: HunkSet
+    refusals: list[Refusal] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    created: dict[str, str] = field(default_factory=dict)  # new module -> the path it would have
+
+
+_WHY = {
+    "delete": "deletes the file",
+    "rename": "renames the file",
+    "copy": "copies the file",
+    "binary": "is a binary change",
+    "mode": "changes only the file's mode",
+}
+
+
+def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:
+    """Map each diff file of `hunk_set` to a module of `read`'s tree; order hunks into steps."""
+    if not hunk_set.files:
+        return _hunk_creations(hunk_set, read)
+    out = Resolution(hunk_set)
+    modules: dict[int, str] = {}  # id(DiffFile) -> module
+
+    def refuse(reason: Reason, f: DiffFile, detail: str) -> None:
+        out.refusals.append(Refusal(reason, hunk_set.name, f.origin, f.name, detail, version,
+                                    commit=f.commit.label() if f.commit else None))
+
+    hint = "; if the set leaves it out on purpose, list it in the set's `skip:` header field (e.g. skip: tests/**, csrc/**)"
+    # New files first, packages (`__init__.py`) shallowest first: a new module may sit in a package
+    # the same set creates.
+    packages: dict[str, str] = {}  # package the set creates -> its would-be directory
+    new_found: dict[int, list | str] = {}
+    news = [f for f in hunk_set.files if f.change == "new" and f.path.endswith(".py")]
+    for f in sorted(news, key=lambda f: (not f.path.endswith("__init__.py"), f.path.count("/"))):
+        new_found[id(f)] = found = _new_module(f, read, packages)
+        if isinstance(found, list) and len(found) == 1 and found[0][0].relative.endswith("__init__.py"):
+            packages[found[0][0].module] = found[0][1].rsplit("/", 1)[0]
+    for f in hunk_set.files:
+        pattern = next((p for p in (skipped_by(path, hunk_set.skip) for path in f.paths) if p is not None), None)
+        if pattern is not None:
+            out.skipped.append(Skipped(f, pattern))
+            continue
+        if f.change in _WHY:
+            refuse(Reason.UNSUPPORTED_CHANGE, f, f"{f.name}: this diff {_WHY[f.change]}; vllm-surgeon only changes and "
+                   f"creates Python modules" + hint)
+            continue
+        if not any(path.endswith(".py") for path in f.paths):
+            refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
+            continue
+        found = new_found[id(f)] if f.change == "new" else _existing(f, read)
+        if isinstance(found, str):
+            refuse(Reason.PATH_NOT_FOUND, f, found + hint)
+            continue
+        if len(found) > 1:
+            refuse(Reason.PATH_AMBIGUOUS, f, f"{f.name} is more than one real module here: "
+                   + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make the path name one of them")
+            continue
+        (candidate, where), = found
+        if f.change == "new":
+            if read(candidate.module) is not None:
+                refuse(Reason.MODULE_EXISTS, f, f"this diff creates {candidate.module}, which already exists here ({read(candidate.module).path})")
+                continue
+            out.created[candidate.module] = where
+        modules[id(f)] = candidate.module
+    # The hunks of files that resolved are still checked (a refused set shows every problem at once).
+    # Steps: commits in order; inside a commit, a module's second file section comes after its first.
+    seen: dict[tuple[int, str], int] = {}
+    section_step: dict[int, tuple[int, int]] = {}
+    for f in hunk_set.files:
+        if id(f) not in modules:
+            continue
+        commit = f.commit.number if f.commit else 0
+        key = (commit, modules[id(f)])
+        section_step[id(f)] = (commit, seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    order = {s: n for n, s in enumerate(sorted(set(section_step.values())))}
+    hunks: list[Hunk] = []
+    for h in hunk_set.hunks:
+        if isinstance(h, AnchoredHunk) and h.file is not None:
+            if id(h.file) not in modules:
+                continue  # skipped, or refused above
+            h = replace(h, target=Target(modules[id(h.file)]), step=order[section_step[id(h.file)]])
+        hunks.append(h)
+    out.hunk_set = replace(hunk_set, hunks=tuple(hunks))
+    return out
+
+
+def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
+    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package)."""
+    out = Resolution(hunk_set)
+    for h in hunk_set.hunks:
+        if isinstance(h, AnchoredHunk) and h.creates and h.target.module not in out.created:
+            package, _, name = h.target.module.rpartition(".")
+            source = read(package) if package else None
+            if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+                out.created[h.target.module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
+    return out
+
+
+def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
+    found: dict[str, tuple[Candidate, str]] = {}
+    every = [c for path in f.paths for c in candidates(path, f.strip)]
+    for c in every:
+        source = read(c.module)
+        if source is not None and _is(source.path, c.relative):
+            found.setdefault(c.module, (c, source.path))
+    if found:
+        return list(found.values())
+    tried = ", ".join(dict.fromkeys(c.module for c in every)) or "none: no part of it is a module name"
+    return f"{f.name}: no installed package has this file (modules tried: {tried})"
+
+
+def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[tuple[Candidate, str]] | str:
+    """Where a new file's module would sit: its package exists in the tree, or the set creates it."""
+    found = []
+    tried = []
+    for c in candidates(f.path, f.strip):
+        package, _, name = c.module.rpartition(".")
+        if not package:
+            continue
+        tried.append(package)
+        if package in packages:
+            folder = packages[package]
+        else:
+            source = read(package)
+            if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
+                continue
+            folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
+        found.append((c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py"))
+    if found:
+        return found
+    what = "a package" if f.path.endswith("__init__.py") else "a module"
+    return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
+
+
+def _is(real: str, relative: str) -> bool:
+    real = real.replace("\\", "/")
+    return real == relative or real.endswith("/" + relative)
