@@ -97,13 +97,16 @@ def _load(name: str):
         raise UsageError(str(exc)) from None
 
 
-def _tree(spec: str | None):
+def _tree(spec: str | None, progress=None):
     from ._releases import SpecError, resolve
 
     try:
-        return resolve(spec)
+        return resolve(spec, progress)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def cmd_list(args, out) -> int:
@@ -175,6 +178,7 @@ def cmd_diff(args, out) -> int:
 
 
 def cmd_verify(args, out) -> int:
+    from ._progress import Progress
     from ._releases import SpecError, parse_range, releases
     from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
@@ -184,35 +188,43 @@ def cmd_verify(args, out) -> int:
         raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
     sets = [_load(n) for n in names]
     style = Style(out)
+    # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
+    progress = Progress(sys.stderr, enabled=None if not args.json else False)
     try:
         span = parse_range(args.against) if args.against else None
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against), args.against, args.together)
+        verdict = check(sets, _tree(args.against, progress), args.against, args.together)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
             out.write("\n".join(render(verdict, style)) + "\n")
         return 0 if verdict.ok else 1
-    dist, low, high = span
     try:
-        versions = releases(dist, low, high)
+        versions = releases(span, progress)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        progress.clear()
     verdicts, fetch_s, check_s = [], 0.0, 0.0
-    for version in versions:
-        started = time.perf_counter()
-        tree = _tree(f"{dist}=={version}")
-        fetched = time.perf_counter()
-        verdicts.append(check(sets, tree, f"{dist}=={version}", args.together))
-        fetch_s += fetched - started
-        check_s += time.perf_counter() - fetched
+    try:
+        for n, version in enumerate(versions, 1):
+            progress.prefix = f"[{n}/{len(versions)}] "
+            started = time.perf_counter()
+            tree = _tree(f"{span.dist}=={version}", progress)
+            fetched = time.perf_counter()
+            progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
+            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together))
+            fetch_s += fetched - started
+            check_s += time.perf_counter() - fetched
+    finally:
+        progress.clear()
     if args.json:
         out.write(json.dumps(matrix_json(verdicts), indent=1) + "\n")
     else:
-        out.write("\n".join(render_matrix(verdicts, style)) + "\n")
-        out.write(f"{len(versions)} releases of {dist}: {fetch_s:.1f} s reading wheels (download on first use), {check_s:.1f} s checking\n")
+        out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
+        out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), {check_s:.1f} s checking\n")
     return 0 if all(v.ok for v in verdicts) else 1
 
 
