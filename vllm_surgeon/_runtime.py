@@ -23,7 +23,7 @@ from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
 from ._search import UnknownSetError, enabled_names, load, load_file
 from ._sources import installed_vllm, read_installed
-from ._warn_once import this_process, warn_once
+from ._warn_once import warn_once
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -127,9 +127,9 @@ class Runtime:
             names = ", ".join(repr(n) for n, _ in self.load_errors)
             self._say(
                 text,
-                f"{this_process()}: VLLM_SURGEON_ON_FAILURE=warn, running without these sets ({names}), which cannot be "
+                f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without these sets ({names}), which cannot be "
                 f"loaded:\n{text}\nOther vLLM processes of this run say this in one line.",
-                f"{this_process()}: running without these sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): they cannot "
+                f"{{process}}: running without these sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): they cannot "
                 "be loaded; the full message was logged by {where}",
             )
         version, _ = installed_vllm()
@@ -255,10 +255,10 @@ class Runtime:
         more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
         self._say(
             str(error),
-            f"{this_process()}: VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets ({names}):\n{error}\n"
+            f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets ({names}):\n{error}\n"
             "Other vLLM processes of this run say this in one line.",
-            f"{this_process()}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
-            f"{first.summary()}{more}; the full refusal was logged by {{where}}",
+            f"{{process}}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
+            f"{first.title} at {first.origin} ({first.target}){more}; the full refusal was logged by {{where}}",
         )
 
     def _patch_imported(self, plan: _engine.Plan) -> Refusal | None:

@@ -35,8 +35,9 @@ def _marks() -> dict[str, str]:
 def warn_once(log: logging.Logger, key: str, full: str, brief: str) -> bool:
     """Log `full` if no process of this run said `key` yet, else `brief` naming the process that did.
 
-    Returns whether the full form was logged. `{where}` in `brief` is replaced by the process that
-    said it in full (e.g. "pid 4242 (MainProcess)")."""
+    Returns whether the full form was logged. `{process}` in either is replaced by this process, and
+    `{where}` in `brief` by the process that said it in full (both as "pid 4242 (MainProcess)")."""
+    full, brief = full.replace("{process}", this_process()), brief.replace("{process}", this_process())
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     marks = _marks()
     if digest in _SAID:
