@@ -294,6 +294,7 @@ def cmd_rebase(args, out) -> int:
     if result.text is None:
         out.write(f"{hunk_set.name}: cannot rebase from {base.label} onto {onto.label} automatically:\n")
         out.write("\n".join(result.conflicts) + "\n")
+        _conflict_next_step(hunk_set, result, args, onto, out)
         return 1
     source = Path(hunk_set.path)
     target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.stem}.rebased{source.suffix}")
@@ -308,6 +309,36 @@ def cmd_rebase(args, out) -> int:
     if not args.write:
         out.write(f"review it, then replace {source} (or run again with --write)\n")
     return 0
+
+
+def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
+    """After a conflict, say what to do (issue 8): resolve the markers in editable copies of the new
+    release's functions, merged as far as the merge could, then `capture`; or start over with `new`."""
+    from ._workdir import WorkdirError, write_copies
+
+    name = f"{hunk_set.name}.rebased"
+    directory = Path(f"{name}.surgeon")
+    against = args.onto
+    redo = (f"  vllm-surgeon new {name} TARGET... --against {against}   # copies of the functions as in {onto.label}\n"
+            f"  (make {hunk_set.name}'s change in them again; `vllm-surgeon show {hunk_set.name} --against "
+            f"{args.base or hunk_set.written_against}` shows it as it was)\n"
+            f"  vllm-surgeon capture {name}                         # writes {name}.hunk, checked against {against}\n")
+    if result.copies:
+        try:
+            files = write_copies(name, result.copies, onto, against, directory, hunk_set.fields)
+        except WorkdirError as exc:
+            out.write(f"\nnot written: {exc}\nNext step, by hand:\n{redo}")
+            return
+        out.write(f"\nNext step: the functions are merged as far as they could be, with the conflicts above marked "
+                  f"in them (<<<<<<< {hunk_set.name}, ||||||| old release, ======= new release, >>>>>>>):\n")
+        for path in files:
+            out.write(f"  {path}\n")
+        out.write(f"Edit each conflict into the code you want on {onto.label} (remove the markers), then run\n"
+                  f"  vllm-surgeon capture {name}    # writes {name}.hunk, checked against {against}\n"
+                  f"review it, and replace {hunk_set.path} with it.\n")
+        return
+    where = f" ({', '.join(result.outside)} changed at module scope)" if result.outside else ""
+    out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
