@@ -66,8 +66,9 @@ def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(
     assert code == 0 and cli("verify", "thirty", "--against", str(onto))[0] == 0
 
 
-def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees):
+def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees, monkeypatch):
     root, sets, _ = trees
+    monkeypatch.chdir(root)  # the conflict's work folder is written here
     onto = tree(root / "v2", "2.0.0", BASE.replace("        c = 3\n", "        c = 3.0\n"))
     code, out = cli("rebase", "thirty", "--onto", str(onto))
     assert code == 1 and not (sets / "thirty.rebased.hunk").exists()
