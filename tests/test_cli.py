@@ -231,3 +231,13 @@ def test_sets_registered_by_an_installed_package_sit_between_the_path_and_the_bu
     env["VLLM_SURGEON_PATH"] = str(ours)
     listed = subprocess.run([sys.executable, "-m", "vllm_surgeon", "list"], env=env, capture_output=True, text=True).stdout
     assert "team  [hunk, VLLM_SURGEON_PATH]" in listed and "mine wins" in listed
+
+
+def test_doctor_flags_settings_it_does_not_understand():
+    env = surgeon_env(VLLM_SURGEON_HUNK="priority", VLLM_SURGEON_ON_FAILURE="sometimes")
+    out = subprocess.run([sys.executable, "-m", "vllm_surgeon", "doctor", "--json"], env=env, capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    settings = {c["status"]: c for c in report["checks"] if c["check"] == "settings"}
+    assert out.returncode == 1 and report["schema"] == "vllm-surgeon/doctor/1" and not report["ok"]
+    assert settings["fail"]["detail"].startswith("VLLM_SURGEON_ON_FAILURE='sometimes' is not understood")
+    assert settings["warn"]["detail"] == "VLLM_SURGEON_HUNK is not a setting vllm-surgeon reads (did you mean VLLM_SURGEON_HUNKS?)"
