@@ -76,6 +76,10 @@ def test_a_module_not_imported_yet_is_pending_in_both_the_log_line_and_applied(p
     assert before == {"fakepkg.core": "at import", "fakepkg.other": "pending import"}, out.stderr
     assert after == {"fakepkg.core": "at import", "fakepkg.other": "at import"}
     assert _applied_line(out.stderr).endswith("[fakepkg.core at import, fakepkg.other pending import]")
+    # When the pending module is imported later, one more line says so.
+    later = out.stderr.split("[fakepkg.core at import, fakepkg.other pending import]", 1)[1]
+    assert "[vllm-surgeon] fakepkg.other at import by the import hook (set 'both') in pid " in later
+    assert later.rstrip().endswith("(MainProcess)")
 
 
 def test_the_line_waits_until_every_module_is_patched_when_no_plugin_runs(pkg):

@@ -201,6 +201,11 @@ def test_doctor_names_the_fix_for_a_cache_dir_that_is_not_private_or_not_yours(f
     shared.chmod(0o777)
     failure, _ = _one_failure(fresh, "cache", VLLM_SURGEON_CACHE_DIR=str(shared))
     assert "writable by others" in failure["detail"] and failure["fix"] == f"chmod -R go-w {shared}"
+    shared.chmod(0o555)
+    failure, _ = _one_failure(fresh, "cache", VLLM_SURGEON_CACHE_DIR=str(shared))
+    assert "is not writable (mode dr-xr-xr-x)" in failure["detail"] and failure["fix"].startswith(f"chmod u+w {shared}")
+    shared.chmod(0o755)
+    assert _doctor(fresh, VLLM_SURGEON_CACHE_DIR=str(shared))[0] == 0
     failure, _ = _one_failure(fresh, "cache", VLLM_SURGEON_CACHE_DIR="/proc/vllm-surgeon-cache")
     assert "cannot be made" in failure["detail"] and "VLLM_SURGEON_CACHE_DIR" in failure["fix"]
     failure, _ = _one_failure(fresh, "cache", VLLM_SURGEON_CACHE_DIR=str(fresh.python / "cache"))

@@ -229,9 +229,10 @@ class Doctor:
                 self.fail("cache", f"{directory} ({how}) is writable by others (mode {stat.filemode(info.st_mode)}): another "
                           "user could put wheels there for verify to read", f"chmod -R go-w {root}")
                 return
-            if not self._writable(directory):
-                self.fail("cache", f"{directory} ({how}) is not writable: every vLLM process plans again and verify cannot "
-                          "keep downloaded wheels", f"{elsewhere}, or chmod u+w {directory}")
+            # The mode bit too: root writes anywhere, but a directory made read-only was meant to be.
+            if not info.st_mode & stat.S_IWUSR or not self._writable(directory):
+                self.fail("cache", f"{directory} ({how}) is not writable (mode {stat.filemode(info.st_mode)}): every vLLM "
+                          "process plans again and verify cannot keep downloaded wheels", f"chmod u+w {directory}, or {elsewhere}")
                 return
         self.ok("cache", f"{root} ({how}): yours, writable, private")
 

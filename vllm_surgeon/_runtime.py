@@ -311,6 +311,11 @@ class Runtime:
 
     def _imported(self, module: ModuleType) -> None:
         self.status[module.__name__] = AT_IMPORT
+        if self._logged:  # the applied line said `pending import` for it: say what became of it
+            sets = [s.name for s in self.plan.accepted if s.name != INTERNAL and module.__name__ in s.modules]
+            if sets:
+                log.info("%s %s by the import hook (set %s) in pid %d (%s)", module.__name__, AT_IMPORT,
+                         ", ".join(repr(n) for n in sets), os.getpid(), _process_name())
         self._log_when_known()
 
     def sync(self) -> None:
