@@ -111,8 +111,11 @@ def _load(name: str):
 
 
 def _tree(spec: str | None, progress=None):
+    from ._progress import Progress
     from ._releases import SpecError, resolve
 
+    if progress is None:  # a download shows on a terminal (stderr) only
+        progress = Progress(sys.stderr)
     try:
         return resolve(spec, progress)
     except SpecError as exc:
