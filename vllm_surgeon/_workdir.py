@@ -69,6 +69,8 @@ def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: 
                         "line": scope.start + 1, "path": source.path})
     for path, text in files:
         atomic_write(path, text)
+    if spec is not None and (spec == "latest" or spec.endswith("==latest")) and tree.release:
+        spec = tree.release  # `capture` checks against the release copied, even once a newer one is out
     manifest = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": entries}
     atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return [p for p, _ in files]
