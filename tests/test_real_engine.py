@@ -10,6 +10,7 @@ Three engine starts serve all tests here (~35 s each), one per configuration:
   unpatched, which is also the no-aging baseline for the priority measurement.
 """
 
+import re
 import shutil
 import subprocess
 import sys
@@ -166,3 +167,16 @@ def test_with_warn_the_refused_probe_is_logged_and_vllm_runs_unpatched(warn_run)
     for tokens in warn_run.results["generate"]["token_ids"]:
         assert len(tokens) == 8 and tokens != [PROBE_TOKEN] * 8  # neither hunk applied: all or nothing
     assert warn_run.results["applied"]["applied"] == [] and not warn_run.applied_lines()
+
+
+def test_with_warn_the_refusal_is_said_in_full_once_and_in_one_line_by_every_other_process(warn_run):
+    log = warn_run.log
+    assert log.count("vllm-surgeon refused hunk set 'probe'") == 1, log[-5000:]
+    full = next(l for l in log.splitlines() if "VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets ('probe')" in l)
+    said_by = full.split("[vllm-surgeon] ", 1)[1].split(":", 1)[0]
+    assert re.fullmatch(r"pid \d+ \(MainProcess\)", said_by), full
+    brief = [l for l in log.splitlines() if "running without the refused sets ('probe'; VLLM_SURGEON_ON_FAILURE=warn)" in l]
+    processes = {re.search(r"\] pid \d+ \(([^)]+)\)", l).group(1) for l in brief}
+    assert "EngineCore" in processes and any(p.startswith("VllmWorker") for p in processes), brief
+    assert all(l.endswith(f"the full refusal was logged by {said_by}") for l in brief)
+    assert "set VLLM_SURGEON_ON_FAILURE=warn" not in log  # never advised when it is set

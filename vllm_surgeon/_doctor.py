@@ -301,7 +301,9 @@ class Doctor:
                 count += 1
                 try:
                     load_file(paths[0], name)
-                except (HunkFileError, UnknownSetError, OSError, SyntaxError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a .py set runs code; whatever it raises is the finding
+                    if not isinstance(exc, (HunkFileError, UnknownSetError)):
+                        exc = f"{type(exc).__name__}: {exc}"
                     self.fail("search-path", f"set {name!r} cannot be read: {exc}",
                               f"edit {paths[0]} where it says, or move it out of {directory}")
                     problems = True
@@ -330,6 +332,9 @@ class Doctor:
             except UnknownSetError as exc:
                 self.fail("sets", f"VLLM_SURGEON_HUNKS names {name!r}: {exc}",
                           f"take {name!r} out of VLLM_SURGEON_HUNKS, or put its file in a VLLM_SURGEON_PATH directory")
+            except Exception as exc:  # noqa: BLE001 - a .py set runs code when loaded
+                self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which fails to load: {type(exc).__name__}: {exc}",
+                          f"fix that set's file, or take {name!r} out of VLLM_SURGEON_HUNKS")
         version, directory = installed_vllm()
         if directory is None:
             if sets:
