@@ -124,7 +124,11 @@ class Doctor:
             self.fail("bootstrap", f"{pth} is missing: vLLM processes are only patched in place by the plugin, which "
                       "cannot take every change and comes after ~330 modules are imported", self._reinstall())
             return
-        text = pth.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = pth.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self.fail("bootstrap", f"{pth} cannot be read ({exc.strerror}): Python skips it at start", self._reinstall())
+            return
         if "vllm_surgeon._bootstrap" not in text or "VLLM_SURGEON_HUNKS" not in text:
             self.fail("bootstrap", f"{pth} is not vllm-surgeon's bootstrap line (changed or truncated)", self._reinstall())
             return
