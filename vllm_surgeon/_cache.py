@@ -62,6 +62,7 @@ class CodeCache:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or cache_dir()
         self.reason = "not looked up"
+        self.targets: dict[str, tuple[str, ...]] = {}  # set name -> targets as located (diff hunks: functions)
 
     def load(self, entry_key: str, sources: dict[str, ModuleSource]) -> dict[str, PatchedModule] | None:
         path = self.directory / f"{entry_key}.bin"
@@ -93,16 +94,21 @@ class CodeCache:
         except Exception as exc:  # corrupt, truncated, or written by something else
             self.reason = f"miss: corrupt entry ({type(exc).__name__}: {exc})"
             return None
+        try:
+            self.targets = {str(k): tuple(str(t) for t in v) for k, v in data.get("targets", {}).items()}
+        except Exception:  # written by something else: the set files' own targets will do
+            self.targets = {}
         self.reason = "hit"
         return modules
 
-    def store(self, entry_key: str, modules: dict[str, PatchedModule]) -> None:
+    def store(self, entry_key: str, modules: dict[str, PatchedModule], targets: dict[str, tuple[str, ...]] | None = None) -> None:
         payload = {
             "format": _FORMAT,
             "key": entry_key,
             "modules": {
                 name: (m.source.path, m.compiled.display, m.compiled.code, list(m.sets)) for name, m in modules.items()
             },
+            "targets": {name: list(t) for name, t in (targets or {}).items()},
         }
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

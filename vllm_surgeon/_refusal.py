@@ -111,7 +111,8 @@ class SurgeonError(RuntimeError):
     """An enabled hunk set could not be applied; stops vLLM's start unless VLLM_SURGEON_ON_FAILURE=warn."""
 
     def __init__(
-        self, refusals: list[Refusal] | None = None, sets: dict[str, HunkSet] | None = None, extra: str | None = None
+        self, refusals: list[Refusal] | None = None, sets: dict[str, HunkSet] | None = None, extra: str | None = None,
+        running_without: bool = False,
     ) -> None:
         refusals = refusals or []
         self.refusals = refusals
@@ -127,8 +128,14 @@ class SurgeonError(RuntimeError):
         if not refusals:
             super().__init__("\n".join(lines))
             return
-        lines.append(
-            "Nothing of these sets was applied. Fix or disable them (VLLM_SURGEON_HUNKS), "
-            "or set VLLM_SURGEON_ON_FAILURE=warn to run without them."
-        )
+        if running_without:  # VLLM_SURGEON_ON_FAILURE=warn is set: never advise setting it (issue 8)
+            lines.append(
+                "Nothing of these sets was applied; vLLM runs without them (VLLM_SURGEON_ON_FAILURE=warn). "
+                "Fix or disable them (VLLM_SURGEON_HUNKS); `vllm-surgeon verify NAME` shows this again."
+            )
+        else:
+            lines.append(
+                "Nothing of these sets was applied. Fix or disable them (VLLM_SURGEON_HUNKS), "
+                "or set VLLM_SURGEON_ON_FAILURE=warn to run without them."
+            )
         super().__init__("\n".join(lines))

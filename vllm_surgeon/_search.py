@@ -12,6 +12,7 @@ SUFFIXES = (".hunk", ".patch", ".diff", ".py")
 # An installed package registers a directory of sets: [project.entry-points."vllm_surgeon.hunks"]
 # myteam = "myteam_patches.hunks"  (a package whose directory holds NAME.hunk files).
 ENTRY_POINT_GROUP = "vllm_surgeon.hunks"
+PROPOSAL = ".rebased"  # `rebase` writes NAME.rebased.SUFFIX beside the set
 
 
 class UnknownSetError(LookupError):
@@ -68,11 +69,16 @@ def _sets_in(directory: Path) -> dict[str, list[Path]]:
     for path in sorted(directory.iterdir()):
         if path.name.startswith((".", "_")):
             continue
-        if path.suffix in SUFFIXES and path.is_file():
+        if path.suffix in SUFFIXES and path.is_file() and not is_proposal(path):
             found.setdefault(path.stem, []).append(path)
         elif path.is_dir() and "." not in path.name and is_set_dir(path):  # a folder set: NAME/ (not NAME.surgeon/)
             found.setdefault(path.name, []).append(path)
     return found
+
+
+def is_proposal(path: Path) -> bool:
+    """`NAME.rebased.hunk` (or .patch, ...): a proposal `rebase` wrote for review, never a set (issue 8)."""
+    return path.stem.endswith(PROPOSAL)
 
 
 def available() -> list[Location]:
@@ -108,6 +114,11 @@ def locate(name: str) -> Location:
         return Location(name, paths[0], label)
     names = sorted({n for _, d in dirs for n in _sets_in(d)})
     where = "; ".join(f"{label}: {d}" for label, d in dirs)
+    if name.endswith(PROPOSAL):
+        raise UnknownSetError(
+            f"{name!r} is a proposal written by `vllm-surgeon rebase`, not a set: review it, then replace the set "
+            f"with it (or rebase again with --write). Available: {', '.join(names) if names else '(none)'}"
+        )
     raise UnknownSetError(
         f"unknown hunk set {name!r}. Available: {', '.join(names) if names else '(none)'}. Searched {where}"
     )

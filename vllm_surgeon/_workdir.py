@@ -69,9 +69,27 @@ def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: 
                         "line": scope.start + 1, "path": source.path})
     for path, text in files:
         atomic_write(path, text)
+    if spec is not None and (spec == "latest" or spec.endswith("==latest")) and tree.release:
+        spec = tree.release  # `capture` checks against the release copied, even once a newer one is out
     manifest = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": entries}
     atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return [p for p, _ in files]
+
+
+def write_copies(
+    name: str, copies: dict[str, str], tree: Tree, spec: str | None, directory: Path, fields: dict[str, str] | None = None
+) -> list[Path]:
+    """A work folder as `new` makes it, from `tree`, but with the copies already edited (`rebase`'s
+    merge, conflict markers and all): `capture` turns them into a set against `tree`, keeping the
+    header `fields` (description, why, ...) of the set it came from."""
+    files = new(name, list(copies), tree, spec, directory, force=False)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    for entry, path in zip(manifest["targets"], files):
+        atomic_write(path, copies[entry["target"]])
+    if fields:
+        manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
+        atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return files
 
 
 @dataclass
@@ -89,9 +107,13 @@ def capture(name: str, directory: Path) -> Captured:
     manifest = json.loads(manifest_path.read_text())
     version = manifest.get("vllm_version")
     release = manifest.get("release") or version
-    out = [
-        f"description: {name} (captured by vllm-surgeon capture; say what it does and why)",
+    kept = manifest.get("fields") or {}  # a rebase's work folder keeps the set's own header
+    out = [f"{key}: {value}" for key, value in kept.items() if key != "vllm"] or [
+        f"description: {name} (captured by vllm-surgeon capture; say what it does and why)"
+    ]
+    out += [
         *([f"written-against: {release}"] if release else []),
+        f"vllm: {kept['vllm']}" if "vllm" in kept else
         f"# vllm: >={version}   (uncomment and adjust: the versions this set is meant for)" if version else "# vllm: >=X.Y",
         "",
     ]
@@ -105,6 +127,12 @@ def capture(name: str, directory: Path) -> Captured:
         new = new_text.rstrip("\n").split("\n")
         if old == new:
             continue
+        markers = [i for i, line in enumerate(new, 1) if line.startswith(("<<<<<<< ", "||||||| ", ">>>>>>> ")) or line == "======="]
+        if markers:
+            raise WorkdirError(
+                f"{path}:{markers[0]}: conflict markers remain (lines {', '.join(map(str, markers))}): keep the code you "
+                "want in each conflict, remove the marker lines, then run capture again"
+            )
         compile_check(new_text, path)
         qualname = entry["target"].split(":", 1)[1]
         for draft in drafts(old, new, lambda i1, i2, q=qualname, n=len(old): (q, 0, n)):

