@@ -14,13 +14,14 @@ from types import ModuleType
 from typing import Any
 
 from ._engine import PatchedModule
+from ._lines import lines_with_ends
 from ._sources import _other_finders
 
 
 def register_source(patched: PatchedModule) -> None:
     """Let tracebacks and `inspect` read the patched text (mtime None: `checkcache` keeps it)."""
     display = patched.compiled.display  # ends with one newline: "".join(lines) == display
-    lines = display.splitlines(keepends=True)
+    lines = lines_with_ends(display)  # never str.splitlines: U+2028 and \x0c stay inside a line
     linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
 
 
@@ -61,6 +62,7 @@ class SurgeonFinder:
     """First on `sys.meta_path`; answers only for watched module names, in O(1) otherwise."""
 
     _vllm_surgeon_finder = True
+    _vllm_surgeon_hook = True
 
     def __init__(self, watch: Callable[[], set[str]], spec_for: Callable[[str, Any, Any], ModuleSpec | None]) -> None:
         self._watch = watch
@@ -88,5 +90,5 @@ def real_spec(fullname: str, path: Any, target: Any) -> ModuleSpec | None:
 
 
 def install(finder: SurgeonFinder) -> None:
-    if not any(getattr(f, "_vllm_surgeon_finder", False) for f in sys.meta_path):
+    if not any(getattr(f, "_vllm_surgeon_hook", False) for f in sys.meta_path):
         sys.meta_path.insert(0, finder)

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import re
 
+from ._lines import split_lines
 from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+
+_HINT = re.compile(r"\s*\+(\d+)\b")
+_MAX_HINT_DIGITS = 9  # a line offset; int() of 5,000 digits raises ValueError (issue 7 item 8)
 
 
 def parse_header_line(
@@ -65,8 +69,7 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
         body.clear()
         blanks.clear()
 
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip("\r")
+    for number, line in enumerate(split_lines(text), start=1):
         origin = Origin(path, number)
         if line.startswith("@@"):
             close()
@@ -74,7 +77,9 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
             spec = spec.strip()
             if not spec:
                 raise HunkFileError(origin, "'@@' must name a target, e.g. @@ vllm.v1.request:Request.__lt__")
-            hint = re.match(r"\s*\+(\d+)\b", trailer)
+            hint = _HINT.match(trailer)
+            if hint and len(hint.group(1)) > _MAX_HINT_DIGITS:
+                raise HunkFileError(origin, f"position hint +{hint.group(1)[:12]}... is not a line offset; write '@@ target @@ +N'")
             current = (origin, Target.parse(spec, origin), int(hint.group(1)) if hint else None)
             continue
         if line.startswith("#"):

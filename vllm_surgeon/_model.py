@@ -133,6 +133,9 @@ class HunkSet:
     hunks: tuple[Hunk, ...]
     fields: dict[str, str] = field(default_factory=dict)
     field_origins: dict[str, Origin] = field(default_factory=dict)
+    # sha256 of the exact bytes this set was parsed from (issue 7 item 2: the code cache keys on
+    # what was planned, never on the file as it is later); "" for text parsed from elsewhere.
+    digest: str = ""
 
     @property
     def description(self) -> str | None:
@@ -163,8 +166,9 @@ def check_fields(fields: dict[str, str], origins: dict[str, Origin]) -> None:
     spec = fields.get("vllm")
     if spec is not None:
         try:
-            SpecifierSet(spec)
-        except InvalidSpecifier:
+            # Evaluating it too: `==9999...` (5,000 digits) parses, then fails on use (ValueError).
+            SpecifierSet(spec).contains("0", prereleases=True)
+        except (InvalidSpecifier, ValueError):
             raise HunkFileError(
                 origins["vllm"],
                 f"vllm: {spec!r} is not a version range; write e.g. vllm: >=0.11,<0.40",

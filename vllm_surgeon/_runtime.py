@@ -311,5 +311,20 @@ def runtime(create: bool = True) -> Runtime | None:
         if _RUNTIME is None and create:
             names = enabled_names()
             if names:
+                # The bootstrap's waiting finder has done its job whoever got here first (it, or
+                # the vLLM plugin where vllm was imported some other way).
+                boot = sys.modules.get(f"{__package__}._bootstrap")
+                if boot is not None:
+                    boot.disarm()
                 _RUNTIME = Runtime(names)
         return _RUNTIME
+
+
+def start() -> None:
+    """The `.pth` bootstrap's entry, at the first `import vllm`: load the sets and plan, before vLLM runs.
+
+    A refused set raises SurgeonError here (unless VLLM_SURGEON_ON_FAILURE=warn): `import vllm` fails.
+    """
+    current = runtime()
+    if current is not None:
+        current.ensure_planned()
