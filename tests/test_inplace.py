@@ -189,3 +189,76 @@ def test_new_defaults_reach_the_live_function(live):
     module, patched = live
     patch_in_place(module, patched("@@ {m}:top\n-def top(x):\n+def top(x=5):\n"), Transaction())
     assert module.top() == 6
+
+
+def _shape(namespace: dict) -> dict:
+    """What a module binds, and what each class binds, by kind: property, function, staticmethod ..."""
+    out: dict = {}
+    for name, value in namespace.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(value, type):
+            out[name] = {k: type(v).__name__ for k, v in vars(value).items() if not k.startswith("__")}
+        else:
+            out[name] = type(value).__name__
+    return out
+
+
+def _as_imported(module, patched) -> dict:
+    """The namespace the patched module would have had, had it been imported with the set."""
+    namespace = {"__name__": module.__name__, "__file__": module.__file__}
+    exec(patched.compiled.code, namespace)
+    return namespace
+
+
+def test_a_decorator_replaced_by_a_comment_is_refused_in_place_never_silently_kept(live):
+    """Issue 7 item 5: at import `prop` becomes a plain method; in place nothing changed yet it said 'in place'."""
+    module, patched = live
+    result = patched("@@ {m}:Child.prop\n-    @property\n+    # no longer a property\n     def prop(self):\n")
+    assert _shape(_as_imported(module, result))["Child"]["prop"] == "function"
+    with pytest.raises(LiveError, match="the decorators of Child.prop change") as info:
+        patch_in_place(module, result, Transaction())
+    assert info.value.unit is not None and info.value.unit.qualname == "Child.prop"
+    assert isinstance(vars(module.Child)["prop"], property)
+
+
+def test_a_method_slipped_between_a_decorator_and_its_def_is_refused_in_place(live):
+    module, patched = live
+    result = patched("@@ {m}:Child\n     @property\n+    def added(self):\n+        return 5\n+\n     def prop(self):\n")
+    imported = _shape(_as_imported(module, result))["Child"]
+    assert (imported["added"], imported["prop"]) == ("property", "function")  # the decorator moved
+    with pytest.raises(LiveError, match="the decorators of Child.prop change"):
+        patch_in_place(module, result, Transaction())
+    assert "added" not in vars(module.Child) and isinstance(vars(module.Child)["prop"], property)
+
+
+def test_a_decorated_method_added_above_a_decorated_one_is_in_place_what_import_makes(live):
+    module, patched = live
+    result = patched("@@ {m}:Child\n     @property\n+    def added(self):\n+        return 5\n+\n+    @property\n     def prop(self):\n")
+    patch_in_place(module, result, Transaction())
+    assert _shape(vars(module)) == _shape(_as_imported(module, result))
+    assert module.Child().added == 5 and module.Child().prop == 1
+
+
+def test_names_a_hunk_removes_are_gone_in_place_as_at_import_and_come_back_on_rollback(live):
+    module, patched = live
+    result = patched(
+        "@@ {m}\n-def make_counter():\n-    count = 0\n-\n-    def inc():\n-        nonlocal count\n-        count += 1\n"
+        "-        return count\n-    return inc\n-\n-\n def top(x):\n"
+        "@@ {m}:Child\n-    @staticmethod\n-    def static():\n-        return 1\n-\n     @property\n"
+    )
+    txn = Transaction()
+    patch_in_place(module, result, txn)
+    assert _shape(vars(module)) == _shape(_as_imported(module, result))
+    assert not hasattr(module, "make_counter") and "static" not in vars(module.Child)
+    txn.rollback()
+    assert module.make_counter()() == 1 and module.Child.static() == 1
+
+
+def test_copies_of_a_function_made_elsewhere_are_found_in_one_heap_pass(live):
+    import types
+
+    module, patched = live
+    clone = types.FunctionType(module.top.__code__, module.__dict__, "clone")  # e.g. a tracer's copy
+    patch_in_place(module, patched("@@ {m}:top\n-    return x + 1\n+    return x + 2\n"), Transaction())
+    assert module.top(1) == 3 and clone(1) == 3

@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import _anchor
 from ._linemap import Compiled, compile_patched
-from ._model import AnchoredHunk, Hunk, HunkSet, TransformHunk
+from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._refusal import Reason, Refusal
 from ._scopes import Scope, ScopeIndex
 
@@ -46,6 +46,9 @@ class _State:
     relied: list[frozenset[str]]  # the sets whose anchors hold each line
     sets: tuple[str, ...] = ()
     _index: ScopeIndex | None = None
+    # Per line: (set, hunk-file line) that wrote it, or whose removal sits just above it; None for
+    # untouched lines. What a failure of the patched code is blamed on (issue 7 items 4 and 6).
+    blame: list[tuple[str, Origin] | None] | None = None
 
     @classmethod
     def initial(cls, source: ModuleSource) -> _State:
@@ -306,6 +309,9 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
     origin_of: list[int | None] = []
     relied: list[frozenset[str]] = []
     mine = frozenset((set_name,))
+    old_blame = state.blame or [None] * len(state.lines)
+    blame: list[tuple[str, Origin] | None] = []
+    pending: list[tuple[str, Origin]] = []  # a removal not yet followed by a line to carry its blame
     pos = 0
 
     def keep(start: int, end: int) -> None:
@@ -313,12 +319,15 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
         owners.extend(state.owners[start:end])
         origin_of.extend(state.origin_of[start:end])
         relied.extend(state.relied[start:end])
+        blame.extend(old_blame[start:end])
+        if pending and end > start:
+            blame[len(blame) - (end - start)] = pending.pop()
 
     for p in sorted(placements, key=lambda p: (p.start, p.end)):
         keep(pos, p.start)
         old = p.start
         anchored = not isinstance(p.hunk, TransformHunk)
-        for op, text in p.new:
+        for (op, text), where in zip(p.new, _line_origins(p)):
             if op == " ":
                 keep(old, old + 1)
                 if anchored:
@@ -326,14 +335,26 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
                 old += 1
             elif op == "-":
                 old += 1
+                if not pending:
+                    pending.append((set_name, where))
             else:
                 lines.append(text)
                 owners.append(set_name)
                 origin_of.append(None)
                 relied.append(mine)
+                blame.append((set_name, where))
+                pending.clear()
         pos = p.end
     keep(pos, len(state.lines))
-    return _State(state.source, lines, owners, origin_of, relied, state.sets + (set_name,))
+    return _State(state.source, lines, owners, origin_of, relied, state.sets + (set_name,), blame=blame)
+
+
+def _line_origins(p: Placement) -> list[Origin]:
+    """The hunk-file line behind each of a placement's (op, text) pairs (a transform: its def line)."""
+    hunk_lines = getattr(p.hunk, "lines", None)
+    if hunk_lines is not None and len(hunk_lines) == len(p.new) and all(l.op == op for l, (op, _) in zip(hunk_lines, p.new)):
+        return [l.origin for l in hunk_lines]
+    return [p.hunk.origin] * len(p.new)
 
 
 def _try_set(
@@ -575,7 +596,10 @@ def _compile(state: _State, original: _State) -> PatchedModule | SyntaxError:
     tree = state.index().tree
     state._index = None  # compile_patched renumbers the tree's lines: never reuse it
     try:
-        compiled = compile_patched(original.lines, state.lines, tree, state.origin_of, state.source.path, note)
+        compiled = compile_patched(
+            original.lines, state.lines, tree, state.origin_of, state.source.path, note,
+            original_tree=original.index().tree, blame=state.blame,
+        )
     except SyntaxError as exc:
         return exc
     return PatchedModule(state.source, text, state.sets, compiled, original.index())

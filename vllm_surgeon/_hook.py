@@ -25,22 +25,52 @@ def register_source(patched: PatchedModule) -> None:
     linecache.cache[patched.source.path] = (len(display), None, lines, patched.source.path)
 
 
+# What module_from_spec sets before exec_module runs: kept when a failed execution is cleared.
+_IMPORT_ATTRS = frozenset(("__name__", "__loader__", "__package__", "__spec__", "__path__", "__file__", "__cached__"))
+
+OnFail = Callable[[ModuleType, PatchedModule, Exception], "PatchedModule | None"]
+
+
 class SurgeonLoader:
     """Wraps the real loader: executes the patched code, delegates everything else to it."""
 
-    def __init__(self, base: Any, patched: PatchedModule, on_exec: Callable[[ModuleType], None]) -> None:
+    def __init__(
+        self, base: Any, patched: PatchedModule, on_exec: Callable[[ModuleType, PatchedModule], None],
+        on_fail: OnFail | None = None,
+    ) -> None:
         self._base = base
         self._patched = patched
         self._on_exec = on_exec
+        self._on_fail = on_fail
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         create = getattr(self._base, "create_module", None)
         return create(spec) if create is not None else None
 
     def exec_module(self, module: ModuleType) -> None:
-        register_source(self._patched)
-        exec(self._patched.compiled.code, module.__dict__)
-        self._on_exec(module)
+        """Run the patched code. If it raises, `on_fail` decides: it raises (the set stops vLLM, or the
+        error is not the patched code's), or it names what to run instead, in a cleared namespace:
+        the code without the failed set, or (None) the module's own code (issue 7 item 4)."""
+        patched: PatchedModule | None = self._patched
+        while patched is not None:
+            register_source(patched)
+            try:
+                exec(patched.compiled.code, module.__dict__)
+            except Exception as exc:
+                if self._on_fail is None:
+                    raise
+                patched = self._on_fail(module, patched, exc)
+                for name in [n for n in module.__dict__ if n not in _IMPORT_ATTRS]:
+                    del module.__dict__[name]
+                continue
+            self._patched = patched
+            self._on_exec(module, patched)
+            return
+        linecache.cache.pop(self._patched.source.path, None)  # the file on disk is what runs
+        module.__loader__ = self._base
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._base
+        self._base.exec_module(module)
 
     def get_code(self, fullname: str):
         return self._patched.compiled.code

@@ -24,6 +24,7 @@ class Reason(str, enum.Enum):
     TRANSFORM_FAILED = "transform-failed"
     UNCHANGED = "unchanged"  # a transform that changes nothing
     LIVE = "cannot-patch-live"  # an already-imported module this change cannot reach in place
+    RAISED = "patched-code-raised"  # the patched module raised when executed (at import or in place)
 
 
 _TITLES = {
@@ -38,6 +39,7 @@ _TITLES = {
     Reason.TRANSFORM_FAILED: "transform failed",
     Reason.UNCHANGED: "transform changed nothing",
     Reason.LIVE: "cannot patch the already-imported module in place",
+    Reason.RAISED: "the patched code raised when it ran",
 }
 
 
