@@ -291,14 +291,17 @@ class CodeCache:
         self.reason += "; stored"
 
     def _make_dirs(self) -> None:
-        """Create the missing directories down to ours, each private to this user (whatever the umask)."""
+        """Create the missing directories down to ours, each private to this user (whatever the umask),
+        once the deepest existing one is checked: nothing is created where we would not read."""
         missing = []
         path = Path(os.path.abspath(self.directory))
-        while not path.exists():
+        while not os.path.lexists(path):
             missing.append(path)
             if path.parent == path:
                 break
             path = path.parent
+        if missing:
+            _check_chain(path, self.root)
         for path in reversed(missing):
             try:
                 os.mkdir(path, 0o700)
