@@ -208,7 +208,8 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
         return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
     where = _scope_label(scopes)
     if not found:
-        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}")
+        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
+        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}", near)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
@@ -284,13 +285,15 @@ def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wan
 
 def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
     anchor = hunk.anchor
-    miss = _anchor.closest(state.lines, anchor, lo, hi)
+    miss = _anchor.closest(state.lines, anchor, lo, hi, near)
     extra: dict = {"expected": anchor}
     detail = f"the {_lines(len(anchor))} this hunk expects {'is' if len(anchor) == 1 else 'are'} not {where}"
     if miss is not None:
         original = state.origin_of[miss.start]
         extra.update(found=miss.found, found_line=(original if original is not None else miss.start) + 1)
-        detail += f"; closest match at line {extra['found_line']} ({miss.agree} of {_lines(len(anchor))} agree)"
+        detail += f"; closest match at line {extra['found_line']}: {miss.summary}"
+    else:
+        detail += "; no code there resembles it"
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
