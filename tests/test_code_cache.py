@@ -45,7 +45,7 @@ def pkg(fakepkg, tmp_path):
 def run(pkg):
     out = pkg.run(PROBE, hunks="fix", VLLM_SURGEON_CACHE_DIR=str(pkg.cache))
     answer, reason = out.stdout.strip().split(" | ")
-    assert answer == "42", out.stderr
+    assert answer == ("43" if "value = 43" in (pkg.hunks / "fix.hunk").read_text() else "42"), out.stderr
     return reason
 
 
@@ -288,7 +288,7 @@ def test_as_another_user_roots_cache_is_not_trusted_and_its_own_works(vllm_dir):
             out = subprocess.run([sys.executable, "-c", "import vllm\n" + PROBE], env=env, capture_output=True, text=True,
                                  timeout=300, cwd=base, **kw)
             answer, _, reason = out.stdout.strip().partition(" | ")
-            assert answer == "42", out.stderr
+            assert answer == ("43" if "value = 43" in (pkg.hunks / "fix.hunk").read_text() else "42"), out.stderr
             return reason
 
         roots = base / "root-cache"
@@ -303,3 +303,21 @@ def test_as_another_user_roots_cache_is_not_trusted_and_its_own_works(vllm_dir):
         assert as_user(theirs, None).startswith("miss: cache directory not safe")  # and root does not trust nobody's
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_set_edited_between_reading_and_planning_is_keyed_on_what_was_planned(pkg):
+    """Issue 7 item 2: the plan made from the old bytes was stored under the new file's key."""
+    path = pkg.hunks / "fix.hunk"
+    out = pkg.run(f"""
+        import pathlib, vllm_surgeon._runtime as r
+        rt = r.runtime()  # reads the set: value = 42
+        path = pathlib.Path({str(path)!r})
+        path.write_text(path.read_text().replace("value = 42", "value = 43"))
+        rt.ensure_planned()
+        import fakepkg.calc as calc
+        print(calc.answer(), "|", rt.cache_reason)
+    """, hunks="fix", trigger=False, VLLM_SURGEON_CACHE_DIR=str(pkg.cache))
+    assert out.stdout.strip() == "42 | miss: no entry; stored", out.stderr
+    assert run(pkg) == "miss: no entry; stored"  # the new bytes have their own key (and answer 43)
+    path.write_text(path.read_text().replace("value = 43", "value = 42"))
+    assert run(pkg) == "hit"  # the old bytes' entry, stored by the first process
