@@ -262,3 +262,55 @@ def test_copies_of_a_function_made_elsewhere_are_found_in_one_heap_pass(live):
     clone = types.FunctionType(module.top.__code__, module.__dict__, "clone")  # e.g. a tracer's copy
     patch_in_place(module, patched("@@ {m}:top\n-    return x + 1\n+    return x + 2\n"), Transaction())
     assert module.top(1) == 3 and clone(1) == 3
+
+
+READERS = '''\
+LIMIT = 1
+DOUBLE = LIMIT * 2
+
+
+def uses(a=LIMIT):
+    return a
+
+
+def reads_at_call():
+    return LIMIT
+'''
+
+
+@pytest.fixture
+def readers(tmp_path, monkeypatch):
+    name = f"fake_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(READERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+
+    def patched(hunks: str):
+        s = parse_hunk_file(hunks.format(m=name), str(tmp_path / "set.hunk"), "set")
+        plan = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), READERS) if m == name else None, None)
+        assert plan.refusals == []
+        return plan.modules[name]
+
+    yield module, patched
+    sys.modules.pop(name, None)
+
+
+def test_a_changed_constant_that_later_lines_read_as_the_module_runs_is_refused_in_place(readers):
+    """At import DOUBLE and the default of `uses` would follow LIMIT; in place they would keep the old."""
+    module, patched = readers
+    with pytest.raises(LiveError, match=r"line 2 \(`DOUBLE = LIMIT \* 2`\) reads LIMIT when the module runs"):
+        patch_in_place(module, patched("@@ {m}\n-LIMIT = 1\n+LIMIT = 5\n DOUBLE = LIMIT * 2\n"), Transaction())
+    assert module.LIMIT == 1
+
+
+def test_a_changed_constant_read_only_inside_functions_is_patched_in_place_as_at_import(tmp_path, monkeypatch):
+    name = f"fake_{uuid.uuid4().hex[:8]}"
+    source = "def reads_at_call():\n    return LIMIT\n\n\nLIMIT = 1\n"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    s = parse_hunk_file(f"@@ {name}\n-LIMIT = 1\n+LIMIT = 5\n", str(tmp_path / "set.hunk"), "set")
+    result = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), source), None).modules[name]
+    patch_in_place(module, result, Transaction())
+    assert module.reads_at_call() == 5 and _shape(vars(module)) == _shape(_as_imported(module, result))
+    sys.modules.pop(name, None)

@@ -163,7 +163,65 @@ def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
         if isinstance(unit.node, ast.ClassDef) and unit.qualname and original.find(unit.qualname):
             raise LiveError(f"the class statement of {unit.qualname} itself changes", unit)
         prepared.statements.append((owner, unit))
+    _check_later_readers(patched, [unit for _, unit in prepared.statements])
     return prepared
+
+
+def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
+    """LiveError when a statement that runs after a changed one reads, as the module is executed,
+    a name the change binds (`Y = X + 1` after `X = 2`; a default `def f(a=X)`; a class body): at
+    import it would see the new value, in place it keeps the one it computed from the old."""
+    mine = {id(u.node) for u in units}
+    display = patched.compiled.display.split("\n")
+    for unit in units:
+        bound = _bound_by(unit.node)
+        if not bound:
+            continue
+        body = unit.chain[-1].body if unit.chain else patched.compiled.tree.body
+        if not any(stmt is unit.node for stmt in body):
+            continue
+        after = body[[i for i, stmt in enumerate(body) if stmt is unit.node][0] + 1 :]
+        for stmt in after:
+            if id(stmt) in mine:
+                continue
+            read = bound & _read_when_run(stmt)
+            if read:
+                line = display[stmt.lineno - 1].strip() if 0 < stmt.lineno <= len(display) else ""
+                raise LiveError(
+                    f"line {stmt.lineno} (`{line}`) reads {', '.join(sorted(read))} when the module runs, and this hunk "
+                    "changes it: at import that line would see the new value, in place it keeps the old one",
+                    unit,
+                )
+
+
+def _bound_by(node: ast.stmt) -> set[str]:
+    """Names a statement binds in the scope it runs in."""
+    return _scope_names(ast.Module(body=[node], type_ignores=[])).get((), set())
+
+
+def _read_when_run(stmt: ast.stmt) -> set[str]:
+    """Names a statement reads when it is executed (a def's decorators, defaults and annotations, a
+    class's bases and body; not what a function body reads when called)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (*_FUNCS, ast.Lambda)):
+            args = node.args
+            parts: list[ast.AST | None] = [*args.defaults, *args.kw_defaults]
+            if not isinstance(node, ast.Lambda):
+                parts += [*node.decorator_list, node.returns]
+                parts += [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a]
+            for part in parts:
+                if part is not None:
+                    visit(part)
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(stmt)
+    return found
 
 
 def functions_running(codes: list[types.CodeType]) -> dict[int, list[types.FunctionType]]:
