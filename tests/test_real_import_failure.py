@@ -151,3 +151,47 @@ def test_internal_compile_cache_set_refused_in_place_falls_back_and_the_users_se
     assert line is not None, out.stderr[-3000:]
     assert json.loads(line[len("REPORT"):]) == ["1", 1000, ["queue_len"]]
     assert "compile-cache keying could not be taught" in out.stderr and "VllmBackend.__call__" in out.stderr
+
+
+UNPROPERTY = '''\
+@@ vllm.v1.request:Request.num_encoder_inputs
+-    @property
++    # vllm-surgeon test: no longer a property
+     def num_encoder_inputs(self) -> int:
+'''
+
+KIND = """
+import json, os, sys
+{before}
+error = None
+try:
+    import vllm.v1.request as request
+    {plugins}
+except Exception as exc:
+    error = f"{{type(exc).__name__}}: {{exc}}"
+import vllm_surgeon
+print("REPORT" + json.dumps({{"error": error, "kind": type(vars(sys.modules["vllm.v1.request"].Request)["num_encoder_inputs"]).__name__,
+                              "applied": [a.modules for a in vllm_surgeon.applied()]}}))
+"""
+
+
+def test_a_removed_decorator_on_real_vllm_is_applied_at_import_and_refused_in_place_never_ignored(tmp_path):
+    """Issue 7 item 5: in place the hunk changed nothing, yet applied() said "in place"."""
+    (tmp_path / "unproperty.hunk").write_text(UNPROPERTY)
+    env = surgeon_env(VLLM_SURGEON_PATH=str(tmp_path))
+    at_import = run_python(KIND.format(before="", plugins="pass"), dict(env, VLLM_SURGEON_HUNKS="unproperty"))
+    in_place = run_python(
+        KIND.format(before="import vllm.v1.request\nos.environ['VLLM_SURGEON_HUNKS'] = 'unproperty'",
+                    plugins="from vllm.plugins import load_general_plugins; load_general_plugins()"),
+        dict(env, VLLM_SURGEON_BOOTSTRAP="0"),
+    )
+    reports = []
+    for out in (at_import, in_place):
+        line = next((l for l in out.stdout.splitlines() if l.startswith("REPORT")), None)
+        assert line is not None, out.stderr[-3000:]
+        reports.append(json.loads(line[len("REPORT"):]))
+    assert reports[0] == {"error": None, "kind": "function", "applied": [{"vllm.v1.request": "at import"}]}
+    error = reports[1]["error"]
+    assert error.startswith("SurgeonError: vllm-surgeon refused hunk set 'unproperty'") and reports[1]["applied"] == []
+    assert "cannot patch the already-imported module in place" in error
+    assert "the decorators of Request.num_encoder_inputs change" in error and reports[1]["kind"] == "property"
