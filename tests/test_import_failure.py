@@ -45,6 +45,8 @@ print(json.dumps({
     "greet": outer.greet() if outer else None,
     "inner_broken": hasattr(inner, "BROKEN") if inner else None,
     "applied": {a.name: a.modules for a in vllm_surgeon.applied()},
+    "loaders": [type(m.__loader__).__name__ for m in (outer, inner) if m],
+    "source": __import__("inspect").getsource(outer.greet).strip() if outer else None,
 }))
 """
 
@@ -66,7 +68,8 @@ def report(pkg, hunks, **extra):
 def test_a_module_importing_the_failing_one_midway_is_brought_back_too(pkg):
     """outer is executing (patched) when its import of inner fails: with warn, outer ends unpatched."""
     result, stderr = report(pkg, "nested", VLLM_SURGEON_ON_FAILURE="warn")
-    assert result == {"error": None, "greet": "hello", "inner_broken": False, "applied": {}}, stderr
+    assert result == {"error": None, "greet": "hello", "inner_broken": False, "applied": {},
+                      "loaders": ["SourceFileLoader", "SourceFileLoader"], "source": 'def greet():\n    return "hello"'}, stderr
     assert f"{pkg.hunks / 'nested.hunk'}:7" in stderr and "NameError: name 'not_defined' is not defined" in stderr
 
 

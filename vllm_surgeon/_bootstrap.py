@@ -29,7 +29,9 @@ class WaitForVllm:
             if getattr(finder, "_vllm_surgeon_finder", False):
                 continue
             find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
+            if find is None:
+                continue
+            spec = find(fullname, path, target) if target is not None else find(fullname, path)
             if spec is not None:
                 break
         if spec is None or not hasattr(spec.loader, "exec_module"):

@@ -260,11 +260,26 @@ class Runtime:
                 txn.rollback()
             return self._in_place_refusal(exc, [patched for _, patched, _ in items], plan.vllm_version)
         for module, patched, txn in items:
-            register_source(patched)
-            module.__loader__ = SurgeonLoader(module.__loader__, patched, lambda m, p: None)
+            self._running(module, patched)
             self.status[module.__name__] = "in place"
             self.live[module.__name__] = (patched, txn)
         return None
+
+    @staticmethod
+    def _running(module: ModuleType, patched: _engine.PatchedModule | None) -> None:
+        """Tracebacks, `inspect` and the module's loader show what it now runs: `patched`, or (None) its file."""
+        base = module.__loader__
+        while isinstance(base, SurgeonLoader):
+            base = base._base
+        if patched is None:
+            linecache.cache.pop(getattr(module, "__file__", None) or "", None)
+            module.__loader__ = base
+        else:
+            register_source(patched)
+            module.__loader__ = SurgeonLoader(base, patched, lambda m, p: None)
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and isinstance(spec.loader, SurgeonLoader):
+            spec.loader = module.__loader__
 
     def _in_place_refusal(self, exc: Exception, tried: list[_engine.PatchedModule], version: str | None) -> Refusal:
         """The refusal of the set whose hunk could not be patched in place (not merely the module's last set)."""
@@ -364,10 +379,12 @@ class Runtime:
                 del self.live[name]
                 self.status.pop(name, None)
                 linecache.cache.pop(old.source.path, None)
+                if module is not None:
+                    self._running(module, None)
                 if module is not None and new is not None:
                     undo = Transaction()
                     patch_in_place(module, new, undo)
-                    register_source(new)
+                    self._running(module, new)
                     self.live[name] = (new, undo)
                     self.status[name] = "in place"
             except Exception as exc:
