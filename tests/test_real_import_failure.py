@@ -6,8 +6,8 @@ All four must agree: a clean refusal naming the set and the hunk line that raise
 the set left running (`vllm.v1.request` restored, `applied()` empty); with warn, vLLM goes on.
 """
 
+import concurrent.futures
 import json
-import textwrap
 
 import pytest
 
@@ -77,23 +77,33 @@ def sets(tmp_path_factory):
     return directory
 
 
-def run(sets, how: str, policy: str):
-    env = surgeon_env(VLLM_SURGEON_PATH=str(sets), VLLM_SURGEON_ON_FAILURE=policy)
-    if how == "at import":
-        env["VLLM_SURGEON_HUNKS"] = "halfway"
-        code = AT_IMPORT
-    else:
-        env["VLLM_SURGEON_BOOTSTRAP"] = "0"
-        code = IN_PLACE
-    out = run_python(code, env)
+@pytest.fixture(scope="module")
+def scenarios(sets):
+    """The four interpreters (at import / in place, fail / warn) run side by side: each imports torch."""
+    def run(key):
+        how, policy = key
+        env = surgeon_env(VLLM_SURGEON_PATH=str(sets), VLLM_SURGEON_ON_FAILURE=policy)
+        if how == "at import":
+            env["VLLM_SURGEON_HUNKS"] = "halfway"
+        else:
+            env["VLLM_SURGEON_BOOTSTRAP"] = "0"
+        return run_python(AT_IMPORT if how == "at import" else IN_PLACE, env)
+
+    keys = [(how, policy) for how in ("at import", "in place") for policy in ("fail", "warn")]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(keys, pool.map(run, keys)))
+
+
+def run(scenarios, how: str, policy: str):
+    out = scenarios[(how, policy)]
     line = next((l for l in out.stdout.splitlines() if l.startswith("REPORT")), None)
     assert line is not None, out.stdout[-2000:] + out.stderr[-4000:]
     return json.loads(line[len("REPORT"):]), out.stderr
 
 
 @pytest.mark.parametrize("how", ["at import", "in place"])
-def test_fail_mode_names_the_set_and_the_raising_line_and_leaves_nothing_applied(sets, how):
-    report, stderr = run(sets, how, "fail")
+def test_fail_mode_names_the_set_and_the_raising_line_and_leaves_nothing_applied(sets, scenarios, how):
+    report, stderr = run(scenarios, how, "fail")
     error = report["error"]
     assert error and error.startswith("SurgeonError: vllm-surgeon refused hunk set 'halfway'"), (error, stderr[-3000:])
     assert "the patched code raised when it ran" in error
@@ -105,8 +115,8 @@ def test_fail_mode_names_the_set_and_the_raising_line_and_leaves_nothing_applied
 
 
 @pytest.mark.parametrize("how", ["at import", "in place"])
-def test_warn_mode_runs_vllm_without_the_set_in_any_module(sets, how):
-    report, stderr = run(sets, how, "warn")
+def test_warn_mode_runs_vllm_without_the_set_in_any_module(scenarios, how):
+    report, stderr = run(scenarios, how, "warn")
     assert report["error"] is None, report["error"]
     assert report["scheduler_ran"] and not report["scheduler_x"]  # the scheduler runs its own code
     assert not report["mark"] and not report["lt_patched"]  # and vllm.v1.request is restored
@@ -179,12 +189,15 @@ def test_a_removed_decorator_on_real_vllm_is_applied_at_import_and_refused_in_pl
     """Issue 7 item 5: in place the hunk changed nothing, yet applied() said "in place"."""
     (tmp_path / "unproperty.hunk").write_text(UNPROPERTY)
     env = surgeon_env(VLLM_SURGEON_PATH=str(tmp_path))
-    at_import = run_python(KIND.format(before="", plugins="pass"), dict(env, VLLM_SURGEON_HUNKS="unproperty"))
-    in_place = run_python(
-        KIND.format(before="import vllm.v1.request\nos.environ['VLLM_SURGEON_HUNKS'] = 'unproperty'",
-                    plugins="from vllm.plugins import load_general_plugins; load_general_plugins()"),
-        dict(env, VLLM_SURGEON_BOOTSTRAP="0"),
-    )
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        at_import = pool.submit(run_python, KIND.format(before="", plugins="pass"), dict(env, VLLM_SURGEON_HUNKS="unproperty"))
+        in_place = pool.submit(
+            run_python,
+            KIND.format(before="import vllm.v1.request\nos.environ['VLLM_SURGEON_HUNKS'] = 'unproperty'",
+                        plugins="from vllm.plugins import load_general_plugins; load_general_plugins()"),
+            dict(env, VLLM_SURGEON_BOOTSTRAP="0"),
+        )
+        at_import, in_place = at_import.result(), in_place.result()
     reports = []
     for out in (at_import, in_place):
         line = next((l for l in out.stdout.splitlines() if l.startswith("REPORT")), None)
