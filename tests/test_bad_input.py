@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, run_python, surgeon_env
+from conftest import surgeon_env
 
 from vllm_surgeon import _engine
 from vllm_surgeon._cli import main
 from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._model import HunkFileError
-from vllm_surgeon._search import UnknownSetError, load_file
+from vllm_surgeon._search import load_file
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")

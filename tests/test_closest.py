@@ -40,7 +40,7 @@ def real():
     return source
 
 
-def refuse(real, edit) -> "Refusal":
+def refuse(real, edit):
     text = edit(real.text)
     assert text != real.text
     hunk_set = parse_hunk_file(HUNK, "/sets/victims.hunk", "victims")

@@ -24,7 +24,7 @@ import sys
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ._model import AnchoredHunk, HunkFileError, HunkSet, Origin, Target, TransformHunk, check_fields
 
