@@ -68,10 +68,24 @@ def fakepkg(tmp_path: Path):
                 **extra,
             )
 
-        def run(self, code: str, hunks: str = "", **extra: str) -> subprocess.CompletedProcess:
+        def run(self, code: str, hunks: str = "", trigger: bool = True, **extra: str) -> subprocess.CompletedProcess:
+            """Run `code` in a fresh interpreter; with sets named, it first imports the stub `vllm`, as
+            every vLLM process does: that import is what starts vllm-surgeon (the `.pth` line waits for
+            it). trigger=False: `code` imports vllm itself, where it wants."""
+            if hunks and trigger:
+                code = "import vllm  # the stub: starts vllm-surgeon\n" + textwrap.dedent(code)
             return run_python(code, self.env(hunks, **extra) if hunks else surgeon_env(PYTHONPATH=str(self.src), **extra))
 
     Fake.src.mkdir()
+    # A stub `vllm` package ahead of the real one: importing it wakes the bootstrap as the real one
+    # does, in milliseconds instead of seconds (the real vLLM is in tests/test_real_*).
+    (Fake.src / "vllm").mkdir()
+    # vllm-surgeon's internal set reads the source of vllm.compilation: the real vLLM's, linked in.
+    (Fake.src / "vllm" / "__init__.py").write_text("# stub vllm for fast tests\n")
+    real = _installed_vllm_dir()
+    if real is not None:
+        (Fake.src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
+        (Fake.src / "vllm" / "_version.py").symlink_to(real / "_version.py")
     return Fake()
 
 

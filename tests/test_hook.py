@@ -192,10 +192,11 @@ def test_target_found_through_another_finder_as_in_an_editable_install(pkg, tmp_
                     fullname, {str(checkout / "__init__.py")!r}, submodule_search_locations=[{str(checkout)!r}]
                 )
 
-        sys.meta_path.append(EditableFinder)
+        sys.meta_path.append(EditableFinder)  # as a .pth line of the editable install does, at start
+        import vllm
         import fakepkg.core as core
         print(core.Greeter().greet("bob"), core.__file__)
-    """, hunks="good")
+    """, hunks="good", trigger=False)
     assert out.stdout.split() == ["hi", "bob", str(checkout / "core.py")], out.stderr
 
 

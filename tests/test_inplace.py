@@ -189,3 +189,128 @@ def test_new_defaults_reach_the_live_function(live):
     module, patched = live
     patch_in_place(module, patched("@@ {m}:top\n-def top(x):\n+def top(x=5):\n"), Transaction())
     assert module.top() == 6
+
+
+def _shape(namespace: dict) -> dict:
+    """What a module binds, and what each class binds, by kind: property, function, staticmethod ..."""
+    out: dict = {}
+    for name, value in namespace.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(value, type):
+            out[name] = {k: type(v).__name__ for k, v in vars(value).items() if not k.startswith("__")}
+        else:
+            out[name] = type(value).__name__
+    return out
+
+
+def _as_imported(module, patched) -> dict:
+    """The namespace the patched module would have had, had it been imported with the set."""
+    namespace = {"__name__": module.__name__, "__file__": module.__file__}
+    exec(patched.compiled.code, namespace)
+    return namespace
+
+
+def test_a_decorator_replaced_by_a_comment_is_refused_in_place_never_silently_kept(live):
+    """Issue 7 item 5: at import `prop` becomes a plain method; in place nothing changed yet it said 'in place'."""
+    module, patched = live
+    result = patched("@@ {m}:Child.prop\n-    @property\n+    # no longer a property\n     def prop(self):\n")
+    assert _shape(_as_imported(module, result))["Child"]["prop"] == "function"
+    with pytest.raises(LiveError, match="the decorators of Child.prop change") as info:
+        patch_in_place(module, result, Transaction())
+    assert info.value.unit is not None and info.value.unit.qualname == "Child.prop"
+    assert isinstance(vars(module.Child)["prop"], property)
+
+
+def test_a_method_slipped_between_a_decorator_and_its_def_is_refused_in_place(live):
+    module, patched = live
+    result = patched("@@ {m}:Child\n     @property\n+    def added(self):\n+        return 5\n+\n     def prop(self):\n")
+    imported = _shape(_as_imported(module, result))["Child"]
+    assert (imported["added"], imported["prop"]) == ("property", "function")  # the decorator moved
+    with pytest.raises(LiveError, match="the decorators of Child.prop change"):
+        patch_in_place(module, result, Transaction())
+    assert "added" not in vars(module.Child) and isinstance(vars(module.Child)["prop"], property)
+
+
+def test_a_decorated_method_added_above_a_decorated_one_is_in_place_what_import_makes(live):
+    module, patched = live
+    result = patched("@@ {m}:Child\n     @property\n+    def added(self):\n+        return 5\n+\n+    @property\n     def prop(self):\n")
+    patch_in_place(module, result, Transaction())
+    assert _shape(vars(module)) == _shape(_as_imported(module, result))
+    assert module.Child().added == 5 and module.Child().prop == 1
+
+
+def test_names_a_hunk_removes_are_gone_in_place_as_at_import_and_come_back_on_rollback(live):
+    module, patched = live
+    result = patched(
+        "@@ {m}\n-def make_counter():\n-    count = 0\n-\n-    def inc():\n-        nonlocal count\n-        count += 1\n"
+        "-        return count\n-    return inc\n-\n-\n def top(x):\n"
+        "@@ {m}:Child\n-    @staticmethod\n-    def static():\n-        return 1\n-\n     @property\n"
+    )
+    txn = Transaction()
+    patch_in_place(module, result, txn)
+    assert _shape(vars(module)) == _shape(_as_imported(module, result))
+    assert not hasattr(module, "make_counter") and "static" not in vars(module.Child)
+    txn.rollback()
+    assert module.make_counter()() == 1 and module.Child.static() == 1
+
+
+def test_copies_of_a_function_made_elsewhere_are_found_in_one_heap_pass(live):
+    import types
+
+    module, patched = live
+    clone = types.FunctionType(module.top.__code__, module.__dict__, "clone")  # e.g. a tracer's copy
+    patch_in_place(module, patched("@@ {m}:top\n-    return x + 1\n+    return x + 2\n"), Transaction())
+    assert module.top(1) == 3 and clone(1) == 3
+
+
+READERS = '''\
+LIMIT = 1
+DOUBLE = LIMIT * 2
+
+
+def uses(a=LIMIT):
+    return a
+
+
+def reads_at_call():
+    return LIMIT
+'''
+
+
+@pytest.fixture
+def readers(tmp_path, monkeypatch):
+    name = f"fake_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(READERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+
+    def patched(hunks: str):
+        s = parse_hunk_file(hunks.format(m=name), str(tmp_path / "set.hunk"), "set")
+        plan = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), READERS) if m == name else None, None)
+        assert plan.refusals == []
+        return plan.modules[name]
+
+    yield module, patched
+    sys.modules.pop(name, None)
+
+
+def test_a_changed_constant_that_later_lines_read_as_the_module_runs_is_refused_in_place(readers):
+    """At import DOUBLE and the default of `uses` would follow LIMIT; in place they would keep the old."""
+    module, patched = readers
+    with pytest.raises(LiveError, match=r"line 2 \(`DOUBLE = LIMIT \* 2`\) reads LIMIT when the module runs"):
+        patch_in_place(module, patched("@@ {m}\n-LIMIT = 1\n+LIMIT = 5\n DOUBLE = LIMIT * 2\n"), Transaction())
+    assert module.LIMIT == 1
+
+
+def test_a_changed_constant_read_only_inside_functions_is_patched_in_place_as_at_import(tmp_path, monkeypatch):
+    name = f"fake_{uuid.uuid4().hex[:8]}"
+    source = "def reads_at_call():\n    return LIMIT\n\n\nLIMIT = 1\n"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    s = parse_hunk_file(f"@@ {name}\n-LIMIT = 1\n+LIMIT = 5\n", str(tmp_path / "set.hunk"), "set")
+    result = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), source), None).modules[name]
+    patch_in_place(module, result, Transaction())
+    assert module.reads_at_call() == 5 and _shape(vars(module)) == _shape(_as_imported(module, result))
+    sys.modules.pop(name, None)

@@ -255,3 +255,16 @@ def test_rebase_shows_a_conflict_when_upstream_changed_the_same_place(set_dir, e
     assert "shutdown_head.rebased" not in listed.stdout
     named = run_cli(["verify", "shutdown_head.rebased"], dict(env, VLLM_SURGEON_PATH=str(tmp_path)))
     assert named.returncode == 2 and "is a proposal written by `vllm-surgeon rebase`, not a set" in named.stderr
+
+
+def test_refusal_headlines_say_what_upstream_changed_in_real_releases(set_dir, trees):
+    """Issue 8 item 8, on real release pairs: 0.23.0 inserted a line inside shutdown_head's anchor (all
+    its lines are still there: never "2 of 2 lines agree"), and 0.24.0 replaced free_blocks' line 2."""
+    (inserted,) = _verdicts(set_dir, trees, "0.23.0")["shutdown_head"].refusals
+    assert inserted.detail.endswith(
+        "closest match at line 2080: all 2 lines are there, but upstream inserted 1 line inside the anchor (after its line 1)"
+    )
+    assert inserted.found[1].strip() == 'logger.debug_once("[shutdown] Scheduler: start")'
+    (replaced,) = _verdicts(set_dir, trees, "0.24.0")["free_blocks"].refusals
+    assert replaced.detail.endswith("closest match at line 2071: 1 of 2 lines differs (anchor line 2 changed)")
+    assert replaced.found == ("        assert request.is_finished()", "        self._free_request_blocks(request)")

@@ -6,14 +6,17 @@ Public API (everything else is private): `applied()`, `transform`, `load_set`, a
 and the vLLM plugin cost nothing when `VLLM_SURGEON_HUNKS` is unset.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+# Neither `from __future__ import annotations` nor `from typing import ...` (annotations are
+# strings instead): the `.pth` bootstrap imports this package in every interpreter where
+# VLLM_SURGEON_HUNKS is set, and importing typing alone costs more than the rest of its start.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 __all__ = ["applied", "transform", "load_set", "SurgeonError", "HunkFileError", "UnknownSetError", "__version__"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._model import HunkFileError, HunkSet
     from ._pyfile import transform
     from ._refusal import SurgeonError
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from ._search import UnknownSetError
 
 
-def applied() -> list[AppliedSet]:
+def applied() -> "list[AppliedSet]":
     """The sets applied in this process: name, file, targets, per-module state, vLLM version, pid, process."""
     from ._runtime import runtime
 
@@ -29,7 +32,7 @@ def applied() -> list[AppliedSet]:
     return current.applied() if current is not None else []
 
 
-def load_set(name: str) -> HunkSet:
+def load_set(name: str) -> "HunkSet":
     """Find set `name` on the search path and parse it (HunkFileError names the file and line at fault)."""
     from ._search import load
 
@@ -44,7 +47,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name in _LAZY:
         import importlib
 

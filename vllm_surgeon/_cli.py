@@ -141,18 +141,21 @@ def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
 
 def cmd_list(args, out) -> int:
     from ._model import HunkFileError
-    from ._search import available, load_file, search_dirs
+    from ._search import UnknownSetError, available, load_file, search_dirs
 
-    locations = available()
+    errors: list[str] = []
+    locations = available(errors)
     for label, directory in search_dirs():
         out.write(f"# {label}: {directory}\n")
+    for error in errors:  # a directory that cannot be listed: say so, list the others
+        out.write(f"# UNREADABLE: {error}\n")
     if not locations:
         out.write("no hunk sets found\n")
         return 0
     for loc in locations:
         try:
             s = load_file(loc.path, loc.name)
-        except HunkFileError as exc:
+        except (HunkFileError, UnknownSetError) as exc:
             out.write(f"\n{loc.name}  UNREADABLE  {exc}\n")
             continue
         out.write(f"\n{loc.name}  [{s.kind}, {loc.source}]  {loc.path}\n")
@@ -231,7 +234,10 @@ def cmd_verify(args, out) -> int:
     from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
 
-    names = args.names or [loc.name for loc in available()]
+    errors: list[str] = []
+    names = args.names or [loc.name for loc in available(errors)]
+    if errors and not args.names:
+        raise UsageError("; ".join(errors))
     if not names:
         raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
     sets = [_load(n) for n in names]
@@ -432,10 +438,17 @@ COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cm
 def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    from ._model import HunkFileError
+    from ._search import UnknownSetError
+
     try:
         return COMMANDS[args.command](args, out)
-    except UsageError as exc:
+    except (UsageError, HunkFileError, UnknownSetError) as exc:
         sys.stderr.write(f"vllm-surgeon {args.command}: {exc}\n")
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file that cannot be read or written: the input's fault, named, no traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"vllm-surgeon {args.command}: {where}{exc.strerror or exc}\n")
+        return 2

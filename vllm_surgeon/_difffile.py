@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ._hunkfile import parse_header_line
-from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields, split_lines
+from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+from ._lines import split_lines
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 # `git format-patch` separates messages with this line (the date is a fixed magic value).

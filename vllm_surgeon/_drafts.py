@@ -74,7 +74,9 @@ def drafts(
     spans: list[list] = []  # [start, end, qualname, scope_lo, scope_hi]
     for i1, i2 in changes:
         name, lo, hi = scope_of(i1, i2)
-        want_lo, want_hi, want_code = i1, i2, min_code
+        # At module scope an anchor is unique in the whole file already; growing it to min_code lines
+        # would swallow the functions around it (and merge their hunks into one module-scope hunk).
+        want_lo, want_hi, want_code = i1, i2, (min_code if name is not None else min(min_code, 1))
         floor = keep(i1, i2) if keep is not None else None
         if floor is not None:
             want_lo, want_hi, want_code = min(i1, floor[0]), max(i2, floor[1]), max(min_code, floor[2])

@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import _anchor
 from ._linemap import Compiled, compile_patched
-from ._model import AnchoredHunk, Hunk, HunkSet, TransformHunk
+from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._paths import resolve as resolve_paths
 from ._refusal import Reason, Refusal
 from ._scopes import Scope, ScopeIndex
@@ -48,6 +48,9 @@ class _State:
     sets: tuple[str, ...] = ()
     _index: ScopeIndex | None = None
     created: bool = False  # the module does not exist in the tree: a set creates it (issue 6)
+    # Per line: (set, hunk-file line) that wrote it, or whose removal sits just above it; None for
+    # untouched lines. What a failure of the patched code is blamed on (issue 7 items 4 and 6).
+    blame: list[tuple[str, Origin] | None] | None = None
 
     @classmethod
     def initial(cls, source: ModuleSource) -> _State:
@@ -236,7 +239,8 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: i
         return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
     where = _scope_label(scopes)
     if not found:
-        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}")
+        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
+        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}", near)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
@@ -342,13 +346,15 @@ def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wan
 
 def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
     anchor = hunk.anchor
-    miss = _anchor.closest(state.lines, anchor, lo, hi)
+    miss = _anchor.closest(state.lines, anchor, lo, hi, near)
     extra: dict = {"expected": anchor}
     detail = f"the {_lines(len(anchor))} this hunk expects {'is' if len(anchor) == 1 else 'are'} not {where}"
     if miss is not None:
         original = state.origin_of[miss.start]
         extra.update(found=miss.found, found_line=(original if original is not None else miss.start) + 1)
-        detail += f"; closest match at line {extra['found_line']} ({miss.agree} of {_lines(len(anchor))} agree)"
+        detail += f"; closest match at line {extra['found_line']}: {miss.summary}"
+    else:
+        detail += "; no code there resembles it"
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
@@ -367,6 +373,9 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
     origin_of: list[int | None] = []
     relied: list[frozenset[str]] = []
     mine = frozenset((set_name,))
+    old_blame = state.blame or [None] * len(state.lines)
+    blame: list[tuple[str, Origin] | None] = []
+    pending: list[tuple[str, Origin]] = []  # a removal not yet followed by a line to carry its blame
     pos = 0
 
     def keep(start: int, end: int) -> None:
@@ -374,12 +383,15 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
         owners.extend(state.owners[start:end])
         origin_of.extend(state.origin_of[start:end])
         relied.extend(state.relied[start:end])
+        blame.extend(old_blame[start:end])
+        if pending and end > start:
+            blame[len(blame) - (end - start)] = pending.pop()
 
     for p in sorted(placements, key=lambda p: (p.start, p.end)):
         keep(pos, p.start)
         old = p.start
         anchored = not isinstance(p.hunk, TransformHunk)
-        for op, text in p.new:
+        for (op, text), where in zip(p.new, _line_origins(p)):
             if op == " ":
                 keep(old, old + 1)
                 if anchored:
@@ -387,15 +399,27 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
                 old += 1
             elif op == "-":
                 old += 1
+                if not pending:
+                    pending.append((set_name, where))
             else:
                 lines.append(text)
                 owners.append(set_name)
                 origin_of.append(None)
                 relied.append(mine)
+                blame.append((set_name, where))
+                pending.clear()
         pos = p.end
     keep(pos, len(state.lines))
     sets = state.sets if set_name in state.sets else state.sets + (set_name,)  # a series applies step by step
-    return _State(state.source, lines, owners, origin_of, relied, sets, created=state.created)
+    return _State(state.source, lines, owners, origin_of, relied, sets, created=state.created, blame=blame)
+
+
+def _line_origins(p: Placement) -> list[Origin]:
+    """The hunk-file line behind each of a placement's (op, text) pairs (a transform: its def line)."""
+    hunk_lines = getattr(p.hunk, "lines", None)
+    if hunk_lines is not None and len(hunk_lines) == len(p.new) and all(l.op == op for l, (op, _) in zip(hunk_lines, p.new)):
+        return [l.origin for l in hunk_lines]
+    return [p.hunk.origin] * len(p.new)
 
 
 def _steps(hunks: Sequence[Hunk]) -> list[list[Hunk]]:
@@ -728,7 +752,10 @@ def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxEr
             return exc
         return PatchedModule(state.source, text, state.sets, Compiled(display, code, tree, []), None, created=True)
     try:
-        compiled = compile_patched(original.lines, state.lines, tree, state.origin_of, state.source.path, note)
+        compiled = compile_patched(
+            original.lines, state.lines, tree, state.origin_of, state.source.path, note,
+            original_tree=original.index().tree, blame=state.blame,
+        )
     except SyntaxError as exc:
         return exc
     return PatchedModule(state.source, text, state.sets, compiled, original.index())

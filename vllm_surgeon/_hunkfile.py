@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import re
 
-from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields, split_lines
+from ._lines import split_lines
+from ._model import FIELDS, AnchoredHunk, HunkFileError, HunkSet, Line, Origin, Target, check_fields
+
+_HINT = re.compile(r"\s*\+(\d+)\b")
+_MAX_HINT_DIGITS = 9  # a line offset; int() of 5,000 digits raises ValueError (issue 7 item 8)
 
 
 def parse_header_line(
@@ -68,8 +72,7 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
         body.clear()
         blanks.clear()
 
-    for number, raw in enumerate(split_lines(text), start=1):
-        line = raw.rstrip("\r")
+    for number, line in enumerate(split_lines(text), start=1):
         origin = Origin(path, number)
         if line.startswith("@@"):
             close()
@@ -77,7 +80,9 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
             spec = spec.strip()
             if not spec:
                 raise HunkFileError(origin, "'@@' must name a target, e.g. @@ vllm.v1.request:Request.__lt__")
-            hint = re.match(r"\s*\+(\d{1,9})\b", trailer)
+            hint = _HINT.match(trailer)
+            if hint and len(hint.group(1)) > _MAX_HINT_DIGITS:
+                raise HunkFileError(origin, f"position hint +{hint.group(1)[:12]}... is not a line offset; write '@@ target @@ +N'")
             target = Target.parse(spec, origin)
             creates = trailer.strip() == "new"  # `@@ pkg.new_module @@ new`: the module's whole text (issue 6)
             if creates and target.qualname is not None:

@@ -19,12 +19,21 @@ from dataclasses import dataclass, field
 
 from ._engine import PatchedModule
 from ._linemap import Unit
+from ._scopes import blocks
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 class LiveError(Exception):
-    """Why a change cannot be made to the already-imported module (the set can still apply at import)."""
+    """Why a change cannot be made to the already-imported module (the set can still apply at import).
+
+    `unit` is the piece of patched code at fault, when one is (its lines name the hunk to blame).
+    """
+
+    def __init__(self, message: str, unit: Unit | None = None, module: str | None = None) -> None:
+        super().__init__(message)
+        self.unit = unit
+        self.module = module
 
 
 @dataclass
@@ -113,56 +122,162 @@ def _dumps(nodes: list[ast.AST]) -> list[str]:
     return [ast.dump(n, include_attributes=False) for n in nodes]
 
 
-def _functions_with_code(code: types.CodeType) -> list[types.FunctionType]:
-    return [r for r in gc.get_referrers(code) if isinstance(r, types.FunctionType) and r.__code__ is code]
+@dataclass
+class _Prepared:
+    """One module's changes, checked and built, not yet made."""
+
+    module: types.ModuleType
+    patched: PatchedModule
+    swaps: list[tuple[Unit, list[types.FunctionType], types.FunctionType]]  # (unit, live functions, fresh)
+    statements: list[tuple[object, Unit]]  # (live owner, unit) executed in the owner's namespace
 
 
-def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
-    """Apply `patched` to the live `module`, recording undo steps in `txn`; LiveError when it cannot."""
+def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
+    """Find the live objects of every unit and build the new functions; LiveError (with its unit) when one cannot be."""
     filename = patched.source.path
     tree = patched.compiled.tree
     original = patched.original_index
-    swaps: list[tuple[list[types.FunctionType], types.FunctionType]] = []
-    statements: list[tuple[object, Unit]] = []
+    prepared = _Prepared(module, patched, [], [])
     for unit in patched.compiled.units:
         owner = _owner(module, unit)
         if unit.is_function:
             qualname = unit.qualname
             existed = qualname is not None and original.find(qualname)
             if existed and not any(not isinstance(s, ast.ClassDef) for s in unit.chain):
+                if len(existed) > 1:
+                    raise LiveError(f"{qualname} is defined {len(existed)} times (property getter and setter?)", unit)
+                if _dumps(existed[0].node.decorator_list) != _dumps(unit.node.decorator_list):
+                    raise LiveError(
+                        f"the decorators of {qualname} change, and a live function keeps the ones it was made with", unit
+                    )
+                live = _unwrap_all(vars(owner).get(unit.node.name), qualname, filename)
+                if not live:
+                    raise LiveError(f"cannot find the live function {qualname} (a decorator may hide it)", unit)
                 bare = copy.copy(unit.node)
                 bare.decorator_list = []
                 fresh = _define(module, unit, bare, tree, filename)
-                live = _unwrap_all(vars(owner).get(unit.node.name), qualname, filename)
-                if not live:
-                    raise LiveError(f"cannot find the live function {qualname} (a decorator may hide it)")
-                if len(existed) > 1:
-                    raise LiveError(f"{qualname} is defined {len(existed)} times (property getter and setter?)")
-                if _dumps(existed[0].node.decorator_list) != _dumps(unit.node.decorator_list):
-                    raise LiveError(f"the decorators of {qualname} change, and a live function keeps the ones it was made with")
-                everyone = {id(f): f for g in live for f in _functions_with_code(g.__code__)}
-                everyone.update({id(f): f for f in live})
-                for f in everyone.values():
-                    if f.__code__.co_freevars != fresh.__code__.co_freevars:
-                        raise LiveError(
-                            f"the patched {qualname} needs closure variables {fresh.__code__.co_freevars} where the "
-                            f"live one has {f.__code__.co_freevars} (e.g. a new zero-argument super())"
-                        )
-                swaps.append((list(everyone.values()), fresh))
+                prepared.swaps.append((unit, live, fresh))
                 continue
         if any(not isinstance(s, ast.ClassDef) for s in unit.chain):
-            raise LiveError(f"line {unit.start + 1} changes a statement inside an if/try/with block at module or class scope")
+            raise LiveError(f"line {unit.start + 1} changes a statement inside an if/try/with block at module or class scope", unit)
         if isinstance(unit.node, ast.ClassDef) and unit.qualname and original.find(unit.qualname):
-            raise LiveError(f"the class statement of {unit.qualname} itself changes")
-        statements.append((owner, unit))
+            raise LiveError(f"the class statement of {unit.qualname} itself changes", unit)
+        prepared.statements.append((owner, unit))
+    _check_later_readers(patched, [unit for _, unit in prepared.statements])
+    return prepared
+
+
+def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
+    """LiveError when a statement that runs after a changed one reads, as the module is executed,
+    a name the change binds (`Y = X + 1` after `X = 2`; a default `def f(a=X)`; a class body): at
+    import it would see the new value, in place it keeps the one it computed from the old."""
+    mine = {id(u.node) for u in units}
+    display = patched.compiled.display.split("\n")
+    for unit in units:
+        bound = _bound_by(unit.node)
+        if not bound:
+            continue
+        body = unit.chain[-1].body if unit.chain else patched.compiled.tree.body
+        if not any(stmt is unit.node for stmt in body):
+            continue
+        after = body[[i for i, stmt in enumerate(body) if stmt is unit.node][0] + 1 :]
+        for stmt in after:
+            if id(stmt) in mine:
+                continue
+            read = bound & _read_when_run(stmt)
+            if read:
+                line = display[stmt.lineno - 1].strip() if 0 < stmt.lineno <= len(display) else ""
+                raise LiveError(
+                    f"line {stmt.lineno} (`{line}`) reads {', '.join(sorted(read))} when the module runs, and this hunk "
+                    "changes it: at import that line would see the new value, in place it keeps the old one",
+                    unit,
+                )
+
+
+def _bound_by(node: ast.stmt) -> set[str]:
+    """Names a statement binds in the scope it runs in."""
+    return _scope_names(ast.Module(body=[node], type_ignores=[])).get((), set())
+
+
+def _read_when_run(stmt: ast.stmt) -> set[str]:
+    """Names a statement reads when it is executed (a def's decorators, defaults and annotations, a
+    class's bases and body; not what a function body reads when called)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (*_FUNCS, ast.Lambda)):
+            args = node.args
+            parts: list[ast.AST | None] = [*args.defaults, *args.kw_defaults]
+            if not isinstance(node, ast.Lambda):
+                parts += [*node.decorator_list, node.returns]
+                parts += [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a]
+            for part in parts:
+                if part is not None:
+                    visit(part)
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(stmt)
+    return found
+
+
+def functions_running(codes: list[types.CodeType]) -> dict[int, list[types.FunctionType]]:
+    """Every live function object running one of `codes`, by id(code): one pass over the heap for
+    all of them (issue 7 item 12: one gc.get_referrers call per function cost seconds in vLLM)."""
+    if not codes:
+        return {}
+    wanted = {id(c): c for c in codes}
+    found: dict[int, list[types.FunctionType]] = {}
+    for ref in gc.get_referrers(*wanted.values()):
+        if type(ref) is types.FunctionType or isinstance(ref, types.FunctionType):
+            code = ref.__code__
+            if wanted.get(id(code)) is code:
+                found.setdefault(id(code), []).append(ref)
+    return found
+
+
+def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction]]) -> None:
+    """Apply each PatchedModule to its live module, undo steps recorded in that module's Transaction;
+    LiveError (naming the module and unit) when one cannot be. The caller rolls back on any error.
+
+    Everything is prepared (live objects found, new code built, closures checked) for every module
+    before anything changes; the heap is searched once for all of them.
+    """
+    prepared = []
+    for module, patched, txn in items:
+        try:
+            prepared.append((_prepare(module, patched), txn))
+        except LiveError as exc:
+            exc.module = module.__name__
+            raise
+    codes = {id(f.__code__): f.__code__ for p, _ in prepared for _, live, _ in p.swaps for f in live}
+    running = functions_running(list(codes.values()))
+    swaps: list[tuple[list[types.FunctionType], types.FunctionType, Transaction]] = []
+    for p, txn in prepared:
+        for unit, live, fresh in p.swaps:
+            everyone = {id(f): f for g in live for f in running.get(id(g.__code__), ())}
+            everyone.update({id(f): f for f in live})
+            for f in everyone.values():
+                if f.__code__.co_freevars != fresh.__code__.co_freevars:
+                    raise LiveError(
+                        f"the patched {unit.qualname} needs closure variables {fresh.__code__.co_freevars} where the "
+                        f"live one has {f.__code__.co_freevars} (e.g. a new zero-argument super())",
+                        unit, p.module.__name__,
+                    )
+            swaps.append((list(everyone.values()), fresh, txn))
 
     # Prepared: now change things, each with its undo.
-    for owner, unit in statements:
-        if isinstance(owner, type):
-            _exec_in_class(module, owner, unit, tree, filename, txn)
-        else:
-            _exec_in_module(module, unit, tree, filename, txn)
-    for functions, fresh in swaps:
+    for p, txn in prepared:
+        tree, filename = p.patched.compiled.tree, p.patched.source.path
+        for owner, unit in p.statements:
+            if isinstance(owner, type):
+                _exec_in_class(p.module, owner, unit, tree, filename, txn)
+            else:
+                _exec_in_module(p.module, unit, tree, filename, txn)
+    for functions, fresh, txn in swaps:
         for f in functions:
             before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
             f.__code__ = fresh.__code__
@@ -173,7 +288,13 @@ def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transa
                 f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
 
             txn.undo.append(undo)
-    _drop_removed(module, patched, txn)
+    for p, txn in prepared:
+        _drop_removed(p.module, p.patched, txn)
+
+
+def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
+    """Apply `patched` to the live `module`, recording undo steps in `txn`; LiveError when it cannot."""
+    patch_modules([(module, patched, txn)])
 
 
 def _exec_in_module(module: types.ModuleType, unit: Unit, tree: ast.Module, filename: str, txn: Transaction) -> None:
@@ -215,19 +336,64 @@ def _exec_in_class(module: types.ModuleType, cls: type, unit: Unit, tree: ast.Mo
 
 
 def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
-    """Functions the hunks removed are removed from the live module or class too."""
-    from ._scopes import ScopeIndex
-
-    now = {s.qualname for s in ScopeIndex(patched.text).scopes if s.addressable}
-    for scope in patched.original_index.scopes:
-        if scope.kind != "function" or not scope.addressable or scope.qualname in now or "<locals>" in scope.qualname:
+    """Names the hunks stopped binding at module or class scope (functions, classes, assignments,
+    imports) are removed from the live module or class too: at import they would not exist."""
+    before = _scope_names(patched.original_index.tree)
+    after = _scope_names(patched.compiled.tree)
+    for path, names in before.items():
+        now = after.get(path)
+        if now is None or "*" in now:  # the class is gone (its own name is dropped above it), or a star import
             continue
-        *classes, name = scope.qualname.split(".")
         owner: object = module
-        for cls_name in classes:
-            owner = vars(owner).get(cls_name)
-        if owner is None or name not in vars(owner):
+        for cls_name in path:
+            owner = vars(owner).get(cls_name) if owner is not None else None
+        if owner is None:
             continue
-        before = vars(owner)[name]
-        delattr(owner, name)
-        txn.undo.append(lambda owner=owner, name=name, before=before: setattr(owner, name, before))
+        for name in sorted(names - now):
+            if name not in vars(owner):
+                continue
+            value = vars(owner)[name]
+            delattr(owner, name)
+            txn.undo.append(lambda owner=owner, name=name, value=value: setattr(owner, name, value))
+
+
+def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:
+    """Names bound at module scope and in each class reached through classes, by class path."""
+    out: dict[tuple[str, ...], set[str]] = {}
+
+    def walk(body: list[ast.stmt], path: tuple[str, ...], names: set[str]) -> None:
+        for stmt in body:
+            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+                names.add(stmt.name)
+                if isinstance(stmt, ast.ClassDef):
+                    inner: set[str] = out.setdefault(path + (stmt.name,), set())
+                    walk(stmt.body, path + (stmt.name,), inner)
+                continue
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+            elif isinstance(stmt, ast.Assign):
+                for target in stmt.targets:
+                    names.update(_targets(target))
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+                names.update(_targets(stmt.target))
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                names.update(_targets(stmt.target))
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                for item in stmt.items:
+                    if item.optional_vars is not None:
+                        names.update(_targets(item.optional_vars))
+            for block in blocks(stmt):
+                walk(block, path, names)
+
+    walk(tree.body, (), out.setdefault((), set()))
+    return out
+
+
+def _targets(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return {n for elt in node.elts for n in _targets(elt)}
+    if isinstance(node, ast.Starred):
+        return _targets(node.value)
+    return set()

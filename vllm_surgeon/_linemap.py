@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
+from dataclasses import dataclass, field
 
 from ._scopes import blocks
 
@@ -49,6 +50,9 @@ class Compiled:
     code: types.CodeType
     tree: ast.Module  # the relocated tree `code` was compiled from
     units: list[Unit]
+    # Display line (1-based, in the tail) -> (set, hunk file, hunk line) behind it: every line of
+    # every unit, so a traceback or an in-place failure in patched code names its hunk line.
+    blame: dict[int, tuple[str, str, int]] = field(default_factory=dict)
 
 
 def _first_line(node: ast.stmt) -> int:
@@ -106,6 +110,71 @@ def _tail_headers(unit: Unit, note: str) -> list[str]:
     return headers
 
 
+def changed_lines(
+    original: Sequence[str],
+    patched: Sequence[str],
+    origin_of: Sequence[int | None],
+    original_tree: ast.Module | None,
+    tree: ast.Module,
+) -> list[int]:
+    """0-based lines of `patched` whose code differs from `original`: what units are made of.
+
+    New lines; for lines removed, the first surviving line of the original statement or function
+    that held them (a statement removed whole changes nothing that survives: in-place patching drops
+    the names it bound); and the def line of every function or class whose decorators differ (a
+    line inserted between `@decorator` and `def` moves the decorator onto it, with no line of the
+    def itself changed: issue 7 item 5). Without the original tree: the line after each removal.
+    """
+    changed = [i for i, o in enumerate(origin_of) if o is None]
+    if original_tree is None:
+        for i in range(1, len(origin_of)):
+            prev, cur = origin_of[i - 1], origin_of[i]
+            if prev is not None and cur is not None and cur != prev + 1:
+                changed.append(i)
+        return changed
+    new_of_old = {o: i for i, o in enumerate(origin_of) if o is not None}
+    seen: set[int] = set()
+    for k in range(len(original)):
+        if k in new_of_old:
+            continue
+        hit = _unit_for(k + 1, original_tree.body, [], original)
+        if hit is None or id(hit[0]) in seen:
+            continue
+        seen.add(id(hit[0]))
+        node = hit[0]
+        survivors = [new_of_old[j] for j in range(_first_line(node) - 1, node.end_lineno) if j in new_of_old]
+        if survivors:
+            changed.append(survivors[0])
+    before, after = _decorators(original_tree), _decorators(tree)
+    for qualname, defs in after.items():
+        old = before.get(qualname)
+        if old is None or len(old) != len(defs):
+            continue
+        for (_, old_decorators), (node, new_decorators) in zip(old, defs):
+            if old_decorators != new_decorators:
+                changed.append(node.lineno - 1)
+    return changed
+
+
+def _decorators(tree: ast.Module) -> dict[str, list[tuple[ast.stmt, list[str]]]]:
+    """Each def and class reachable through classes (in if/try blocks too), with its decorators."""
+    found: dict[str, list[tuple[ast.stmt, list[str]]]] = {}
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for stmt in body:
+            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+                qualname = prefix + stmt.name
+                found.setdefault(qualname, []).append((stmt, [ast.dump(d) for d in stmt.decorator_list]))
+                if isinstance(stmt, ast.ClassDef):
+                    walk(stmt.body, qualname + ".")
+            else:
+                for block in blocks(stmt):
+                    walk(block, prefix)
+
+    walk(tree.body, "")
+    return found
+
+
 def compile_patched(
     original: Sequence[str],
     patched: Sequence[str],
@@ -113,18 +182,18 @@ def compile_patched(
     origin_of: Sequence[int | None],
     filename: str,
     note: str,
+    *,
+    original_tree: ast.Module | None = None,
+    blame: Sequence[tuple[str, Any] | None] | None = None,
 ) -> Compiled:
     """Relocate the changed units of `tree` (parsed from `patched`) past the end of `original`; compile.
 
     origin_of[i]: the 0-based line of `original` that patched line i is, or None for a new line.
-    Raises SyntaxError when the patched text does not compile.
+    original_tree: `original` parsed (finds what removals and decorator moves change).
+    blame[i]: (set, Origin) behind patched line i, or None. Raises SyntaxError when the patched
+    text does not compile.
     """
-    changed = [i for i, o in enumerate(origin_of) if o is None]
-    # A removal inside a function changes that function even where no line was added.
-    for i in range(1, len(origin_of)):
-        prev, cur = origin_of[i - 1], origin_of[i]
-        if prev is not None and cur is not None and cur != prev + 1:
-            changed.append(i)
+    changed = changed_lines(original, patched, origin_of, original_tree, tree)
     units = find_units(tree, changed, patched)
 
     display = list(original)
@@ -138,6 +207,7 @@ def compile_patched(
         unit.tail_line = len(display) + 1
         display += patched[unit.start : unit.end]
     display.append("")
+    tail_blame = _tail_blame(units, blame) if blame else {}
 
     # Where a line outside the units sits on disk: its own line, or the nearest line above it.
     disk = [0] * (len(patched) + 2)
@@ -171,4 +241,19 @@ def compile_patched(
             if node.end_lineno == start and getattr(node, "end_col_offset", None) is not None:
                 node.end_col_offset = max(node.end_col_offset, node.col_offset)
     code = compile(tree, filename, "exec", dont_inherit=True)
-    return Compiled("\n".join(display), code, tree, units)
+    return Compiled("\n".join(display), code, tree, units, tail_blame)
+
+
+def _tail_blame(units: list[Unit], blame: Sequence[tuple[str, Any] | None]) -> dict[int, tuple[str, str, int]]:
+    """Every tail line of every unit -> the hunk line that wrote it, else the nearest one above it
+    in the unit (a removal, a changed line earlier in the function), else the unit's first."""
+    out: dict[int, tuple[str, str, int]] = {}
+    for unit in units:
+        own = [blame[i] if i < len(blame) else None for i in range(unit.start, unit.end)]
+        last = next((b for b in own if b is not None), None)
+        for offset, entry in enumerate(own):
+            last = entry or last
+            if last is not None:
+                set_name, origin = last
+                out[unit.tail_line + offset] = (set_name, origin.path, origin.line)
+    return out

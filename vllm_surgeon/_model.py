@@ -30,15 +30,6 @@ class HunkFileError(ValueError):
         self.detail = message
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines of a set file, split on \\n, \\r\\n and \\r only, as Python's tokenizer splits them (never
-    on U+2028, \\x0c, \\x85 ..., which str.splitlines() also splits on); no empty last element."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
 @dataclass(frozen=True)
 class Target:
     """What a hunk changes: a module, and a function or class in it (None: module scope)."""
@@ -211,6 +202,9 @@ class HunkSet:
     def skip(self) -> tuple[str, ...]:
         """The `skip:` glob patterns: files of the diff left out on purpose (tests/**, csrc/**, ...)."""
         return tuple(p.strip() for p in self.fields.get("skip", "").split(",") if p.strip())
+    # sha256 of the exact bytes this set was parsed from (issue 7 item 2: the code cache keys on
+    # what was planned, never on the file as it is later); "" for text parsed from elsewhere.
+    digest: str = ""
 
     @property
     def description(self) -> str | None:
@@ -241,8 +235,9 @@ def check_fields(fields: dict[str, str], origins: dict[str, Origin]) -> None:
     spec = fields.get("vllm")
     if spec is not None:
         try:
-            SpecifierSet(spec)
-        except InvalidSpecifier:
+            # Evaluating it too: `==9999...` (5,000 digits) parses, then fails on use (ValueError).
+            SpecifierSet(spec).contains("0", prereleases=True)
+        except (InvalidSpecifier, ValueError):
             raise HunkFileError(
                 origins["vllm"],
                 f"vllm: {spec!r} is not a version range; write e.g. vllm: >=0.11,<0.40",

@@ -9,12 +9,15 @@ ignores comments), and/or a `fields` file of `key: value` lines, as a `.hunk` he
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
 from ._difffile import assemble, parse_patch
 from ._hunkfile import parse_header_line
-from ._model import HunkFileError, HunkSet, Origin, check_fields, split_lines
+from ._model import HunkFileError, HunkSet, Origin, check_fields
+from ._lines import split_lines
 
 SERIES = "series"
 FIELDS_FILE = "fields"
@@ -30,19 +33,22 @@ def is_set_dir(path: Path) -> bool:
         return False
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HunkFileError(Origin(str(path), 1), f"not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise HunkFileError(Origin(str(path), 1), f"cannot read: {exc.strerror or exc}") from None
+def _read_text(path: Path, digest: "hashlib._Hash") -> str:
+    """One file of the folder, read once (no FIFO hangs); its name and bytes go into the set's digest,
+    so the code cache keys on exactly what was parsed (issue 7 item 2)."""
+    from ._search import decode_set_text, read_set_bytes
+
+    data = read_set_bytes(path)
+    digest.update(path.name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return decode_set_text(data, str(path))
 
 
-def _series(directory: Path, fields: dict[str, str], origins: dict[str, Origin]) -> list[tuple[Path, int | None]]:
+def _series(
+    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: "hashlib._Hash"
+) -> list[tuple[Path, int | None]]:
     series = directory / SERIES
     out: list[tuple[Path, int | None]] = []
-    for number, line in enumerate(split_lines(_read_text(series)), start=1):
+    for number, line in enumerate(split_lines(_read_text(series, digest)), start=1):
         origin = Origin(str(series), number)
         stripped = line.strip()
         if stripped.startswith("#"):
@@ -99,16 +105,17 @@ def parse_patch_dir(directory: Path, name: str) -> HunkSet:
 def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
+    digest = hashlib.sha256(b"folder set\0")
     fields_file = directory / FIELDS_FILE
     if fields_file.is_file():
-        for number, line in enumerate(split_lines(_read_text(fields_file)), start=1):
+        for number, line in enumerate(split_lines(_read_text(fields_file, digest)), start=1):
             origin = Origin(str(fields_file), number)
             if line.strip() and not line.startswith("#") and not parse_header_line(line, origin, fields, origins):
                 raise HunkFileError(origin, f"expected a header field (key: value), got {line[:60]!r}")
-    entries = _series(directory, fields, origins) if (directory / SERIES).is_file() else _numbered(directory)
+    entries = _series(directory, fields, origins, digest) if (directory / SERIES).is_file() else _numbered(directory)
     patches = []
     for path, strip in entries:
-        parsed = parse_patch(_read_text(path), str(path), strip)
+        parsed = parse_patch(_read_text(path, digest), str(path), strip)
         if not parsed.messages:
             raise HunkFileError(Origin(str(path), 1), "no diff in this patch: expected '--- a/...', '+++ b/...' and '@@' lines")
         for key, value in parsed.fields.items():  # fields in a patch's own preamble count for the set
@@ -117,7 +124,7 @@ def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
             fields[key], origins[key] = value, parsed.origins[key]
         patches.append((parsed, _label(path)))
     check_fields(fields, origins)
-    return assemble(name, str(directory), fields, origins, patches)
+    return dataclasses.replace(assemble(name, str(directory), fields, origins, patches), digest=digest.hexdigest())
 
 
 def _label(path: Path) -> str:

@@ -8,7 +8,7 @@ import os
 
 
 def register() -> None:
-    if not os.environ.get("VLLM_SURGEON_HUNKS", "").strip():
+    if not os.environ.get("VLLM_SURGEON_HUNKS", "").replace(",", "").strip():  # " , " names no set
         return
     from ._runtime import runtime
 

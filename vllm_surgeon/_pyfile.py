@@ -19,12 +19,12 @@ compared structurally (formatting and comments do not matter).
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
+import ast
 import sys
 import traceback
+import types
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ._model import AnchoredHunk, HunkFileError, HunkSet, Origin, Target, TransformHunk, check_fields
 
@@ -35,7 +35,14 @@ T = TypeVar("T")
 
 def transform(target: str, *, anchor: str | Sequence[str]) -> Callable[[T], T]:
     """Declare a LibCST transform of `target` (`module:Qualified.name`) that expects `anchor` there."""
-    anchors = (anchor,) if isinstance(anchor, str) else tuple(anchor)
+    if not isinstance(target, str):
+        raise TypeError(f"@transform target must be a string like 'module:Qualified.name', not {type(target).__name__}")
+    if isinstance(anchor, str):
+        anchors: tuple = (anchor,)
+    elif isinstance(anchor, (list, tuple)):
+        anchors = tuple(anchor)
+    else:
+        raise TypeError(f"@transform({target!r}): anchor must be source text or a list of them, not {type(anchor).__name__}")
     if not anchors or not all(isinstance(a, str) and a.strip() for a in anchors):
         raise ValueError(f"@transform({target!r}): anchor must be non-empty source text (or a list of them)")
 
@@ -46,31 +53,66 @@ def transform(target: str, *, anchor: str | Sequence[str]) -> Callable[[T], T]:
     return mark
 
 
-def _definition_line(obj: Any, path: str) -> int:
-    try:
-        return inspect.getsourcelines(obj)[1]
-    except (OSError, TypeError):
-        return getattr(getattr(obj, "__code__", None), "co_firstlineno", 1)
+def _definition_lines(tree: ast.Module) -> dict[str, int]:
+    """First line (decorators included) of each top-level def and class, from the bytes executed."""
+    lines = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            lines[node.name] = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return lines
 
 
-def parse_py_file(path: str, name: str) -> HunkSet:
-    """Execute the file as a private module and collect its transforms, in definition order."""
-    module_name = f"_vllm_surgeon_sets.{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise HunkFileError(Origin(path, 1), "cannot load this file as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+def _line_in(exc: BaseException, path: str) -> int:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    return (frames[-1].lineno or 1) if frames else 1
+
+
+def _mark_of(obj: object) -> object:
+    """The @transform mark on `obj`, or None; objects whose attribute lookup misbehaves have none."""
+    if isinstance(obj, types.ModuleType):
+        return None
     try:
-        spec.loader.exec_module(module)
+        return getattr(obj, _MARK, None)
+    except Exception:
+        return None
+
+
+def parse_py_file(path: str, name: str, data: bytes | None = None) -> HunkSet:
+    """Execute the set (the bytes given, else the file's) as a private module; collect its transforms.
+
+    Nothing the set's code does escapes as anything but a HunkFileError naming its line, not even
+    `sys.exit()` (issue 7 item 9); only KeyboardInterrupt goes through.
+    """
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        code = compile(data, path, "exec", dont_inherit=True)
+        tree = ast.parse(data, path)
     except SyntaxError as exc:
         raise HunkFileError(Origin(path, exc.lineno or 1), f"syntax error: {exc.msg}") from None
-    except Exception as exc:  # the user's code failed: point at its line in this file
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
-        line = frames[-1].lineno if frames else 1
-        raise HunkFileError(Origin(path, line or 1), f"{type(exc).__name__} while loading: {exc}") from None
+    except (ValueError, UnicodeError) as exc:  # null bytes, a bad coding cookie or encoding
+        raise HunkFileError(Origin(path, 1), f"not Python source: {exc}") from None
+    except RecursionError:
+        raise HunkFileError(Origin(path, 1), "nested too deeply to compile") from None
+    module_name = f"_vllm_surgeon_sets.{name}"
+    module = types.ModuleType(module_name)
+    module.__file__ = path
+    sys.modules[module_name] = module  # for dataclasses, pickling and the like inside the set
+    try:
+        exec(code, module.__dict__)
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        raise HunkFileError(
+            Origin(path, _line_in(exc, path)),
+            f"calls sys.exit({exc.code!r}) while loading; a set file may only define transforms",
+        ) from None
+    except BaseException as exc:  # the user's code failed: point at its line in this file
+        raise HunkFileError(Origin(path, _line_in(exc, path)), f"{type(exc).__name__} while loading: {exc}") from None
     finally:
         sys.modules.pop(module_name, None)
+    defined = _definition_lines(tree)
 
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
@@ -82,12 +124,21 @@ def parse_py_file(path: str, name: str) -> HunkSet:
             fields[key] = value
             origins[key] = Origin(path, 1)
     hunks: list[TransformHunk | AnchoredHunk] = []
-    for attr, obj in vars(module).items():
-        mark = getattr(obj, _MARK, None) if not isinstance(obj, type(sys)) else None
+    for attr, obj in list(vars(module).items()):
+        mark = _mark_of(obj)
         if mark is None:
             continue
+        origin = Origin(path, defined.get(attr, 1))
+        if not (
+            isinstance(mark, tuple) and len(mark) == 2 and isinstance(mark[0], str)
+            and isinstance(mark[1], tuple) and mark[1] and all(isinstance(a, str) and a.strip() for a in mark[1])
+        ):
+            raise HunkFileError(
+                origin, f"{attr} carries a malformed {_MARK} mark: declare transforms with @vllm_surgeon.transform(target, anchor=...)"
+            )
+        if not callable(obj):
+            raise HunkFileError(origin, f"{attr} is marked as a transform but is not a function or CSTTransformer class")
         target_spec, anchors = mark
-        origin = Origin(path, _definition_line(obj, path))
         target = Target.parse(target_spec, origin)
         if target.qualname is None:
             raise HunkFileError(origin, f"@transform target {target_spec!r} must name a function or class (module:Qualified.name)")

@@ -31,6 +31,7 @@ class Reason(str, enum.Enum):
     PATH_AMBIGUOUS = "path-ambiguous"  # a path that is two real modules
     MODULE_EXISTS = "module-exists"  # a diff creates a module that is already there
     NOT_REACHED = "not-reached"  # a later commit's hunk on a file where an earlier commit's hunk was refused
+    RAISED = "patched-code-raised"  # the patched module raised when executed (at import or in place)
 
 
 _TITLES = {
@@ -51,6 +52,7 @@ _TITLES = {
     Reason.PATH_AMBIGUOUS: "path names more than one module",
     Reason.MODULE_EXISTS: "new module already exists",
     Reason.NOT_REACHED: "not checked after an earlier commit was refused",
+    Reason.RAISED: "the patched code raised when it ran",
 }
 
 

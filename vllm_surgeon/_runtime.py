@@ -7,6 +7,9 @@ checked against the sources on disk before any module is changed.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import linecache
 import logging
 import multiprocessing
 import os
@@ -17,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import _engine
+from . import _blame, _engine
 from ._hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
@@ -64,6 +67,19 @@ class AppliedSet:
     process: str
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """No garbage collection while planning: parsing makes many objects, and in a vLLM process every
+    full collection walks the ~600k objects vLLM and torch hold (it tripled the plan's time there)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _process_name() -> str:
     return multiprocessing.current_process().name
 
@@ -91,6 +107,11 @@ class Runtime:
         self._sources: dict[str, object] = {}
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
+        self.policy = "fail"
+        # Modules running patched code in this process: what runs, and how to undo it when it was
+        # patched in place (None: at import; undone with _revert instead).
+        self.live: dict[str, tuple[_engine.PatchedModule, Any]] = {}
+        self._full_plans: dict[tuple[str, ...], _engine.Plan] = {}
         from ._paths import watch_names
 
         # A diff's paths become modules at plan time; until then every module they could be is watched.
@@ -109,7 +130,8 @@ class Runtime:
                 raise self.error
             if self.plan is None:
                 try:
-                    self._make_plan()
+                    with gc_paused():
+                        self._make_plan()
                 except Exception as exc:
                     self.error = exc
                     self._watch = {"vllm"} | self._watch
@@ -124,6 +146,7 @@ class Runtime:
                 extra=f"VLLM_SURGEON_ON_FAILURE={os.environ['VLLM_SURGEON_ON_FAILURE']!r} is not understood; "
                 "use 'fail' (the default: stop vLLM's start) or 'warn' (log and run without the set)"
             )
+        self.policy = policy
         if self.load_errors:
             text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
             if policy == "fail":
@@ -207,7 +230,7 @@ class Runtime:
 
     def _cached_plan(self, sets: list[HunkSet], version: str | None) -> _engine.Plan | None:
         """The plan from the code cache, when nothing it changes is imported yet (the bootstrap's case)."""
-        from ._cache import CodeCache, key
+        from ._cache import CodeCache, key, planned_modules
         from ._paths import resolve
 
         if os.environ.get("VLLM_SURGEON_CODE_CACHE", "1") == "0":
@@ -226,9 +249,12 @@ class Runtime:
         if any(v is None for v in sources.values()):
             self.cache_reason = "not used: a target module has no source"
             return None
-        cache = CodeCache()
         self._cache_key = key(sets, sources, version)
-        cached = cache.load(self._cache_key, sources)
+        if self._cache_key is None:
+            self.cache_reason = "not used: a set was not read from a file"
+            return None
+        cache = CodeCache()
+        cached = cache.load(self._cache_key, sources, planned_modules(sets))
         self.cache_reason = cache.reason
         log.debug("code cache: %s", cache.reason)
         if cached is None:
@@ -279,34 +305,173 @@ class Runtime:
 
     def _patch_imported(self, plan: _engine.Plan) -> Refusal | None:
         """Patch in place the planned modules already imported; a refusal (and nothing changed) if one cannot be."""
-        from ._inplace import LiveError, Transaction, patch_in_place
+        from ._inplace import Transaction, patch_modules
 
-        txn = Transaction()
-        done = []
+        items = []
         for name, patched in plan.modules.items():
             module = sys.modules.get(name)
-            if module is None or name in self.status:
-                continue
-            try:
-                patch_in_place(module, patched, txn)
-            except Exception as exc:  # LiveError, or the new code failing to execute
+            if module is not None and name not in self.status:
+                items.append((module, patched, Transaction()))
+        if not items:
+            return None
+        try:
+            patch_modules(items)
+        except Exception as exc:  # LiveError, or the new code failing to execute
+            for _, _, txn in reversed(items):
                 txn.rollback()
-                blamed = patched.sets[-1]
-                hunk_set = next(r.hunk_set for r in plan.results if r.hunk_set.name == blamed)  # paths resolved
-                hunk = next(h for h in hunk_set.hunks if h.target.module == name)
-                detail = str(exc) if isinstance(exc, LiveError) else f"{type(exc).__name__}: {exc}"
-                return Refusal(
-                    Reason.LIVE, blamed, hunk.origin, str(hunk.target),
-                    f"{name} was imported before vllm-surgeon's hook, and {detail}. The .pth bootstrap (installed by "
-                    "pip, on unless VLLM_SURGEON_BOOTSTRAP=0) applies this set as modules are imported instead",
-                    plan.vllm_version, patched.source.path,
-                )
-            done.append((module, patched))
-        for module, patched in done:
-            register_source(patched)
-            module.__loader__ = SurgeonLoader(module.__loader__, patched, lambda m: None)
+            # Blame with the sets as planned (a diff's paths resolved to modules: issue 6).
+            resolved = [r.hunk_set for r in plan.results]
+            return self._in_place_refusal(exc, [patched for _, patched, _ in items], plan.vllm_version, resolved)
+        for module, patched, txn in items:
+            self._running(module, patched)
             self.status[module.__name__] = IN_PLACE
+            self.live[module.__name__] = (patched, txn)
         return None
+
+    @staticmethod
+    def _running(module: ModuleType, patched: _engine.PatchedModule | None) -> None:
+        """Tracebacks, `inspect` and the module's loader show what it now runs: `patched`, or (None) its file."""
+        base = module.__loader__
+        while isinstance(base, SurgeonLoader):
+            base = base._base
+        if patched is None:
+            linecache.cache.pop(getattr(module, "__file__", None) or "", None)
+            module.__loader__ = base
+        else:
+            register_source(patched)
+            module.__loader__ = SurgeonLoader(base, patched, lambda m, p: None)
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and isinstance(spec.loader, SurgeonLoader):
+            spec.loader = module.__loader__
+
+    def _in_place_refusal(
+        self, exc: Exception, tried: list[_engine.PatchedModule], version: str | None, sets: list[HunkSet] | None = None
+    ) -> Refusal:
+        """The refusal of the set whose hunk could not be patched in place (not merely the module's last set)."""
+        from ._inplace import LiveError
+
+        before = "was imported before vllm-surgeon's hook"
+        if isinstance(exc, LiveError):
+            patched = next((p for p in tried if p.source.module == exc.module), tried[0])
+            return _blame.refusal(
+                Reason.LIVE, _blame.in_unit(patched, exc.unit), patched, sets or self._planned_sets(),
+                f"{patched.source.module} {before}, and {exc}. The .pth bootstrap (installed by pip, on unless "
+                "VLLM_SURGEON_BOOTSTRAP=0) applies this set as modules are imported instead",
+                version,
+            )
+        culprit = _blame.in_traceback(exc, tried)
+        patched = culprit.patched if culprit is not None else tried[0]
+        return _blame.refusal(
+            Reason.RAISED, culprit.blame if culprit is not None else None, patched, sets or self._planned_sets(),
+            f"{patched.source.module} {before}; run in place, its patched code raised {_blame.describe(exc, culprit)}",
+            version,
+        )
+
+    # -- withdrawing a set whose code failed after some of it ran ------------------------
+    def _planned_sets(self) -> list[HunkSet]:
+        """The sets as planned (a diff's paths resolved to modules, issue 6), else as read."""
+        return [r.hunk_set for r in self.plan.results] if self.plan is not None and self.plan.results else self._all_sets()
+
+    def _import_failed(self, module: ModuleType, patched: _engine.PatchedModule, exc: Exception) -> _engine.PatchedModule | None:
+        """A patched module raised while being imported (the SurgeonLoader's on_fail).
+
+        The set whose line raised is withdrawn from every module, or (fail) vLLM stops naming it;
+        returns what to run instead. An error not raised by a patched line is the module's own and
+        goes on unchanged (an optional import failing, say), as it would without vllm-surgeon.
+        """
+        with _LOCK:
+            if isinstance(exc, SurgeonError):
+                raise exc
+            culprit = _blame.in_traceback(exc, [p for p, _ in self.live.values()] + [patched])
+            if culprit is None:
+                raise exc
+            version = self.plan.vllm_version if self.plan else None
+            refusal = _blame.refusal(
+                Reason.RAISED, culprit.blame, culprit.patched, self._planned_sets(),
+                f"importing {module.__name__} with the patched code raised {_blame.describe(exc, culprit)}",
+                version,
+            )
+            return self._withdraw(refusal, running=module.__name__)
+
+    def _withdraw(self, refusal: Refusal, running: str | None = None) -> _engine.PatchedModule | None:
+        """Take the refused set out of this process: (fail) stop, undoing what can be undone; (warn, or
+        the internal set) plan again without it and bring every live module to the new plan. Returns
+        the new plan's code for `running`, the module being imported."""
+        assert self.plan is not None
+        version = self.plan.vllm_version
+        if refusal.set_name != INTERNAL and self.policy == "fail":
+            error = SurgeonError([refusal], {s.name: s for s in self.sets})
+            try:
+                self._transition(_engine.Plan([], {}, version), skip=running)
+            except SurgeonError as undo:
+                error = SurgeonError([refusal], {s.name: s for s in self.sets}, extra=str(undo))
+            watched = self._watch | set(self.plan.modules)
+            self._adopt(_engine.Plan([], {}, version))  # applied() lists nothing: nothing is
+            self.error = error
+            self._watch = watched  # every later import of a target raises the same error
+            raise error
+        if refusal.set_name == INTERNAL:
+            self._compile_cache_off(refusal)
+        else:
+            self._warn([refusal])
+        keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
+        plan = _engine.plan(keep, self._read, version)
+        self._transition(plan, skip=running)
+        self._adopt(plan)
+        return plan.modules.get(running) if running is not None else None
+
+    def _adopt(self, plan: _engine.Plan) -> None:
+        self.plan = plan
+        self.hash_sources = {p.source.path: p.compiled.display for p in plan.modules.values()}
+        self._watch = set(plan.modules) | {"vllm"}
+
+    def _transition(self, plan: _engine.Plan, skip: str | None = None) -> None:
+        """Bring every live module but `skip` from the code it runs to `plan`'s, in place; a module
+        that cannot be brought there stops vLLM (SurgeonError): no half-applied set may run."""
+        from ._inplace import Transaction, patch_in_place
+        from ._revert import revert
+
+        for name, (old, txn) in list(self.live.items()):
+            new = plan.modules.get(name)
+            if name == skip:
+                continue
+            if new is not None and new.sets == old.sets:
+                plan.modules[name] = old  # same sets, same sources: the same code
+                continue
+            module = sys.modules.get(name)
+            try:
+                if module is not None:
+                    if txn is not None:
+                        txn.rollback()
+                    else:
+                        patch_in_place(module, revert(self._full(old)), Transaction())
+                del self.live[name]
+                self.status.pop(name, None)
+                linecache.cache.pop(old.source.path, None)
+                if module is not None:
+                    self._running(module, None)
+                if module is not None and new is not None:
+                    undo = Transaction()
+                    patch_in_place(module, new, undo)
+                    self._running(module, new)
+                    self.live[name] = (new, undo)
+                    self.status[name] = IN_PLACE
+            except Exception as exc:
+                raise SurgeonError(
+                    extra=f"vllm-surgeon could not bring the already imported {name} back from set(s) "
+                    f"{', '.join(old.sets)} in place ({type(exc).__name__}: {exc}); stopping, so that no "
+                    "half-applied set runs"
+                ) from None
+
+    def _full(self, patched: _engine.PatchedModule) -> _engine.PatchedModule:
+        """`patched` with its text and tree (a module from the code cache has neither): planned again."""
+        if patched.text is not None:
+            return patched
+        if patched.sets not in self._full_plans:
+            sets = [s for s in self._all_sets() if s.name in patched.sets]
+            version = self.plan.vllm_version if self.plan else None
+            self._full_plans[patched.sets] = _engine.plan(sets, self._read, version)
+        return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------
     def _spec_for(self, fullname: str, path: Any, target: Any):
@@ -321,7 +486,7 @@ class Runtime:
                     extra=f"vllm-surgeon planned to create {fullname} at {patched.source.path}, but the import system "
                     f"now finds one at {spec.origin}; sys.path changed after vLLM started importing",
                 )
-            return new_module_spec(patched, self._imported)
+            return new_module_spec(patched, self._imported, self._import_failed)
         if spec is None:
             return None
         if spec.origin != patched.source.path:
@@ -329,25 +494,35 @@ class Runtime:
                 extra=f"vllm-surgeon planned {fullname} from {patched.source.path}, but the import system now finds "
                 f"{spec.origin}; sys.path changed after vLLM started importing",
             )
-        spec.loader = SurgeonLoader(spec.loader, patched, self._imported)
+        spec.loader = SurgeonLoader(spec.loader, patched, self._imported, self._import_failed)
         return spec
 
-    def _imported(self, module: ModuleType) -> None:
-        self.status[module.__name__] = AT_IMPORT
-        if self._logged:  # the applied line said `pending import` for it: say what became of it
-            sets = [s.name for s in self.plan.accepted if s.name != INTERNAL and module.__name__ in s.modules]
-            if sets:
-                log.info("%s %s by the import hook (set %s) in pid %d (%s)", module.__name__, AT_IMPORT,
-                         ", ".join(repr(n) for n in sets), os.getpid(), _process_name())
-        self._log_when_known()
+    def _imported(self, module: ModuleType, patched: _engine.PatchedModule) -> None:
+        with _LOCK:
+            name = module.__name__
+            self.live[name] = (patched, None)
+            self.status[name] = AT_IMPORT
+            current = self.plan.modules.get(name) if self.plan is not None else None
+            if current is not patched and self.plan is not None:
+                # A set was withdrawn while this module ran (a module it imported failed): bring it along.
+                self._transition(self.plan)
+            if self._logged and self.plan is not None:  # the applied line said `pending import` for it: say what became of it
+                sets = [s.name for s in self.plan.accepted if s.name != INTERNAL and name in s.modules]
+                if sets:
+                    log.info("%s %s by the import hook (set %s) in pid %d (%s)", name, AT_IMPORT,
+                             ", ".join(repr(n) for n in sets), os.getpid(), _process_name())
+            self._log_when_known()
 
     def sync(self) -> None:
         """The plugin's entry: plan if not done, and patch in place whatever was imported before the hook."""
         plan = self.ensure_planned()
-        with _LOCK:
+        with _LOCK, gc_paused():
             refusal = self._patch_imported(plan)
             if refusal is not None:
-                raise SurgeonError([refusal], {s.name: s for s in self.sets})
+                self._withdraw(refusal)
+                refusal = self._patch_imported(self.plan)
+                if refusal is not None:
+                    raise SurgeonError([refusal], {s.name: s for s in self.sets})
             if self._log_pending:  # a forked child: its own line, and the warnings its parent said, in brief
                 self._log_pending = False
                 for key, full, brief in self._warnings:
@@ -389,5 +564,20 @@ def runtime(create: bool = True) -> Runtime | None:
         if _RUNTIME is None and create:
             names = enabled_names()
             if names:
+                # The bootstrap's waiting finder has done its job whoever got here first (it, or
+                # the vLLM plugin where vllm was imported some other way).
+                boot = sys.modules.get(f"{__package__}._bootstrap")
+                if boot is not None:
+                    boot.disarm()
                 _RUNTIME = Runtime(names)
         return _RUNTIME
+
+
+def start() -> None:
+    """The `.pth` bootstrap's entry, at the first `import vllm`: load the sets and plan, before vLLM runs.
+
+    A refused set raises SurgeonError here (unless VLLM_SURGEON_ON_FAILURE=warn): `import vllm` fails.
+    """
+    current = runtime()
+    if current is not None:
+        current.ensure_planned()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._lines import normalize_newlines
 from ._model import HunkFileError, HunkSet, Origin
 
 SUFFIXES = (".hunk", ".patch", ".diff", ".py")
@@ -17,6 +22,10 @@ PROPOSAL = ".rebased"  # `rebase` writes NAME.rebased.SUFFIX beside the set
 
 class UnknownSetError(LookupError):
     """A set name that is not on the search path (or is a path, not a name)."""
+
+
+class SearchPathError(UnknownSetError):
+    """A directory of the search path that cannot be listed: a set there cannot be ruled in or out."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,10 @@ def search_dirs() -> list[tuple[str, Path]]:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        directory = _package_dir(ep.value)
+        try:
+            directory = _package_dir(ep.value)
+        except Exception:  # a broken package's registration must not stop the others
+            directory = None
         if directory is not None:
             dirs.append((f"package {ep.name}", directory))
     dirs.append(("bundled", bundled_dir()))
@@ -60,13 +72,21 @@ def _package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _sets_in(directory: Path) -> dict[str, list[Path]]:
+def _sets_in(directory: Path, label: str = "search path") -> dict[str, list[Path]]:
+    """Set files in `directory` by name; SearchPathError when it exists but cannot be listed."""
     found: dict[str, list[Path]] = {}
     if not directory.is_dir():
         return found
     from ._patchdir import is_set_dir
 
-    for path in sorted(directory.iterdir()):
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        raise SearchPathError(
+            f"cannot list {directory} ({label}): {exc.strerror or exc}; make it readable "
+            "or take it off VLLM_SURGEON_PATH"
+        ) from None
+    for path in entries:
         if path.name.startswith((".", "_")):
             continue
         if path.suffix in SUFFIXES and path.is_file() and not is_proposal(path):
@@ -81,11 +101,20 @@ def is_proposal(path: Path) -> bool:
     return path.stem.endswith(PROPOSAL)
 
 
-def available() -> list[Location]:
-    """Every set on the search path; a name found twice is listed where it wins (first)."""
+def available(errors: list[str] | None = None) -> list[Location]:
+    """Every set on the search path; a name found twice is listed where it wins (first).
+
+    A directory that cannot be listed is skipped, and why is appended to `errors` when given.
+    """
     seen: dict[str, Location] = {}
     for label, directory in search_dirs():
-        for name, paths in _sets_in(directory).items():
+        try:
+            sets = _sets_in(directory, label)
+        except SearchPathError as exc:
+            if errors is not None:
+                errors.append(str(exc))
+            continue
+        for name, paths in sets.items():
             if name not in seen:
                 seen[name] = Location(name, paths[0], label)
     return list(seen.values())
@@ -104,7 +133,8 @@ def locate(name: str) -> Location:
     _check_name(name)
     dirs = search_dirs()
     for label, directory in dirs:
-        paths = _sets_in(directory).get(name)
+        # An unlistable directory before the one holding `name` might hold another `name`: refuse.
+        paths = _sets_in(directory, label).get(name)
         if not paths:
             continue
         if len(paths) > 1:
@@ -112,7 +142,7 @@ def locate(name: str) -> Location:
                 f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one"
             )
         return Location(name, paths[0], label)
-    names = sorted({n for _, d in dirs for n in _sets_in(d)})
+    names = sorted({loc.name for loc in available()})
     where = "; ".join(f"{label}: {d}" for label, d in dirs)
     if name.endswith(PROPOSAL):
         raise UnknownSetError(
@@ -124,29 +154,90 @@ def locate(name: str) -> Location:
     )
 
 
+# A set file is text someone wrote: anything larger is not one (and is not read into memory).
+MAX_SET_BYTES = 16 * 1024 * 1024
+
+
+def read_set_bytes(path: Path) -> bytes:
+    """The bytes of a set file, read once through one open file (issue 7 items 2 and 8).
+
+    Opened non-blocking and checked with fstat, so a FIFO or device put where a set was listed
+    is refused instead of hanging the process; every OS error is a HunkFileError naming the file.
+    """
+    origin = Origin(str(path), 1)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise HunkFileError(origin, f"cannot open this set file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise HunkFileError(origin, "not a regular file (a directory, FIFO or device is not a hunk set)")
+        if info.st_size > MAX_SET_BYTES:
+            raise HunkFileError(origin, f"{info.st_size} bytes: too large for a hunk set (the limit is {MAX_SET_BYTES})")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_SET_BYTES:
+                raise HunkFileError(origin, f"grew past {MAX_SET_BYTES} bytes while being read")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise HunkFileError(origin, f"cannot read this set file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def decode_set_text(data: bytes, path: str) -> str:
+    """UTF-8 text (a leading BOM dropped) with Python's line breaks turned into \\n."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise HunkFileError(Origin(path, line), f"not UTF-8 text: byte {data[exc.start]:#04x} cannot be decoded") from None
+    return normalize_newlines(text)
+
+
 def load_file(path: Path, name: str | None = None) -> HunkSet:
-    """Parse one set file by its suffix; HunkFileError names the file and line at fault."""
+    """Read one set file once and parse those bytes by its suffix; the set carries their digest.
+
+    Every way a set file can be bad ends as a HunkFileError naming the file (and line, where the
+    parser knows it): a parser that lets another exception escape is caught here as well.
+    """
     from ._difffile import parse_diff_file
     from ._hunkfile import parse_hunk_file
 
+    path = Path(path)
     name = name or path.stem
-    if path.is_dir():
+    if path.is_dir() and path.suffix not in SUFFIXES:  # a folder set: NAME/ (a directory `x.hunk` is no set file)
         from ._patchdir import parse_patch_dir
 
         return parse_patch_dir(path, name)
-    if path.suffix == ".py":
-        from ._pyfile import parse_py_file
-
-        return parse_py_file(str(path), name)
+    if path.suffix not in SUFFIXES:
+        raise UnknownSetError(f"{path}: unknown hunk set format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    data = read_set_bytes(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise HunkFileError(Origin(str(path), 1), f"not UTF-8 text: {exc}") from None
-    if path.suffix == ".hunk":
-        return parse_hunk_file(text, str(path), name)
-    if path.suffix in (".patch", ".diff"):
-        return parse_diff_file(text, str(path), name)  # one diff, or a series (git format-patch --stdout)
-    raise UnknownSetError(f"{path}: unknown hunk set format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+        if path.suffix == ".py":
+            from ._pyfile import parse_py_file
+
+            hunk_set = parse_py_file(str(path), name, data)
+        else:
+            text = decode_set_text(data, str(path))
+            parse = parse_hunk_file if path.suffix == ".hunk" else parse_diff_file
+            hunk_set = parse(text, str(path), name)
+    except (HunkFileError, UnknownSetError):
+        raise
+    except RecursionError:
+        raise HunkFileError(Origin(str(path), 1), "nested too deeply to read") from None
+    except Exception as exc:  # a parser let something through: still the file's fault, named
+        raise HunkFileError(Origin(str(path), 1), f"cannot read this set: {type(exc).__name__}: {exc}") from None
+    return dataclasses.replace(hunk_set, digest=hashlib.sha256(data).hexdigest())
 
 
 def load(name: str) -> HunkSet:

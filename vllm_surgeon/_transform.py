@@ -11,6 +11,7 @@ import difflib
 import traceback
 from typing import TYPE_CHECKING
 
+from ._lines import normalize_newlines, split_lines
 from ._model import TransformHunk
 from ._refusal import Reason, Refusal
 
@@ -26,7 +27,7 @@ def _anchor_found(anchor: str, target: ast.AST) -> bool:
     """Whether `anchor` (statements or an expression) occurs structurally inside `target`."""
     try:
         statements = ast.parse(anchor.strip()).body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError):  # ValueError: a null byte in the anchor
         statements = None
     if statements and not (len(statements) == 1 and isinstance(statements[0], ast.Expr)):
         wanted = [_dump(s) for s in statements]
@@ -40,7 +41,7 @@ def _anchor_found(anchor: str, target: ast.AST) -> bool:
         return False
     try:
         expression = _dump(ast.parse(anchor.strip(), mode="eval").body)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError):
         return False
     return any(isinstance(n, ast.expr) and _dump(n) == expression for n in ast.walk(target))
 
@@ -115,7 +116,7 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
             f"the transform expects {missing[0].strip()!r} in {scope.describe()} (lines {scope.start + 1}-{scope.end}), "
             "and it is not there",
             state.source,
-            expected=tuple(missing[0].strip().splitlines()),
+            expected=tuple(split_lines(missing[0].strip())),
         )
     text = "\n".join(state.lines)
     module = cst.parse_module(text)
@@ -129,7 +130,9 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
             new = old.visit(fn())
         else:
             new = fn(old)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a set's code: even sys.exit() is a refusal, never an exit (issue 7 item 9)
         frames = traceback.extract_tb(exc.__traceback__)
         at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
         return ctx.refuse(Reason.TRANSFORM_FAILED, hunk, f"{hunk.name} raised {type(exc).__name__}: {exc}{at}", state.source)
@@ -138,9 +141,15 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
             Reason.TRANSFORM_FAILED, hunk,
             f"{hunk.name} returned {type(new).__name__}; it must return a {type(old).__name__}", state.source,
         )
-    if new.deep_equals(old):
-        return ctx.refuse(Reason.UNCHANGED, hunk, f"{hunk.name} returned the target unchanged", state.source)
-    new_lines = module.deep_replace(old, new).code.split("\n")
+    try:
+        if new.deep_equals(old):
+            return ctx.refuse(Reason.UNCHANGED, hunk, f"{hunk.name} returned the target unchanged", state.source)
+        new_lines = normalize_newlines(module.deep_replace(old, new).code).split("\n")
+    except Exception as exc:  # a node LibCST cannot render back to source
+        return ctx.refuse(
+            Reason.TRANSFORM_FAILED, hunk, f"{hunk.name} returned a node that cannot be written as code: {type(exc).__name__}: {exc}",
+            state.source,
+        )
     tail = len(state.lines) - scope.end
     region = new_lines[scope.start : len(new_lines) - tail]
     if new_lines[: scope.start] != state.lines[: scope.start] or new_lines[len(new_lines) - tail :] != state.lines[scope.end :]:
