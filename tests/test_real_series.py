@@ -188,8 +188,12 @@ def test_the_series_runs_in_every_process_of_a_real_engine_and_jobs_take_turns(j
     assert run.returncode == 0, run.log[-3000:]
     processes = run.processes_applied("jobs")
     assert {"MainProcess", "EngineCore"} <= processes and any(p.startswith("VllmWorker") for p in processes), processes
-    lines = [l for l in run.log.splitlines() if "[vllm-surgeon] applied set 'jobs'" in l and "(EngineCore)" in l]
-    assert len(lines) == 1 and f"{JOB_QUEUE} at import" in lines[0] and f"{SCHED} at import" in lines[0]
+    core = [l for l in run.log.splitlines() if "[vllm-surgeon]" in l and "(EngineCore)" in l]
+    assert sum("applied set 'jobs'" in l for l in core) == 1, core
+    # The EngineCore logs the set when vLLM calls the plugin (the scheduler is imported later there:
+    # `pending import`), then one line per module as the import hook rewrites it (issue 8 item 6).
+    for module in (JOB_QUEUE, SCHED):
+        assert any(f"{module} at import" in l for l in core), core
     order = run.results["jobs"]["order"]
     # Job B's three requests are served in turn with job A's, not after all six of A's.
     assert order[:6] == ["jobA-0", "jobB-0", "jobA-1", "jobB-1", "jobA-2", "jobB-2"], order
