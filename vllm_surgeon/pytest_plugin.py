@@ -235,6 +235,8 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
         if reports_file.exists():
             for line in reports_file.read_text().splitlines():
                 report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
+                if report is not None and isinstance(report.longrepr, list):
+                    report.longrepr = tuple(report.longrepr)  # a skip's (path, line, reason): JSON made it a list
                 if report is not None:
                     reports.append(report)
     tests = [r for r in reports if getattr(r, "when", None) in ("setup", "call", "teardown")]
