@@ -3,9 +3,9 @@
     python examples/server/low_priority_wait.py --base-url http://127.0.0.1:8000/v1 --model MODEL --stream-s 3
 
 Start the server with `--scheduling-policy priority` (and `--max-num-seqs 1` to make the queue
-visible on a small machine). `depth` clients send priority-0 requests back to back, so the
-server always has high-priority work waiting; after a short warm-up one priority-10 request is
-sent. The stream stops when the low request is done or after `--stream-s` seconds, whichever is
+visible on a small machine). `depth` clients send priority-0 requests back to back, each asking for
+`max_tokens` tokens so that the engine, not HTTP, is the bottleneck: the server always has
+high-priority work waiting. After a one-second warm-up one priority-10 request is sent. The stream stops when the low request is done or after `--stream-s` seconds, whichever is
 first. Without vllm-surgeon's `priority` set the low request is served only once the stream stops
 (its wait grows with the stream); with it, after at most about 10 / VLLM_SURGEON_PRIORITY_AGING
 seconds behind newer arrivals. Uses the `openai` client that vLLM installs.
@@ -22,7 +22,10 @@ import time
 import openai
 
 
-async def measure(base_url: str, model: str, stream_s: float, depth: int = 8, low_priority: int = 10) -> dict:
+async def measure(
+    base_url: str, model: str, stream_s: float, depth: int = 4, max_tokens: int = 16, low_priority: int = 10,
+    warmup_s: float = 1.0,
+) -> dict:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=120)
     done: list[tuple[str, float, float]] = []  # (name, sent, finished) in the order answers came back
     low_done = asyncio.Event()
@@ -30,7 +33,7 @@ async def measure(base_url: str, model: str, stream_s: float, depth: int = 8, lo
     async def one(name: str, priority: int) -> None:
         sent = time.time()
         await client.completions.create(
-            model=model, prompt="hello world", max_tokens=2, temperature=0.0,
+            model=model, prompt="hello world", max_tokens=max_tokens, temperature=0.0,
             extra_body={"priority": priority, "ignore_eos": True},
         )
         done.append((name, sent, time.time()))
@@ -46,9 +49,9 @@ async def measure(base_url: str, model: str, stream_s: float, depth: int = 8, lo
         low_done.set()
 
     started = time.time()
-    stream_until = started + 0.5 + stream_s
+    stream_until = started + warmup_s + stream_s
     highs = [asyncio.create_task(high_client(k, stream_until)) for k in range(depth)]
-    await asyncio.sleep(0.5)  # the queue fills with high-priority work first
+    await asyncio.sleep(warmup_s)  # the queue fills with high-priority work first
     low_task = asyncio.create_task(low())
     await asyncio.gather(*highs)
     await low_task
@@ -75,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", required=True, help="the served model name")
     parser.add_argument("--stream-s", type=float, default=3.0, help="how long high-priority requests keep coming")
-    parser.add_argument("--depth", type=int, default=8, help="high-priority clients sending back to back")
+    parser.add_argument("--depth", type=int, default=4, help="high-priority clients sending back to back")
+    parser.add_argument("--max-tokens", type=int, default=16, help="tokens each request asks for")
     parser.add_argument("--json", action="store_true", help="print the measurement as JSON")
     args = parser.parse_args(argv)
     try:
-        result = asyncio.run(measure(args.base_url, args.model, args.stream_s, args.depth))
+        result = asyncio.run(measure(args.base_url, args.model, args.stream_s, args.depth, args.max_tokens))
     except openai.OpenAIError as exc:
         print(f"low_priority_wait: the server at {args.base_url} failed a request: {exc}", file=sys.stderr)
         return 1
