@@ -3,7 +3,7 @@
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
 driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
-brings): 4 clients send priority-0 requests (16 tokens each) back to back, one priority-10 request
+brings): 32 clients send priority-0 requests (8 tokens each) back to back, one priority-10 request
 arrives, for two stream lengths. Asserted are ordering facts, not timings; the waits are printed (`pytest -s`).
 """
 
@@ -26,7 +26,7 @@ from conftest import REPO, SURGEON_LINE, surgeon_env
 pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
-STREAMS = (4.0, 8.0)  # seconds of high-priority stream
+STREAMS = (8.0, 16.0)  # seconds of high-priority stream
 # The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",
               "--gpu-memory-utilization", "0.1", "--max-model-len", "256"]

@@ -4,8 +4,8 @@
 
 Start the server with `--scheduling-policy priority` (and `--max-num-seqs 1` to make the queue
 visible on a small machine). `depth` clients send priority-0 requests back to back, each asking for
-`max_tokens` tokens so that the engine, not HTTP, is the bottleneck: the server always has
-high-priority work waiting. After a one-second warm-up one priority-10 request is sent. The stream stops when the low request is done or after `--stream-s` seconds, whichever is
+`max_tokens` tokens; enough of them that requests wait in the engine's queue even when HTTP and
+the client are slow (a loaded machine): the server always has high-priority work waiting. After a one-second warm-up one priority-10 request is sent. The stream stops when the low request is done or after `--stream-s` seconds, whichever is
 first. Without vllm-surgeon's `priority` set the low request is served only once the stream stops
 (its wait grows with the stream); with it, after at most about 10 / VLLM_SURGEON_PRIORITY_AGING
 seconds behind newer arrivals. Uses the `openai` client that vLLM installs.
@@ -23,7 +23,7 @@ import openai
 
 
 async def measure(
-    base_url: str, model: str, stream_s: float, depth: int = 4, max_tokens: int = 16, low_priority: int = 10,
+    base_url: str, model: str, stream_s: float, depth: int = 32, max_tokens: int = 8, low_priority: int = 10,
     warmup_s: float = 1.0,
 ) -> dict:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=120)
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", required=True, help="the served model name")
     parser.add_argument("--stream-s", type=float, default=3.0, help="how long high-priority requests keep coming")
-    parser.add_argument("--depth", type=int, default=4, help="high-priority clients sending back to back")
-    parser.add_argument("--max-tokens", type=int, default=16, help="tokens each request asks for")
+    parser.add_argument("--depth", type=int, default=32, help="high-priority clients sending back to back")
+    parser.add_argument("--max-tokens", type=int, default=8, help="tokens each request asks for")
     parser.add_argument("--json", action="store_true", help="print the measurement as JSON")
     args = parser.parse_args(argv)
     try:
