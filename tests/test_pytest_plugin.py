@@ -291,6 +291,12 @@ def test_marker_arguments_are_checked(project):
     result = run(project)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "names no set: write e.g. @pytest.mark.surgeon('priority')" in result.stderr.str()
+    for bad, message in (("'tax', timeout=0", "timeout is a number of seconds > 0, not 0"),
+                         ("3", "sets are names (str, or a list of str), not 3"),
+                         ("'tax', envs={}", "unknown argument(s) envs")):
+        project.makepyfile(test_args=f"import pytest\n\n@pytest.mark.surgeon({bad})\ndef test_bad():\n    pass\n")
+        result = run(project)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
 
 
 def test_strict_fails_the_session_before_any_test_when_a_marker_set_is_refused(project):

@@ -3,8 +3,9 @@
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
 driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
-brings): 32 clients send priority-0 requests (8 tokens each) back to back, one priority-10 request
-arrives, for two stream lengths. Asserted are ordering facts, not timings; the waits are printed (`pytest -s`).
+brings): priority-0 requests (16 tokens each) back to back from as many clients as keep ~3 s of
+work queued in the engine, and one priority-10 request, for two stream lengths. Asserted are
+ordering facts, not timings; the waits are printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def measure(url: str, stream_s: float) -> dict:
+def measure(url: str, stream_s: float, timeline: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--json"],
+        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--json",
+         "--timeline", str(timeline)],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
@@ -114,7 +116,7 @@ def served(tiny_model, tmp_path_factory) -> dict[str, dict]:
         server = Server(tiny_model, env, tmp_path_factory.mktemp(f"server-{key}") / "server.log")
         try:
             server.wait_ready()
-            runs = {stream_s: measure(server.url, stream_s) for stream_s in STREAMS}
+            runs = {s: measure(server.url, s, server.log.with_name(f"timeline-{s:g}.json")) for s in STREAMS}
         finally:
             server.stop()
         results[key] = {"runs": runs, "log": server.log.read_text(errors="replace"),

@@ -99,8 +99,10 @@ class MarkerSpec:
             raise pytest.UsageError(f"{where}: unknown argument(s) {', '.join(sorted(unknown))}")
         names: list[str] = []
         for value in [*marker.args, *([kwargs["sets"]] if kwargs.get("sets") is not None else [])]:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            names += [str(n).strip() for n in items if str(n).strip()]
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(n, str) for n in items):
+                raise pytest.UsageError(f"{where}: sets are names (str, or a list of str), not {value!r}")
+            names += [n.strip() for n in items if n.strip()]
         if not names:
             raise pytest.UsageError(f"{where} names no set: write e.g. @pytest.mark.{MARKER}('priority')")
         self.sets = list(dict.fromkeys(names))
@@ -110,6 +112,9 @@ class MarkerSpec:
             raise pytest.UsageError(f"{where}: env must be a dict of str to str, not {env!r}")
         self.env: dict[str, str] = env
         self.timeout = kwargs.get("timeout")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+                                         or self.timeout <= 0):
+            raise pytest.UsageError(f"{where}: timeout is a number of seconds > 0, not {self.timeout!r}")
 
 
 def _spec(item: pytest.Item) -> MarkerSpec | None:
