@@ -3,7 +3,7 @@
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
 driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
-brings): priority-0 requests (16 tokens each) back to back from as many clients as keep ~3 s of
+brings): priority-0 requests (64 tokens each) back to back from as many clients as keep ~3 s of
 work queued in the engine, and one priority-10 request, for two stream lengths. Asserted are
 ordering facts, not timings; the waits are printed (`pytest -s`).
 """
@@ -27,7 +27,7 @@ from conftest import REPO, SURGEON_LINE, surgeon_env
 pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
-STREAMS = (8.0, 16.0)  # seconds of high-priority stream
+STREAMS = (10.0, 20.0)  # seconds of high-priority stream
 # The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",
               "--gpu-memory-utilization", "0.1", "--max-model-len", "256"]
@@ -125,7 +125,8 @@ def served(tiny_model, tmp_path_factory) -> dict[str, dict]:
         for stream_s, run in result["runs"].items():
             print(f"\n[{key}] stream {stream_s:.0f} s: low-priority wait {run['low_wait_s']:.2f} s, "
                   f"overtaken by {run['overtaken_by_later_highs']} of {run['highs_sent_after_low']} later arrivals, "
-                  f"served while streaming: {run['low_finished_while_streaming']}")
+                  f"served while streaming: {run['low_finished_while_streaming']}, "
+                  f"fewest requests waiting in the engine meanwhile: {run['fewest_waiting_in_engine']}")
     return results
 
 
@@ -146,13 +147,20 @@ def test_served_priority_set_serves_the_low_request_while_the_stream_goes_on(ser
 
 
 def test_without_the_set_the_low_request_waits_for_the_whole_stream(served):
+    """Upstream vLLM serves the low request only when no high-priority one waits. On a loaded machine
+    the API server can stall long enough for the engine's queue to run dry (the server's own
+    vllm:num_requests_waiting then reads 1: the low request alone); such a run shows nothing about
+    priorities. Every run whose queue stayed full must show starvation, and at least one must."""
     runs = served["plain"]["runs"]
-    for stream_s, run in runs.items():
+    full = {s: r for s, r in runs.items() if r["fewest_waiting_in_engine"] is not None and r["fewest_waiting_in_engine"] >= 2}
+    assert full, f"the engine's queue ran dry in every run without the set (machine too loaded?): {runs}"
+    for stream_s, run in full.items():
         assert not run["low_finished_while_streaming"], (stream_s, run)
         assert run["overtaken_by_later_highs"] == run["highs_sent_after_low"] > 0, (stream_s, run)
         assert run["low_wait_s"] >= stream_s, (stream_s, run)  # follows from the two facts above
-    short, long = (runs[s]["low_wait_s"] for s in STREAMS)
-    assert long > short  # the wait grows with the stream
+    if len(full) == len(STREAMS):
+        short, long = (runs[s]["low_wait_s"] for s in STREAMS)
+        assert long > short  # the wait grows with the stream
 
 
 def test_servers_stop_cleanly_with_their_whole_process_group(served):

@@ -21,12 +21,13 @@ import json
 import sys
 import time
 
+import httpx
 import openai
 
 
 async def measure(
-    base_url: str, model: str, stream_s: float, queue_s: float = 3.0, max_tokens: int = 16, low_priority: int = 10,
-    warmup_s: float = 1.0, timeline: str | None = None, min_clients: int = 8, max_clients: int = 256,
+    base_url: str, model: str, stream_s: float, queue_s: float = 3.0, max_tokens: int = 64, low_priority: int = 10,
+    warmup_s: float = 1.0, timeline: str | None = None, min_clients: int = 4, max_clients: int = 256,
 ) -> dict:
     # Retries: on a loaded machine a kept-alive connection can be closed by the server as it is reused.
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=2, timeout=300)
@@ -65,13 +66,31 @@ async def measure(
             while len(highs) < want:
                 highs.append(asyncio.create_task(high_client(len(highs), stream_until)))
 
+    waiting: list[tuple[float, float]] = []  # (time, requests waiting in the engine) from the server's /metrics
+
+    async def sample_queue() -> None:
+        metrics_url = base_url.rstrip("/").removesuffix("/v1") + "/metrics"
+        async with httpx.AsyncClient(timeout=30) as http:
+            while not low_done.is_set():
+                try:
+                    text = (await http.get(metrics_url)).text
+                    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                              if line.startswith("vllm:num_requests_waiting{")]
+                    if values:
+                        waiting.append((time.time(), sum(values)))
+                except (httpx.HTTPError, ValueError, IndexError):
+                    pass
+                await asyncio.sleep(0.1)
+
     controller = asyncio.create_task(keep_queue_full())
+    sampler = asyncio.create_task(sample_queue())
     await asyncio.sleep(warmup_s)  # the queue fills with high-priority work first
     low_task = asyncio.create_task(low())
     await controller
     while not all(task.done() for task in highs):
         await asyncio.gather(*highs)
     await low_task
+    await sampler
     await client.close()
 
     if timeline:
@@ -81,6 +100,9 @@ async def measure(
     at = names.index("low")
     _, low_sent, low_finished = done[at]
     later = {name for name, sent, _ in done if name != "low" and sent > low_sent}
+    # Requests waiting in the engine while the low one waited (it counts itself): 1 means the queue ran
+    # dry, and then vLLM rightly serves the low request, set or no set.
+    during = [n for t, n in waiting if low_sent + 0.2 < t < low_finished - 0.2]
     return {
         "stream_s": stream_s,
         "low_wait_s": round(low_finished - low_sent, 3),
@@ -88,6 +110,7 @@ async def measure(
         "low_finished_while_streaming": low_finished < stream_until,
         "highs": len(done) - 1,
         "clients": len(highs),
+        "fewest_waiting_in_engine": min(during) if during else None,
         "highs_sent_after_low": len(later),
         "overtaken_by_later_highs": sum(1 for name in names[:at] if name in later),
         "later_highs_served_after_low": sum(1 for name in names[at + 1 :] if name in later),
@@ -100,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="the served model name")
     parser.add_argument("--stream-s", type=float, default=3.0, help="how long high-priority requests keep coming")
     parser.add_argument("--queue-s", type=float, default=3.0, help="seconds of high-priority work to keep waiting")
-    parser.add_argument("--max-tokens", type=int, default=16, help="tokens each request asks for")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens each request asks for")
     parser.add_argument("--json", action="store_true", help="print the measurement as JSON")
     parser.add_argument("--timeline", metavar="FILE", help="write every request's send and finish times (JSON) to FILE")
     args = parser.parse_args(argv)
