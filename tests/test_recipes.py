@@ -201,7 +201,7 @@ def test_dockerfile_sets_apply_to_the_vllm_release_of_its_base_image():
     argv = [sys.executable, "-m", "vllm_surgeon", *shlex.split(verify)[1:], "--against", version]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"vllm {version}" in out.stdout and "refused" not in out.stdout.lower()
+    assert f"verify against vllm {version} (wheel" in out.stdout and "0 refused." in out.stdout
 
 
 # -- the pytest example -----------------------------------------------------------------------------
