@@ -6,7 +6,6 @@ tests/test_real_processes.py use the plugin on the real vLLM.
 
 import json
 import os
-import sys
 import textwrap
 
 import pytest

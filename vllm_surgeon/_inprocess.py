@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import linecache
 import os
-import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path

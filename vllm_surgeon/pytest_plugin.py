@@ -153,7 +153,8 @@ def _check_strictly(specs: list[MarkerSpec]) -> None:
         if problem:
             problems.append(f"{where} {','.join(names)}:\n{problem}")
     if problems:
-        raise pytest.UsageError("vllm-surgeon --surgeon-strict: a set does not apply to the installed vLLM\n" + "\n\n".join(problems))
+        head = "vllm-surgeon --surgeon-strict: a set does not apply to the installed vLLM"
+        raise pytest.UsageError(head + "\n" + "\n\n".join(problems))
 
 
 def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
