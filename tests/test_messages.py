@@ -82,14 +82,20 @@ def test_a_module_not_imported_yet_is_pending_in_both_the_log_line_and_applied(p
     assert later.rstrip().endswith("(MainProcess)")
 
 
-def test_the_line_waits_until_every_module_is_patched_when_no_plugin_runs(pkg):
+def test_with_no_plugin_the_first_patched_module_logs_the_line_and_a_later_one_its_own(pkg):
+    """A process that never calls vLLM's plugins (a Ray actor importing one target) still says so."""
     out = pkg.run("""
         import json, vllm_surgeon
-        import fakepkg.core, fakepkg.other
-        print(json.dumps(vllm_surgeon.applied()[0].modules))
+        import fakepkg.core
+        first = dict(vllm_surgeon.applied()[0].modules)
+        import fakepkg.other
+        print(json.dumps([first, vllm_surgeon.applied()[0].modules]))
     """, hunks="both")
-    assert json.loads(out.stdout) == {"fakepkg.core": "at import", "fakepkg.other": "at import"}
-    assert _applied_line(out.stderr).endswith("[fakepkg.core at import, fakepkg.other at import]")
+    first, then = json.loads(out.stdout)
+    assert first == {"fakepkg.core": "at import", "fakepkg.other": "pending import"}
+    assert then == {"fakepkg.core": "at import", "fakepkg.other": "at import"}
+    assert _applied_line(out.stderr).endswith("[fakepkg.core at import, fakepkg.other pending import]")
+    assert "fakepkg.other at import by the import hook (set 'both')" in out.stderr
 
 
 def test_in_place_and_at_import_are_told_apart(pkg):

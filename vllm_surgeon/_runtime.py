@@ -203,12 +203,13 @@ class Runtime:
         self._log_pending = True
 
     def _log_when_known(self) -> None:
-        """Log the applied line once every planned module is patched (imported or in place); the
-        plugin logs it with what is still pending, if that comes first. So the line says what
-        happened in this process, in the words `applied()` uses."""
+        """Log the applied line as soon as a module of a set is patched in this process (imported or
+        in place), or when the plugin runs, whichever comes first; a module patched later gets a line
+        of its own. So every process where a set takes effect says so (a Ray actor that imports one
+        target and never calls vLLM's plugins too), in the words `applied()` uses."""
         if self._logged or self.plan is None:
             return
-        if all(m in self.status for s in self.plan.accepted if s.name != INTERNAL for m in s.modules):
+        if any(m in self.status for s in self.plan.accepted if s.name != INTERNAL for m in s.modules):
             self._log_applied()
 
     def _log_applied(self) -> None:
