@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
-from . import _anchor
+from . import _anchor, _layout
 from ._linemap import Compiled, compile_patched
 from ._model import AnchoredHunk, Hunk, HunkSet, TransformHunk
 from ._refusal import Reason, Refusal
@@ -68,6 +68,7 @@ class Placement:
     new: list[tuple[str, str]]  # (op, text): ' ' keeps the next old line, '-' drops it, '+' adds one
     scope: Scope
     moved: int | None = None  # lines away from where the hunk says it was written (None: no hint)
+    reformatted: bool = False  # found by structure: same code, new layout (issue 10; _layout.py)
 
 
 @dataclass
@@ -79,11 +80,14 @@ class HunkResult:
     scope: str | None = None  # qualified name of the function or class it lands in
     moved: int | None = None
     refusal: Refusal | None = None
+    reformatted: bool = False  # applies only by structure: upstream re-laid the anchor's code out
 
     @property
     def status(self) -> str:
         if self.refusal is not None:
             return "refused"
+        if self.reformatted:
+            return "reformatted"
         return "moved" if self.moved else "applies"
 
 
@@ -199,6 +203,17 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
         return Placement(hunk, at, at, [(l.op, l.text) for l in hunk.lines], scope)
     found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
     found = sorted(set(found))
+    if not found:  # text first, structure second
+        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(s.start, s.end) for s in scopes])
+        if len(laid.matches) == 1:
+            m = laid.matches[0]
+            scope = next(s for s in scopes if s.start <= m.first < s.end)
+            moved = None if hunk.hint_offset is None else (m.first - scope.start) - hunk.hint_offset
+            return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
+        if laid.matches:
+            return _layout_ambiguous(ctx, hunk, state, laid.matches, f"in {_scope_label(scopes)}")
+        refusal = _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {_scope_label(scopes)}")
+        return _layout_note(refusal, state, laid)
     if len(found) == 1:
         scope = next(s for s in scopes if s.start <= found[0] < s.end)
         moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
@@ -242,15 +257,24 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
     if not anchor:
         return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
-    if not found:
-        hint = hunk.hint_line or 1
-        return _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1)
-    candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
+    laid = None
+    if not found:  # text first, structure second
+        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))])
+        if not laid.matches:
+            hint = hunk.hint_line or 1
+            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, laid)
+    if laid is not None:
+        placed = {m.first: m for m in laid.matches}
+        candidates = [(m.first, index.innermost(*_layout.changed_span(m.start, m.new))) for m in laid.matches]
+    else:
+        candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
         wanted = hunk.hint_scope.strip()
         narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, wanted)]
         if len(narrowed) == 1:
             candidates = narrowed
+    if len(candidates) > 1 and laid is not None:
+        return _layout_ambiguous(ctx, hunk, state, [placed[i] for i, _ in candidates], "in the module")
     if len(candidates) > 1:
         places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
         return ctx.refuse(
@@ -266,7 +290,31 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
     if hunk.hint_line is not None:
         original_start = state.origin_of[start]
         moved = (original_start if original_start is not None else start) - (hunk.hint_line - 1)
+    if laid is not None:
+        m = placed[start]
+        return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
     return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
+
+
+def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, matches: list, where: str) -> Refusal:
+    at = ", ".join(str((state.origin_of[m.first] if state.origin_of[m.first] is not None else m.first) + 1) for m in matches)
+    return ctx.refuse(
+        Reason.ANCHOR_AMBIGUOUS,
+        hunk,
+        f"the anchor's text is not {where}, and its code (laid out anew) occurs {len(matches)} times, at lines {at}; "
+        "add context lines until they occur once",
+        state.source,
+        expected=hunk.anchor,
+    )
+
+
+def _layout_note(refusal: Refusal, state: _State, laid: _layout.Search) -> Refusal:
+    """A refusal for an anchor whose code is there, laid out anew, but the hunk cannot be written there."""
+    if laid.unplaceable:
+        line, why = laid.unplaceable[0]
+        at = (state.origin_of[line] if state.origin_of[line] is not None else line) + 1
+        refusal.detail += f"; the same code, laid out anew, is at line {at}, but {why} (rebase the hunk onto this release)"
+    return refusal
 
 
 def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:
@@ -358,7 +406,9 @@ def _try_set(
             continue
         origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
         line = (origin if origin is not None else located.start) + 1
-        result.hunks.append(HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved))
+        result.hunks.append(
+            HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved, reformatted=located.reformatted)
+        )
         by_module.setdefault(module, []).append(located)
 
     new_states: dict[str, _State] = {}

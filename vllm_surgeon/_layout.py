@@ -1,0 +1,723 @@
+"""Anchors that survive reformatting: find a hunk's anchor by structure when its text is gone (issue 10).
+
+vLLM moved its tree to `ruff format` at 0.11.1; a formatter changes line breaks inside brackets,
+quotes, trailing commas, redundant parentheses and backslashes, never the code. When an anchor's
+text is not in the target, this module looks for the places where the anchor's tokens, with
+layout removed, occur in the target, and then proves each one on syntax trees:
+
+1. the anchor's own lines put in place of those target lines give exactly the target's tree
+   (so the code there *is* the anchor's code, only laid out differently), and
+2. the result written in the target's layout (context lines keep the target's text, removed
+   lines go wherever the formatter put them, `+` lines go in at line boundaries) gives exactly
+   the tree of the hunk applied to its own lines put there.
+
+A place that passes both is a match; anything else is not. Equality, never similarity: a real
+change of the code can never pass step 1. The engine calls this only after the text search found
+nothing (text first, structure second), and treats several matches as ambiguous, as for text.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import functools
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Turned off by tools/bench_reformat.py to measure text-only matching in the same run.
+ENABLED = True
+
+# Tokens a formatter adds or drops (redundant parentheses, magic trailing commas, `a; b` split in
+# two lines): left out of the comparison, which the syntax-tree proof then makes exact.
+_SOFT = frozenset(("(", ")", ",", ";"))
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
+
+_SPACE = re.compile(r"(?:[ \t\f\r]+|\\\r?(?:\n|$)|\n)+")
+_COMMENT = re.compile(r"#[^\r\n]*")
+_STRING_START = re.compile(r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?('''|\"\"\"|'|\")")
+_NAME = re.compile(r"[^\W\d]\w*")
+_NUMBER = re.compile(r"(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*")
+_OP = re.compile(r"\*\*=|//=|>>=|<<=|\.\.\.|->|:=|\*\*|//|<<|>>|<=|>=|==|!=|[-+*/%&|^@]=|[-()\[\]{},:;.+*/%&|^~<>=@!]")
+_BODY = {
+    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.S),
+    "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*'''", re.S),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"', re.S),
+    "'": re.compile(r"(?:[^'\\\n]|\\.)*'", re.S),
+}
+
+
+@dataclass(slots=True)
+class _Tok:
+    kind: str  # name, number, string, op, comment, error
+    text: str
+    start: int  # character offsets in the scanned text
+    end: int
+    partial: str = ""  # strings cut by a fragment's edge: "head" (text begins inside it) or "tail"
+    depth: int = 0  # open brackets before this token (meaningful for whole modules only)
+
+
+def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:
+    """Python tokens of `text`, which may be a fragment: unbalanced brackets are fine, and `inside`
+    says it begins inside a triple-quoted string. None when `inside` does not close in `text`."""
+    toks: list[_Tok] = []
+    pos, n, depth = 0, len(text), 0
+    if inside is not None:
+        m = _BODY[inside].match(text)
+        if m is None:
+            return None
+        toks.append(_Tok("string", text[: m.end()], 0, m.end(), "head"))
+        pos = m.end()
+    while pos < n:
+        m = _SPACE.match(text, pos)
+        if m:
+            pos = m.end()
+            continue
+        ch = text[pos]
+        if ch == "#":
+            m = _COMMENT.match(text, pos)
+            toks.append(_Tok("comment", m.group(), pos, m.end(), "", depth))
+            pos = m.end()
+            continue
+        m = _STRING_START.match(text, pos)
+        if m:
+            body = _BODY[m.group(1)].match(text, m.end())
+            if body is not None:
+                toks.append(_Tok("string", text[pos : body.end()], pos, body.end(), "", depth))
+                pos = body.end()
+            elif len(m.group(1)) == 3:  # the fragment ends inside this string
+                toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
+                pos = n
+            else:
+                eol = text.find("\n", pos)
+                eol = n if eol < 0 else eol
+                toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
+                pos = eol
+            continue
+        m = _NUMBER.match(text, pos) or _NAME.match(text, pos)
+        if m:
+            toks.append(_Tok("number" if m.re is _NUMBER else "name", m.group(), pos, m.end(), "", depth))
+            pos = m.end()
+            continue
+        m = _OP.match(text, pos)
+        if m:
+            op = m.group()
+            if op in _CLOSE:
+                depth -= 1
+            toks.append(_Tok("op", op, pos, m.end(), "", depth))
+            if op in _OPEN:
+                depth += 1
+            pos = m.end()
+            continue
+        toks.append(_Tok("error", ch, pos, pos + 1, "", depth))
+        pos += 1
+    return toks
+
+
+def _string_key(pieces: Sequence[str]) -> str:
+    """Adjacent string literals compare by what they evaluate to, not by quotes or where they split."""
+    source = " ".join(pieces)
+    try:
+        node = ast.parse("(" + source + "\n)", mode="eval").body
+    except SyntaxError:
+        return "s?" + source
+    if isinstance(node, ast.Constant):
+        return "s" + repr(node.value)
+    return "s" + ast.dump(node)
+
+
+def _number_key(text: str) -> str:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return "d?" + text.lower()
+    return "d" + type(value).__name__ + repr(value)
+
+
+@dataclass(slots=True)
+class _Hard:
+    """A token the comparison keeps (a run of adjacent strings is one), over full tokens first..last."""
+
+    key: str
+    first: int
+    last: int
+
+
+def _hard(toks: Sequence[_Tok]) -> list[_Hard]:
+    out: list[_Hard] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.kind == "string" and not t.partial:
+            j = i
+            while j + 1 < len(toks) and toks[j + 1].kind == "string" and not toks[j + 1].partial:
+                j += 1
+            out.append(_Hard(_string_key([toks[k].text for k in range(i, j + 1)]), i, j))
+            i = j + 1
+            continue
+        if t.kind == "op" and t.text in _SOFT:
+            i += 1
+            continue
+        if t.kind == "string":
+            key = "p" + t.partial  # compared by text, at the edges only (see _edge_string)
+        elif t.kind == "comment":
+            key = "#" + t.text[1:].strip()  # black and ruff write `#x` as `# x`
+        elif t.kind == "number":
+            key = _number_key(t.text)
+        else:
+            key = t.kind[0] + t.text
+        out.append(_Hard(key, i, i))
+        i += 1
+    return out
+
+
+class _Lines:
+    """Line numbers of character offsets in a text."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def of(self, offset: int) -> int:
+        return bisect.bisect_right(self.starts, offset) - 1
+
+    def col(self, offset: int) -> int:
+        return offset - self.starts[self.of(offset)]
+
+
+def _tree(text: str) -> str | None:
+    """The syntax tree of a module as comparable text (no positions; `u''` and `''` alike), or None."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.kind = None
+    return ast.dump(tree)
+
+
+class _Target:
+    """A module's text, scanned once: tokens, comparison keys, lines, syntax tree."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = text.split("\n")
+        self.toks = _scan(text) or []
+        self.hard = _hard(self.toks)
+        self.keys = [h.key for h in self.hard]
+        self.where = _Lines(text)
+        self.first_line = [self.where.of(self.toks[h.first].start) for h in self.hard]
+        self.last_line = [self.where.of(self.toks[h.last].end - 1) for h in self.hard]
+        self.starts = [t.start for t in self.toks]
+        self.partner = _partners(self.toks)
+        self.by_key: dict[str, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            self.by_key.setdefault(key, []).append(i)
+        self._tree: str | None = None
+        self._tree_done = False
+
+    def tree(self) -> str | None:
+        if not self._tree_done:
+            self._tree, self._tree_done = _tree(self.text), True
+        return self._tree
+
+
+@functools.lru_cache(maxsize=8)
+def _target(text: str) -> _Target:
+    return _Target(text)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The anchor found by structure: replace lines [start, end) of the target by `new`'s ops."""
+
+    start: int
+    end: int
+    new: tuple[tuple[str, str], ...]  # (op, text) over the target's lines, as the engine's Placement
+    first: int  # target line of the anchor's first token
+
+
+@dataclass
+class Search:
+    """What the structural search found: proven matches, and places with the same code where the
+    hunk could not be written in the new layout (with why), for the refusal to mention."""
+
+    matches: list[Match]
+    unplaceable: list[tuple[int, str]]
+
+
+class _Anchor:
+    """A hunk's anchor (context and removed lines) read as one reading of its tokens."""
+
+    def __init__(self, hunk_lines: Sequence[tuple[str, str]], toks: list[_Tok], text: str) -> None:
+        self.hunk_lines = hunk_lines
+        self.toks = toks
+        self.hard = _hard(toks)
+        self.where = _Lines(text)
+        # anchor line -> index in hunk_lines
+        self.hunk_index = [i for i, (op, _) in enumerate(hunk_lines) if op != "+"]
+        self.lines = [hunk_lines[i][1] for i in self.hunk_index]
+        self.text = text
+
+
+def _readings(hunk_lines: Sequence[tuple[str, str]]) -> list[_Anchor]:
+    """The anchor's token readings: as code, and (if it has triple quotes) as starting inside a string."""
+    text = "\n".join(text for op, text in hunk_lines if op != "+")
+    out = []
+    for inside in (None, '"""', "'''"):
+        if inside is not None and inside not in text:
+            continue
+        toks = _scan(text, inside)
+        if toks and any(t.kind != "op" or t.text not in _SOFT for t in toks):
+            out.append(_Anchor(hunk_lines, toks, text))
+    return out
+
+
+def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: Sequence[tuple[int, int]]) -> Search:
+    """Every place in `lines`, inside one of `spans` ([lo, hi) line ranges), where the hunk's anchor
+    is the same code in another layout and the hunk can be written in that layout."""
+    result = Search([], [])
+    if not ENABLED or not any(op != "+" and text.strip() for op, text in hunk_lines):
+        return result
+    target = _target("\n".join(lines))
+    if not target.toks or target.tree() is None:
+        return result
+    seen: set[tuple[int, int]] = set()
+    for anchor in _readings(hunk_lines):
+        for lo, hi in spans:
+            for p in _candidates(target, anchor, lo, hi):
+                outcome = _prove(target, anchor, p, lo, hi)
+                if outcome is None:
+                    continue
+                if isinstance(outcome, Match):
+                    if (outcome.start, outcome.end) not in seen:
+                        seen.add((outcome.start, outcome.end))
+                        result.matches.append(outcome)
+                else:
+                    result.unplaceable.append(outcome)
+    result.matches.sort(key=lambda m: m.start)
+    return result
+
+
+def _candidates(target: _Target, anchor: _Anchor, lo: int, hi: int) -> list[int]:
+    """Indexes p of target hard tokens where the anchor's hard tokens occur, all inside [lo, hi)."""
+    keys = [h.key for h in anchor.hard]
+    n = len(keys)
+    head = keys[0] == "phead"
+    tail = keys[-1] == "ptail"
+    inner_from = 1 if head else 0
+    inner_to = n - 1 if tail else n
+    if inner_to <= inner_from:
+        return []
+    out = []
+    for q in target.by_key.get(keys[inner_from], ()):
+        p = q - inner_from
+        if p < 0 or p + n > len(target.keys):
+            continue
+        if target.keys[q : q + inner_to - inner_from] != keys[inner_from:inner_to]:
+            continue
+        if target.first_line[p] < lo or target.last_line[p + n - 1] >= hi:
+            continue
+        if head and not _edge_string(target, p, anchor.toks[anchor.hard[0].first].text, True):
+            continue
+        if tail and not _edge_string(target, p + n - 1, anchor.toks[anchor.hard[-1].first].text, False):
+            continue
+        out.append(p)
+    return out
+
+
+def _edge_string(target: _Target, p: int, fragment: str, head: bool) -> bool:
+    """A string the anchor's text starts (head) or ends (tail) inside: the target's string there
+    must end (start) with exactly the anchor's part of it."""
+    h = target.hard[p]
+    if not h.key.startswith("s"):
+        return False
+    piece = target.toks[h.last if head else h.first].text
+    return piece.endswith(fragment) if head else piece.startswith(fragment)
+
+
+def _blank(line: str) -> bool:
+    return not line.strip()
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match | tuple[int, str] | None:
+    """Place the anchor at target hard token p: a Match, (line, why) when the code is the same but
+    the hunk cannot be written in this layout, or None when the code is not the same."""
+    a_toks, t_toks = anchor.toks, target.toks
+    a_hard, t_hard = anchor.hard, target.hard
+    n = len(a_hard)
+    # Soft tokens at the edges: the target's are taken as far as they close (open) the same
+    # brackets as the anchor's do, whatever parentheses and commas the formatter added or dropped.
+    t_first = _edge(t_toks, t_hard[p].first, t_hard[p + n - 1].last, t_hard[p - 1].last + 1 if p else 0,
+                    _brackets(a_toks, a_hard[0].first, a_hard[-1].last, 0, True), True)
+    t_last = _edge(t_toks, t_hard[p + n - 1].last, t_hard[p].first,
+                   t_hard[p + n].first - 1 if p + n < len(t_hard) else len(t_toks) - 1,
+                   _brackets(a_toks, a_hard[-1].last, a_hard[0].first, len(a_toks) - 1, False), False)
+    # Character span of the region in both texts (an edge string counts only the anchor's part).
+    a_start, a_end = a_toks[0].start, a_toks[-1].end
+    t_start, t_end = t_toks[t_first].start, t_toks[t_last].end
+    if a_toks[0].partial == "head":
+        t_start = t_toks[t_hard[p].last].end - len(a_toks[0].text)
+    if a_toks[-1].partial == "tail":
+        t_end = t_toks[t_hard[p + n - 1].first].start + len(a_toks[-1].text)
+    tw, aw = target.where, anchor.where
+    t0, t1 = tw.of(t_start), tw.of(t_end - 1)
+    k0, k1 = aw.of(a_start), aw.of(a_end - 1)
+    if t0 < lo or t1 >= hi:
+        return None
+    # A statement that starts a line in the target, if it starts a line of the anchor too, is
+    # indented alike there (cheap; step 1 below would refuse it anyway).
+    for j, h in enumerate(a_hard):
+        tt, at = t_toks[t_hard[p + j].first], a_toks[h.first]
+        t_line, a_line = target.lines[tw.of(tt.start)], anchor.lines[aw.of(at.start)]
+        if tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line):
+            if t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
+                return None
+    lines, hunk = target.lines, anchor.hunk_lines
+    prefix = lines[t0][: tw.col(t_start)]
+    suffix = lines[t1][t_end - tw.starts[t1] :]
+    glued_head, glued_tail = not _blank(prefix), not _blank(suffix)
+    # The text outside the region: whole lines where the region starts (ends) a line, else the
+    # target's code before (after) the anchor's first (last) token on that line.
+    cut_start = t_start if glued_head else tw.starts[t0]
+    cut_end = t_end if glued_tail else tw.starts[t1] + len(lines[t1])
+    a_from = a_start if glued_head else aw.starts[k0]
+    a_to = a_end if glued_tail else aw.starts[k1] + len(anchor.lines[k1])
+    # 1. The anchor's text in place of the target's: the same tree, or this is other code.
+    outside = None
+    for pre, post in _outsides(target, anchor, t_first, t_last, cut_start, cut_end):
+        if _tree(pre + anchor.text[a_from:a_to] + post) == target.tree():
+            outside = pre, post
+            break
+    if outside is None:
+        return None
+    pre, post = outside
+    h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
+    if glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
+        return (t0, "lines the hunk changes share a line with code before its anchor in the new layout")
+    if glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
+        return (t0, "lines the hunk changes share a line with code after its anchor in the new layout")
+    # 2. What the hunk means here: its own new side in place of the target's text.
+    new_side = [text for op, text in hunk[h0 : h1 + 1] if op != "-"]
+    if glued_head:
+        new_side[0] = new_side[0][aw.col(a_start) :]
+    if glued_tail:
+        new_side[-1] = new_side[-1][: aw.col(a_end) - (aw.col(a_start) if glued_head and len(new_side) == 1 else 0)]
+    before = [text for op, text in hunk[:h0] if op == "+"]
+    after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
+    meant = _tree(pre + "\n".join(before + new_side + after) + post)
+    if meant is None:
+        return (t0, "the hunk's own lines do not make valid Python there")
+    # 3. The same, written in the target's layout.
+    placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
+    if isinstance(placed, str):
+        return (t0, placed)
+    start, end, ops = placed
+    out, old = list(lines[:start]), start
+    for op, text in ops:
+        if op == "+":
+            out.append(text)
+        else:
+            if op == " ":
+                out.append(lines[old])
+            old += 1
+    out += lines[end:]
+    if _tree("\n".join(out)) != meant:
+        return (t0, "the hunk cannot be written in the new layout without changing what it does")
+    return Match(start, end, tuple(ops), t0)
+
+
+def _layout_ops(
+    target: _Target, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int, lo: int, hi: int,
+    glued_head: bool, glued_tail: bool,
+) -> tuple[int, int, list[tuple[str, str]]] | str:
+    """The hunk as ops over target lines: chunks of lines that hold the same tokens in both layouts
+    are kept, removed or (when they mix both) rewritten; `+` lines go in between chunks."""
+    a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
+    aw, tw = anchor.where, target.where
+    hunk, hidx = anchor.hunk_lines, anchor.hunk_index
+    # Chunk boundaries: between compared tokens j-1 and j where both layouts break the line. Soft
+    # tokens between them go with j-1 (a closing bracket, a comma), opening brackets with j.
+    cuts_a, cuts_t = [k0], [t0]
+    for j in range(1, len(a_hard)):
+        ca = _cut(a_toks, a_hard[j - 1].last, a_hard[j].first)
+        ct = _cut(t_toks, t_hard[p + j - 1].last, t_hard[p + j].first)
+        a_line, t_line = aw.of(a_toks[ca].start), tw.of(t_toks[ct].start)
+        if a_line > aw.of(a_toks[ca - 1].end - 1) and t_line > tw.of(t_toks[ct - 1].end - 1):
+            if a_line > cuts_a[-1] and t_line > cuts_t[-1]:
+                cuts_a.append(a_line)
+                cuts_t.append(t_line)
+    cuts_a.append(k1 + 1)
+    cuts_t.append(t1 + 1)
+    # Lines covered by some token (others are blank: the gaps between chunks).
+    a_covered = _covered(len(anchor.lines), a_toks, aw, 0, len(anchor.lines))
+    t_covered = _covered(len(target.lines), t_toks, tw, t0, t1 + 1, target.starts)
+    ops: list[tuple[str, str]] = []
+
+    def gap(items: list[tuple[str, str]], blanks: int) -> None:
+        """Anchor gap items (blank ' '/'-' lines and '+' lines) over `blanks` blank target lines."""
+        left = blanks
+        dropped = [op for op, _ in items if op != "+"]
+        for op, text in items:
+            if op == "+":
+                ops.append(("+", text))
+            elif left:
+                ops.append((op, ""))
+                left -= 1
+        drop = bool(dropped) and all(op == "-" for op in dropped)
+        ops.extend([("-" if drop else " ", "")] * left)
+
+    # Leading gap: blank lines above the anchor's first token, matched bottom-up.
+    lead_items = list(hunk[: hidx[k0]])
+    want = sum(1 for op, _ in lead_items if op != "+")
+    have = 0
+    while have < want and t0 - have - 1 >= lo and _blank(target.lines[t0 - have - 1]):
+        have += 1
+    start = t0 - have
+    skip = want - have
+    items = []
+    for op, text in lead_items:  # anchor blank lines the target has no blank line for: nothing to keep or drop
+        if op != "+" and skip:
+            skip -= 1
+            continue
+        items.append((op, text))
+    gap(items, have)
+    for c in range(len(cuts_a) - 1):
+        a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
+        # The chunk proper ends at its last covered line; blank lines after it are the gap.
+        a_last = max(i for i in range(a_lo, a_hi) if a_covered[i])
+        t_last = max(i for i in range(t_lo, t_hi) if t_covered[i - t0])
+        h_lo, h_last, h_hi = hidx[a_lo], hidx[a_last], (hidx[a_hi] if a_hi <= k1 else hidx[k1] + 1)
+        inside = hunk[h_lo : h_last + 1]
+        kinds = {op for op, _ in inside if op != "+"} if not any(op == "+" for op, _ in inside) else {"mixed"}
+        span = range(t_lo, t_last + 1)
+        edge = (c == 0 and glued_head) or (c == len(cuts_a) - 2 and glued_tail)
+        if kinds == {" "}:
+            ops.extend((" ", target.lines[i]) for i in span)
+        elif edge:
+            return "lines the hunk changes share a line with code outside its anchor in the new layout"
+        elif kinds == {"-"}:
+            ops.extend(("-", target.lines[i]) for i in span)
+        else:  # context and removed lines (or '+' lines) inside one chunk: write the chunk as the hunk has it
+            ops.extend(("-", target.lines[i]) for i in span)
+            ops.extend(("+", text) for op, text in inside if op != "-")
+        if c < len(cuts_a) - 2:
+            gap(list(hunk[h_last + 1 : h_hi]), t_hi - t_last - 1)
+    # Trailing gap: blank lines below the anchor's last token, matched top-down.
+    trail_items = list(hunk[hidx[k1] + 1 :])
+    want = sum(1 for op, _ in trail_items if op != "+")
+    have = 0
+    while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
+        have += 1
+    end = t1 + 1 + have
+    gap(trail_items, have)
+    return start, end, ops
+
+
+def _walk(toks: Sequence[_Tok], span_from: int, span_to: int, edge: int, forward: bool) -> list[tuple[int, int]]:
+    """Bracket counts walking out of a span of tokens into the soft tokens at one of its edges.
+
+    The span is walked from span_from to span_to (forward: increasing), counting the brackets it
+    leaves open toward that edge; then each token up to `edge` is taken in turn. Entry k is
+    (brackets closed beyond the span, brackets still open) after taking k edge tokens.
+    """
+    opens, closes = (_OPEN, _CLOSE) if forward else (_CLOSE, _OPEN)
+    step = 1 if forward else -1
+    beyond = stack = 0
+    out = []
+    i = span_from
+    while True:
+        if i == span_to + step:
+            out.append((beyond, stack))
+        if (i > edge) if forward else (i < edge):
+            break
+        t = toks[i]
+        if t.kind == "op":
+            if t.text in opens:
+                stack += 1
+            elif t.text in closes:
+                if stack:
+                    stack -= 1
+                elif (i - span_to) * step > 0:
+                    beyond += 1
+        if (i - span_to) * step > 0:
+            out.append((beyond, stack))
+        i += step
+    return out
+
+
+def _brackets(toks: Sequence[_Tok], near: int, far: int, edge: int, leading: bool) -> tuple[int, int, list[str]]:
+    """For the anchor: (closed beyond, still open, edge token texts) with all its edge tokens on one side."""
+    beyond, still = _walk(toks, far, near, edge, not leading)[-1]
+    texts = [t.text for t in (toks[edge:near] if leading else toks[near + 1 : edge + 1])]
+    return beyond, still, texts
+
+
+def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int, int, list[str]], leading: bool) -> int:
+    """The target's first (leading) or last token of the region: as many soft tokens beyond the
+    compared ones as leave the brackets as the anchor's edge leaves them; among those, the same
+    tokens if they are there, else as many as the anchor has."""
+    steps = _walk(toks, far, near, limit, not leading)
+
+    def taken(k: int) -> list[str]:
+        return [t.text for t in (toks[near - k : near] if leading else toks[near + 1 : near + 1 + k])]
+
+    def cost(k: int) -> tuple:
+        return abs(steps[k][0] - want[0]) + abs(steps[k][1] - want[1]), taken(k) != want[2], abs(k - len(want[2])), k
+
+    # An opening bracket beyond the anchor's first (last) token belongs to the region only if the
+    # anchor has one there too: else it is the target's own (a call's, or one a formatter added).
+    openers = sum(1 for text in want[2] if text in _OPEN)
+    allowed = [k for k in range(len(steps)) if sum(1 for text in taken(k) if text in _OPEN) <= openers]
+    best = min(allowed, key=cost)
+    return near - best if leading else near + best
+
+
+def _partners(toks: Sequence[_Tok]) -> list[int]:
+    """For each bracket token, the index of the bracket that closes (opens) it; -1 elsewhere."""
+    partner, stack = [-1] * len(toks), []
+    for i, t in enumerate(toks):
+        if t.kind == "op":
+            if t.text in _OPEN:
+                stack.append(i)
+            elif t.text in _CLOSE and stack:
+                j = stack.pop()
+                partner[i], partner[j] = j, i
+    return partner
+
+
+def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[int]]:
+    """Brackets of toks[lo:hi] left unmatched inside that range: (closers, openers), in order."""
+    closers, stack = [], []
+    for i in range(lo, hi):
+        t = toks[i]
+        if t.kind == "op":
+            if t.text in _OPEN:
+                stack.append(i)
+            elif t.text in _CLOSE:
+                if stack:
+                    stack.pop()
+                else:
+                    closers.append(i)
+    return closers, stack
+
+
+def _outsides(target: _Target, anchor: _Anchor, t_first: int, t_last: int, cut_start: int, cut_end: int):
+    """The target's text before and after the region, for the anchor's text to go between.
+
+    A formatter may add parentheses that open before the anchor's first token and close inside it
+    (or open inside and close after): the anchor, from the old layout, has no such bracket. Those
+    parentheses are left out of the target's outside text (with backslashes where their lines
+    then need joining): if the tree is still the same, they were redundant. Brackets the anchor
+    leaves open that the target does not are never guessed at: no reading is offered.
+    """
+    toks, text = target.toks, target.text
+    a_close, a_open = _unmatched(anchor.toks, 0, len(anchor.toks))
+    t_close, t_open = _unmatched(toks, t_first, t_last + 1)
+    a_close_text = [anchor.toks[i].text for i in a_close]
+    a_open_text = [anchor.toks[i].text for i in a_open]
+    if len(t_close) < len(a_close) or len(t_open) < len(a_open):
+        return
+    tried = 0
+    for keep_close in itertools.combinations(range(len(t_close)), len(a_close)):
+        if [toks[t_close[i]].text for i in keep_close] != a_close_text:
+            continue
+        drop_open = [target.partner[t_close[i]] for i in range(len(t_close)) if i not in keep_close]
+        if any(j < 0 or toks[j].text != "(" for j in drop_open):
+            continue
+        for keep_open in itertools.combinations(range(len(t_open)), len(a_open)):
+            if [toks[t_open[i]].text for i in keep_open] != a_open_text:
+                continue
+            drop_close = [target.partner[t_open[i]] for i in range(len(t_open)) if i not in keep_open]
+            if any(j < 0 or toks[j].text != ")" for j in drop_close):
+                continue
+            tried += 1
+            if tried > 8:
+                return
+            pre = _without(target, sorted(drop_open), 0, cut_start, before=True)
+            post = _without(target, sorted(drop_close), cut_end, len(text), before=False)
+            if pre is not None and post is not None:
+                yield pre, post
+
+
+def _without(target: _Target, drop: list[int], lo: int, hi: int, before: bool) -> str | None:
+    """target.text[lo:hi] with the bracket tokens `drop` blanked out, and a backslash on every line
+    break that is then outside all brackets between the first dropped bracket and the region
+    (`before`: they open before the region; else they close after it)."""
+    text = target.text
+    if not drop:
+        return text[lo:hi]
+    toks = target.toks
+    chars = list(text[lo:hi])
+    for j in drop:
+        chars[toks[j].start - lo] = " "
+    if before:
+        first = drop[0]
+        last = bisect.bisect_left(target.starts, hi) - 1  # the last token before the region
+        stretch = range(first, last + 1)
+    else:
+        first = bisect.bisect_left(target.starts, lo)
+        stretch = range(first - 1, drop[-1])
+    for i in stretch:
+        t = toks[i]
+        depth = t.depth + (1 if t.kind == "op" and t.text in _OPEN else 0)
+        depth -= sum(1 for j in drop if (j <= i if before else j > i))
+        if t.kind == "comment" and lo <= t.start < hi:  # a backslash cannot follow a comment
+            for c in range(t.start, t.end):
+                chars[c - lo] = " "
+        if depth > 0:
+            continue
+        gap_from = t.end
+        gap_to = toks[i + 1].start if i + 1 < len(toks) else len(text)
+        for c in range(max(gap_from, lo), min(gap_to, hi)):
+            if text[c] == "\n":
+                chars[c - lo] = " \\\n"
+    return "".join(chars)
+
+
+def _cut(toks: Sequence[_Tok], prev_last: int, first: int) -> int:
+    """The token a chunk that starts with compared token `first` begins with: opening parentheses
+    right before it belong to it."""
+    c = first
+    while c - 1 > prev_last and toks[c - 1].text == "(" and toks[c - 1].kind == "op":
+        c -= 1
+    return c
+
+
+def _covered(
+    count: int, toks: Sequence[_Tok], where: _Lines, lo: int, hi: int, starts: Sequence[int] | None = None
+) -> list[bool]:
+    """For each line of [lo, hi): whether a token covers it (a multi-line string covers every line of it)."""
+    covered = [False] * (hi - lo)
+    first = bisect.bisect_left(starts, where.starts[lo]) if starts is not None else 0
+    for t in toks[first:]:
+        a, b = where.of(t.start), where.of(max(t.start, t.end - 1))
+        if a >= hi:
+            break
+        for i in range(max(a, lo), min(b, hi - 1) + 1):
+            covered[i - lo] = True
+    return covered
+
+
+def changed_span(start: int, ops: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """The target lines [a, b) a match's ops remove (empty: where they insert), as the engine's diff
+    path uses to find the function a diff hunk changes."""
+    pos, first, last = start, None, None
+    for op, _ in ops:
+        if op == "-":
+            first = pos if first is None else first
+            last = pos + 1
+            pos += 1
+        elif op == "+":
+            if first is None:
+                first = last = pos
+        else:
+            pos += 1
+    if first is None or last is None:
+        return start, start
+    return first, last
