@@ -287,7 +287,12 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
     for anchor in _readings(hunk_lines):
         for lo, hi in spans:
             for p in _candidates(target, anchor, lo, hi):
-                outcome = _prove(target, anchor, p, lo, hi)
+                try:
+                    outcome = _prove(target, anchor, p, lo, hi)
+                except (ValueError, IndexError, RecursionError, MemoryError):
+                    # A place this module cannot read is no match: the hunk is then refused, never
+                    # applied on a guess, and nothing here may take a vLLM process down.
+                    outcome = None
                 if outcome is None:
                     continue
                 if isinstance(outcome, Match):
@@ -411,8 +416,6 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     before = [text for op, text in hunk[:h0] if op == "+"]
     after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
     meant = _tree(pre + "\n".join(before + new_side + after) + post)
-    if meant is None:
-        return (t0, "the hunk's own lines do not make valid Python there")
     # 3. The same, written in the target's layout.
     placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
     if isinstance(placed, str):
@@ -427,8 +430,11 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
                 out.append(lines[old])
             old += 1
     out += lines[end:]
-    if _tree("\n".join(out)) != meant:
+    written = _tree("\n".join(out))
+    if written != meant:
         return (t0, "the hunk cannot be written in the new layout without changing what it does")
+    # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
+    # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
     return Match(start, end, tuple(ops), t0)
 
 
@@ -694,7 +700,8 @@ def _covered(
 ) -> list[bool]:
     """For each line of [lo, hi): whether a token covers it (a multi-line string covers every line of it)."""
     covered = [False] * (hi - lo)
-    first = bisect.bisect_left(starts, where.starts[lo]) if starts is not None else 0
+    # From the last token starting at or before line lo: a string may run on into it.
+    first = max(0, bisect.bisect_right(starts, where.starts[lo]) - 1) if starts is not None else 0
     for t in toks[first:]:
         a, b = where.of(t.start), where.of(max(t.start, t.end - 1))
         if a >= hi:

@@ -7,7 +7,7 @@ checked against the new release before it is offered; overlapping changes are sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import _engine
 from ._drafts import drafts, render_hunk_section, render_unified
@@ -43,6 +43,25 @@ def _scope_of(index: ScopeIndex, total: int):
     return scope_of
 
 
+@dataclass
+class _Merged:
+    lines: list[str]
+    conflicts: bool = False
+
+
+def _reformatted_onto(hunk_set: HunkSet, onto: Tree) -> dict[str, str]:
+    """Modules where the set's hunks apply to the new release as they are, some only by structure
+    (upstream re-laid the code out, issue 10): their patched text there. A three-way merge would see
+    every re-laid line as an upstream change; this writes the anchors as the new release lays them out."""
+    out = {}
+    for module in hunk_set.modules:
+        part = replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if h.target.module == module))
+        direct = _engine.plan([part], onto.read, None, require_version=False)
+        if not direct.refusals and any(h.reformatted for h in direct.results[0].hunks) and module in direct.modules:
+            out[module] = direct.modules[module].text
+    return out
+
+
 def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     if any(isinstance(h, TransformHunk) for h in hunk_set.hunks):
         raise RebaseError(
@@ -59,6 +78,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     conflicts: list[str] = []
     sections: list[str] = []
     diffs: list[str] = []
+    laid_out = _reformatted_onto(hunk_set, onto)
     for module in hunk_set.modules:
         theirs_source = onto.read(module)
         if theirs_source is None:
@@ -66,7 +86,10 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
         base_lines = base.read(module).lines()
         ours_lines = planned.modules[module].text.split("\n")
         theirs_lines = theirs_source.lines()
-        merged = merge3(base_lines, ours_lines, theirs_lines)
+        if module in laid_out:  # same code, new layout: the set as it applies there, in that layout
+            merged = _Merged(laid_out[module].split("\n"))
+        else:
+            merged = merge3(base_lines, ours_lines, theirs_lines)
         if merged.conflicts:
             conflicts += [f"--- {module}"] + render_conflicts(
                 merged, f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}"

@@ -1,0 +1,395 @@
+"""Anchors that survive reformatting (issue 10), on small sources: OLD is laid out as vLLM was before
+0.11.1 (yapf), NEW is exactly `ruff format` of it. Hunks written against OLD apply to NEW by structure,
+land where they were meant to (the patched tree equals OLD's with the hunk, re-laid), and a real change
+of the code is still refused, with the same message as before."""
+
+import ast
+import textwrap
+
+import pytest
+
+from vllm_surgeon import _engine, _layout
+from vllm_surgeon._difffile import parse_diff_file
+from vllm_surgeon._engine import ModuleSource
+from vllm_surgeon._hunkfile import parse_hunk_file
+from vllm_surgeon._refusal import Reason
+
+OLD = textwrap.dedent('''\
+    import os
+
+
+    class Scheduler:
+
+        def schedule(self, budget):
+            """Schedule what fits in the budget.
+
+            Returns the outputs.
+            """
+            token_budget = self.max_num_scheduled_tokens
+            num_tokens = (self.num_scheduled_tokens['a'] -
+                          len(self.spec_decode_tokens.get('a', ())))
+            if token_budget > 0 and \\
+                    num_tokens < budget:
+                self.log('scheduling %d tokens '
+                         'for now', num_tokens)  #note
+            outputs = self.make_outputs(token_budget, num_tokens,
+                                        budget,)
+            self.count = 0; self.total = 0
+            assert len(
+                set(outputs)) == 1, "one output only"
+            return outputs
+
+        def other(self, budget):
+            token_budget = self.max_num_scheduled_tokens
+            return token_budget
+''')
+
+NEW = textwrap.dedent('''\
+    import os
+
+
+    class Scheduler:
+        def schedule(self, budget):
+            """Schedule what fits in the budget.
+
+            Returns the outputs.
+            """
+            token_budget = self.max_num_scheduled_tokens
+            num_tokens = self.num_scheduled_tokens["a"] - len(
+                self.spec_decode_tokens.get("a", ())
+            )
+            if token_budget > 0 and num_tokens < budget:
+                self.log("scheduling %d tokens for now", num_tokens)  # note
+            outputs = self.make_outputs(
+                token_budget,
+                num_tokens,
+                budget,
+            )
+            self.count = 0
+            self.total = 0
+            assert len(set(outputs)) == 1, "one output only"
+            return outputs
+
+        def other(self, budget):
+            token_budget = self.max_num_scheduled_tokens
+            return token_budget
+''')
+
+TARGET = "pkg.sched:Scheduler.schedule"
+
+
+def read(text):
+    def reader(module):
+        return ModuleSource(module, "/src/pkg/sched.py", text) if module == "pkg.sched" else None
+
+    return reader
+
+
+def hunk_set(body: str, name="s"):
+    return parse_hunk_file(f"@@ {TARGET}\n" + textwrap.dedent(body).lstrip("\n"), f"/sets/{name}.hunk", name)
+
+
+def plan(hset, text=NEW):
+    return _engine.plan([hset], read(text), "0.11.1")
+
+
+def tree(text: str, qualname="Scheduler.schedule") -> str:
+    node = ast.parse(text)
+    for part in qualname.split("."):
+        node = next(n for n in node.body if getattr(n, "name", None) == part)
+    return ast.dump(node)
+
+
+def applied_to_old(hset) -> str:
+    """The hunk applied by text to the source it was written against: what it means."""
+    p = plan(hset, OLD)
+    assert p.refusals == [] and p.results[0].hunks[0].status == "applies"
+    return p.modules["pkg.sched"].text
+
+
+def assert_lands_right(hset) -> str:
+    p = plan(hset)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    (result,) = p.results[0].hunks
+    assert result.status == "reformatted" and result.reformatted
+    text = p.modules["pkg.sched"].text
+    assert tree(text) == tree(applied_to_old(hset))
+    return text
+
+
+def test_layout_only_change_refused_by_text_alone():
+    hset = hunk_set("""
+                 token_budget = self.max_num_scheduled_tokens
+        +        self.log("budget", token_budget)
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """)
+    _layout.ENABLED = False
+    try:
+        (refusal,) = plan(hset).refusals
+    finally:
+        _layout.ENABLED = True
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_insert_between_statements_whose_line_breaks_quotes_and_parentheses_changed():
+    text = assert_lands_right(hunk_set("""
+                 token_budget = self.max_num_scheduled_tokens
+        +        self.log("budget", token_budget)
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """))
+    # Context keeps the new layout; the added line goes in between, at its indentation.
+    assert '        token_budget = self.max_num_scheduled_tokens\n        self.log("budget", token_budget)\n' \
+           '        num_tokens = self.num_scheduled_tokens["a"] - len(\n' in text
+
+
+def test_removed_statement_is_removed_wherever_the_formatter_put_it():
+    text = assert_lands_right(hunk_set("""
+                 if token_budget > 0 and \\
+                         num_tokens < budget:
+        -            self.log('scheduling %d tokens '
+        -                     'for now', num_tokens)  #note
+        +            pass
+                 outputs = self.make_outputs(token_budget, num_tokens,
+    """))
+    assert "scheduling" not in text
+    assert "        if token_budget > 0 and num_tokens < budget:\n            pass\n        outputs = self.make_outputs(\n" in text
+
+
+def test_one_removed_line_the_formatter_split_in_two_removes_both():
+    text = assert_lands_right(hunk_set("""
+                                             budget,)
+        -        self.count = 0; self.total = 0
+                 assert len(
+    """))
+    assert "self.count" not in text and "self.total" not in text
+
+
+def test_statement_spread_over_lines_by_a_magic_trailing_comma_is_replaced():
+    text = assert_lands_right(hunk_set("""
+        -        outputs = self.make_outputs(token_budget, num_tokens,
+        -                                    budget,)
+        +        outputs = self.make_outputs(token_budget, num_tokens, budget + 1)
+                 self.count = 0; self.total = 0
+    """))
+    assert "        outputs = self.make_outputs(token_budget, num_tokens, budget + 1)\n        self.count = 0\n" in text
+
+
+def test_anchor_starting_and_ending_inside_statements():
+    # First line: the tail of a call the new layout explodes; last line: the head of a call it joins.
+    text = assert_lands_right(hunk_set("""
+                                             budget,)
+        +        self.log("tokens", num_tokens)
+                 self.count = 0; self.total = 0
+                 assert len(
+    """))
+    assert '            budget,\n        )\n        self.log("tokens", num_tokens)\n        self.count = 0\n' in text
+
+
+def test_closing_parenthesis_whose_opening_one_the_formatter_dropped_before_the_anchor_is_not_guessed():
+    # The anchor's last `)` closed `(` before the anchor; ruff dropped the pair. Where that `(` was
+    # cannot be known from the anchor (`c * (a +\n b)` and `c * a + b` would look alike): refused.
+    (refusal,) = plan(hunk_set("""
+                               len(self.spec_decode_tokens.get('a', ())))
+        +        self.log("tokens", num_tokens)
+                 if token_budget > 0 and \\
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_parentheses_the_formatter_added_around_the_anchors_edge():
+    old = OLD.replace('        assert len(\n            set(outputs)) == 1, "one output only"\n',
+                      '        assert len(\n            set(outputs)) == 1, "one output only, whatever the budget was"\n')
+    new = NEW.replace('        assert len(set(outputs)) == 1, "one output only"\n',
+                      '        assert (\n            len(set(outputs)) == 1\n        ), "one output only, whatever the budget was"\n')
+    hset = hunk_set("""
+                     set(outputs)) == 1, "one output only, whatever the budget was"
+        +        outputs = list(outputs)
+                 return outputs
+    """)
+    p = plan(hset, new)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert p.results[0].hunks[0].status == "reformatted"
+    expected = _engine.plan([hset], read(old), None).modules["pkg.sched"].text
+    assert tree(p.modules["pkg.sched"].text) == tree(expected)
+
+
+def test_added_line_inside_a_statement_the_new_layout_joined_rewrites_that_statement_only():
+    text = assert_lands_right(hunk_set("""
+                 if token_budget > 0 and \\
+        +                self.enabled and \\
+                         num_tokens < budget:
+    """))
+    assert "        if token_budget > 0 and \\\n                self.enabled and \\\n                num_tokens < budget:\n" in text
+    assert '            self.log("scheduling %d tokens for now", num_tokens)  # note\n' in text  # untouched
+
+
+def test_removed_line_sharing_a_line_with_code_outside_the_anchor_is_refused_saying_why():
+    (refusal,) = plan(hunk_set("""
+        -            set(outputs)) == 1, "one output only"
+        +            set(outputs)) == 2, "two outputs"
+                 return outputs
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "the same code, laid out anew, is at line 23" in refusal.detail
+    assert "share a line with code before its anchor" in refusal.detail
+
+
+def test_real_change_is_refused_with_the_same_message_as_without_structure():
+    changed = NEW.replace("num_tokens < budget:", "num_tokens <= budget:")
+    hset = hunk_set("""
+                 if token_budget > 0 and \\
+                         num_tokens < budget:
+        -            self.log('scheduling %d tokens '
+        -                     'for now', num_tokens)  #note
+        +            pass
+    """)
+    (refusal,) = plan(hset, changed).refusals
+    _layout.ENABLED = False
+    try:
+        (text_only,) = plan(hset, changed).refusals
+    finally:
+        _layout.ENABLED = True
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert refusal.message() == text_only.message()
+    assert refusal.found is not None
+
+
+def test_anchor_starting_at_the_second_piece_of_a_string_the_formatter_joined_is_not_guessed():
+    # 'a ' 'b' joined as "a b" looks the same as two arguments 'a ', 'b' made one: refused.
+    (refusal,) = plan(hunk_set("""
+                          'for now', num_tokens)  #note
+        -        outputs = self.make_outputs(token_budget, num_tokens,
+        -                                    budget,)
+        +        outputs = None
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+@pytest.mark.parametrize("change", [
+    ('"a", ()', '"a", []'),  # a tuple became a list
+    ('get("a", ())', 'get(("a", ()))'),  # two arguments became one tuple
+    ("self.spec_decode_tokens.get", "self.spec_tokens.get"),
+    ('self.num_scheduled_tokens["a"] - len(\n            self.spec_decode_tokens.get("a", ())\n        )',
+     '(self.num_scheduled_tokens["a"] - len)(\n            self.spec_decode_tokens.get("a", ())\n        )'),
+])
+def test_same_tokens_in_another_tree_are_refused(change):
+    # The tokens, with parentheses and commas left out, are the same: only the tree tells them apart.
+    old, new = change
+    assert old in NEW
+    hset = hunk_set("""
+                 token_budget = self.max_num_scheduled_tokens
+        +        self.log("budget", token_budget)
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """)
+    (refusal,) = plan(hset, NEW.replace(old, new)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_same_code_twice_in_the_new_layout_is_ambiguous():
+    hset = parse_hunk_file(textwrap.dedent("""
+        @@ pkg.sched:Scheduler
+                 token_budget = self.max_num_scheduled_tokens
+        -        return token_budget
+        +        return token_budget + 1
+    """).lstrip(), "/sets/a.hunk", "a")
+    twice = NEW + "\n    def third(self):\n        token_budget = self.max_num_scheduled_tokens\n        return (token_budget)\n"
+    assert plan(hset, twice.replace("return (token_budget)", "return token_budget")).refusals[0].reason is Reason.ANCHOR_AMBIGUOUS
+    (refusal,) = plan(parse_hunk_file(textwrap.dedent("""
+        @@ pkg.sched:Scheduler
+                 token_budget = self.max_num_scheduled_tokens
+        -        return (token_budget)
+        +        return token_budget + 1
+    """).lstrip(), "/sets/a.hunk", "a"), twice.replace("return (token_budget)", "return token_budget")).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS and "laid out anew" in refusal.detail
+    assert "lines 27, 31" in refusal.detail
+
+
+def test_anchor_starting_inside_a_docstring():
+    old = 'def f(x):\n    """Doc.\n\n    More.\n    """\n    y = g(x,\n          1)\n    return y\n'
+    new = 'def f(x):\n    """Doc.\n\n    More.\n    """\n    y = g(x, 1)\n    return y\n'
+    hset = parse_hunk_file(textwrap.dedent('''
+        @@ pkg.sched:f
+             More.
+             """
+        +    x = x + 1
+             y = g(x,
+                   1)
+    ''').lstrip(), "/sets/d.hunk", "d")
+    p = plan(hset, new)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert p.results[0].hunks[0].status == "reformatted"
+    assert p.modules["pkg.sched"].text == new.replace("    y = g", "    x = x + 1\n    y = g")
+    assert tree(p.modules["pkg.sched"].text, "f") == tree(plan(hset, old).modules["pkg.sched"].text, "f")
+
+
+def test_comments_compare_as_formatters_write_them_and_a_changed_comment_is_refused():
+    hset = hunk_set("""
+        -            self.log('scheduling %d tokens '
+        -                     'for now', num_tokens)  #note
+        +            pass
+                 outputs = self.make_outputs(token_budget, num_tokens,
+    """)
+    assert_lands_right(hset)
+    (refusal,) = plan(hset, NEW.replace("# note", "# other note")).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_blank_lines_the_formatter_dropped_do_not_matter():
+    hset = parse_hunk_file(textwrap.dedent('''
+        @@ pkg.sched:Scheduler
+         class Scheduler:
+         
+             def schedule(self, budget):
+        +        """Schedule."""
+                 """Schedule what fits in the budget.
+    ''').lstrip(), "/sets/a.hunk", "a")
+    p = plan(hset)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert 'class Scheduler:\n    def schedule(self, budget):\n        """Schedule."""\n' in p.modules["pkg.sched"].text
+
+
+def test_hunk_whose_own_lines_are_not_python_is_refused_as_invalid():
+    (refusal,) = plan(hunk_set("""
+                 token_budget = self.max_num_scheduled_tokens
+        +        self.log("budget", token_budget
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """)).refusals
+    assert refusal.reason is Reason.INVALID_PYTHON
+
+
+def test_plain_diff_against_the_old_layout_applies_to_the_new_one():
+    diff = textwrap.dedent("""\
+        --- a/pkg/sched.py
+        +++ b/pkg/sched.py
+        @@ -18,6 +18,6 @@ class Scheduler:
+                 outputs = self.make_outputs(token_budget, num_tokens,
+                                             budget,)
+        -        self.count = 0; self.total = 0
+        +        self.count = self.total = 0
+                 assert len(
+                     set(outputs)) == 1, "one output only"
+                 return outputs
+    """)
+    hset = parse_diff_file(diff, "/sets/d.patch", "d")
+    p = _engine.plan([hset], read(NEW), None)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    (result,) = p.results[0].hunks
+    assert (result.status, result.scope, result.line) == ("reformatted", "Scheduler.schedule", 16)
+    expected = _engine.plan([hset], read(OLD), None).modules["pkg.sched"].text
+    assert tree(p.modules["pkg.sched"].text) == tree(expected)
+    assert "        self.count = self.total = 0\n        assert len(set(outputs)) == 1" in p.modules["pkg.sched"].text
+
+
+def test_tokens_of_fragments():
+    toks = _layout._scan("        x = f(a,\n              b)) + 'q' \\\n   # c\n")
+    assert [t.text for t in toks] == ["x", "=", "f", "(", "a", ",", "b", ")", ")", "+", "'q'", "# c"]
+    head = _layout._scan('still docs.\n"""\nx = 1', '"""')
+    assert head[0].partial == "head" and head[0].text == 'still docs.\n"""' and [t.text for t in head[1:]] == ["x", "=", "1"]
+    tail = _layout._scan('x = 1\ny = """doc\nmore')
+    assert tail[-1].partial == "tail"
+    keys = [h.key for h in _layout._hard(_layout._scan("u'a' \"b\" 0XFF 1_0.5e1 #x\n(c,);"))]
+    assert keys == [h.key for h in _layout._hard(_layout._scan('"ab" 0xff 105.0 # x\nc'))]
