@@ -68,7 +68,10 @@ KINDS = ("insert", "replace", "delete")
 
 
 def tree_of(text: str, qualname: str | None = None) -> str | None:
-    """The syntax tree of a module (or of one function in it) as comparable text; None if it does not parse."""
+    """The syntax tree of a module (or of one function in it) as comparable text; None if it does not parse.
+
+    Docstrings compare with each line stripped, as black's and ruff's own equivalence checks do:
+    both formatters strip trailing spaces and re-indent docstrings (vLLM 0.11.0 has such lines)."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -82,6 +85,10 @@ def tree_of(text: str, qualname: str | None = None) -> str | None:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Constant):
             sub.kind = None
+        body = getattr(sub, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body[0].value.value = "\n".join(line.strip() for line in body[0].value.value.strip().split("\n"))
     return ast.dump(node)
 
 
@@ -187,30 +194,22 @@ class Outcome:
 
 
 def run(kind: str, probe: Probe, hunk_text: str, target_text: str, structure: bool) -> Outcome:
-    """Plan one probe against one module text, text only or text + structure."""
+    """Locate and apply one probe on one module text, text only or text + structure, as the engine's
+    plan does for one set (the set's hunks located, then applied; the result must parse)."""
     path = f"/probe/{probe.module}.{'patch' if kind == 'diff' else 'hunk'}"
     hunk_set = (parse_diff_file if kind == "diff" else parse_hunk_file)(hunk_text, path, "probe")
     source = ModuleSource(probe.module, f"<{probe.module}>", target_text)
+    ctx = _engine._Context(hunk_set, None)
     _layout.ENABLED = structure
     began = time.perf_counter()
     try:
-        plan = _engine.plan([hunk_set], lambda m: source if m == probe.module else None, None,
-                            compile_modules=False, require_version=False)
+        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _engine._State.initial(source) if m == probe.module else None)
     finally:
         _layout.ENABLED = True
     seconds = time.perf_counter() - began
-    result = plan.results[0]
     if not result.ok:
         return Outcome(False, None, result.refusals[0].reason.value, seconds)
-    text = _patched_text(hunk_set, source)
-    return Outcome(True, text, None, seconds, any(h.reformatted for h in result.hunks))
-
-
-def _patched_text(hunk_set, source: ModuleSource) -> str:
-    ctx = _engine._Context(hunk_set, None)
-    state = _engine._State.initial(source)
-    placements = [_engine._locate(ctx, h, state) for h in hunk_set.hunks]
-    return "\n".join(_engine._apply(state, placements, hunk_set.name).lines)
+    return Outcome(True, "\n".join(states[probe.module].lines), None, seconds, any(h.reformatted for h in result.hunks))
 
 
 @dataclass

@@ -26,6 +26,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._scopes import blocks
+
 # Turned off by tools/bench_reformat.py to measure text-only matching in the same run.
 ENABLED = True
 
@@ -123,7 +125,9 @@ def _string_key(pieces: Sequence[str]) -> str:
     except SyntaxError:
         return "s?" + source
     if isinstance(node, ast.Constant):
-        return "s" + repr(node.value)
+        value = node.value
+        # A multi-line string may be a docstring: compared as _doc has it (the tree decides).
+        return "s" + repr(_doc(value) if isinstance(value, str) and "\n" in value else value)
     return "s" + ast.dump(node)
 
 
@@ -185,8 +189,15 @@ class _Lines:
         return offset - self.starts[self.of(offset)]
 
 
+def _doc(value: str) -> str:
+    """A docstring as black and ruff compare it: each line stripped (both re-indent docstrings and
+    strip their trailing spaces, which vLLM 0.11.0 has)."""
+    return "\n".join(line.strip() for line in value.strip().split("\n"))
+
+
 def _tree(text: str) -> str | None:
-    """The syntax tree of a module as comparable text (no positions; `u''` and `''` alike), or None."""
+    """The syntax tree of a module as comparable text (no positions; `u''` and `''` alike; docstrings
+    as _doc has them), or None when it does not parse."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -194,6 +205,9 @@ def _tree(text: str) -> str | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant):
             node.kind = None
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            # A string statement: a docstring (or a no-op), wherever a snippet puts it.
+            node.value.value = _doc(node.value.value)
     return ast.dump(tree)
 
 
@@ -214,13 +228,49 @@ class _Target:
         self.by_key: dict[str, list[int]] = {}
         for i, key in enumerate(self.keys):
             self.by_key.setdefault(key, []).append(i)
-        self._tree: str | None = None
-        self._tree_done = False
+        try:
+            self.module: ast.Module | None = ast.parse(text)
+        except (SyntaxError, ValueError):
+            self.module = None
+        self.parses = self.module is not None
+        self._trees: dict[tuple[int, int], str | None] = {}
 
-    def tree(self) -> str | None:
-        if not self._tree_done:
-            self._tree, self._tree_done = _tree(self.text), True
-        return self._tree
+    def around(self, start: int, end: int) -> tuple[int, int]:
+        """The lines whose tree the proofs compare for a change of lines [start, end): the statements
+        of the innermost block that hold those lines (elsewhere the texts are the same on both sides,
+        and statements of one block parse the same on their own)."""
+        block, outer = self.module.body, None
+        while True:
+            run = [s for s in block if _first(s) < end and start < s.end_lineno]
+            if len(run) == 1:
+                inner = next((b for b in blocks(run[0]) if _first(b[0]) <= start and end <= b[-1].end_lineno), None)
+                if inner is not None:
+                    block, outer = inner, (block, run)
+                    continue
+            if run and _first(run[0]) < len(self.lines) and self.lines[_first(run[0])].lstrip().startswith("elif"):
+                run = outer[1]  # an `elif` is no statement of its own: the whole `if` is
+            if not run:
+                return start, end
+            return min(start, _first(run[0])), max(end, run[-1].end_lineno)
+
+    def tree(self, span: tuple[int, int]) -> str | None:
+        if span not in self._trees:
+            self._trees[span] = _snippet_tree(self.lines, span, 0)
+        return self._trees[span]
+
+
+def _first(node: ast.stmt) -> int:
+    """A statement's first line, 0-based, decorators included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())]) - 1
+
+
+def _snippet_tree(lines: Sequence[str], span: tuple[int, int], grown: int) -> str | None:
+    """The tree of lines span[0] .. span[1] + grown (a statement, parsed on its own: inside an
+    `if 1:` when it is indented), as _tree compares it."""
+    part = lines[span[0] : span[1] + grown]
+    first = next((line for line in part if line.strip() and not line.lstrip().startswith("#")), "")
+    text = "\n".join(part)
+    return _tree("if 1:\n" + text if first[:1] in (" ", "\t") else text)
 
 
 @functools.lru_cache(maxsize=8)
@@ -281,7 +331,7 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
     if not ENABLED or not any(op != "+" and text.strip() for op, text in hunk_lines):
         return result
     target = _target("\n".join(lines))
-    if not target.toks or target.tree() is None:
+    if not target.toks or not target.parses:
         return result
     seen: set[tuple[int, int]] = set()
     for anchor in _readings(hunk_lines):
@@ -324,22 +374,38 @@ def _candidates(target: _Target, anchor: _Anchor, lo: int, hi: int) -> list[int]
             continue
         if target.first_line[p] < lo or target.last_line[p + n - 1] >= hi:
             continue
-        if head and not _edge_string(target, p, anchor.toks[anchor.hard[0].first].text, True):
+        if head and _edge_string(target, p, anchor.toks[anchor.hard[0].first].text, True) is None:
             continue
-        if tail and not _edge_string(target, p + n - 1, anchor.toks[anchor.hard[-1].first].text, False):
+        if tail and _edge_string(target, p + n - 1, anchor.toks[anchor.hard[-1].first].text, False) is None:
             continue
         out.append(p)
     return out
 
 
-def _edge_string(target: _Target, p: int, fragment: str, head: bool) -> bool:
-    """A string the anchor's text starts (head) or ends (tail) inside: the target's string there
-    must end (start) with exactly the anchor's part of it."""
+def _edge_string(target: _Target, p: int, fragment: str, head: bool) -> int | None:
+    """A string the anchor's text starts (head) or ends (tail) inside: where, in the target's string
+    there, the anchor's part of it starts (ends), or None when that part is not there. Lines compare
+    stripped (a docstring re-indented, its trailing spaces gone), never the line with the quotes."""
     h = target.hard[p]
     if not h.key.startswith("s"):
-        return False
-    piece = target.toks[h.last if head else h.first].text
-    return piece.endswith(fragment) if head else piece.startswith(fragment)
+        return None
+    tok = target.toks[h.last if head else h.first]
+    if tok.text.endswith(fragment) if head else tok.text.startswith(fragment):
+        return tok.end - len(fragment) if head else tok.start + len(fragment)
+    piece, part = tok.text.split("\n"), fragment.split("\n")
+    if len(part) >= len(piece):
+        return None
+    if head:
+        if part[-1].strip() != piece[-1].strip():  # the line that closes the string
+            return None
+        if [x.strip() for x in part[:-1]] != [x.strip() for x in piece[len(piece) - len(part) : -1]]:
+            return None
+        line = target.where.of(tok.end - 1) - (len(part) - 1)
+        return target.where.starts[line]
+    if part[0] != piece[0] or [x.strip() for x in part[1:]] != [x.strip() for x in piece[1 : len(part)]]:
+        return None
+    line = target.where.of(tok.start) + len(part) - 1
+    return target.where.starts[line] + len(target.lines[line])
 
 
 def _blank(line: str) -> bool:
@@ -367,9 +433,9 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     a_start, a_end = a_toks[0].start, a_toks[-1].end
     t_start, t_end = t_toks[t_first].start, t_toks[t_last].end
     if a_toks[0].partial == "head":
-        t_start = t_toks[t_hard[p].last].end - len(a_toks[0].text)
+        t_start = _edge_string(target, p, a_toks[0].text, True)
     if a_toks[-1].partial == "tail":
-        t_end = t_toks[t_hard[p + n - 1].first].start + len(a_toks[-1].text)
+        t_end = _edge_string(target, p + n - 1, a_toks[-1].text, False)
     tw, aw = target.where, anchor.where
     t0, t1 = tw.of(t_start), tw.of(t_end - 1)
     k0, k1 = aw.of(a_start), aw.of(a_end - 1)
@@ -393,10 +459,14 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     cut_end = t_end if glued_tail else tw.starts[t1] + len(lines[t1])
     a_from = a_start if glued_head else aw.starts[k0]
     a_to = a_end if glued_tail else aw.starts[k1] + len(anchor.lines[k1])
-    # 1. The anchor's text in place of the target's: the same tree, or this is other code.
+    # 1. The anchor's text in place of the target's: the same tree, or this is other code. (Trees
+    # are compared over the def or class around the region: elsewhere the texts are the same.)
+    span = target.around(t0, t1 + 1)
+    want = target.tree(span)
     outside = None
     for pre, post in _outsides(target, anchor, t_first, t_last, cut_start, cut_end):
-        if _tree(pre + anchor.text[a_from:a_to] + post) == target.tree():
+        candidate = (pre + anchor.text[a_from:a_to] + post).split("\n")
+        if want is not None and _snippet_tree(candidate, span, len(candidate) - len(lines)) == want:
             outside = pre, post
             break
     if outside is None:
@@ -415,12 +485,14 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
         new_side[-1] = new_side[-1][: aw.col(a_end) - (aw.col(a_start) if glued_head and len(new_side) == 1 else 0)]
     before = [text for op, text in hunk[:h0] if op == "+"]
     after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
-    meant = _tree(pre + "\n".join(before + new_side + after) + post)
+    meant_lines = (pre + "\n".join(before + new_side + after) + post).split("\n")
     # 3. The same, written in the target's layout.
     placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
     if isinstance(placed, str):
         return (t0, placed)
     start, end, ops = placed
+    span = target.around(min(start, t0), max(end, t1 + 1))
+    meant = _snippet_tree(meant_lines, span, len(meant_lines) - len(lines))
     out, old = list(lines[:start]), start
     for op, text in ops:
         if op == "+":
@@ -430,7 +502,7 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
                 out.append(lines[old])
             old += 1
     out += lines[end:]
-    written = _tree("\n".join(out))
+    written = _snippet_tree(out, span, len(out) - len(lines))
     if written != meant:
         return (t0, "the hunk cannot be written in the new layout without changing what it does")
     # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
