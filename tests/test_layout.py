@@ -393,3 +393,23 @@ def test_tokens_of_fragments():
     assert tail[-1].partial == "tail"
     keys = [h.key for h in _layout._hard(_layout._scan("u'a' \"b\" 0XFF 1_0.5e1 #x\n(c,);"))]
     assert keys == [h.key for h in _layout._hard(_layout._scan('"ab" 0xff 105.0 # x\nc'))]
+
+
+def test_a_match_keeps_and_drops_the_target_lines_it_names():
+    hunk = hunk_set("""
+                 if token_budget > 0 and \\
+                         num_tokens < budget:
+        -            self.log('scheduling %d tokens '
+        -                     'for now', num_tokens)  #note
+        +            pass
+                 outputs = self.make_outputs(token_budget, num_tokens,
+                                             budget,)
+        +        self.count = 1
+                 self.count = 0; self.total = 0
+    """).hunks[0]
+    lines = NEW.split("\n")
+    (match,) = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(4, 24)]).matches
+    old = [op_text for op_text in match.new if op_text[0] != "+"]
+    assert len(old) == match.end - match.start
+    assert [text for _, text in old] == lines[match.start : match.end]
+    assert [op for op, _ in match.new] == [" ", "-", "+", " ", " ", " ", " ", " ", "+", " ", " "]

