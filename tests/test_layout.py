@@ -413,3 +413,35 @@ def test_a_match_keeps_and_drops_the_target_lines_it_names():
     assert len(old) == match.end - match.start
     assert [text for _, text in old] == lines[match.start : match.end]
     assert [op for op, _ in match.new] == [" ", "-", "+", " ", " ", " ", " ", " ", "+", " ", " "]
+
+
+def test_scanner_reads_real_vllm_sources_as_pythons_tokenizer_does(vllm_dir):
+    import io
+    import tokenize
+
+    layout = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    fstring_start = getattr(tokenize, "FSTRING_START", None)  # Python 3.12+ splits f-strings
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+
+    def expected(text):
+        out, depth = [], 0
+        for t in tokenize.generate_tokens(io.StringIO(text).readline):
+            if t.type == fstring_start:
+                if depth == 0:
+                    out.append([t.start, None])
+                depth += 1
+            elif depth:
+                depth -= t.type == fstring_end
+                if not depth:
+                    out[-1][1] = t.end
+            elif t.type not in layout:
+                out.append(t.string)
+        lines = text.split("\n")
+        whole = lambda a, b: "\n".join(lines[a[0] - 1 : b[0]])[a[1] : len("\n".join(lines[a[0] - 1 : b[0]])) - len(lines[b[0] - 1]) + b[1]]
+        return [x if isinstance(x, str) else whole(*x) for x in out]
+
+    files = sorted((vllm_dir / "v1").rglob("*.py"))[:150]
+    assert len(files) >= 100
+    for path in files:
+        text = path.read_text()
+        assert [t.text for t in _layout._scan(text)] == expected(text), path
