@@ -408,7 +408,8 @@ def test_a_match_keeps_and_drops_the_target_lines_it_names():
                  self.count = 0; self.total = 0
     """).hunks[0]
     lines = NEW.split("\n")
-    (match,) = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(4, 24)]).matches
+    (place,) = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(4, 24)]).places
+    match = place.match
     old = [op_text for op_text in match.new if op_text[0] != "+"]
     assert len(old) == match.end - match.start
     assert [text for _, text in old] == lines[match.start : match.end]
@@ -445,3 +446,15 @@ def test_scanner_reads_real_vllm_sources_as_pythons_tokenizer_does(vllm_dir):
     for path in files:
         text = path.read_text()
         assert [t.text for t in _layout._scan(text)] == expected(text), path
+
+
+def test_the_same_code_twice_on_one_line_of_the_new_layout_is_ambiguous():
+    hset = hunk_set("""
+                 self.count = 0; self.total = 0
+        +        self.flag = 1
+    """)
+    assert plan(hset).refusals == []  # once in NEW (as two lines)
+    twice = NEW.replace("        self.count = 0\n        self.total = 0\n",
+                        "        self.count = 0; self.total = 0; self.count = 0; self.total = 0\n")
+    (refusal,) = plan(hset, twice).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS

@@ -205,15 +205,15 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
     found = sorted(set(found))
     if not found:  # text first, structure second
         laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(s.start, s.end) for s in scopes])
-        if len(laid.matches) == 1:
-            m = laid.matches[0]
-            scope = next(s for s in scopes if s.start <= m.first < s.end)
-            moved = None if hunk.hint_offset is None else (m.first - scope.start) - hunk.hint_offset
+        if len(laid.places) == 1 and laid.places[0].match is not None:
+            first, m = laid.places[0].first, laid.places[0].match
+            scope = next(s for s in scopes if s.start <= first < s.end)
+            moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
             return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
-        if laid.matches:
-            return _layout_ambiguous(ctx, hunk, state, laid.matches, f"in {_scope_label(scopes)}")
+        if len(laid.places) > 1:
+            return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
         refusal = _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {_scope_label(scopes)}")
-        return _layout_note(refusal, state, laid)
+        return _layout_note(refusal, state, laid.places)
     if len(found) == 1:
         scope = next(s for s in scopes if s.start <= found[0] < s.end)
         moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
@@ -258,14 +258,14 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
         return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
     laid = None
-    if not found:  # text first, structure second
-        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))])
-        if not laid.matches:
+    if not found:  # text first, structure second: `found` then indexes the places
+        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))]).places
+        found = list(range(len(laid)))
+        if not laid:
             hint = hunk.hint_line or 1
-            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, laid)
+            return _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1)
     if laid is not None:
-        placed = {m.first: m for m in laid.matches}
-        candidates = [(m.first, index.innermost(*_layout.changed_span(m.start, m.new))) for m in laid.matches]
+        candidates = [(i, index.innermost(*laid[i].changed)) for i in found]
     else:
         candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
@@ -274,7 +274,7 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
         if len(narrowed) == 1:
             candidates = narrowed
     if len(candidates) > 1 and laid is not None:
-        return _layout_ambiguous(ctx, hunk, state, [placed[i] for i, _ in candidates], "in the module")
+        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
     if len(candidates) > 1:
         places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
         return ctx.refuse(
@@ -286,34 +286,39 @@ def _locate_diff(ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeI
             expected=anchor,
         )
     start, scope = candidates[0]
+    match = None
+    if laid is not None:
+        if laid[start].match is None:
+            hint = hunk.hint_line or 1
+            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, [laid[start]])
+        start, match = laid[start].first, laid[start].match
     moved = None
     if hunk.hint_line is not None:
         original_start = state.origin_of[start]
         moved = (original_start if original_start is not None else start) - (hunk.hint_line - 1)
-    if laid is not None:
-        m = placed[start]
-        return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
+    if match is not None:
+        return Placement(hunk, match.start, match.end, list(match.new), scope, moved, reformatted=True)
     return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
 
 
-def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, matches: list, where: str) -> Refusal:
-    at = ", ".join(str((state.origin_of[m.first] if state.origin_of[m.first] is not None else m.first) + 1) for m in matches)
+def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: list, where: str) -> Refusal:
+    at = ", ".join(str((state.origin_of[p.first] if state.origin_of[p.first] is not None else p.first) + 1) for p in places)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
-        f"the anchor's text is not {where}, and its code (laid out anew) occurs {len(matches)} times, at lines {at}; "
+        f"the anchor's text is not {where}, and its code (laid out anew) occurs {len(places)} times, at lines {at}; "
         "add context lines until they occur once",
         state.source,
         expected=hunk.anchor,
     )
 
 
-def _layout_note(refusal: Refusal, state: _State, laid: _layout.Search) -> Refusal:
+def _layout_note(refusal: Refusal, state: _State, places: list) -> Refusal:
     """A refusal for an anchor whose code is there, laid out anew, but the hunk cannot be written there."""
-    if laid.unplaceable:
-        line, why = laid.unplaceable[0]
+    if places and places[0].match is None:
+        line = places[0].first
         at = (state.origin_of[line] if state.origin_of[line] is not None else line) + 1
-        refusal.detail += f"; the same code, laid out anew, is at line {at}, but {why} (rebase the hunk onto this release)"
+        refusal.detail += f"; the same code, laid out anew, is at line {at}, but {places[0].why} (rebase the hunk onto this release)"
     return refusal
 
 

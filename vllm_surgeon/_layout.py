@@ -297,16 +297,32 @@ class Match:
     start: int
     end: int
     new: tuple[tuple[str, str], ...]  # (op, text) over the target's lines, as the engine's Placement
+
+
+@dataclass(frozen=True)
+class Place:
+    """A place where the anchor's code is, laid out anew: with the hunk written there in that
+    layout, or (match None) why it cannot be."""
+
     first: int  # target line of the anchor's first token
+    at: int  # its offset in the target's text: two places on one line are two places
+    match: Match | None
+    why: str = ""
+
+    @property
+    def changed(self) -> tuple[int, int]:
+        """The target lines the hunk changes here (for the function a diff hunk is in)."""
+        if self.match is None:
+            return self.first, self.first + 1
+        return changed_span(self.match.start, self.match.new)
 
 
 @dataclass
 class Search:
-    """What the structural search found: proven matches, and places with the same code where the
-    hunk could not be written in the new layout (with why), for the refusal to mention."""
+    """Every place the structural search proved the anchor's code is, in target order. Like a text
+    match, it counts only if there is exactly one."""
 
-    matches: list[Match]
-    unplaceable: list[tuple[int, str]]
+    places: list[Place]
 
 
 class _Anchor:
@@ -339,31 +355,30 @@ def _readings(hunk_lines: Sequence[tuple[str, str]]) -> list[_Anchor]:
 def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: Sequence[tuple[int, int]]) -> Search:
     """Every place in `lines`, inside one of `spans` ([lo, hi) line ranges), where the hunk's anchor
     is the same code in another layout and the hunk can be written in that layout."""
-    result = Search([], [])
+    result = Search([])
     if not ENABLED or not any(op != "+" and text.strip() for op, text in hunk_lines):
         return result
     target = _target("\n".join(lines))
     if not target.toks or not target.parses:
         return result
-    seen: set[tuple[int, int]] = set()
+    seen: dict[int, int] = {}  # offset of a place's first token -> its index in result.places
     for anchor in _readings(hunk_lines):
         for lo, hi in spans:
             for p in _candidates(target, anchor, lo, hi):
                 try:
-                    outcome = _prove(target, anchor, p, lo, hi)
+                    place = _prove(target, anchor, p, lo, hi)
                 except (ValueError, IndexError, RecursionError, MemoryError):
                     # A place this module cannot read is no match: the hunk is then refused, never
                     # applied on a guess, and nothing here may take a vLLM process down.
-                    outcome = None
-                if outcome is None:
+                    place = None
+                if place is None:
                     continue
-                if isinstance(outcome, Match):
-                    if (outcome.start, outcome.end) not in seen:
-                        seen.add((outcome.start, outcome.end))
-                        result.matches.append(outcome)
-                else:
-                    result.unplaceable.append(outcome)
-    result.matches.sort(key=lambda m: m.start)
+                if place.at not in seen:
+                    seen[place.at] = len(result.places)
+                    result.places.append(place)
+                elif place.match is not None and result.places[seen[place.at]].match is None:
+                    result.places[seen[place.at]] = place
+    result.places.sort(key=lambda place: place.at)
     return result
 
 
@@ -428,9 +443,8 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match | tuple[int, str] | None:
-    """Place the anchor at target hard token p: a Match, (line, why) when the code is the same but
-    the hunk cannot be written in this layout, or None when the code is not the same."""
+def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
+    """Place the anchor at target hard token p: None when the code there is not the anchor's."""
     a_toks, t_toks = anchor.toks, target.toks
     a_hard, t_hard = anchor.hard, target.hard
     n = len(a_hard)
@@ -486,9 +500,9 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     pre, post = outside
     h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
     if glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
-        return (t0, "lines the hunk changes share a line with code before its anchor in the new layout")
+        return Place(t0, t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
     if glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
-        return (t0, "lines the hunk changes share a line with code after its anchor in the new layout")
+        return Place(t0, t_start, None, "lines the hunk changes share a line with code after its anchor in the new layout")
     # 2. What the hunk means here: its own new side in place of the target's text.
     new_side = [text for op, text in hunk[h0 : h1 + 1] if op != "-"]
     if glued_head:
@@ -501,7 +515,7 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     # 3. The same, written in the target's layout.
     placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
     if isinstance(placed, str):
-        return (t0, placed)
+        return Place(t0, t_start, None, placed)
     start, end, ops = placed
     span = target.around(min(start, t0), max(end, t1 + 1))
     meant = _snippet_tree(meant_lines, span, len(meant_lines) - len(lines))
@@ -516,10 +530,10 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Match 
     out += lines[end:]
     written = _snippet_tree(out, span, len(out) - len(lines))
     if written != meant:
-        return (t0, "the hunk cannot be written in the new layout without changing what it does")
+        return Place(t0, t_start, None, "the hunk cannot be written in the new layout without changing what it does")
     # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
     # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
-    return Match(start, end, tuple(ops), t0)
+    return Place(t0, t_start, Match(start, end, tuple(ops)))
 
 
 def _layout_ops(
