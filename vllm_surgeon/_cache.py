@@ -23,7 +23,7 @@ from ._linemap import Compiled
 from ._model import HunkSet
 
 # Engine modules whose code decides what a set turns a module into.
-_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model")
+_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_layout", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model")
 _FORMAT = 1
 
 
