@@ -71,7 +71,8 @@ def tree_of(text: str, qualname: str | None = None) -> str | None:
     """The syntax tree of a module (or of one function in it) as comparable text; None if it does not parse.
 
     Docstrings compare with each line stripped, as black's and ruff's own equivalence checks do:
-    both formatters strip trailing spaces and re-indent docstrings (vLLM 0.11.0 has such lines)."""
+    both formatters strip trailing spaces and re-indent docstrings (vLLM 0.11.0 has such lines).
+    Every string statement does (a probe inserted above a docstring leaves the formatted one there)."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -85,10 +86,8 @@ def tree_of(text: str, qualname: str | None = None) -> str | None:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Constant):
             sub.kind = None
-        body = getattr(sub, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            body[0].value.value = "\n".join(line.strip() for line in body[0].value.value.strip().split("\n"))
+        elif isinstance(sub, ast.Expr) and isinstance(sub.value, ast.Constant) and isinstance(sub.value.value, str):
+            sub.value.value = "\n".join(line.strip() for line in sub.value.value.strip().split("\n"))
     return ast.dump(node)
 
 
