@@ -160,14 +160,16 @@ class _Hard:
     last: int
 
 
-def _hard(toks: Sequence[_Tok]) -> list[_Hard]:
+def _hard(toks: Sequence[_Tok], joined: bool = True) -> list[_Hard]:
+    """The compared tokens. `joined`: adjacent strings are one (a formatter may join them); else
+    each string piece is its own (an anchor may end or start in the middle of a long concatenation)."""
     out: list[_Hard] = []
     i = 0
     while i < len(toks):
         t = toks[i]
         if t.kind == "string" and not t.partial:
             j = i
-            while j + 1 < len(toks) and toks[j + 1].kind == "string" and not toks[j + 1].partial:
+            while joined and j + 1 < len(toks) and toks[j + 1].kind == "string" and not toks[j + 1].partial:
                 j += 1
             out.append(_Hard(_string_key([toks[k].text for k in range(i, j + 1)]), i, j))
             i = j + 1
@@ -230,16 +232,10 @@ class _Target:
         self.text = text
         self.lines = text.split("\n")
         self.toks = _scan(text) or []
-        self.hard = _hard(self.toks)
-        self.keys = [h.key for h in self.hard]
         self.where = _Lines(text)
-        self.first_line = [self.where.of(self.toks[h.first].start) for h in self.hard]
-        self.last_line = [self.where.of(self.toks[h.last].end - 1) for h in self.hard]
         self.starts = [t.start for t in self.toks]
         self.partner = _partners(self.toks)
-        self.by_key: dict[str, list[int]] = {}
-        for i, key in enumerate(self.keys):
-            self.by_key.setdefault(key, []).append(i)
+        self._views: dict[bool, _View] = {}
         try:
             self.module: ast.Module | None = ast.parse(text)
         except (SyntaxError, ValueError):
@@ -265,6 +261,11 @@ class _Target:
                 return start, end
             return min(start, _first(run[0])), max(end, run[-1].end_lineno)
 
+    def view(self, joined: bool) -> _View:
+        if joined not in self._views:
+            self._views[joined] = _View(self, joined)
+        return self._views[joined]
+
     def tree(self, span: tuple[int, int]) -> str | None:
         if span not in self._trees:
             self._trees[span] = _snippet_tree(self.lines, span, 0)
@@ -283,6 +284,23 @@ def _snippet_tree(lines: Sequence[str], span: tuple[int, int], grown: int) -> st
     first = next((line for line in part if line.strip() and not line.lstrip().startswith("#")), "")
     text = "\n".join(part)
     return _tree("if 1:\n" + text if first[:1] in (" ", "\t") else text)
+
+
+class _View:
+    """A target's compared tokens, with adjacent strings joined or not (see _hard); the rest is the target's."""
+
+    def __init__(self, target: _Target, joined: bool) -> None:
+        self.target = target
+        self.hard = _hard(target.toks, joined)
+        self.keys = [h.key for h in self.hard]
+        self.first_line = [target.where.of(target.toks[h.first].start) for h in self.hard]
+        self.last_line = [target.where.of(target.toks[h.last].end - 1) for h in self.hard]
+        self.by_key: dict[str, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            self.by_key.setdefault(key, []).append(i)
+
+    def __getattr__(self, name: str):
+        return getattr(self.target, name)
 
 
 @functools.lru_cache(maxsize=8)
@@ -328,10 +346,11 @@ class Search:
 class _Anchor:
     """A hunk's anchor (context and removed lines) read as one reading of its tokens."""
 
-    def __init__(self, hunk_lines: Sequence[tuple[str, str]], toks: list[_Tok], text: str) -> None:
+    def __init__(self, hunk_lines: Sequence[tuple[str, str]], toks: list[_Tok], text: str, joined: bool = True) -> None:
         self.hunk_lines = hunk_lines
         self.toks = toks
-        self.hard = _hard(toks)
+        self.joined = joined
+        self.hard = _hard(toks, joined)
         self.where = _Lines(text)
         # anchor line -> index in hunk_lines
         self.hunk_index = [i for i, (op, _) in enumerate(hunk_lines) if op != "+"]
@@ -349,6 +368,11 @@ def _readings(hunk_lines: Sequence[tuple[str, str]]) -> list[_Anchor]:
         toks = _scan(text, inside)
         if toks and any(t.kind != "op" or t.text not in _SOFT for t in toks):
             out.append(_Anchor(hunk_lines, toks, text))
+            # An anchor that starts or ends with a string may cut a concatenation the target has
+            # in more pieces: read its strings piece by piece too.
+            edges = (out[-1].hard[0], out[-1].hard[-1])
+            if any(toks[h.first].kind == "string" and not toks[h.first].partial for h in edges):
+                out.append(_Anchor(hunk_lines, toks, text, joined=False))
     return out
 
 
@@ -363,10 +387,11 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
         return result
     seen: dict[int, int] = {}  # offset of a place's first token -> its index in result.places
     for anchor in _readings(hunk_lines):
+        view = target.view(anchor.joined)
         for lo, hi in spans:
-            for p in _candidates(target, anchor, lo, hi):
+            for p in _candidates(view, anchor, lo, hi):
                 try:
-                    place = _prove(target, anchor, p, lo, hi)
+                    place = _prove(view, anchor, p, lo, hi)
                 except (ValueError, IndexError, RecursionError, MemoryError):
                     # A place this module cannot read is no match: the hunk is then refused, never
                     # applied on a guess, and nothing here may take a vLLM process down.
@@ -382,7 +407,7 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
     return result
 
 
-def _candidates(target: _Target, anchor: _Anchor, lo: int, hi: int) -> list[int]:
+def _candidates(target: _View, anchor: _Anchor, lo: int, hi: int) -> list[int]:
     """Indexes p of target hard tokens where the anchor's hard tokens occur, all inside [lo, hi)."""
     keys = [h.key for h in anchor.hard]
     n = len(keys)
@@ -409,7 +434,7 @@ def _candidates(target: _Target, anchor: _Anchor, lo: int, hi: int) -> list[int]
     return out
 
 
-def _edge_string(target: _Target, p: int, fragment: str, head: bool) -> int | None:
+def _edge_string(target: _View, p: int, fragment: str, head: bool) -> int | None:
     """A string the anchor's text starts (head) or ends (tail) inside: where, in the target's string
     there, the anchor's part of it starts (ends), or None when that part is not there. Lines compare
     stripped (a docstring re-indented, its trailing spaces gone), never the line with the quotes."""
@@ -443,18 +468,30 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
-    """Place the anchor at target hard token p: None when the code there is not the anchor's."""
-    a_toks, t_toks = anchor.toks, target.toks
-    a_hard, t_hard = anchor.hard, target.hard
-    n = len(a_hard)
-    # Soft tokens at the edges: the target's are taken as far as they close (open) the same
-    # brackets as the anchor's do, whatever parentheses and commas the formatter added or dropped.
-    t_first = _edge(t_toks, t_hard[p].first, t_hard[p + n - 1].last, t_hard[p - 1].last + 1 if p else 0,
-                    _brackets(a_toks, a_hard[0].first, a_hard[-1].last, 0, True), True)
-    t_last = _edge(t_toks, t_hard[p + n - 1].last, t_hard[p].first,
-                   t_hard[p + n].first - 1 if p + n < len(t_hard) else len(t_toks) - 1,
-                   _brackets(a_toks, a_hard[-1].last, a_hard[0].first, len(a_toks) - 1, False), False)
+@dataclass
+class _Region:
+    """Where the anchor's text and the target's text stand for each other (character offsets and lines)."""
+
+    t_first: int  # first and last target tokens
+    t_last: int
+    t_start: int  # character span in the target
+    t_end: int
+    t0: int  # its first and last lines
+    t1: int
+    a_start: int  # character span in the anchor's text
+    a_end: int
+    k0: int  # its first and last anchor lines
+    k1: int
+    glued_head: bool  # the target's line holds code before (after) the region
+    glued_tail: bool
+    cut_start: int  # the target text outside: [0, cut_start) and [cut_end, end)
+    cut_end: int
+    a_from: int  # the anchor's text that goes between
+    a_to: int
+
+
+def _region(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, lo: int, hi: int) -> _Region | None:
+    a_toks, t_toks, n = anchor.toks, target.toks, len(anchor.hard)
     # Character span of the region in both texts (an edge string counts only the anchor's part).
     a_start, a_end = a_toks[0].start, a_toks[-1].end
     t_start, t_end = t_toks[t_first].start, t_toks[t_last].end
@@ -462,11 +499,30 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Place 
         t_start = _edge_string(target, p, a_toks[0].text, True)
     if a_toks[-1].partial == "tail":
         t_end = _edge_string(target, p + n - 1, a_toks[-1].text, False)
-    tw, aw = target.where, anchor.where
+    tw, aw, lines = target.where, anchor.where, target.lines
     t0, t1 = tw.of(t_start), tw.of(t_end - 1)
     k0, k1 = aw.of(a_start), aw.of(a_end - 1)
     if t0 < lo or t1 >= hi:
         return None
+    glued_head = not _blank(lines[t0][: tw.col(t_start)])
+    glued_tail = not _blank(lines[t1][t_end - tw.starts[t1] :])
+    # The text outside the region: whole lines where the region starts (ends) a line, else the
+    # target's code before (after) the anchor's first (last) token on that line.
+    return _Region(
+        t_first, t_last, t_start, t_end, t0, t1, a_start, a_end, k0, k1, glued_head, glued_tail,
+        t_start if glued_head else tw.starts[t0],
+        t_end if glued_tail else tw.starts[t1] + len(lines[t1]),
+        a_start if glued_head else aw.starts[k0],
+        a_end if glued_tail else aw.starts[k1] + len(anchor.lines[k1]),
+    )
+
+
+def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
+    """Place the anchor at target hard token p: None when the code there is not the anchor's."""
+    a_toks, t_toks = anchor.toks, target.toks
+    a_hard, t_hard = anchor.hard, target.hard
+    n = len(a_hard)
+    tw, aw = target.where, anchor.where
     # A statement that starts a line in the target, if it starts a line of the anchor too, is
     # indented alike there (cheap; step 1 below would refuse it anyway).
     for j, h in enumerate(a_hard):
@@ -475,29 +531,36 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Place 
         starts_both = tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line)
         if starts_both and t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
             return None
+    # Soft tokens at the edges: the target's are taken as far as they close (open) the same
+    # brackets as the anchor's do, whatever parentheses and commas the formatter added or dropped;
+    # or as the anchor has them (when a formatter's parentheses around the anchor skew the count).
+    firsts = _edge(t_toks, t_hard[p].first, t_hard[p + n - 1].last, t_hard[p - 1].last + 1 if p else 0,
+                   _brackets(a_toks, a_hard[0].first, a_hard[-1].last, 0, True), True)
+    lasts = _edge(t_toks, t_hard[p + n - 1].last, t_hard[p].first,
+                  t_hard[p + n].first - 1 if p + n < len(t_hard) else len(t_toks) - 1,
+                  _brackets(a_toks, a_hard[-1].last, a_hard[0].first, len(a_toks) - 1, False), False)
     lines, hunk = target.lines, anchor.hunk_lines
-    prefix = lines[t0][: tw.col(t_start)]
-    suffix = lines[t1][t_end - tw.starts[t1] :]
-    glued_head, glued_tail = not _blank(prefix), not _blank(suffix)
-    # The text outside the region: whole lines where the region starts (ends) a line, else the
-    # target's code before (after) the anchor's first (last) token on that line.
-    cut_start = t_start if glued_head else tw.starts[t0]
-    cut_end = t_end if glued_tail else tw.starts[t1] + len(lines[t1])
-    a_from = a_start if glued_head else aw.starts[k0]
-    a_to = a_end if glued_tail else aw.starts[k1] + len(anchor.lines[k1])
     # 1. The anchor's text in place of the target's: the same tree, or this is other code. (Trees
-    # are compared over the def or class around the region: elsewhere the texts are the same.)
-    span = target.around(t0, t1 + 1)
-    want = target.tree(span)
-    outside = None
-    for pre, post in _outsides(target, anchor, t_first, t_last, cut_start, cut_end):
-        candidate = (pre + anchor.text[a_from:a_to] + post).split("\n")
-        if want is not None and _snippet_tree(candidate, span, len(candidate) - len(lines)) == want:
-            outside = pre, post
+    # are compared over the statements around the region: elsewhere the texts are the same.)
+    r = outside = None
+    for t_first, t_last in itertools.product(firsts, lasts):
+        r = _region(target, anchor, p, t_first, t_last, lo, hi)
+        if r is None:
+            continue
+        span = target.around(r.t0, r.t1 + 1)
+        want = target.tree(span)
+        for pre, post in _outsides(target, anchor, t_first, t_last, r.cut_start, r.cut_end):
+            candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
+            if want is not None and _snippet_tree(candidate, span, len(candidate) - len(lines)) == want:
+                outside = pre, post
+                break
+        if outside is not None:
             break
     if outside is None:
         return None
     pre, post = outside
+    t0, t1, k0, k1, t_start = r.t0, r.t1, r.k0, r.k1, r.t_start
+    glued_head, glued_tail, a_start, a_end = r.glued_head, r.glued_tail, r.a_start, r.a_end
     h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
     if glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
         return Place(t0, t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
@@ -537,7 +600,7 @@ def _prove(target: _Target, anchor: _Anchor, p: int, lo: int, hi: int) -> Place 
 
 
 def _layout_ops(
-    target: _Target, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int, lo: int, hi: int,
+    target: _View, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int, lo: int, hi: int,
     glued_head: bool, glued_tail: bool,
 ) -> tuple[int, int, list[tuple[str, str]]] | str:
     """The hunk as ops over target lines: chunks of lines that hold the same tokens in both layouts
@@ -664,10 +727,10 @@ def _brackets(toks: Sequence[_Tok], near: int, far: int, edge: int, leading: boo
     return beyond, still, texts
 
 
-def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int, int, list[str]], leading: bool) -> int:
-    """The target's first (leading) or last token of the region: as many soft tokens beyond the
-    compared ones as leave the brackets as the anchor's edge leaves them; among those, the same
-    tokens if they are there, else as many as the anchor has."""
+def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int, int, list[str]], leading: bool) -> list[int]:
+    """The target's first (leading) or last token of the region, best first: as many soft tokens
+    beyond the compared ones as leave the brackets as the anchor's edge leaves them (else the
+    closest); then as many as the anchor has there, if they are the same tokens."""
     steps = _walk(toks, far, near, limit, not leading)
 
     def taken(k: int) -> list[str]:
@@ -680,8 +743,11 @@ def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int
     # anchor has one there too: else it is the target's own (a call's, or one a formatter added).
     openers = sum(1 for text in want[2] if text in _OPEN)
     allowed = [k for k in range(len(steps)) if sum(1 for text in taken(k) if text in _OPEN) <= openers]
-    best = min(allowed, key=cost)
-    return near - best if leading else near + best
+    best = [min(allowed, key=cost)]
+    same = len(want[2])
+    if same < len(steps) and same != best[0] and taken(same) == want[2]:
+        best.append(same)
+    return [near - k if leading else near + k for k in best]
 
 
 def _partners(toks: Sequence[_Tok]) -> list[int]:
@@ -713,7 +779,7 @@ def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[
     return closers, stack
 
 
-def _outsides(target: _Target, anchor: _Anchor, t_first: int, t_last: int, cut_start: int, cut_end: int):
+def _outsides(target: _View, anchor: _Anchor, t_first: int, t_last: int, cut_start: int, cut_end: int):
     """The target's text before and after the region, for the anchor's text to go between.
 
     A formatter may add parentheses that open before the anchor's first token and close inside it
@@ -751,7 +817,7 @@ def _outsides(target: _Target, anchor: _Anchor, t_first: int, t_last: int, cut_s
                 yield pre, post
 
 
-def _without(target: _Target, drop: list[int], lo: int, hi: int, before: bool) -> str | None:
+def _without(target: _View, drop: list[int], lo: int, hi: int, before: bool) -> str | None:
     """target.text[lo:hi] with the bracket tokens `drop` blanked out, and a backslash on every line
     break that is then outside all brackets between the first dropped bracket and the region
     (`before`: they open before the region; else they close after it)."""
