@@ -187,32 +187,27 @@ def test_anchor_starting_and_ending_inside_statements():
     assert '            budget,\n        )\n        self.log("tokens", num_tokens)\n        self.count = 0\n' in text
 
 
-def test_closing_parenthesis_whose_opening_one_the_formatter_dropped_before_the_anchor_is_not_guessed():
-    # The anchor's last `)` closed `(` before the anchor; ruff dropped the pair. Where that `(` was
-    # cannot be known from the anchor (`c * (a +\n b)` and `c * a + b` would look alike): refused.
-    (refusal,) = plan(hunk_set("""
+def test_closing_parenthesis_whose_opening_one_the_formatter_dropped_before_the_anchor():
+    # The anchor's last `)` closed a `(` before the anchor that ruff dropped. Wherever in the
+    # statement that `(` could have been, the tree is the same: it was redundant.
+    assert_lands_right(hunk_set("""
                                len(self.spec_decode_tokens.get('a', ())))
         +        self.log("tokens", num_tokens)
                  if token_budget > 0 and \\
-    """)).refusals
-    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    """))
 
 
-def test_parentheses_the_formatter_added_around_the_anchors_edge():
-    old = OLD.replace('        assert len(\n            set(outputs)) == 1, "one output only"\n',
-                      '        assert len(\n            set(outputs)) == 1, "one output only, whatever the budget was"\n')
-    new = NEW.replace('        assert len(set(outputs)) == 1, "one output only"\n',
-                      '        assert (\n            len(set(outputs)) == 1\n        ), "one output only, whatever the budget was"\n')
-    hset = hunk_set("""
-                     set(outputs)) == 1, "one output only, whatever the budget was"
-        +        outputs = list(outputs)
-                 return outputs
-    """)
-    p = plan(hset, new)
-    assert p.refusals == [], [r.message() for r in p.refusals]
-    assert p.results[0].hunks[0].status == "reformatted"
-    expected = _engine.plan([hset], read(old), None).modules["pkg.sched"].text
-    assert tree(p.modules["pkg.sched"].text) == tree(expected)
+@pytest.mark.parametrize("new, applies", [
+    ("    x = c * (a + b)\n", True),  # the parentheses are needed: the formatter kept them
+    ("    x = c * a + b\n", False),  # a real change; `(c * a + b)` would fit, `c * (a + b)` not
+    ("    x = c * a + -b\n", False),
+])
+def test_a_dropped_parenthesis_is_put_back_everywhere_it_could_have_been(new, applies):
+    old = "def f(a, b, c):\n    x = c * (a +\n             b)\n    return x\n"
+    hset = parse_hunk_file("@@ pkg.sched:f\n              b)\n+    x += 1\n     return x\n", "/sets/p.hunk", "p")
+    assert plan(hset, old).results[0].hunks[0].status == "applies"
+    p = plan(hset, f"def f(a, b, c):\n{new}    return x\n")
+    assert (p.refusals == []) is applies, [r.message() for r in p.refusals]
 
 
 def test_added_line_inside_a_statement_the_new_layout_joined_rewrites_that_statement_only():

@@ -22,6 +22,7 @@ import ast
 import bisect
 import functools
 import itertools
+import keyword
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -549,16 +550,25 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
             continue
         span = target.around(r.t0, r.t1 + 1)
         want = target.tree(span)
-        for pre, post in _outsides(target, anchor, t_first, t_last, r.cut_start, r.cut_end):
-            candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
-            if want is not None and _snippet_tree(candidate, span, len(candidate) - len(lines)) == want:
-                outside = pre, post
+        if want is None:
+            continue
+        for readings in _outsides(target, anchor, t_first, t_last, r.cut_start, r.cut_end):
+            proven = []
+            for pre, post in readings:
+                candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
+                tree = _snippet_tree(candidate, span, len(candidate) - len(lines))
+                if tree is not None and tree != want:
+                    proven = []
+                    break
+                if tree is not None:
+                    proven.append((pre, post))
+            if proven:
+                outside = proven
                 break
         if outside is not None:
             break
     if outside is None:
         return None
-    pre, post = outside
     t0, t1, k0, k1, t_start = r.t0, r.t1, r.k0, r.k1, r.t_start
     glued_head, glued_tail, a_start, a_end = r.glued_head, r.glued_tail, r.a_start, r.a_end
     h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
@@ -574,14 +584,17 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
         new_side[-1] = new_side[-1][: aw.col(a_end) - (aw.col(a_start) if glued_head and len(new_side) == 1 else 0)]
     before = [text for op, text in hunk[:h0] if op == "+"]
     after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
-    meant_lines = (pre + "\n".join(before + new_side + after) + post).split("\n")
+    meant_texts = [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
     # 3. The same, written in the target's layout.
     placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
     if isinstance(placed, str):
         return Place(t0, t_start, None, placed)
     start, end, ops = placed
     span = target.around(min(start, t0), max(end, t1 + 1))
-    meant = _snippet_tree(meant_lines, span, len(meant_lines) - len(lines))
+    meant_trees = {_snippet_tree(m, span, len(m) - len(lines)) for m in meant_texts}
+    if len(meant_trees) > 1:
+        return Place(t0, t_start, None, "what it does depends on where a parenthesis the formatter dropped was")
+    (meant,) = meant_trees
     out, old = list(lines[:start]), start
     for op, text in ops:
         if op == "+":
@@ -780,30 +793,45 @@ def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[
 
 
 def _outsides(target: _View, anchor: _Anchor, t_first: int, t_last: int, cut_start: int, cut_end: int):
-    """The target's text before and after the region, for the anchor's text to go between.
+    """The target's text before and after the region, for the anchor's text to go between: each
+    yield is a list of (before, after) readings, all of which must prove the same tree.
 
-    A formatter may add parentheses that open before the anchor's first token and close inside it
-    (or open inside and close after): the anchor, from the old layout, has no such bracket. Those
-    parentheses are left out of the target's outside text (with backslashes where their lines
-    then need joining): if the tree is still the same, they were redundant. Brackets the anchor
-    leaves open that the target does not are never guessed at: no reading is offered.
+    A formatter adds and drops parentheses. One that opens before the anchor's first token and
+    closes inside it (or opens inside and closes after) in the target only, the anchor from the old
+    layout has not: it is left out of the target's outside text (with backslashes where its lines
+    then need joining), and if the tree is still the same it was redundant. One the anchor has
+    and the target dropped: the anchor does not show where its other half was (`c * (a +` / `b)`
+    and `c * a + b` look alike there), so it is put back in every place of the target's statement
+    where it could have been: the readings must all give the target's tree, or none is taken.
     """
     toks, text = target.toks, target.text
     a_close, a_open = _unmatched(anchor.toks, 0, len(anchor.toks))
     t_close, t_open = _unmatched(toks, t_first, t_last + 1)
     a_close_text = [anchor.toks[i].text for i in a_close]
     a_open_text = [anchor.toks[i].text for i in a_open]
+    t_close_text = [toks[i].text for i in t_close]
+    t_open_text = [toks[i].text for i in t_open]
+    if len(a_close) == len(t_close) + 1 and a_open_text == t_open_text:
+        readings = _put_back(target, t_close, a_close_text, t_close_text, t_first, cut_start, True)
+        if readings:
+            yield [(pre, text[cut_end:]) for pre in readings]
+        return
+    if len(a_open) == len(t_open) + 1 and a_close_text == t_close_text:
+        readings = _put_back(target, t_open, a_open_text, t_open_text, t_last, cut_end, False)
+        if readings:
+            yield [(text[:cut_start], post) for post in readings]
+        return
     if len(t_close) < len(a_close) or len(t_open) < len(a_open):
         return
     tried = 0
     for keep_close in itertools.combinations(range(len(t_close)), len(a_close)):
-        if [toks[t_close[i]].text for i in keep_close] != a_close_text:
+        if [t_close_text[i] for i in keep_close] != a_close_text:
             continue
         drop_open = [target.partner[t_close[i]] for i in range(len(t_close)) if i not in keep_close]
         if any(j < 0 or toks[j].text != "(" for j in drop_open):
             continue
         for keep_open in itertools.combinations(range(len(t_open)), len(a_open)):
-            if [toks[t_open[i]].text for i in keep_open] != a_open_text:
+            if [t_open_text[i] for i in keep_open] != a_open_text:
                 continue
             drop_close = [target.partner[t_open[i]] for i in range(len(t_open)) if i not in keep_open]
             if any(j < 0 or toks[j].text != ")" for j in drop_close):
@@ -814,7 +842,94 @@ def _outsides(target: _View, anchor: _Anchor, t_first: int, t_last: int, cut_sta
             pre = _without(target, sorted(drop_open), 0, cut_start, before=True)
             post = _without(target, sorted(drop_close), cut_end, len(text), before=False)
             if pre is not None and post is not None:
-                yield pre, post
+                yield [(pre, post)]
+
+
+_ENDS_EXPRESSION = frozenset((")", "]", "}"))
+_MAX_READINGS = 24
+
+
+def _ends_expression(t: _Tok) -> bool:
+    if t.kind in ("number", "string"):
+        return True
+    if t.kind == "name":
+        return not keyword.iskeyword(t.text) or t.text in ("True", "False", "None")
+    return t.kind == "op" and t.text in _ENDS_EXPRESSION
+
+
+def _put_back(target: _View, t_brackets: list[int], a_text: list[str], t_text: list[str], edge: int, cut: int,
+              before: bool) -> list[str]:
+    """The target's text before (`before`) or after the region, once for every place where the one
+    parenthesis the anchor has beyond the target's (the other half of a pair the formatter dropped)
+    could go: `(` where an expression can start (not after a name: that is a call), `)` after one;
+    on the level of the anchor's bracket, within its statement. Empty when there is no such place,
+    or too many to try. a_text/t_text: the anchor's and the region's unmatched closing brackets
+    (innermost first), or opening ones (outermost first)."""
+    toks, text = target.toks, target.text
+    wanted = ")" if before else "("
+    places: set[int] = set()
+    for extra in range(len(a_text)):
+        if a_text[extra] != wanted or a_text[:extra] + a_text[extra + 1 :] != t_text:
+            continue
+        # It sits around the target brackets standing for the anchor's inner ones, and inside the
+        # one standing for its next outer one.
+        if before:
+            inner = target.partner[t_brackets[extra - 1]] if extra else edge
+            outer = target.partner[t_brackets[extra]] if extra < len(t_brackets) else -1
+        else:
+            inner = target.partner[t_brackets[extra]] if extra < len(t_brackets) else edge
+            outer = target.partner[t_brackets[extra - 1]] if extra else len(toks)
+        places.update(_levels(target, inner, outer, before))
+    if not places or len(places) > _MAX_READINGS:
+        return []
+    out = []
+    for k in sorted(places):
+        if before:
+            at = toks[k - 1].end if k else 0
+            if at <= cut:
+                out.append(text[:at] + "(" + text[at:cut])
+        else:
+            at = toks[k + 1].start if k + 1 < len(toks) else len(text)
+            if at >= cut:
+                out.append(text[cut:at] + ")" + text[at:])
+    return out
+
+
+def _depth_between(toks: Sequence[_Tok], k: int, after: bool) -> int:
+    """Open brackets in the gap after (else before) token k."""
+    t = toks[k]
+    if t.kind == "op":
+        if after and t.text in _OPEN:
+            return t.depth + 1
+        if not after and t.text in _CLOSE:
+            return t.depth + 1
+    return t.depth
+
+
+def _levels(target: _View, inner: int, outer: int, before: bool) -> list[int]:
+    """From token `inner` away from the region (down to `outer`, exclusive), the tokens k on its
+    bracket level and statement where the parenthesis may go: `(` in the gap before k when the token
+    before k cannot end an expression; `)` in the gap after k when k ends one."""
+    toks, text = target.toks, target.text
+    level = _depth_between(toks, inner, not before)
+    out: list[int] = []
+    step = -1 if before else 1
+    k = inner
+    while 0 <= k < len(toks) and k != outer:
+        depth = _depth_between(toks, k, not before)
+        if depth < level:
+            break  # past the bracket around this level
+        if k != inner and level == 0:
+            gap = text[toks[k].end : toks[k + 1].start] if before else text[toks[k - 1].end : toks[k].start]
+            if "\n" in gap.replace("\\\n", ""):
+                break  # past the statement
+        if depth == level and toks[k].kind != "comment":
+            if before and (k == 0 or not _ends_expression(toks[k - 1])):
+                out.append(k)
+            elif not before and _ends_expression(toks[k]):
+                out.append(k)
+        k += step
+    return out
 
 
 def _without(target: _View, drop: list[int], lo: int, hi: int, before: bool) -> str | None:
