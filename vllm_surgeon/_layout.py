@@ -552,7 +552,7 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
         want = target.tree(span)
         if want is None:
             continue
-        for readings in _outsides(target, anchor, t_first, t_last, r.cut_start, r.cut_end):
+        for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end):
             proven = []
             for pre, post in readings:
                 candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
@@ -792,7 +792,7 @@ def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[
     return closers, stack
 
 
-def _outsides(target: _View, anchor: _Anchor, t_first: int, t_last: int, cut_start: int, cut_end: int):
+def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, cut_start: int, cut_end: int):
     """The target's text before and after the region, for the anchor's text to go between: each
     yield is a list of (before, after) readings, all of which must prove the same tree.
 
@@ -811,13 +811,20 @@ def _outsides(target: _View, anchor: _Anchor, t_first: int, t_last: int, cut_sta
     a_open_text = [anchor.toks[i].text for i in a_open]
     t_close_text = [toks[i].text for i in t_close]
     t_open_text = [toks[i].text for i in t_open]
+    # Which anchor bracket is which target bracket: the same compared token right before both.
+    firsts = [h.first for h in target.hard]
+    a_firsts = [h.first for h in anchor.hard]
+
+    def same(a: int, t: int) -> bool:
+        return bisect.bisect_left(a_firsts, a) == bisect.bisect_left(firsts, t) - p
+
     if len(a_close) == len(t_close) + 1 and a_open_text == t_open_text:
-        readings = _put_back(target, t_close, a_close_text, t_close_text, t_first, cut_start, True)
+        readings = _put_back(target, t_close, a_close, anchor, same, t_first, cut_start, True)
         if readings:
             yield [(pre, text[cut_end:]) for pre in readings]
         return
     if len(a_open) == len(t_open) + 1 and a_close_text == t_close_text:
-        readings = _put_back(target, t_open, a_open_text, t_open_text, t_last, cut_end, False)
+        readings = _put_back(target, t_open, a_open, anchor, same, t_last, cut_end, False)
         if readings:
             yield [(text[:cut_start], post) for post in readings]
         return
@@ -857,19 +864,25 @@ def _ends_expression(t: _Tok) -> bool:
     return t.kind == "op" and t.text in _ENDS_EXPRESSION
 
 
-def _put_back(target: _View, t_brackets: list[int], a_text: list[str], t_text: list[str], edge: int, cut: int,
-              before: bool) -> list[str]:
+def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], anchor: _Anchor, same, edge: int,
+              cut: int, before: bool) -> list[str]:
     """The target's text before (`before`) or after the region, once for every place where the one
     parenthesis the anchor has beyond the target's (the other half of a pair the formatter dropped)
     could go: `(` where an expression can start (not after a name: that is a call), `)` after one;
     on the level of the anchor's bracket, within its statement. Empty when there is no such place,
-    or too many to try. a_text/t_text: the anchor's and the region's unmatched closing brackets
-    (innermost first), or opening ones (outermost first)."""
+    or too many to try. a_brackets/t_brackets: the anchor's and the region's unmatched closing
+    brackets (innermost first), or opening ones (outermost first); `same(a, t)`: whether anchor
+    token a and target token t come right after the same compared token."""
     toks, text = target.toks, target.text
     wanted = ")" if before else "("
+    a_text = [anchor.toks[i].text for i in a_brackets]
+    t_text = [toks[i].text for i in t_brackets]
     places: set[int] = set()
     for extra in range(len(a_text)):
         if a_text[extra] != wanted or a_text[:extra] + a_text[extra + 1 :] != t_text:
+            continue
+        kept = a_brackets[:extra] + a_brackets[extra + 1 :]
+        if not all(same(a, t) for a, t in zip(kept, t_brackets)):
             continue
         # It sits around the target brackets standing for the anchor's inner ones, and inside the
         # one standing for its next outer one.
