@@ -834,11 +834,15 @@ def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int,
     for keep_close in itertools.combinations(range(len(t_close)), len(a_close)):
         if [t_close_text[i] for i in keep_close] != a_close_text:
             continue
+        if not all(same(a, t_close[i]) for a, i in zip(a_close, keep_close)):
+            continue
         drop_open = [target.partner[t_close[i]] for i in range(len(t_close)) if i not in keep_close]
         if any(j < 0 or toks[j].text != "(" for j in drop_open):
             continue
         for keep_open in itertools.combinations(range(len(t_open)), len(a_open)):
             if [t_open_text[i] for i in keep_open] != a_open_text:
+                continue
+            if not all(same(a, t_open[i]) for a, i in zip(a_open, keep_open)):
                 continue
             drop_close = [target.partner[t_open[i]] for i in range(len(t_open)) if i not in keep_open]
             if any(j < 0 or toks[j].text != ")" for j in drop_close):
