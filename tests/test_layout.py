@@ -197,6 +197,20 @@ def test_closing_parenthesis_whose_opening_one_the_formatter_dropped_before_the_
     """))
 
 
+def test_opening_parenthesis_whose_closing_one_the_formatter_dropped_after_the_anchor():
+    # vllm 0.10.2's `with (tracer.start_as_current_span(... ) as span):`, which ruff wrote without
+    # the outer parentheses: the anchor ends before their `)`. `with (t.start(...)) as span` and
+    # `with (t.start(...) as span)` are the same statement.
+    old = 'def f(t):\n    x = 1\n    with (t.start(\n            "x",\n            kind=1) as span):\n        return span\n'
+    new = 'def f(t):\n    x = 1\n    with t.start("x", kind=1) as span:\n        return span\n'
+    hset = parse_hunk_file('@@ pkg.sched:f\n-    x = 1\n+    x = 2\n     with (t.start(\n             "x",\n',
+                           "/sets/w.hunk", "w")
+    p = plan(hset, new)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert p.modules["pkg.sched"].text == new.replace("x = 1", "x = 2")
+    assert tree(p.modules["pkg.sched"].text, "f") == tree(plan(hset, old).modules["pkg.sched"].text, "f")
+
+
 @pytest.mark.parametrize("new, applies", [
     ("    x = c * (a + b)\n", True),  # the parentheses are needed: the formatter kept them
     ("    x = c * a + b\n", False),  # a real change; `(c * a + b)` would fit, `c * (a + b)` not
