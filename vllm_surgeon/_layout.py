@@ -1,19 +1,24 @@
 """Anchors that survive reformatting: find a hunk's anchor by structure when its text is gone (issue 10).
 
 vLLM moved its tree to `ruff format` at 0.11.1; a formatter changes line breaks inside brackets,
-quotes, trailing commas, redundant parentheses and backslashes, never the code. When an anchor's
-text is not in the target, this module looks for the places where the anchor's tokens, with
-layout removed, occur in the target, and then proves each one on syntax trees:
+quotes, trailing commas, redundant parentheses, backslashes, the spaces in docstrings and after
+`#`, never the code. When an anchor's text is not in the target, this module looks for the places
+where the anchor's tokens occur in the target with all that left out (parentheses, commas and `;`
+are not compared; strings compare by value, joined or piece by piece), and then proves each place
+on syntax trees:
 
-1. the anchor's own lines put in place of those target lines give exactly the target's tree
-   (so the code there *is* the anchor's code, only laid out differently), and
-2. the result written in the target's layout (context lines keep the target's text, removed
-   lines go wherever the formatter put them, `+` lines go in at line boundaries) gives exactly
-   the tree of the hunk applied to its own lines put there.
+1. the anchor's own text put in place of the target's gives exactly the target's tree (the code
+   there *is* the anchor's code). A parenthesis the formatter added around the anchor's edge is
+   left out of the target's text for this; one it dropped there is put back in every place of the
+   statement where it could have been, and all of them must give the target's tree;
+2. the result written in the target's layout (context lines keep the target's text, removed lines
+   go wherever the formatter put them, `+` lines go in between lines; a line holding both kept and
+   changed code is written as the hunk has it) gives exactly the tree of the hunk applied to its
+   own lines put there.
 
-A place that passes both is a match; anything else is not. Equality, never similarity: a real
-change of the code can never pass step 1. The engine calls this only after the text search found
-nothing (text first, structure second), and treats several matches as ambiguous, as for text.
+Equality, never similarity: a real change of the code cannot pass step 1, and step 2 proves the
+result. Every place that passes step 1 counts: like a text match, the anchor must be found exactly
+once. The engine calls this only after the text search found nothing (text first, structure second).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ ENABLED = True
 _SOFT = frozenset(("(", ")", ",", ";"))
 _OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
 
-_STRING_START = re.compile(r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?('''|\"\"\"|'|\")")
+_PREFIX = r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?"
+_STRING_START = re.compile(_PREFIX + r"('''|\"\"\"|'|\")")
 _NAME = re.compile(r"[^\W\d]\w*")
 _NUMBER = re.compile(r"(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*")
 _OP = re.compile(r"\*\*=|//=|>>=|<<=|\.\.\.|->|:=|\*\*|//|<<|>>|<=|>=|==|!=|[-+*/%&|^@]=|[-()\[\]{},:;.+*/%&|^~<>=@!]")
@@ -56,10 +62,9 @@ class _Tok:
     start: int  # character offsets in the scanned text
     end: int
     partial: str = ""  # strings cut by a fragment's edge: "head" (text begins inside it) or "tail"
-    depth: int = 0  # open brackets before this token (meaningful for whole modules only)
+    depth: int = 0  # brackets open around it, a bracket outside its own pair (whole modules only)
 
 
-_PREFIX = r"(?i:rb|br|fr|rf|tr|rt|r|b|u|f|t)?"
 # (A one-quote string never starts where three quotes do: that is a long string the text ends inside.)
 _STRINGS = "|".join(quote + ("" if len(quote) == 3 else f"(?!{quote * 2})") + body.pattern for quote, body in _BODY.items())
 # One pattern for every token a whole line of code holds (complete strings included), tried once per
