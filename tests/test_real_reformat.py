@@ -106,7 +106,7 @@ def test_pre_ruff_probes_on_the_real_0_11_1_land_right_or_are_refused(probes, tr
                 # Where the function did not change, only the anchor's own layout can keep it out.
                 verdicts["refused"] += 1
                 continue
-            verdict = _judge(probe, outcome.text, REAL, real, False, tree_of(probe.probed_text), fmt)
+            verdict = _judge(probe, outcome.text, False, real, False, tree_of(probe.probed_text), fmt)
             assert verdict != "wrong", (probe.module, probe.line, probe.kind, fmt_name)
             verdicts[verdict] += 1
             if same_function:
