@@ -388,6 +388,12 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
     result = Search([])
     if not ENABLED or not any(op != "+" and text.strip() for op, text in hunk_lines):
         return result
+    # Formatters never touch a name: a span without every name of the anchor holds no match (this
+    # keeps a refusal for a real change about as cheap as before).
+    names = {t.text for t in _scan("\n".join(text for op, text in hunk_lines if op != "+")) or () if t.kind == "name"}
+    spans = [(lo, hi) for lo, hi in spans if _has_all(names, "\n".join(lines[lo:hi]))]
+    if not spans:
+        return result
     target = _target("\n".join(lines))
     if not target.toks or not target.parses:
         return result
@@ -411,6 +417,10 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
                     result.places[seen[place.at]] = place
     result.places.sort(key=lambda place: place.at)
     return result
+
+
+def _has_all(names: set[str], text: str) -> bool:
+    return all(name in text for name in names)
 
 
 def _candidates(target: _View, anchor: _Anchor, lo: int, hi: int) -> list[int]:
