@@ -467,3 +467,23 @@ def test_the_same_code_twice_on_one_line_of_the_new_layout_is_ambiguous():
                         "        self.count = 0; self.total = 0; self.count = 0; self.total = 0\n")
     (refusal,) = plan(hset, twice).refusals
     assert refusal.reason is Reason.ANCHOR_AMBIGUOUS
+
+
+@pytest.mark.parametrize("new, applies", [
+    ("def f(a):\n    x = g(a, 1)\n\n    y = 2\n    return y\n", True),
+    ("def f(a):\n    x = g(a, 1)\n\n\n    y = 2\n    return y\n", True),  # blank lines collapse or not
+    ("def f(a):\n    x = g(a, 1)\n    y = 2\n    return y\n", False),  # no formatter drops that one
+    ("def f(a):\n    x = g(a, 1)\n    # y next\n    y = 2\n    return y\n", False),
+])
+def test_a_blank_line_of_the_anchor_is_a_blank_line_of_the_target_unless_a_block_starts_there(new, applies):
+    hset = parse_hunk_file("@@ pkg.sched:f\n     x = g(a,\n           1)\n \n+    z = 1\n     y = 2\n", "/sets/b.hunk", "b")
+    assert plan(hset, "def f(a):\n    x = g(a,\n          1)\n\n    y = 2\n    return y\n").refusals == []
+    p = plan(hset, new)
+    assert (p.refusals == []) is applies, [r.message() for r in p.refusals]
+
+
+def test_a_trailing_blank_line_of_the_anchor_where_the_target_goes_on_is_refused():
+    hset = parse_hunk_file("@@ pkg.sched:f\n-    x = g(a,\n-          1)\n+    x = 0\n \n", "/sets/b.hunk", "b")
+    assert plan(hset, "def f(a):\n    x = g(a, 1)\n\n    return x\n").refusals == []
+    (refusal,) = plan(hset, "def f(a):\n    x = g(a, 1)\n    return x\n").refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND

@@ -602,6 +602,8 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
     meant_texts = [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
     # 3. The same, written in the target's layout.
     placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
+    if placed is None:
+        return None  # blank lines where the target has code: not the anchor's context
     if isinstance(placed, str):
         return Place(t0, t_start, None, placed)
     start, end, ops = placed
@@ -630,9 +632,10 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
 def _layout_ops(
     target: _View, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int, lo: int, hi: int,
     glued_head: bool, glued_tail: bool,
-) -> tuple[int, int, list[tuple[str, str]]] | str:
+) -> tuple[int, int, list[tuple[str, str]]] | str | None:
     """The hunk as ops over target lines: chunks of lines that hold the same tokens in both layouts
-    are kept, removed or (when they mix both) rewritten; `+` lines go in between chunks."""
+    are kept, removed or (when they mix both) rewritten; `+` lines go in between chunks. A string
+    says why it cannot be written there; None: the anchor's blank lines are code in the target."""
     a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
     aw, tw = anchor.where, target.where
     hunk, hidx = anchor.hunk_lines, anchor.hunk_index
@@ -675,6 +678,11 @@ def _layout_ops(
     have = 0
     while have < want and t0 - have - 1 >= lo and _blank(target.lines[t0 - have - 1]):
         have += 1
+    # Blank lines carry no code, but a formatter removes one only at the start of a block (or
+    # collapses several into one): a blank line of the anchor that the target replaced by code is
+    # a change of context, as it is for text.
+    if want and not have and not (t0 > lo and _opens_block(target, tw.starts[t0])):
+        return None
     start = t0 - have
     skip = want - have
     items = []
@@ -704,16 +712,35 @@ def _layout_ops(
             ops.extend(("-", target.lines[i]) for i in span)
             ops.extend(("+", text) for op, text in inside if op != "-")
         if c < len(cuts_a) - 2:
-            gap(list(hunk[h_last + 1 : h_hi]), t_last + 1, t_hi - t_last - 1)
+            items = list(hunk[h_last + 1 : h_hi])
+            blanks = t_hi - t_last - 1
+            if any(op != "+" for op, _ in items) and not blanks and not _opens_block(target, tw.starts[t_hi], inside=True):
+                return None
+            gap(items, t_last + 1, blanks)
     # Trailing gap: blank lines below the anchor's last token, matched top-down.
     trail_items = list(hunk[hidx[k1] + 1 :])
     want = sum(1 for op, _ in trail_items if op != "+")
     have = 0
     while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
         have += 1
+    if want and not have and any(not _blank(line) for line in target.lines[t1 + 1 :]):
+        return None
     end = t1 + 1 + have
     gap(trail_items, t1 + 1, have)
     return start, end, ops
+
+
+def _opens_block(target: _View, offset: int, inside: bool = False) -> bool:
+    """Whether the code right before `offset` ends a block's header (`:`), where formatters drop
+    blank lines; `inside`: or is inside brackets, where black drops them too."""
+    k = bisect.bisect_left(target.starts, offset) - 1
+    while k >= 0 and target.toks[k].kind == "comment":
+        k -= 1
+    if k < 0:
+        return False
+    t = target.toks[k]
+    depth = _depth_between(target.toks, k, True)
+    return (t.text == ":" and t.kind == "op" and depth == 0) or (inside and depth > 0)
 
 
 def _walk(toks: Sequence[_Tok], span_from: int, span_to: int, edge: int, forward: bool) -> list[tuple[int, int]]:
