@@ -487,3 +487,11 @@ def test_a_trailing_blank_line_of_the_anchor_where_the_target_goes_on_is_refused
     assert plan(hset, "def f(a):\n    x = g(a, 1)\n\n    return x\n").refusals == []
     (refusal,) = plan(hset, "def f(a):\n    x = g(a, 1)\n    return x\n").refusals
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_a_dropped_parenthesis_the_anchor_shows_nothing_inside_is_not_put_back():
+    # `if (` as the anchor's last line would fit any `if` of the target.
+    hset = parse_hunk_file("@@ pkg.sched:f\n     y = 1\n+    z = 2\n     if (\n", "/sets/i.hunk", "i")
+    assert plan(hset, "def f(a):\n    y = 1\n    if (\n        a\n    ):\n        return y\n").refusals == []
+    (refusal,) = plan(hset, "def f(a):\n    y = 1\n    if a:\n        return y\n").refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND

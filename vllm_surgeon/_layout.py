@@ -930,6 +930,10 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
         kept = a_brackets[:extra] + a_brackets[extra + 1 :]
         if not all(same(a, t) for a, t in zip(kept, t_brackets)):
             continue
+        # The anchor must show some of what the pair held: a lone `if (` (or `)`) would fit any code.
+        at = a_brackets[extra]
+        if not any((h.first < at) if before else (h.first > at) for h in anchor.hard):
+            continue
         # It sits around the target brackets standing for the anchor's inner ones, and inside the
         # one standing for its next outer one.
         if before:
