@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_reformat import formatted, make_probes, run, tree_of, _judge
+from bench_reformat import _judge, formatted, make_probes, run, tree_of
 from conftest import surgeon_env
 
 from vllm_surgeon import _engine, _layout
@@ -122,7 +122,7 @@ def _write_set(directory: Path, name: str, text: str) -> Path:
 
 
 def _cli(args, env):
-    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], env=env, capture_output=True, text=True, check=False)
 
 
 def test_verify_says_reformatted_and_where(trees, tmp_path):

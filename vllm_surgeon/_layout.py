@@ -987,9 +987,8 @@ def _levels(target: _View, inner: int, outer: int, before: bool) -> list[int]:
             if "\n" in gap.replace("\\\n", ""):
                 break  # past the statement
         if depth == level and toks[k].kind != "comment":
-            if before and (k == 0 or not _ends_expression(toks[k - 1])):
-                out.append(k)
-            elif not before and _ends_expression(toks[k]):
+            fits = (k == 0 or not _ends_expression(toks[k - 1])) if before else _ends_expression(toks[k])
+            if fits:
                 out.append(k)
         k += step
     return out
