@@ -521,7 +521,10 @@ def _region(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, l
     if t0 < lo or t1 >= hi:
         return None
     glued_head = not _blank(lines[t0][: tw.col(t_start)])
-    glued_tail = not _blank(lines[t1][t_end - tw.starts[t1] :])
+    suffix = lines[t1][t_end - tw.starts[t1] :].strip()
+    if suffix.startswith("#") and a_toks[-1].kind != "comment":
+        return None  # a comment on the anchor's last line: formatters never add one (a change, as for text)
+    glued_tail = bool(suffix)
     # The text outside the region: whole lines where the region starts (ends) a line, else the
     # target's code before (after) the anchor's first (last) token on that line.
     return _Region(
@@ -680,8 +683,9 @@ def _layout_ops(
         have += 1
     # Blank lines carry no code, but a formatter removes one only at the start of a block (or
     # collapses several into one): a blank line of the anchor that the target replaced by code is
-    # a change of context, as it is for text.
-    if want and not have and not (t0 > lo and _opens_block(target, tw.starts[t0])):
+    # a change of context, as it is for text. (Before the anchor's first line, whether a block
+    # started there cannot be seen from the anchor: the blank line must be there.)
+    if want and not have:
         return None
     start = t0 - have
     skip = want - have
