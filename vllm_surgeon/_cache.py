@@ -34,9 +34,9 @@ from ._linemap import Compiled
 from ._model import HunkSet
 
 # Engine modules whose code decides what a set turns a module into.
-_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model", "_lines",
+_ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_layout", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model", "_lines",
            "_paths", "_patchdir")
-_FORMAT = 2
+_FORMAT = 3
 _MAGIC = b"vllm-surgeon code cache\n"
 _DIGEST = hashlib.sha256().digest_size
 MAX_ENTRY_BYTES = 64 * 1024 * 1024

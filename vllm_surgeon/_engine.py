@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
-from . import _anchor
+from . import _anchor, _layout
 from ._linemap import Compiled, compile_patched
 from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._paths import resolve as resolve_paths
@@ -80,6 +80,7 @@ class Placement:
     new: list[tuple[str, str]]  # (op, text): ' ' keeps the next old line, '-' drops it, '+' adds one
     scope: Scope
     moved: int | None = None  # lines away from where the hunk says it was written (None: no hint)
+    reformatted: bool = False  # found by structure: same code, new layout (issue 10; _layout.py)
 
 
 @dataclass
@@ -91,11 +92,14 @@ class HunkResult:
     scope: str | None = None  # qualified name of the function or class it lands in
     moved: int | None = None
     refusal: Refusal | None = None
+    reformatted: bool = False  # applies only by structure: upstream re-laid the anchor's code out
 
     @property
     def status(self) -> str:
         if self.refusal is not None:
             return "refused"
+        if self.reformatted:
+            return "reformatted"
         return "moved" if self.moved else "applies"
 
     @property
@@ -233,14 +237,23 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: i
         return Placement(hunk, at, at, [(l.op, l.text) for l in hunk.lines], scope)
     found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
     found = sorted(set(found))
+    if not found:  # text first, structure second
+        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(s.start, s.end) for s in scopes])
+        if len(laid.places) == 1 and laid.places[0].match is not None:
+            first, m = laid.places[0].first, laid.places[0].match
+            scope = next(s for s in scopes if s.start <= first < s.end)
+            moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
+            return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
+        if len(laid.places) > 1:
+            return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
+        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
+        refusal = _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {_scope_label(scopes)}", near)
+        return _layout_note(refusal, state, laid.places)
     if len(found) == 1:
         scope = next(s for s in scopes if s.start <= found[0] < s.end)
         moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
         return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
     where = _scope_label(scopes)
-    if not found:
-        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
-        return _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {where}", near)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
@@ -298,22 +311,31 @@ def _locate_diff(
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
     if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
         found = [i for i in found if i + len(anchor) == len(lines)]
+    laid = None
+    if not found and not hunk.at_end:  # text first, structure second (issue 10): `found` then indexes the places
+        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))]).places
+        found = list(range(len(laid)))
     if not found:
         hint = hunk.hint_line or 1
         return _not_found(ctx, hunk, state, 0, len(lines), "in the module" + (" at its end" if hunk.at_end else ""), near=hint - 1)
-    if len(found) > 1 and hunk.hint_line is not None:
+    if laid is None and len(found) > 1 and hunk.hint_line is not None:
         # The text the diff was made against: where its header's line number (shifted like patch
         # shifts it by the hunks before it) lands exactly on one occurrence, that is the one.
         wanted = hunk.hint_line - 1 if expect is None else expect
         exact = [i for i in found if _author_position(state, i, ctx.hunk_set.name) == wanted]
         if len(exact) == 1:
             found = exact
-    candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
+    if laid is not None:
+        candidates = [(i, index.innermost(*laid[i].changed)) for i in found]
+    else:
+        candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
         wanted = hunk.hint_scope.strip()
         narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, wanted)]
         if len(narrowed) == 1:
             candidates = narrowed
+    if len(candidates) > 1 and laid is not None:
+        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
     if len(candidates) > 1:
         places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
         return ctx.refuse(
@@ -325,13 +347,42 @@ def _locate_diff(
             expected=anchor,
         )
     start, scope = candidates[0]
+    match = None
+    if laid is not None:
+        if laid[start].match is None:
+            hint = hunk.hint_line or 1
+            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, [laid[start]])
+        start, match = laid[start].first, laid[start].match
     moved = None
     if hunk.hint_line is not None:
         original_start = state.origin_of[start] if hunk.step == 0 else None
         if original_start is None:
             original_start = _author_position(state, start, ctx.hunk_set.name)
         moved = original_start - (hunk.hint_line - 1)
+    if match is not None:
+        return Placement(hunk, match.start, match.end, list(match.new), scope, moved, reformatted=True)
     return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
+
+
+def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: list, where: str) -> Refusal:
+    at = ", ".join(str((state.origin_of[p.first] if state.origin_of[p.first] is not None else p.first) + 1) for p in places)
+    return ctx.refuse(
+        Reason.ANCHOR_AMBIGUOUS,
+        hunk,
+        f"the anchor's text is not {where}, and its code (laid out anew) occurs {len(places)} times, at lines {at}; "
+        "add context lines until they occur once",
+        state.source,
+        expected=hunk.anchor,
+    )
+
+
+def _layout_note(refusal: Refusal, state: _State, places: list) -> Refusal:
+    """A refusal for an anchor whose code is there, laid out anew, but the hunk cannot be written there."""
+    if places and places[0].match is None:
+        line = places[0].first
+        at = (state.origin_of[line] if state.origin_of[line] is not None else line) + 1
+        refusal.detail += f"; the same code, laid out anew, is at line {at}, but {places[0].why} (rebase the hunk onto this release)"
+    return refusal
 
 
 def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:
@@ -503,7 +554,9 @@ def _try_set(
         # The original file's line; for an anchor starting on a line an earlier commit added, its line
         # in the text that commit left.
         line = (origin if origin is not None else _author_position(state, located.start, hunk_set.name)) + 1
-        results[id(hunk)] = HunkResult(hunk, line=line, scope=located.scope.qualname or None, moved=located.moved)
+        results[id(hunk)] = HunkResult(
+            hunk, line=line, scope=located.scope.qualname or None, moved=located.moved, reformatted=located.reformatted
+        )
 
     def refused(hunk: Hunk, refusal: Refusal) -> None:
         results[id(hunk)] = HunkResult(hunk, refusal=refusal)

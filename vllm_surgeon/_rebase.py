@@ -94,6 +94,25 @@ def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: in
     return context
 
 
+@dataclass
+class _Merged:
+    lines: list[str]
+    conflicts: bool = False
+
+
+def _reformatted_onto(hunk_set: HunkSet, onto: Tree) -> dict[str, str]:
+    """Modules where the set applies to the new release as it is, some hunks only by structure
+    (upstream re-laid the code out, issue 10): their patched text there. A three-way merge would see
+    every re-laid line as an upstream change; this writes the anchors as the new release lays them out.
+    Only when the whole set applies there: a set with a real conflict anywhere is merged three-way."""
+    direct = _engine.plan([hunk_set], onto.read, None, require_version=False)
+    result = direct.results[0]
+    if not result.ok:
+        return {}
+    modules = {h.hunk.target.module for h in result.hunks if h.reformatted}
+    return {m: direct.modules[m].text for m in modules if m in direct.modules and not direct.modules[m].created}
+
+
 def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     if any(isinstance(h, TransformHunk) for h in hunk_set.hunks):
         raise RebaseError(
@@ -113,6 +132,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     outside: list[str] = []
     sections: list[str] = []
     diffs: list[str] = []
+    laid_out = _reformatted_onto(hunk_set, onto)
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
         theirs_source = onto.read(module)
@@ -130,8 +150,11 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
         base_lines = patched.source.lines()
         ours_lines = patched.text.split("\n")
         theirs_lines = theirs_source.lines()
-        merged = merge3(base_lines, ours_lines, theirs_lines)
         labels = (f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}")
+        if module in laid_out:  # same code, new layout: the set as it applies there, in that layout
+            merged = _Merged(laid_out[module].split("\n"))
+        else:
+            merged = merge3(base_lines, ours_lines, theirs_lines)
         if merged.conflicts:
             conflicts += [f"--- {module}"] + render_conflicts(merged, *labels)
             index = ScopeIndex(theirs_source.text, theirs_source.path)

@@ -131,6 +131,9 @@ class Style:
 
 
 def _where(h: HunkResult, tree: Tree) -> str:
+    if h.reformatted:
+        scope = f" in {h.scope}" if h.scope else " (module scope)"
+        return f"at line {h.line}{scope}: same code, new layout (matched by structure)"
     if h.moved:
         scope = f" in {h.scope}" if h.scope else ""
         direction = "below" if h.moved > 0 else "above"
@@ -159,6 +162,8 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
             if h.refusal is not None:
                 out.append(f"  {style.bad('refused')}  {origin}  {h.located_target}")
                 out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))
+            elif h.reformatted:
+                out.append(f"  {style.warn('reformatted')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
             elif h.moved:
                 out.append(f"  {style.warn('moved  ')}  {origin}  {h.located_target}  {_where(h, v.tree)}")
             else:
@@ -183,19 +188,22 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
     title = f"verify against {' and '.join(dists)}: {len(verdicts)} release{'s' if len(verdicts) != 1 else ''}"
     if verdicts:
         title += f", {verdicts[0].tree.version} to {verdicts[-1].tree.version}"
-    header = "set".ljust(width) + "  " + "  ".join(f"{v.tree.version or '?':>9}" for v in verdicts)
+    cell = 11  # the longest cell is "reformatted"
+    header = "set".ljust(width) + "  " + "  ".join(f"{v.tree.version or '?':>{cell}}" for v in verdicts)
     out = [title + (f" (--against {spec})" if spec else ""), "", header.rstrip() + f"    <- {' / '.join(dists)} release"]
     for name in names:
         cells = []
         for v in verdicts:
             result = next((r for r in v.results if r.hunk_set.name == name), None)
             if result is None:
-                cells.append(f"{'-':>9}")
+                cells.append(f"{'-':>{cell}}")
+            elif result.ok and any(h.reformatted for h in result.hunks):
+                cells.append(style.warn(f"{'reformatted':>{cell}}"))
             elif result.ok:
                 moved = any(h.moved for h in result.hunks)
-                cells.append(style.warn(f"{'moved':>9}") if moved else style.good(f"{'ok':>9}"))
+                cells.append(style.warn(f"{'moved':>{cell}}") if moved else style.good(f"{'ok':>{cell}}"))
             else:
-                cells.append(style.bad(f"{'REFUSED':>9}"))
+                cells.append(style.bad(f"{'REFUSED':>{cell}}"))
         out.append(name.ljust(width) + "  " + "  ".join(cells))
     out.append("")
     for v in verdicts:
