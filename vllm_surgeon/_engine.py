@@ -275,7 +275,15 @@ def _locate_diff(
     lines = state.lines
     anchor = hunk.anchor
     if not anchor:
-        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
+        # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
+        # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
+        if hunk.hint_line == 1 and not hunk.creates:
+            if lines == [""]:
+                return Placement(hunk, 0, 0, [(l.op, l.text) for l in hunk.lines], index.module)
+            return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
+                              f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
+        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
+                          "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
     if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
         found = [i for i in found if i + len(anchor) == len(lines)]

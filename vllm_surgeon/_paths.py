@@ -2,9 +2,12 @@
 
 A diff names files by paths as they come: `a/vllm/v1/request.py`, `vllm/v1/request.py`,
 `a/vllm/vllm/v1/request.py` (a monorepo holding vLLM in a folder), `/venv/.../site-packages/
-vllm/v1/request.py`, `b/vllm_ascend/worker/model_runner_v1.py`. Every suffix of the path's folders
-that names a module whose file in the tree *is* that path is a candidate; exactly one must exist.
-A new file (`--- /dev/null`) needs the package that would hold it to exist. Files that cannot be
+vllm/v1/request.py`, `b/vllm_ascend/worker/model_runner_v1.py`. A path is the module named by its
+longest suffix of folders whose file in the tree *is* that path (or that an earlier commit of the set
+created): `vllm/tokenizers/x.py` is `vllm.tokenizers.x`, never the top-level `tokenizers.x` that
+Hugging Face installs beside it, though that one exists too (real series at vLLM 0.11-0.14 touch
+such files). A new file (`--- /dev/null`) goes in the package its longest suffix names. Two paths
+of one section (`--- a/x.py` / `+++ b/y.py`) that name two modules are ambiguous. Files that cannot be
 applied at import (not Python, tests, deletions, renames, binary, mode-only) refuse the set, each
 named, unless the set's `skip:` patterns list them.
 
@@ -183,13 +186,13 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         if not any(path.endswith(".py") for path in f.paths):
             refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
             continue
-        found = new_found[id(f)] if f.change == "new" else _existing(f, read)
+        found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created)
         if isinstance(found, str):
             refuse(Reason.PATH_NOT_FOUND, f, found + hint)
             continue
         if len(found) > 1:
-            refuse(Reason.PATH_AMBIGUOUS, f, f"{f.name} is more than one real module here: "
-                   + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make the path name one of them")
+            refuse(Reason.PATH_AMBIGUOUS, f, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
+                   "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
             continue
         (candidate, where), = found
         if f.change == "new":
@@ -233,13 +236,21 @@ def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
     return out
 
 
-def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
+def _existing(f: DiffFile, read: Callable, created: dict[str, str]) -> list[tuple[Candidate, str]] | str:
+    """The module each of the file's paths names: its longest suffix that is a real module here, or one the
+    set created in an earlier commit. Two paths naming two modules give both (ambiguous)."""
     found: dict[str, tuple[Candidate, str]] = {}
-    every = [c for path in f.paths for c in candidates(path, f.strip)]
-    for c in every:
-        source = read(c.module)
-        if source is not None and _is(source.path, c.relative):
-            found.setdefault(c.module, (c, source.path))
+    every = []
+    for path in f.paths:
+        for c in candidates(path, f.strip):  # longest suffix first
+            every.append(c)
+            where = created.get(c.module)
+            if where is None:
+                source = read(c.module)
+                where = source.path if source is not None else None
+            if where is not None and _is(where, c.relative):
+                found.setdefault(c.module, (c, where))
+                break
     if found:
         return list(found.values())
     tried = ", ".join(dict.fromkeys(c.module for c in every)) or "none: no part of it is a module name"
@@ -247,10 +258,10 @@ def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
 
 
 def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[tuple[Candidate, str]] | str:
-    """Where a new file's module would sit: its package exists in the tree, or the set creates it."""
-    found = []
+    """Where a new file's module would sit: in the package its longest suffix names that exists in the
+    tree, or that the set creates."""
     tried = []
-    for c in candidates(f.path, f.strip):
+    for c in candidates(f.path, f.strip):  # longest suffix first
         package, _, name = c.module.rpartition(".")
         if not package:
             continue
@@ -262,9 +273,7 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[t
             if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
-        found.append((c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py"))
-    if found:
-        return found
+        return [(c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py")]
     what = "a package" if f.path.endswith("__init__.py") else "a module"
     return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
 

@@ -1,0 +1,99 @@
+"""Shapes that real third-party patch series kept against vLLM releases take (tools/check_series.py
+found each one), reproduced with invented content on small trees: every result must be what
+`patch -p1 -F0` makes, and `diff` output must be accepted by `git apply` and `patch`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from test_series import check_diff_output, commit, git, make_repo, plan_on
+
+from vllm_surgeon._refusal import Reason
+from vllm_surgeon._search import load_file
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def patch_truth(base: Path, patch: Path, where: Path) -> Path:
+    """What `patch -p1 -F0` makes of `base` (it must apply cleanly)."""
+    shutil.copytree(base, where)
+    run = subprocess.run(["patch", "-p1", "-F0", "--force", "-i", str(patch)], cwd=where, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return where
+
+
+def assert_like_patch(patch: Path, base: Path, tmp_path: Path):
+    """vllm-surgeon applies the set at `base` and every module it changes is byte for byte what patch makes."""
+    plan = plan_on(load_file(patch), base)
+    assert plan.refusals == [], [r.message() for r in plan.refusals]
+    truth = patch_truth(base, patch, tmp_path / "truth")
+    for module, patched in plan.modules.items():
+        rel = Path(patched.source.path).relative_to(base)
+        assert patched.text == (truth / rel).read_text(), module
+    check_diff_output(plan, base)
+    return plan
+
+
+# -- paths ---------------------------------------------------------------------------------------------
+
+def test_a_folder_named_like_a_top_level_package_is_read_as_the_longest_module_path(tmp_path):
+    # llm-scaler at vLLM 0.10-0.14: vllm/transformers_utils/tokenizers/__init__.py and a new
+    # vllm/tokenizers/bpe_qwen.py, where Hugging Face's top-level `tokenizers` is installed too.
+    files = {"app/__init__.py": "", "app/tok/__init__.py": "from app.tok.base import Base\n",
+             "app/tok/base.py": "class Base:\n    pass\n", "tok/__init__.py": "VERSION = 1\n", "tok/base.py": "x = 1\n"}
+    repo = make_repo(tmp_path / "src", files)
+    commit(repo, {"app/tok/__init__.py": "from app.tok.base import Base\nfrom app.tok.bpe import Bpe\n",
+                  "app/tok/bpe.py": "class Bpe:\n    pass\n", "app/tok/base.py": "class Base:\n    name = 'base'\n"},
+           "tok: add bpe")
+    (tmp_path / "s.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~1"))
+    base = write_tree(tmp_path / "base", files)
+    plan = assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    assert set(plan.modules) == {"app.tok", "app.tok.bpe", "app.tok.base"}
+
+
+def test_the_two_paths_of_one_file_naming_two_modules_are_ambiguous(tmp_path):
+    base = write_tree(tmp_path / "base", {"pkg/__init__.py": "", "pkg/a.py": "import os\n", "pkg/b.py": "import os\n"})
+    (tmp_path / "p.patch").write_text("--- a/pkg/a.py\n+++ b/pkg/b.py\n@@ -1 +1 @@\n-import os\n+import sys\n")
+    refusal, = plan_on(load_file(tmp_path / "p.patch"), base).refusals
+    assert refusal.reason is Reason.PATH_AMBIGUOUS and "pkg.a (" in refusal.detail and "pkg.b (" in refusal.detail
+
+
+# -- series --------------------------------------------------------------------------------------------
+
+def test_a_later_commit_changes_a_module_an_earlier_commit_created(tmp_path):
+    # llm-scaler's ai-dynamo-xpu series at vLLM 0.14.0: commit 8 adds vllm/v1/kv_offload/worker/cpu_xpu.py,
+    # commit 11 changes an import in it.
+    files = {"pkg/__init__.py": "", "pkg/worker/__init__.py": "", "pkg/worker/gpu.py": "def copy(x):\n    return x\n"}
+    repo = make_repo(tmp_path / "src", files)
+    commit(repo, {"pkg/worker/xpu.py": "import os\n\nfrom pkg.worker.gpu import copy\n\n\ndef run(x):\n    return copy(x)\n"},
+           "worker: xpu")
+    commit(repo, {"pkg/worker/gpu.py": "def copy(x):\n    return list(x)\n"}, "gpu: copy lists")
+    commit(repo, {"pkg/worker/xpu.py": "import os\n\nfrom pkg.worker import gpu\n\n\ndef run(x):\n    return gpu.copy(x)\n"},
+           "xpu: import the module")
+    (tmp_path / "s.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~3"))
+    base = write_tree(tmp_path / "base", files)
+    plan = assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    assert plan.modules["pkg.worker.xpu"].created
+
+
+# -- hunks ---------------------------------------------------------------------------------------------
+
+def test_a_hunk_filling_an_existing_empty_file_applies_and_only_to_an_empty_file(tmp_path):
+    # omni-infer at vLLM 0.8.3: `index e69de29bb..` / `@@ -0,0 +1,12 @@` on vllm/distributed/kv_transfer/__init__.py.
+    files = {"pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/state.py": "def get():\n    return 1\n"}
+    repo = make_repo(tmp_path / "src", files)
+    commit(repo, {"pkg/sub/__init__.py": "from pkg.sub.state import get\n\n__all__ = ['get']\n"}, "sub: export get")
+    (tmp_path / "s.patch").write_text(git(repo, "diff", "HEAD~1", "HEAD"))
+    assert "@@ -0,0 +1,3 @@" in (tmp_path / "s.patch").read_text()
+    base = write_tree(tmp_path / "base", files)
+    assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    (base / "pkg/sub/__init__.py").write_text("X = 1\n")  # upstream filled it meanwhile: the anchor (an empty file) is gone
+    refusal, = plan_on(load_file(tmp_path / "s.patch"), base).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND and "empty file" in refusal.detail and "pkg.sub is not empty" in refusal.detail

@@ -1,0 +1,367 @@
+"""Real patch series against their base release: vllm-surgeon's result vs `patch -p1 -F0`, file by file.
+
+    .venv/bin/python tools/check_series.py --manifest .cache/corpus/manifest.json [NAME...]
+    .venv/bin/python tools/check_series.py --base 0.9.1 [--dist vllm] PATCH_OR_FOLDER...
+
+For each series (one patch file, several applied in order, or a folder: quilt `series` file or numbered
+`0001-*.patch`), at its base release (the `vllm` wheel, downloaded once into the project's cache and
+read from the zip):
+
+1. truth: the files the series touches are copied out of the wheel into a scratch tree and the patches
+   applied there in order with `patch -pN -F0` (no fuzz; offsets allowed, as git apply does);
+2. vllm-surgeon: the series is put on VLLM_SURGEON_PATH as a set, unchanged, with a `skip:` header
+   naming the files that are no module of the release (C++, docs, tests, setup files), either as one
+   file (the header prepended) or as a folder set (a `fields` file and a `series` file); then the real
+   CLI runs `verify --json` and `diff` against the wheel, and the `diff` output is applied with
+   `patch -p1 -F0` (and `git apply --check`) to a fresh copy of the base files;
+3. every Python file the set changes is compared with the truth, byte for byte.
+
+Each series is `exact`, `refused` (with the reasons; `patch -F0` itself accepts the series), `wrong`
+(files differ, or the diff output is not accepted, or it applies where patch does not), `patch-fails`
+(the truth itself rejects hunks: the base release is not the one the series was made against) or
+`truth-invalid` (what patch makes of a module does not compile); in the last two a refusal is right.
+
+The corpus is other people's code: it stays out of git. A manifest is JSON:
+    {"series": [{"name": "...", "base": "0.9.1", "dist": "vllm", "strip": 1,
+                 "paths": ["relative/to/the/manifest.patch", "or/a/folder"], "source": "owner/repo@sha:path"}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
+
+from vllm_surgeon._paths import skipped_by  # noqa: E402
+from vllm_surgeon._releases import download  # noqa: E402
+
+_DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)$")
+_NUMBERED = re.compile(r"^(\d+)")
+
+
+@dataclass
+class Entry:
+    name: str
+    base: str
+    paths: list[Path]
+    dist: str = "vllm"
+    strip: int = 1
+    source: str = ""
+    form: str | None = None  # "file" or "folder"; default: file for one patch file, else folder
+
+
+@dataclass
+class Outcome:
+    name: str
+    base: str
+    status: str = "?"
+    detail: str = ""
+    files: int = 0  # Python files compared
+    skipped: int = 0
+    commits: int = 0
+    hunks: int = 0
+    differing: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    refusals: list[str] = field(default_factory=list)
+    patch_rejects: list[str] = field(default_factory=list)  # the truth itself fails: not this release's series
+    truth_invalid: list[str] = field(default_factory=list)  # what patch makes does not compile: refusing is right
+    seconds: float = 0.0
+
+
+# -- the series' files, read independently of vllm-surgeon's parser ---------------------------------------
+
+def patch_files(entry: Entry) -> list[tuple[Path, int]]:
+    """The patch files in the order they apply, each with its -pN."""
+    out: list[tuple[Path, int]] = []
+    for path in entry.paths:
+        if not path.is_dir():
+            out.append((path, entry.strip))
+            continue
+        series = path / "series"
+        if series.is_file():
+            for line in series.read_text().splitlines():
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                name, *options = line.split()
+                strip = next((int(o[2:]) for o in options if re.fullmatch(r"-p\d+", o)), entry.strip)
+                out.append((path / name, strip))
+            continue
+        numbered = sorted((p for p in path.iterdir() if p.suffix in (".patch", ".diff")),
+                          key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
+        out += [(p, entry.strip) for p in numbered]
+    return out
+
+
+def _stripped(path: str, strip: int) -> str | None:
+    path = path.split("\t", 1)[0].strip()
+    if path == "/dev/null":
+        return None
+    parts = [p for p in path.split("/") if p]
+    return "/".join(parts[strip:]) or None
+
+
+def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
+    """{path after -pN: "new" | "modify" | "delete"}, number of `From <sha>` messages, number of hunks."""
+    files: dict[str, str] = {}
+    lines = text.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old, new = _stripped(line[4:], strip), _stripped(lines[i + 1][4:], strip)
+            path = new or old
+            if path is None:
+                continue
+            kind = "new" if old is None else "delete" if new is None else "modify"
+            files.setdefault(path, kind)
+        elif (m := _DIFF_GIT.match(line)) and strip == 1:
+            files.setdefault(_stripped(m.group(2), 1) or "", "modify")
+    files.pop("", None)
+    commits = sum(1 for line in lines if re.match(r"^From [0-9a-f]{40} ", line))
+    hunks = sum(1 for line in lines if line.startswith("@@ -"))
+    return files, commits, hunks
+
+
+# -- truth: patch -F0 -------------------------------------------------------------------------------------
+
+def run_patch(tree: Path, patch: Path, strip: int) -> subprocess.CompletedProcess:
+    # --force: no questions (a file that is not there is skipped); --forward: never guess "reversed".
+    return subprocess.run(["patch", f"-p{strip}", "-F0", "--force", "--forward", "--no-backup-if-mismatch",
+                           "-d", str(tree), "-i", str(patch.absolute())], capture_output=True, text=True)
+
+
+def compiles(path: Path) -> bool:
+    if not path.exists():
+        return True
+    try:
+        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def rejects(tree: Path) -> list[str]:
+    return sorted(str(p.relative_to(tree))[: -len(".rej")] for p in tree.rglob("*.rej"))
+
+
+# -- the set vllm-surgeon reads ---------------------------------------------------------------------------
+
+def module_file(path: str, members: set[str], created: set[str]) -> bool:
+    """Whether a path of the series is (or, new, becomes) a module of an installed package in this wheel."""
+    if not path.endswith(".py") or "/" not in path:
+        return path in members and path.endswith(".py")
+    if path in members:
+        return True
+    folder = path.rsplit("/", 1)[0]
+    if path.endswith("/__init__.py"):
+        folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
+        return bool(folder) and (f"{folder}/__init__.py" in members or f"{folder}/__init__.py" in created)
+    return f"{folder}/__init__.py" in members or f"{folder}/__init__.py" in created
+
+
+def make_set(entry: Entry, files: list[tuple[Path, int]], skip: list[str], where: Path) -> str:
+    """The series as a set named after the entry, unchanged but for the header; returns its name."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", entry.name)  # a folder set's name has no "." (NAME.surgeon/ are drafts)
+    header = [f"written-against: {entry.dist}=={entry.base}"]
+    if skip:
+        header.append("skip: " + ", ".join(skip))
+    form = entry.form or ("file" if len(files) == 1 and files[0][1] == 1 else "folder")
+    if form == "file":
+        (src, _), = files
+        (where / f"{name}{src.suffix if src.suffix in ('.patch', '.diff') else '.patch'}").write_bytes(
+            ("\n".join(header) + "\n\n").encode() + src.read_bytes())
+        return name
+    folder = where / name
+    folder.mkdir()
+    (folder / "fields").write_text("\n".join(header) + "\n")
+    lines = []
+    for k, (src, strip) in enumerate(files, start=1):
+        copy = f"{k:04d}-{src.name}"
+        shutil.copyfile(src, folder / copy)
+        lines.append(copy + ("" if strip == 1 else f" -p{strip}"))
+    (folder / "series").write_text("\n".join(lines) + "\n")
+    return name
+
+
+def surgeon(args: list[str], sets: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, VLLM_SURGEON_PATH=str(sets))
+    env.pop("VLLM_SURGEON_HUNKS", None)
+    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], capture_output=True, text=True, env=env)
+
+
+# -- one series -------------------------------------------------------------------------------------------
+
+def check(entry: Entry, scratch: Path) -> Outcome:
+    started = time.perf_counter()
+    scratch = scratch.absolute()
+    out = Outcome(entry.name, entry.base)
+    files = patch_files(entry)
+    wheel = download(entry.dist, entry.base)
+    archive = zipfile.ZipFile(wheel)
+    members = set(archive.namelist())
+    paths: dict[str, str] = {}
+    for patch, strip in files:
+        found, commits, hunks = touched(patch.read_text(errors="replace"), strip)
+        out.commits += commits or 1
+        out.hunks += hunks
+        for path, kind in found.items():
+            paths.setdefault(path, kind)
+    created = {p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
+    modules = {p for p, kind in paths.items() if kind != "delete" and module_file(p, members, created)}
+    skip = sorted(p for p in paths if p not in modules)
+    for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
+        caught = [m for m in modules if skipped_by(m, (pattern,))]
+        if caught:
+            raise SystemExit(f"{entry.name}: skip pattern {pattern!r} would also skip {caught[0]}")
+    out.files, out.skipped = len(modules), len(skip)
+    base = scratch / "base"
+    for path in paths:
+        if path in members:
+            target = base / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(path))
+    base.mkdir(exist_ok=True)
+    truth = scratch / "truth"
+    shutil.copytree(base, truth)
+    for patch, strip in files:
+        run_patch(truth, patch, strip)
+    out.patch_rejects = [p for p in rejects(truth) if p in modules]
+    out.truth_invalid = [p for p in sorted(modules) if p not in out.patch_rejects and not compiles(truth / p)]
+
+    sets = scratch / "sets"
+    sets.mkdir()
+    name = make_set(entry, files, skip, sets)
+    verify = surgeon(["verify", name, "--against", str(wheel), "--json"], sets)
+    try:
+        verdict = json.loads(verify.stdout)
+    except json.JSONDecodeError:
+        out.status, out.detail = "error", (verify.stdout + verify.stderr).strip()[-600:]
+        return _done(out, started)
+    result = verdict["sets"][0]
+    if result["status"] != "applies":
+        refusals = result["refusals"]
+        out.reasons = dict(collections.Counter(r["reason"] for r in refusals))
+        out.refusals = [f"{r['origin']}: {r['reason']}: {r['detail']}" + (f" [{r['commit']}]" if r.get("commit") else "")
+                        for r in refusals]
+        out.status = "patch-fails" if out.patch_rejects else "truth-invalid" if out.truth_invalid else "refused"
+        return _done(out, started)
+    if out.patch_rejects or out.truth_invalid:
+        out.status = "wrong"
+        out.detail = (f"applies, but patch -F0 rejects hunks in {', '.join(out.patch_rejects)}" if out.patch_rejects else
+                      f"applies, but what patch -F0 makes of {', '.join(out.truth_invalid)} is not valid Python")
+        return _done(out, started)
+    diff = surgeon(["diff", name, "--against", str(wheel)], sets)
+    if diff.returncode != 0:
+        out.status, out.detail = "error", (diff.stdout + diff.stderr).strip()[-600:]
+        return _done(out, started)
+    (scratch / "surgeon.diff").write_text(diff.stdout)
+    mine = scratch / "surgeon"
+    shutil.copytree(base, mine)
+    problems = []
+    if diff.stdout.strip():
+        check_run = subprocess.run(["git", "apply", "--check", "-p1", str(scratch / "surgeon.diff")], cwd=mine,
+                                   capture_output=True, text=True)
+        if check_run.returncode != 0:
+            problems.append("git apply --check refuses the diff output: " + check_run.stderr.strip()[:300])
+        applied = run_patch(mine, scratch / "surgeon.diff", 1)
+        if applied.returncode != 0:
+            problems.append("patch -p1 -F0 refuses the diff output: " + applied.stdout.strip()[-300:])
+    for path in sorted(modules):
+        want, got = truth / path, mine / path
+        if (want.read_bytes() if want.exists() else None) != (got.read_bytes() if got.exists() else None):
+            out.differing.append(path)
+    if out.differing or problems:
+        out.status = "wrong"
+        out.detail = "; ".join(problems + ([f"{len(out.differing)} file(s) differ: {', '.join(out.differing[:5])}"]
+                                           if out.differing else []))
+    else:
+        out.status = "exact"
+    return _done(out, started)
+
+
+def _done(out: Outcome, started: float) -> Outcome:
+    out.seconds = round(time.perf_counter() - started, 1)
+    return out
+
+
+# -- command line -----------------------------------------------------------------------------------------
+
+def load_manifest(path: Path) -> list[Entry]:
+    data = json.loads(path.read_text())
+    entries = []
+    for item in data["series"]:
+        entries.append(Entry(item["name"], item["base"], [path.parent / p for p in item["paths"]], item.get("dist", "vllm"),
+                             item.get("strip", 1), item.get("source", ""), item.get("form")))
+    return entries
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("items", nargs="*", help="entry names (with --manifest), or patch files/folders (with --base)")
+    parser.add_argument("--manifest", type=Path, help="JSON list of series (see the module docstring)")
+    parser.add_argument("--base", help="the release the given patches were made against")
+    parser.add_argument("--dist", default="vllm")
+    parser.add_argument("-p", dest="strip", type=int, default=1)
+    parser.add_argument("--form", choices=("file", "folder"), help="how the set is given to vllm-surgeon")
+    parser.add_argument("--json", type=Path, help="write every outcome here")
+    parser.add_argument("--keep", type=Path, help="keep each series' scratch trees under this folder")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every refusal")
+    args = parser.parse_args()
+    if args.manifest:
+        entries = load_manifest(args.manifest)
+        if args.items:
+            entries = [e for e in entries if e.name in args.items or any(re.search(i, e.name) for i in args.items)]
+        if args.form:
+            for e in entries:
+                e.form = args.form
+    elif args.base:
+        paths = [Path(p) for p in args.items]
+        entries = [Entry(paths[0].stem if len(paths) == 1 else paths[0].parent.name, args.base, paths, args.dist,
+                         args.strip, form=args.form)]
+    else:
+        parser.error("give --manifest, or --base with patch files")
+    outcomes = []
+    for entry in entries:
+        if args.keep:
+            scratch = args.keep / re.sub(r"[^A-Za-z0-9_.-]", "-", entry.name)
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            outcome = check(entry, scratch)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                outcome = check(entry, Path(tmp))
+        outcomes.append(outcome)
+        extra = outcome.detail or ", ".join(f"{k} {v}" for k, v in outcome.reasons.items())
+        print(f"{outcome.status:12} {entry.name:48} {entry.dist}=={entry.base:8} {outcome.commits:3} commits "
+              f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped  {outcome.seconds:5.1f}s  {extra}",
+              flush=True)
+        shown = outcome.refusals if args.verbose else outcome.refusals[:3]
+        for line in shown:
+            print(f"{'':14}{line[:400]}")
+        if outcome.patch_rejects:
+            print(f"{'':14}patch -F0 rejects hunks in: {', '.join(outcome.patch_rejects)}")
+        if outcome.truth_invalid:
+            print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
+    count = collections.Counter(o.status for o in outcomes)
+    print(f"\n{len(outcomes)} series: " + ", ".join(f"{count[s]} {s}" for s in ("exact", "refused", "wrong", "patch-fails", "truth-invalid", "error")
+                                                  if count[s]))
+    if args.json:
+        args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=1, default=str))
+    return 1 if count["wrong"] or count["error"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
