@@ -22,7 +22,7 @@ Each series is `exact`, `refused` (with the reasons; `patch -F0` itself accepts 
 `truth-invalid` (what patch makes of a module does not compile); in the last two a refusal is right.
 
 The corpus is other people's code: it stays out of git. A manifest is JSON:
-    {"series": [{"name": "...", "base": "0.9.1", "dist": "vllm", "strip": 1,
+    {"series": [{"name": "...", "base": "0.9.1", "dist": "vllm", "strip": 1, "root": "",
                  "paths": ["relative/to/the/manifest.patch", "or/a/folder"], "source": "owner/repo@sha:path"}]}
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ class Entry:
     strip: int = 1
     source: str = ""
     form: str | None = None  # "file" or "folder"; default: file for one patch file, else folder
+    root: str = ""  # the folder of the release the patches are applied in (`vllm`: `cd site-packages/vllm && patch -p1`)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Outcome:
     patch_rejects: list[str] = field(default_factory=list)  # the truth itself fails: not this release's series
     truth_invalid: list[str] = field(default_factory=list)  # what patch makes does not compile: refusing is right
     seconds: float = 0.0
+    index: str = ""  # `index <blob>..` lines that name the base release's own file: k/n
 
 
 # -- the series' files, read independently of vllm-surgeon's parser ---------------------------------------
@@ -113,6 +116,26 @@ def _stripped(path: str, strip: int) -> str | None:
         return None
     parts = [p for p in path.split("/") if p]
     return "/".join(parts[strip:]) or None
+
+
+_INDEX = re.compile(r"^diff --git a/(\S+) b/\S+\n(?:(?!diff --git ).*\n)*?index ([0-9a-f]{7,40})\.\.", re.M)
+
+
+def index_agreement(texts: list[str], archive: zipfile.ZipFile, prefix: str) -> tuple[int, int]:
+    """How many `index <blob>..` lines of the patches name the git blob of the release's file (and of how many):
+    the evidence that the base release is the one the series was made against. A file is counted at its first section."""
+    wanted: dict[str, str] = {}
+    for text in texts:
+        for m in _INDEX.finditer(text.replace("\r\n", "\n")):
+            wanted.setdefault(m.group(1), m.group(2))
+    names = set(archive.namelist())
+    agree = total = 0
+    for path, blob in wanted.items():
+        if blob.strip("0") and prefix + path in names:
+            data = archive.read(prefix + path)
+            total += 1
+            agree += hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith(blob)
+    return agree, total
 
 
 def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
@@ -213,31 +236,35 @@ def check(entry: Entry, scratch: Path) -> Outcome:
     archive = zipfile.ZipFile(wheel)
     members = set(archive.namelist())
     paths: dict[str, str] = {}
+    prefix = f"{entry.root.strip('/')}/" if entry.root else ""
+    agree, total = index_agreement([patch.read_text(errors="replace") for patch, _ in files], archive, prefix)
+    out.index = f"{agree}/{total}"
     for patch, strip in files:
         found, commits, hunks = touched(patch.read_text(errors="replace"), strip)
         out.commits += commits or 1
         out.hunks += hunks
         for path, kind in found.items():
             paths.setdefault(path, kind)
-    created = {p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
-    modules = {p for p, kind in paths.items() if kind != "delete" and module_file(p, members, created)}
-    skip = sorted(p for p in paths if p not in modules)
+    created = {prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
+    # Files as the release's tree names them (`vllm/...`); `paths` keeps them as the patches do.
+    modules = {prefix + p for p, kind in paths.items() if kind != "delete" and module_file(prefix + p, members, created)}
+    skip = sorted(p for p in paths if prefix + p not in modules)
     for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
-        caught = [m for m in modules if skipped_by(m, (pattern,))]
+        caught = [m for m in modules if skipped_by(m[len(prefix):], (pattern,))]
         if caught:
             raise SystemExit(f"{entry.name}: skip pattern {pattern!r} would also skip {caught[0]}")
     out.files, out.skipped = len(modules), len(skip)
     base = scratch / "base"
     for path in paths:
-        if path in members:
-            target = base / path
+        if prefix + path in members:
+            target = base / prefix / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(path))
-    base.mkdir(exist_ok=True)
+            target.write_bytes(archive.read(prefix + path))
+    (base / prefix).mkdir(parents=True, exist_ok=True)
     truth = scratch / "truth"
     shutil.copytree(base, truth)
     for patch, strip in files:
-        run_patch(truth, patch, strip)
+        run_patch(truth / prefix, patch, strip)
     out.patch_rejects = [p for p in rejects(truth) if p in modules]
     out.truth_invalid = [p for p in sorted(modules) if p not in out.patch_rejects and not compiles(truth / p)]
 
@@ -304,7 +331,7 @@ def load_manifest(path: Path) -> list[Entry]:
     entries = []
     for item in data["series"]:
         entries.append(Entry(item["name"], item["base"], [path.parent / p for p in item["paths"]], item.get("dist", "vllm"),
-                             item.get("strip", 1), item.get("source", ""), item.get("form")))
+                             item.get("strip", 1), item.get("source", ""), item.get("form"), item.get("root", "")))
     return entries
 
 
@@ -346,7 +373,7 @@ def main() -> int:
         outcomes.append(outcome)
         extra = outcome.detail or ", ".join(f"{k} {v}" for k, v in outcome.reasons.items())
         print(f"{outcome.status:12} {entry.name:48} {entry.dist}=={entry.base:8} {outcome.commits:3} commits "
-              f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped  {outcome.seconds:5.1f}s  {extra}",
+              f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped, index {outcome.index:>5}  {outcome.seconds:5.1f}s  {extra}",
               flush=True)
         shown = outcome.refusals if args.verbose else outcome.refusals[:3]
         for line in shown:
