@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from test_series import check_diff_output, commit, git, make_repo, plan_on
 
 from vllm_surgeon._refusal import Reason
@@ -97,3 +98,65 @@ def test_a_hunk_filling_an_existing_empty_file_applies_and_only_to_an_empty_file
     (base / "pkg/sub/__init__.py").write_text("X = 1\n")  # upstream filled it meanwhile: the anchor (an empty file) is gone
     refusal, = plan_on(load_file(tmp_path / "s.patch"), base).refusals
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND and "empty file" in refusal.detail and "pkg.sub is not empty" in refusal.detail
+
+
+# -- diffs made inside a package's folder, diff -N ------------------------------------------------------
+
+PKG = {"pkg/__init__.py": "", "pkg/_version.py": "version = '1.0'\n", "pkg/core/__init__.py": "",
+       "pkg/core/sched.py": "def schedule(queue):\n    return queue.pop(0)\n"}
+
+
+def diff_naur(tmp_path: Path, files: dict[str, str], changes: dict[str, str | None], old: str, new: str) -> str:
+    """`diff -Naur OLD NEW` of two copies of a folder, as `diff` writes it (time stamps, epoch for a missing file)."""
+    for side, extra in ((old, {}), (new, changes)):
+        for rel, text in {**files, **extra}.items():
+            if text is not None:
+                (tmp_path / side / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / side / rel).write_text(text)
+    run = subprocess.run(["diff", "-Naur", old, new], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    return run.stdout
+
+
+def test_a_diff_of_two_copies_of_a_package_folder_applies_with_root(tmp_path):
+    # NVIDIA Dynamo's vllm_patch_063post1.patch: `diff -Naur v0.6.3.post1_vllm/ patched_vllm/`, applied with
+    # `cd site-packages/vllm && patch -p1`; its paths (`v0.6.3.post1_vllm/core/scheduler.py`) name no module
+    # from a tree's root. The set says `root: vllm`.
+    inside = {rel[len("pkg/"):]: text for rel, text in PKG.items()}
+    text = diff_naur(tmp_path / "d", inside, {"_version.py": "version = '1.0.post1'\n",
+                                              "core/sched.py": "def schedule(queue):\n    return queue.pop()\n",
+                                              "core/queue.py": "class Queue(list):\n    pass\n"}, "v1.0_pkg", "patched_pkg")
+    assert "--- v1.0_pkg/core/queue.py\t1970-01-01" in text
+    (tmp_path / "p.patch").write_text("root: pkg\n\n" + text)
+    base = write_tree(tmp_path / "base", PKG)
+    plan = plan_on(load_file(tmp_path / "p.patch"), base)
+    assert plan.refusals == [], [r.message() for r in plan.refusals]
+    assert set(plan.modules) == {"pkg._version", "pkg.core.sched", "pkg.core.queue"} and plan.modules["pkg.core.queue"].created
+    truth = tmp_path / "truth"
+    shutil.copytree(base, truth)
+    subprocess.run(["patch", "-p1", "-F0", "-i", str(tmp_path / "p.patch")], cwd=truth / "pkg", check=True, capture_output=True)
+    for module, patched in plan.modules.items():
+        assert patched.text == (truth / Path(patched.source.path).relative_to(base)).read_text(), module
+    check_diff_output(plan, base)  # diff output is from the tree's root: `a/pkg/core/sched.py`
+    (tmp_path / "p.patch").write_text(text)  # without root: the paths are no module, and the refusal says which
+    refusals = plan_on(load_file(tmp_path / "p.patch"), base).refusals
+    assert {r.reason for r in refusals} == {Reason.PATH_NOT_FOUND} and len(refusals) == 3
+
+
+def test_diff_N_epoch_time_stamps_create_a_module_from_a_trees_root(tmp_path):
+    text = diff_naur(tmp_path / "d", PKG, {"pkg/core/queue.py": "class Queue(list):\n    pass\n"}, "a", "b")
+    assert "+++ b/pkg/core/queue.py\t" in text and "@@ -0,0 +1,2 @@" in text
+    (tmp_path / "p.patch").write_text(text)
+    plan = assert_like_patch(tmp_path / "p.patch", write_tree(tmp_path / "base", PKG), tmp_path)
+    assert plan.modules["pkg.core.queue"].created
+
+
+def test_root_is_checked_and_only_for_diff_sets(tmp_path):
+    from vllm_surgeon._model import HunkFileError
+
+    (tmp_path / "bad.patch").write_text("root: pkg/core\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n")
+    with pytest.raises(HunkFileError, match=r"bad.patch:1: root: 'pkg/core' is not a package name"):
+        load_file(tmp_path / "bad.patch")
+    (tmp_path / "h.hunk").write_text("root: pkg\n\n@@ pkg.core.sched:schedule\n-    return queue.pop(0)\n+    return queue.pop()\n")
+    with pytest.raises(HunkFileError, match=r"h.hunk:1: root: is for diff sets"):
+        load_file(tmp_path / "h.hunk")

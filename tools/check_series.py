@@ -199,6 +199,8 @@ def make_set(entry: Entry, files: list[tuple[Path, int]], skip: list[str], where
     """The series as a set named after the entry, unchanged but for the header; returns its name."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", entry.name)  # a folder set's name has no "." (NAME.surgeon/ are drafts)
     header = [f"written-against: {entry.dist}=={entry.base}"]
+    if entry.root:
+        header.append(f"root: {entry.root.strip('/').replace('/', '.')}")
     if skip:
         header.append("skip: " + ", ".join(skip))
     form = entry.form or ("file" if len(files) == 1 and files[0][1] == 1 else "folder")

@@ -72,7 +72,7 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         header.append(f"# {commit.label()}")
     for skipped in result.skipped:
         header.append(f"# left out (skip: {skipped.pattern}): {skipped.file.name}")
-    fields = {k: v for k, v in hunk_set.fields.items() if k != "skip"}
+    fields = {k: v for k, v in hunk_set.fields.items() if k not in ("skip", "root")}
     if tree.release:
         fields["written-against"] = tree.release
     header += [f"{key}: {value}" for key, value in fields.items() if value]

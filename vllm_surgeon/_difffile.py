@@ -151,6 +151,26 @@ def _unquote(raw: str) -> str:
     return raw
 
 
+_STAMP = re.compile(r"\t(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)?(?: ([+-])(\d\d)(\d\d))?\s*$")
+
+
+def _absent(raw: str) -> bool:
+    """A `diff -N` side for a file that is not there: `--- old/x.py<TAB>1970-01-01 00:00:00 +0000` (the epoch
+    in the writer's time zone, e.g. `1969-12-31 16:00:00 -0800`), as GNU patch reads it."""
+    match = _STAMP.search(raw)
+    if match is None:
+        return False
+    import datetime
+
+    y, mo, d, h, mi, sec = (int(g) for g in match.groups()[:6])
+    offset = 0 if match.group(7) is None else (int(match.group(8)) * 60 + int(match.group(9))) * (1 if match.group(7) == "+" else -1)
+    try:
+        moment = datetime.datetime(y, mo, d, h, mi, sec) - datetime.timedelta(minutes=offset)
+    except ValueError:
+        return False
+    return moment == datetime.datetime(1970, 1, 1)
+
+
 def _git_paths(line: str) -> tuple[str | None, str | None]:
     """`diff --git a/X b/Y` -> (a/X, b/Y) when it can be split unambiguously (quoted or equal halves)."""
     rest = line[len("diff --git "):]
@@ -230,8 +250,10 @@ def _read_diff(
             continue
         if line.startswith("--- ") and i + 1 < end and lines[i + 1].startswith("+++ "):
             old, new = _unquote(line[4:]), _unquote(lines[i + 1][4:])
-            old = None if old == "/dev/null" else old
-            new = None if new == "/dev/null" else new
+            # `diff -Naur` writes a file that one side lacks with the epoch as its time stamp.
+            old_absent, new_absent = _absent(line[4:]), _absent(lines[i + 1][4:])
+            old = None if old == "/dev/null" or (old_absent and not new_absent) else old
+            new = None if new == "/dev/null" or (new_absent and not old_absent) else new
             if section is None or not section.git or section.has_paths or section.hunks:
                 close()
                 section = _Section(origin, old, new, git=False)

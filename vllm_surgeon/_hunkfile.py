@@ -119,5 +119,8 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     close()
     if not hunks:
         raise HunkFileError(Origin(path, 1), "no hunks: add a section starting with '@@ module:Qualified.name'")
+    if "root" in fields:  # a .hunk names its targets by module: there are no paths to be relative to
+        raise HunkFileError(origins["root"], "root: is for diff sets (their paths are relative to that package's folder); "
+                            "a .hunk section names its module")
     check_fields(fields, origins)
     return HunkSet(name=name, path=path, kind="hunk", hunks=tuple(hunks), fields=fields, field_origins=origins)

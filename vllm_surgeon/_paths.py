@@ -42,9 +42,21 @@ class Candidate:
     relative: str  # the path inside the tree's root, e.g. vllm/v1/request.py
 
 
-def candidates(path: str, strip: int | None = None) -> list[Candidate]:
-    """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name."""
+def candidates(path: str, strip: int | None = None, root: str | None = None) -> list[Candidate]:
+    """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name.
+
+    root: the set's `root:` field, a package whose folder the paths are relative to, as `cd
+    site-packages/PKG && patch -pN` reads them (N: the quilt -pN, else 1); the path is then that one module.
+    """
     raw = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    if root:
+        raw = root.split(".") + raw[1 if strip is None else strip :]
+        if not raw[-1].endswith(".py"):
+            return []
+        names = raw[:-1] + ([] if raw[-1] == "__init__.py" else [raw[-1][: -len(".py")]])
+        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            return []
+        return [Candidate(".".join(names), "/".join(raw))]
     if strip:
         raw = raw[strip:]
     for root in _ROOTS:  # an absolute installed path: only what follows site-packages is the package
@@ -72,7 +84,7 @@ def watch_names(hunk_set: HunkSet) -> set[str]:
     """Every module name a set's paths could resolve to (what the import hook watches before planning)."""
     names = {h.target.module for h in hunk_set.hunks if h.file is None}
     for f in hunk_set.files:
-        names |= {c.module for path in f.paths for c in candidates(path, f.strip)}
+        names |= {c.module for path in f.paths for c in candidates(path, f.strip, hunk_set.root)}
     return names
 
 
@@ -171,7 +183,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
     new_found: dict[int, list | str] = {}
     news = [f for f in hunk_set.files if f.change == "new" and f.path.endswith(".py")]
     for f in sorted(news, key=lambda f: (not f.path.endswith("__init__.py"), f.path.count("/"))):
-        new_found[id(f)] = found = _new_module(f, read, packages)
+        new_found[id(f)] = found = _new_module(f, read, packages, hunk_set.root)
         if isinstance(found, list) and len(found) == 1 and found[0][0].relative.endswith("__init__.py"):
             packages[found[0][0].module] = found[0][1].rsplit("/", 1)[0]
     for f in hunk_set.files:
@@ -186,7 +198,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         if not any(path.endswith(".py") for path in f.paths):
             refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
             continue
-        found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created)
+        found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created, hunk_set.root)
         if isinstance(found, str):
             refuse(Reason.PATH_NOT_FOUND, f, found + hint)
             continue
@@ -236,13 +248,13 @@ def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
     return out
 
 
-def _existing(f: DiffFile, read: Callable, created: dict[str, str]) -> list[tuple[Candidate, str]] | str:
+def _existing(f: DiffFile, read: Callable, created: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
     """The module each of the file's paths names: its longest suffix that is a real module here, or one the
     set created in an earlier commit. Two paths naming two modules give both (ambiguous)."""
     found: dict[str, tuple[Candidate, str]] = {}
     every = []
     for path in f.paths:
-        for c in candidates(path, f.strip):  # longest suffix first
+        for c in candidates(path, f.strip, root):  # longest suffix first
             every.append(c)
             where = created.get(c.module)
             if where is None:
@@ -257,11 +269,11 @@ def _existing(f: DiffFile, read: Callable, created: dict[str, str]) -> list[tupl
     return f"{f.name}: no installed package has this file (modules tried: {tried})"
 
 
-def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[tuple[Candidate, str]] | str:
+def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
     """Where a new file's module would sit: in the package its longest suffix names that exists in the
     tree, or that the set creates."""
     tried = []
-    for c in candidates(f.path, f.strip):  # longest suffix first
+    for c in candidates(f.path, f.strip, root):  # longest suffix first
         package, _, name = c.module.rpartition(".")
         if not package:
             continue

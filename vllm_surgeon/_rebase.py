@@ -96,7 +96,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
                 sections += render_hunk_section(target, draft) + [""]
     if conflicts:
         return Rebased(None, conflicts)
-    fields = dict(hunk_set.fields)
+    fields = {k: v for k, v in hunk_set.fields.items() if k != "root"}  # the rebased diff's paths are from the tree's root
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
     if hunk_set.commits:  # a series is rebased as its net change: one diff, its commits recorded here
