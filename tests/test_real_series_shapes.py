@@ -160,3 +160,44 @@ def test_root_is_checked_and_only_for_diff_sets(tmp_path):
     (tmp_path / "h.hunk").write_text("root: pkg\n\n@@ pkg.core.sched:schedule\n-    return queue.pop(0)\n+    return queue.pop()\n")
     with pytest.raises(HunkFileError, match=r"h.hunk:1: root: is for diff sets"):
         load_file(tmp_path / "h.hunk")
+
+
+# -- where a diff made on a nearby commit lands (offsets), as patch -F0 decides it -----------------------
+
+def made_on_a_nearby_commit(tmp_path: Path, dev: str, changed: str, base: str) -> tuple[Path, Path]:
+    """A git diff of pkg/mod.py from `dev` to `changed`, and a tree holding `base` (the release, which differs
+    from `dev` elsewhere, as FlagScale's and BlitzLoad's vLLM patches differ from their release)."""
+    repo = make_repo(tmp_path / "src", {"pkg/__init__.py": "", "pkg/mod.py": dev})
+    commit(repo, {"pkg/mod.py": changed}, "change")
+    (tmp_path / "s.patch").write_text(git(repo, "diff", "HEAD~1", "HEAD"))
+    return tmp_path / "s.patch", write_tree(tmp_path / "base", {"pkg/__init__.py": "", "pkg/mod.py": base})
+
+
+BLOCK = ("    total = 0\n    count = 0\n    for item in items:\n        total += item\n        count += 1\n"
+         "    mean = total / count\n    return mean\n")
+
+
+def test_an_anchor_found_twice_off_its_line_is_where_patch_puts_it_or_refused(tmp_path):
+    dev = f"def first(items):\n{BLOCK}\n\ndef second(items):\n{BLOCK}"
+    changed = dev[: dev.rindex("        total += item")] + "        total += item * 2\n" + BLOCK[BLOCK.index("        count += 1"):]
+    # Upstream (the release) has a long function between the two: from the hunk's line (12), the nearest
+    # occurrence is first()'s, where patch -F0 puts it, though git named `def second`.
+    filler = "\n\ndef middle():\n" + "    pass\n" * 20
+    patch, base = made_on_a_nearby_commit(tmp_path, dev, changed, dev.replace("\n\ndef second", filler + "\n\ndef second"))
+    assert "@@ def second(items):" in patch.read_text()
+    refusal, = plan_on(load_file(patch), base).refusals
+    assert refusal.reason is Reason.ANCHOR_AMBIGUOUS and "patch would apply it, is line 2" in refusal.detail
+    # A few lines off only: the nearest is second()'s, the one git named too: applied there, as patch does.
+    shutil.rmtree(tmp_path / "src"), shutil.rmtree(base)
+    patch, base = made_on_a_nearby_commit(tmp_path, dev, changed, dev.replace("\n\ndef second", "\n\nX = 1\nY = 2\n\n\ndef second"))
+    assert assert_like_patch(patch, base, tmp_path).results[0].hunks[0].scope == "second"
+
+
+def test_a_hunk_diff_wrote_at_the_end_of_a_file_takes_the_last_of_its_occurrences(tmp_path):
+    block = "x = 0\ny = 1\nz = 2\nw = 3\n"
+    dev = block + "# between\n" + block
+    patch, base = made_on_a_nearby_commit(tmp_path, dev, dev[: -len("w = 3\n")] + "w = 4\n",
+                                          block + "# between\n" + "v = 9\n" * 12 + block)
+    assert "@@ -6,4 +6,4 @@" in patch.read_text()  # 3 lines before the change, none after: the end of the file
+    plan = assert_like_patch(patch, base, tmp_path)
+    assert plan.modules["pkg.mod"].text.endswith("v = 9\nx = 0\ny = 1\nz = 2\nw = 4\n")

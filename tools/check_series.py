@@ -345,6 +345,8 @@ def main() -> int:
     parser.add_argument("--dist", default="vllm")
     parser.add_argument("-p", dest="strip", type=int, default=1)
     parser.add_argument("--form", choices=("file", "folder"), help="how the set is given to vllm-surgeon")
+    parser.add_argument("--at", help="check the manifest's series at this release instead of their base (comma-separated: "
+                        "each in turn); patch -F0 then applies with offsets, or fails")
     parser.add_argument("--json", type=Path, help="write every outcome here")
     parser.add_argument("--keep", type=Path, help="keep each series' scratch trees under this folder")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every refusal")
@@ -356,6 +358,9 @@ def main() -> int:
         if args.form:
             for e in entries:
                 e.form = args.form
+        if args.at:
+            entries = [Entry(f"{e.name}@{v}", v, e.paths, e.dist, e.strip, e.source, e.form, e.root)
+                       for v in args.at.split(",") for e in entries if v != e.base]
     elif args.base:
         paths = [Path(p) for p in args.items]
         entries = [Entry(paths[0].stem if len(paths) == 1 else paths[0].parent.name, args.base, paths, args.dist,
