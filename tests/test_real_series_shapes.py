@@ -201,3 +201,21 @@ def test_a_hunk_diff_wrote_at_the_end_of_a_file_takes_the_last_of_its_occurrence
     assert "@@ -6,4 +6,4 @@" in patch.read_text()  # 3 lines before the change, none after: the end of the file
     plan = assert_like_patch(patch, base, tmp_path)
     assert plan.modules["pkg.mod"].text.endswith("v = 9\nx = 0\ny = 1\nz = 2\nw = 4\n")
+
+
+def test_a_folder_written_by_format_patch_with_a_cover_letter_skips_the_letter(tmp_path):
+    files = {"pkg/__init__.py": "", "pkg/mod.py": "import os\n\n\ndef f(x):\n    return x\n"}
+    repo = make_repo(tmp_path / "src", files)
+    commit(repo, {"pkg/mod.py": "import os\n\n\ndef f(x):\n    return x + 1\n"}, "mod: f adds one")
+    commit(repo, {"pkg/mod.py": "import sys\n\n\ndef f(x):\n    return x + 1\n"}, "mod: sys")
+    git(repo, "format-patch", "-q", "--cover-letter", "-o", str(tmp_path / "sets" / "jobs"), "HEAD~2")
+    assert sorted(p.name for p in (tmp_path / "sets" / "jobs").iterdir())[0] == "0000-cover-letter.patch"
+    base = write_tree(tmp_path / "base", files)
+    s = load_file(tmp_path / "sets" / "jobs")
+    assert [c.subject for c in s.commits] == ["mod: f adds one", "mod: sys"]
+    plan = plan_on(s, base)
+    assert plan.refusals == [] and plan.modules["pkg.mod"].text == "import sys\n\n\ndef f(x):\n    return x + 1\n"
+    (tmp_path / "sets" / "jobs" / "0001-mod-f-adds-one.patch").unlink()  # a folder of only a letter has nothing to apply
+    (tmp_path / "sets" / "jobs" / "0002-mod-sys.patch").unlink()
+    with pytest.raises(Exception, match="no diff hunks found"):
+        load_file(tmp_path / "sets" / "jobs")
