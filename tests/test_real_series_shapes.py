@@ -219,3 +219,45 @@ def test_a_folder_written_by_format_patch_with_a_cover_letter_skips_the_letter(t
     (tmp_path / "sets" / "jobs" / "0002-mod-sys.patch").unlink()
     with pytest.raises(Exception, match="no diff hunks found"):
         load_file(tmp_path / "sets" / "jobs")
+
+
+def test_a_new_package_whose_init_is_empty_is_created_and_imports(fakepkg, tmp_path):
+    # git writes a new empty file as `new file mode` + `index 0000000..e69de29` and no hunk.
+    import json
+
+    mod = "import os\n\n\ndef f(x):\n    return x\n"
+    repo = make_repo(tmp_path / "src", {"pkg/__init__.py": "", "pkg/mod.py": mod})
+    commit(repo, {"pkg/jobs/__init__.py": "", "pkg/jobs/queue.py": "def take(x):\n    return [x, x]\n",
+                  "pkg/mod.py": mod.replace("    return x\n", "    from pkg.jobs.queue import take\n    return take(x)\n")},
+           "pkg: a jobs package")
+    text = git(repo, "format-patch", "--stdout", "HEAD~1")
+    assert "index 0000000..e69de29\ndiff --git a/pkg/jobs/queue.py" in text
+    fakepkg.module("pkg.mod", mod)
+    fakepkg.hunks.mkdir()
+    (fakepkg.hunks / "jobs.patch").write_text(text)
+    base = write_tree(tmp_path / "base", {"pkg/__init__.py": "", "pkg/mod.py": mod})
+    plan = assert_like_patch(fakepkg.hunks / "jobs.patch", base, tmp_path)
+    assert plan.modules["pkg.jobs"].created and plan.modules["pkg.jobs"].text == ""
+    out = fakepkg.run("""
+        import json, pkg.mod, pkg.jobs
+        print(json.dumps([pkg.mod.f(3), pkg.jobs.__file__]))
+    """, hunks="jobs")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [[3, 3], str(fakepkg.src / "pkg" / "jobs" / "__init__.py")]
+
+
+def test_an_empty_new_module_converts_to_a_section_that_creates_it_empty(tmp_path):
+    from vllm_surgeon._convert import convert
+    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon._releases import directory
+
+    mod = "import os\n"
+    repo = make_repo(tmp_path / "src", {"pkg/__init__.py": "", "pkg/mod.py": mod})
+    commit(repo, {"pkg/marker.py": "", "pkg/mod.py": "import os\nimport pkg.marker\n"}, "pkg: a marker module")
+    (tmp_path / "s.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~1"))
+    base = write_tree(tmp_path / "base", {"pkg/__init__.py": "", "pkg/mod.py": mod})
+    diff_plan = assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    converted = convert(load_file(tmp_path / "s.patch"), directory(base), str(tmp_path / "s.converted.hunk"))
+    assert "@@ pkg.marker @@ new\n\n@@ pkg.mod" in converted.text
+    again = plan_on(parse_hunk_file(converted.text, "s.converted.hunk", "s"), base)
+    assert again.refusals == [] and {m: p.text for m, p in again.modules.items()} == {m: p.text for m, p in diff_plan.modules.items()}

@@ -84,7 +84,7 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         if patched.created:
             if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
                 raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
-            if not patched.text.endswith("\n"):
+            if patched.text and not patched.text.endswith("\n"):
                 raise ConvertError(f"{module} is created without a final newline, which a .hunk section cannot write")
             sections += [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""]
             count += 1

@@ -233,6 +233,11 @@ def _read_diff(
     def close() -> None:
         nonlocal section
         if section is not None:
+            if section.git and not section.hunks and "new" in section.flags and (section.new or "").endswith(".py"):
+                # git's diff of a new *empty* file (`index 0000000..e69de29`, an empty `__init__.py` of a new
+                # package) has no hunk: the file is still created, as patch and git apply create it.
+                section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(section.new)),
+                                                  lines=(), from_diff=True, creates=True))
             if section.git or section.hunks:
                 message.files.append((section.finish(strip), section.hunks))
             section = None

@@ -59,7 +59,7 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
         if current is None:
             return
         origin, target, offset, creates = current
-        if not any(b.op != " " for b in body):
+        if not creates and not any(b.op != " " for b in body):  # `@@ m @@ new` alone creates an empty module
             raise HunkFileError(origin, f"hunk for {target} changes nothing: it has no '-' or '+' lines")
         if creates and any(b.op != "+" for b in body):
             bad = next(b for b in body if b.op != "+")
