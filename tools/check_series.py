@@ -20,6 +20,9 @@ Each series is `exact`, `refused` (with the reasons; `patch -F0` itself accepts 
 (files differ, or the diff output is not accepted, or it applies where patch does not), `patch-fails`
 (the truth itself rejects hunks: the base release is not the one the series was made against) or
 `truth-invalid` (what patch makes of a module does not compile); in the last two a refusal is right.
+Where patch -F0 rejects a hunk and vllm-surgeon applies the series, it is `git-exact` when `git am` (an mbox)
+or `git apply` accepts the series and gives exactly vllm-surgeon's text (GNU patch ties a hunk with fewer
+context lines after its change than before to the end of the file; git does not), else `wrong`.
 
 The corpus is other people's code: it stays out of git. A manifest is JSON:
     {"series": [{"name": "...", "base": "0.9.1", "dist": "vllm", "strip": 1, "root": "",
@@ -287,11 +290,6 @@ def check(entry: Entry, scratch: Path) -> Outcome:
                         for r in refusals]
         out.status = "patch-fails" if out.patch_rejects else "truth-invalid" if out.truth_invalid else "refused"
         return _done(out, started)
-    if out.patch_rejects or out.truth_invalid:
-        out.status = "wrong"
-        out.detail = (f"applies, but patch -F0 rejects hunks in {', '.join(out.patch_rejects)}" if out.patch_rejects else
-                      f"applies, but what patch -F0 makes of {', '.join(out.truth_invalid)} is not valid Python")
-        return _done(out, started)
     diff = surgeon(["diff", name, "--against", str(wheel)], sets)
     if diff.returncode != 0:
         out.status, out.detail = "error", (diff.stdout + diff.stderr).strip()[-600:]
@@ -301,16 +299,25 @@ def check(entry: Entry, scratch: Path) -> Outcome:
     shutil.copytree(base, mine)
     problems = []
     if diff.stdout.strip():
-        check_run = subprocess.run(["git", "apply", "--check", "-p1", str(scratch / "surgeon.diff")], cwd=mine,
-                                   capture_output=True, text=True)
+        check_run = git_apply(mine, scratch / "surgeon.diff", 1, check=True)
         if check_run.returncode != 0:
             problems.append("git apply --check refuses the diff output: " + check_run.stderr.strip()[:300])
         applied = run_patch(mine, scratch / "surgeon.diff", 1)
         if applied.returncode != 0:
             problems.append("patch -p1 -F0 refuses the diff output: " + applied.stdout.strip()[-300:])
+    if out.patch_rejects or out.truth_invalid:
+        # patch -F0 itself fails: vllm-surgeon should refuse. Where git applies the series (git am / git apply,
+        # which tie fewer hunks to the ends of files than GNU patch), say whether vllm-surgeon gives git's text.
+        git_truth = git_series(base, files, scratch / "git-truth", prefix) if out.patch_rejects else None
+        same = git_truth is not None and all(_same(git_truth / p, mine / p) for p in modules)
+        out.status = "wrong"
+        out.detail = (f"applies, but patch -F0 rejects hunks in {', '.join(out.patch_rejects)}" if out.patch_rejects else
+                      f"applies, but what patch -F0 makes of {', '.join(out.truth_invalid)} is not valid Python")
+        if same:
+            out.status, out.detail = "git-exact", out.detail + "; git am/apply applies the series and gives exactly vllm-surgeon's text"
+        return _done(out, started)
     for path in sorted(modules):
-        want, got = truth / path, mine / path
-        if (want.read_bytes() if want.exists() else None) != (got.read_bytes() if got.exists() else None):
+        if not _same(truth / path, mine / path):
             out.differing.append(path)
     if out.differing or problems:
         out.status = "wrong"
@@ -319,6 +326,41 @@ def check(entry: Entry, scratch: Path) -> Outcome:
     else:
         out.status = "exact"
     return _done(out, started)
+
+
+def _same(a: Path, b: Path) -> bool:
+    return (a.read_bytes() if a.exists() else None) == (b.read_bytes() if b.exists() else None)
+
+
+def _git_env(tree: Path) -> dict[str, str]:
+    # A scratch tree under this checkout (--keep .cache/...) must not be read as a folder of the checkout:
+    # git apply would skip every file silently. Git looks no further up than the tree itself.
+    return dict(os.environ, GIT_CEILING_DIRECTORIES=str(tree.absolute().parent), GIT_CONFIG_NOSYSTEM="1")
+
+
+def git_apply(tree: Path, patch: Path, strip: int, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "apply", *(["--check"] if check else []), f"-p{strip}", str(patch.absolute())],
+                          cwd=tree, capture_output=True, text=True, env=_git_env(tree))
+
+
+def git_series(base: Path, files: list[tuple[Path, int]], where: Path, prefix: str) -> Path | None:
+    """The series applied as git would: `git am` for a format-patch mbox, `git apply` for a plain diff; None if git fails."""
+    shutil.copytree(base, where)
+    top = where / prefix if prefix else where
+    run = lambda *args: subprocess.run(["git", *args], cwd=top, capture_output=True, text=True, env=_git_env(top))  # noqa: E731
+    if run("init", "-q").returncode:
+        return None
+    run("-c", "user.email=c@s", "-c", "user.name=cs", "commit", "-q", "--allow-empty", "-m", "base")
+    for patch, strip in files:
+        text = patch.read_text(errors="replace")
+        if re.search(r"^From [0-9a-f]{40} ", text, re.M):
+            done = run("-c", "user.email=c@s", "-c", "user.name=cs", "am", "-q", "--keep-cr", f"-p{strip}", str(patch.absolute()))
+        else:
+            done = git_apply(top, patch, strip)
+        if done.returncode:
+            return None
+    shutil.rmtree(top / ".git", ignore_errors=True)
+    return where
 
 
 def _done(out: Outcome, started: float) -> Outcome:
@@ -390,7 +432,7 @@ def main() -> int:
         if outcome.truth_invalid:
             print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
     count = collections.Counter(o.status for o in outcomes)
-    print(f"\n{len(outcomes)} series: " + ", ".join(f"{count[s]} {s}" for s in ("exact", "refused", "wrong", "patch-fails", "truth-invalid", "error")
+    print(f"\n{len(outcomes)} series: " + ", ".join(f"{count[s]} {s}" for s in ("exact", "git-exact", "refused", "wrong", "patch-fails", "truth-invalid", "error")
                                                   if count[s]))
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=1, default=str))
