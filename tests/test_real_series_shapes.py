@@ -4,6 +4,7 @@ found each one), reproduced with invented content on small trees: every result m
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -261,3 +262,23 @@ def test_an_empty_new_module_converts_to_a_section_that_creates_it_empty(tmp_pat
     assert "@@ pkg.marker @@ new\n\n@@ pkg.mod" in converted.text
     again = plan_on(parse_hunk_file(converted.text, "s.converted.hunk", "s"), base)
     assert again.refusals == [] and {m: p.text for m, p in again.modules.items()} == {m: p.text for m, p in diff_plan.modules.items()}
+
+
+def test_a_hand_trimmed_hunk_with_less_context_after_than_before_applies_as_git_applies_it(tmp_path):
+    # Dynamo's v0.22.0/ultra/0005 patch: 3 context lines before its change and 2 after, in the middle of the
+    # file. GNU patch -F0 ties such a hunk to the end of the file and rejects it; git apply / git am apply it
+    # where its lines are, and so does vllm-surgeon (the anchor matches exactly, once).
+    mod = "def f(x):\n    a = 1\n    b = 2\n    c = 3\n    d = 4\n    e = 5\n    f = 6\n    return a\n\n\nZ = 0\n"
+    base = write_tree(tmp_path / "base", {"pkg/__init__.py": "", "pkg/mod.py": mod})
+    (tmp_path / "p.patch").write_text(
+        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -2,6 +2,6 @@ def f(x):\n     a = 1\n     b = 2\n     c = 3\n"
+        "-    d = 4\n+    d = 40\n     e = 5\n     f = 6\n")
+    rejected = subprocess.run(["patch", "--dry-run", "-p1", "-F0", "-i", str(tmp_path / "p.patch")], cwd=base,
+                              capture_output=True, text=True)
+    assert rejected.returncode == 1 and "FAILED" in rejected.stdout
+    git_tree = tmp_path / "git"
+    shutil.copytree(base, git_tree)
+    subprocess.run(["git", "apply", "-p1", str(tmp_path / "p.patch")], cwd=git_tree, check=True,
+                   env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    plan = plan_on(load_file(tmp_path / "p.patch"), base)
+    assert plan.refusals == [] and plan.modules["pkg.mod"].text == (git_tree / "pkg/mod.py").read_text() == mod.replace("d = 4", "d = 40")

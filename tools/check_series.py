@@ -227,7 +227,8 @@ def make_set(entry: Entry, files: list[tuple[Path, int]], skip: list[str], where
 def surgeon(args: list[str], sets: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, VLLM_SURGEON_PATH=str(sets))
     env.pop("VLLM_SURGEON_HUNKS", None)
-    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], capture_output=True, text=True, env=env)
+    # cwd: the sets' folder, so that `-m vllm_surgeon` is the installed one (or PYTHONPATH's), never ./vllm_surgeon.
+    return subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], capture_output=True, text=True, env=env, cwd=sets)
 
 
 # -- one series -------------------------------------------------------------------------------------------
