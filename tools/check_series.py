@@ -86,6 +86,7 @@ class Outcome:
     truth_invalid: list[str] = field(default_factory=list)  # what patch makes does not compile: refusing is right
     seconds: float = 0.0
     index: str = ""  # `index <blob>..` lines that name the base release's own file: k/n
+    convert: str = ""  # with --convert: what `convert` made of an exact series
 
 
 # -- the series' files, read independently of vllm-surgeon's parser ---------------------------------------
@@ -233,7 +234,7 @@ def surgeon(args: list[str], sets: Path) -> subprocess.CompletedProcess:
 
 # -- one series -------------------------------------------------------------------------------------------
 
-def check(entry: Entry, scratch: Path) -> Outcome:
+def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
     started = time.perf_counter()
     scratch = scratch.absolute()
     out = Outcome(entry.name, entry.base)
@@ -326,7 +327,30 @@ def check(entry: Entry, scratch: Path) -> Outcome:
                                            if out.differing else []))
     else:
         out.status = "exact"
+        if convert:
+            out.convert = try_convert(name, wheel, sets, scratch, mine)
     return _done(out, started)
+
+
+def try_convert(name: str, wheel: Path, sets: Path, scratch: Path, expected: Path) -> str:
+    """`convert` the set at its base; the .hunk set's `diff` must give the same files as the series."""
+    target = scratch / "converted.hunk"
+    done = surgeon(["convert", name, "--against", str(wheel), "--out", str(target)], sets)
+    if done.returncode != 0:
+        return "not converted: " + (done.stdout + done.stderr).strip().splitlines()[-1][:200]
+    alone = scratch / "converted-set"
+    alone.mkdir()
+    shutil.copyfile(target, alone / "converted.hunk")
+    diff = surgeon(["diff", "converted", "--against", str(wheel)], alone)
+    if diff.returncode != 0:
+        return "converted, but refused: " + (diff.stdout + diff.stderr).strip()[-200:]
+    (scratch / "converted.diff").write_text(diff.stdout)
+    tree = scratch / "from-converted"
+    shutil.copytree(scratch / "base", tree)
+    if diff.stdout.strip() and run_patch(tree, scratch / "converted.diff", 1).returncode != 0:
+        return "converted, but its diff does not apply"
+    differing = [str(p.relative_to(expected)) for p in expected.rglob("*.py") if not _same(p, tree / p.relative_to(expected))]
+    return f"converted: {len(differing)} file(s) differ" if differing else "converted: same text"
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -393,6 +417,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every outcome here")
     parser.add_argument("--keep", type=Path, help="keep each series' scratch trees under this folder")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every refusal")
+    parser.add_argument("--convert", action="store_true", help="also `convert` each exact series and check the .hunk set")
     args = parser.parse_args()
     if args.manifest:
         entries = load_manifest(args.manifest)
@@ -416,15 +441,17 @@ def main() -> int:
             scratch = args.keep / re.sub(r"[^A-Za-z0-9_.-]", "-", entry.name)
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
-            outcome = check(entry, scratch)
+            outcome = check(entry, scratch, args.convert)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                outcome = check(entry, Path(tmp))
+                outcome = check(entry, Path(tmp), args.convert)
         outcomes.append(outcome)
         extra = outcome.detail or ", ".join(f"{k} {v}" for k, v in outcome.reasons.items())
         print(f"{outcome.status:12} {entry.name:48} {entry.dist}=={entry.base:8} {outcome.commits:3} commits "
               f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped, index {outcome.index:>5}  {outcome.seconds:5.1f}s  {extra}",
               flush=True)
+        if outcome.convert:
+            print(f"{'':14}{outcome.convert}")
         shown = outcome.refusals if args.verbose else outcome.refusals[:3]
         for line in shown:
             print(f"{'':14}{line[:400]}")
