@@ -282,3 +282,22 @@ def test_a_hand_trimmed_hunk_with_less_context_after_than_before_applies_as_git_
                    env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)})
     plan = plan_on(load_file(tmp_path / "p.patch"), base)
     assert plan.refusals == [] and plan.modules["pkg.mod"].text == (git_tree / "pkg/mod.py").read_text() == mod.replace("d = 4", "d = 40")
+
+
+def test_a_rename_of_a_file_whose_name_has_a_space_is_named_and_can_be_skipped(tmp_path):
+    # ipex-llm's vLLM 0.6.6 patch: `diff --git a/.github/ISSUE_TEMPLATE/400-bug report.yml b/.github/ISSUE_TEMPLATE/
+    # 400-bug-report.yml`, a pure rename: only `rename from` / `rename to` name the files.
+    mod = "import os\n"
+    files = {"pkg/__init__.py": "", "pkg/mod.py": mod, "docs/bug report.yml": "name: bug\n"}
+    repo = make_repo(tmp_path / "src", files)
+    git(repo, "mv", "docs/bug report.yml", "docs/bug-report.yml")
+    commit(repo, {"pkg/mod.py": "import sys\n"}, "rename a template, change mod")
+    text = git(repo, "format-patch", "--stdout", "-M", "HEAD~1")
+    assert "diff --git a/docs/bug report.yml b/docs/bug-report.yml\nsimilarity index 100%" in text
+    (tmp_path / "p.patch").write_text(text)
+    base = write_tree(tmp_path / "base", files)
+    refusal, = plan_on(load_file(tmp_path / "p.patch"), base).refusals
+    assert refusal.reason is Reason.UNSUPPORTED_CHANGE and refusal.detail.startswith("docs/bug-report.yml: this diff renames")
+    (tmp_path / "p.patch").write_text("skip: docs/**\n" + text)
+    result = plan_on(load_file(tmp_path / "p.patch"), base).results[0]
+    assert result.ok and [s.file.name for s in result.skipped] == ["docs/bug-report.yml"]

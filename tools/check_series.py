@@ -156,6 +156,8 @@ def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
             files.setdefault(path, kind)
         elif (m := _DIFF_GIT.match(line)) and strip == 1:
             files.setdefault(_stripped(m.group(2), 1) or "", "modify")
+        elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):  # never a/ b/ here
+            files.setdefault(line.split(" ", 2)[2], "delete" if line.startswith("rename from ") else "modify")
     files.pop("", None)
     commits = sum(1 for line in lines if re.match(r"^From [0-9a-f]{40} ", line))
     hunks = sum(1 for line in lines if line.startswith("@@ -"))

@@ -200,6 +200,7 @@ class _Section:
         self.flags: set[str] = set()
         self.hunks: list[AnchoredHunk] = []
         self.has_paths = False
+        self.prefixes = ("", "")  # git's a/ and b/, when its `diff --git` line has them
 
     def finish(self, strip: int | None) -> DiffFile:
         change = "modify"
@@ -251,6 +252,8 @@ def _read_diff(
             close()
             old, new = _git_paths(line)
             section = _Section(origin, old, new, git=True)
+            if line.startswith(('diff --git a/', 'diff --git "a/')):
+                section.prefixes = ("a/", "b/")
             i += 1
             continue
         if line.startswith("--- ") and i + 1 < end and lines[i + 1].startswith("+++ "):
@@ -309,10 +312,16 @@ def _extended(section: _Section, line: str) -> None:
     elif line.startswith("deleted file mode "):
         section.flags.add("delete")
         section.new = None
-    elif line.startswith(("rename from ", "rename to ")):
-        section.flags.add("rename")
-    elif line.startswith(("copy from ", "copy to ")):
-        section.flags.add("copy")
+    elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
+        kind, side, raw = line.split(" ", 2)
+        section.flags.add(kind)
+        # The paths git writes here (never with a/ or b/) name the file when the `diff --git` line could not
+        # be split: a rename of `x y.yml` to `x-y.yml` (ipex-llm's vLLM 0.6.6 patch).
+        a, b = section.prefixes
+        if side == "from" and section.old is None:
+            section.old = a + _unquote(raw)
+        elif side == "to" and section.new is None:
+            section.new = b + _unquote(raw)
     elif line.startswith(("old mode ", "new mode ")):
         section.flags.add("mode")
 
