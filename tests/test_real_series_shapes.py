@@ -301,3 +301,28 @@ def test_a_rename_of_a_file_whose_name_has_a_space_is_named_and_can_be_skipped(t
     (tmp_path / "p.patch").write_text("skip: docs/**\n" + text)
     result = plan_on(load_file(tmp_path / "p.patch"), base).results[0]
     assert result.ok and [s.file.name for s in result.skipped] == ["docs/bug-report.yml"]
+
+
+def test_convert_writes_a_new_module_without_final_newline_and_leaves_out_modules_a_series_leaves_as_they_were(tmp_path):
+    # Real series at vLLM 0.7-0.14 (Dynamo, llm-scaler, ServerlessLLM, ipex-llm) create modules whose last line
+    # has no newline; others change a line to itself, or change a module in one commit and undo it in a later one.
+    from vllm_surgeon._convert import convert
+    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon._releases import directory
+
+    files = {"pkg/__init__.py": "", "pkg/a.py": "import os\n\n\ndef f(x):\n    return x\n", "pkg/b.py": "X = 1\n"}
+    repo = make_repo(tmp_path / "src", files)
+    commit(repo, {"pkg/loader.py": "def load():\n    return 1", "pkg/b.py": "X = 2\n"}, "pkg: a loader")
+    commit(repo, {"pkg/b.py": "X = 1\n", "pkg/a.py": "import os\n\n\ndef f(x):\n    return x + 1\n"}, "pkg: undo b, change a")
+    text = git(repo, "format-patch", "--stdout", "HEAD~2")
+    assert "+    return 1\n\\ No newline at end of file" in text
+    (tmp_path / "s.patch").write_text(text)
+    base = write_tree(tmp_path / "base", files)
+    diff_plan = assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    assert diff_plan.modules["pkg.b"].text == files["pkg/b.py"]  # changed, then changed back
+    converted = convert(load_file(tmp_path / "s.patch"), directory(base), str(tmp_path / "s.converted.hunk"))
+    assert "@@ pkg.loader @@ new\n+def load():\n+    return 1\n\\ No newline at end of file\n" in converted.text
+    assert "pkg.b" not in converted.text
+    again = plan_on(parse_hunk_file(converted.text, "s.converted.hunk", "s"), base)
+    assert again.refusals == [] and again.modules["pkg.loader"].text == "def load():\n    return 1"
+    assert again.modules["pkg.a"].text == diff_plan.modules["pkg.a"].text and "pkg.b" not in again.modules

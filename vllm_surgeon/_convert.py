@@ -84,8 +84,10 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         if patched.created:
             if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
                 raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
-            if patched.text and not patched.text.endswith("\n"):
-                raise ConvertError(f"{module} is created without a final newline, which a .hunk section cannot write")
+            if patched.text and not patched.text.endswith("\n"):  # its last line has no newline: say so, as diff does
+                sections += [f"@@ {module} @@ new"] + ["+" + line for line in new] + ["\\ No newline at end of file", ""]
+                count += 1
+                continue
             sections += [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""]
             count += 1
             continue
@@ -102,8 +104,14 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
     text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
     check = parse_hunk_file(text, out_path, hunk_set.name)
     again = _engine.plan([check], tree.read, tree.version, require_version=False)
-    same = not again.refusals and {m: p.text for m, p in again.modules.items()} == {m: p.text for m, p in planned.modules.items()}
+    # Modules the set leaves as they were (a series whose later commit undoes an earlier one, a hunk that
+    # rewrites a line as itself) have no section: compare what changed.
+    same = not again.refusals and _changed(again) == _changed(planned)
     if not same:
         why = again.refusals[0].summary() if again.refusals else "the modules it gives differ from the diff's"
         raise ConvertError(f"the converted set would not give the same text on {tree.label} ({why}); nothing written")
     return Converted(text, count, len(planned.modules))
+
+
+def _changed(plan: _engine.Plan) -> dict[str, str]:
+    return {m: p.text for m, p in plan.modules.items() if p.created or p.text != p.source.text}
