@@ -326,3 +326,25 @@ def test_convert_writes_a_new_module_without_final_newline_and_leaves_out_module
     again = plan_on(parse_hunk_file(converted.text, "s.converted.hunk", "s"), base)
     assert again.refusals == [] and again.modules["pkg.loader"].text == "def load():\n    return 1"
     assert again.modules["pkg.a"].text == diff_plan.modules["pkg.a"].text and "pkg.b" not in again.modules
+
+
+def test_convert_anchors_a_change_once_across_every_definition_of_an_overloaded_function(tmp_path):
+    # Dynamo's vLLM 0.7.2 patch adds a parameter after `priority: int = 0,` in MQLLMEngineClient.generate,
+    # which has two @overload stubs with that same line: the .hunk section must hold more context.
+    from vllm_surgeon._convert import convert
+    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon._releases import directory
+
+    stub = "    @overload\n    def generate(\n        self,\n        prompt: str,\n        priority: int = 0,\n    ) -> str:\n        ...\n\n"
+    mod = ("from typing import overload\n\n\nclass Client:\n" + stub + stub.replace("prompt: str", "prompts: list")
+           + "    def generate(\n        self,\n        prompt=None,\n        priority: int = 0,\n    ):\n        return prompt\n")
+    files = {"pkg/__init__.py": "", "pkg/client.py": mod}
+    repo = make_repo(tmp_path / "src", files)
+    changed = mod[: mod.rindex("        priority: int = 0,\n")] + "        priority: int = 0,\n        remote=None,\n    ):\n        return prompt\n"
+    commit(repo, {"pkg/client.py": changed}, "client: remote")
+    (tmp_path / "s.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~1"))
+    base = write_tree(tmp_path / "base", files)
+    assert_like_patch(tmp_path / "s.patch", base, tmp_path)
+    converted = convert(load_file(tmp_path / "s.patch"), directory(base), str(tmp_path / "s.converted.hunk"))
+    again = plan_on(parse_hunk_file(converted.text, "s.converted.hunk", "s"), base)
+    assert again.refusals == [] and again.modules["pkg.client"].text == changed

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section
+from ._drafts import drafts, render_hunk_section, same_named
 from ._hunkfile import parse_hunk_file
 from ._model import HunkSet, TransformHunk
 from ._releases import Tree
@@ -94,7 +94,7 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         old = patched.source.lines()
         index = ScopeIndex(patched.source.text, patched.source.path)
         try:
-            found = drafts(old, new, scope_finder(index, len(old)))
+            found = drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index))
         except ValueError as exc:
             raise ConvertError(f"{module}: {exc}") from None
         for draft in found:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section
+from ._drafts import drafts, render_hunk_section, same_named
 from ._merge3 import merge3, render_conflicts
 from ._model import HunkSet, TransformHunk
 from ._releases import Tree
@@ -91,7 +91,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept.
             diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines))
         else:
-            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines))):
+            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), same_named=same_named(index)):
                 target = f"{module}:{draft.scope}" if draft.scope else module
                 sections += render_hunk_section(target, draft) + [""]
     if conflicts:
