@@ -206,7 +206,7 @@ def test_paths_as_they_come_resolve_to_the_module_whose_file_they_are(tmp_path, 
     assert p.refusals == [] and p.modules["pkg.mod"].text.startswith("import sys\n")
 
 
-def test_a_path_that_is_two_real_modules_or_none_is_refused_saying_so(tmp_path):
+def test_a_path_is_its_longest_real_module_and_one_that_is_none_is_refused_saying_so(tmp_path):
     root = tmp_path / "tree"
     for rel in ("pkg/__init__.py", "pkg/pkg/__init__.py"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -218,9 +218,8 @@ def test_a_path_that_is_two_real_modules_or_none_is_refused_saying_so(tmp_path):
         "--- a/tests/test_mod.py\n+++ b/tests/test_mod.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
     )
     result = plan_on(load_file(tmp_path / "p.patch"), root).results[0]
-    ambiguous, missing = result.refusals
-    assert ambiguous.reason is Reason.PATH_AMBIGUOUS and "pkg.pkg.mod" in ambiguous.detail and "pkg.mod (" in ambiguous.detail
-    assert ambiguous.origin.line == 1
+    missing, = result.refusals  # pkg/pkg/mod.py is pkg.pkg.mod, as patch -p1 at the tree's root reads it
+    assert [h.hunk.target.module for h in result.hunks] == ["pkg.pkg.mod"]
     assert missing.reason is Reason.PATH_NOT_FOUND and missing.origin.line == 6 and "skip:" in missing.detail
     assert "tests/test_mod.py: no installed package has this file" in missing.detail
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section
+from ._drafts import drafts, render_hunk_section, same_named
 from ._hunkfile import parse_hunk_file
 from ._model import HunkSet, TransformHunk
 from ._releases import Tree
@@ -72,7 +72,7 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         header.append(f"# {commit.label()}")
     for skipped in result.skipped:
         header.append(f"# left out (skip: {skipped.pattern}): {skipped.file.name}")
-    fields = {k: v for k, v in hunk_set.fields.items() if k != "skip"}
+    fields = {k: v for k, v in hunk_set.fields.items() if k not in ("skip", "root")}
     if tree.release:
         fields["written-against"] = tree.release
     header += [f"{key}: {value}" for key, value in fields.items() if value]
@@ -84,15 +84,17 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         if patched.created:
             if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
                 raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
-            if not patched.text.endswith("\n"):
-                raise ConvertError(f"{module} is created without a final newline, which a .hunk section cannot write")
+            if patched.text and not patched.text.endswith("\n"):  # its last line has no newline: say so, as diff does
+                sections += [f"@@ {module} @@ new"] + ["+" + line for line in new] + ["\\ No newline at end of file", ""]
+                count += 1
+                continue
             sections += [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""]
             count += 1
             continue
         old = patched.source.lines()
         index = ScopeIndex(patched.source.text, patched.source.path)
         try:
-            found = drafts(old, new, scope_finder(index, len(old)))
+            found = drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index))
         except ValueError as exc:
             raise ConvertError(f"{module}: {exc}") from None
         for draft in found:
@@ -102,8 +104,14 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
     text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
     check = parse_hunk_file(text, out_path, hunk_set.name)
     again = _engine.plan([check], tree.read, tree.version, require_version=False)
-    same = not again.refusals and {m: p.text for m, p in again.modules.items()} == {m: p.text for m, p in planned.modules.items()}
+    # Modules the set leaves as they were (a series whose later commit undoes an earlier one, a hunk that
+    # rewrites a line as itself) have no section: compare what changed.
+    same = not again.refusals and _changed(again) == _changed(planned)
     if not same:
         why = again.refusals[0].summary() if again.refusals else "the modules it gives differ from the diff's"
         raise ConvertError(f"the converted set would not give the same text on {tree.label} ({why}); nothing written")
     return Converted(text, count, len(planned.modules))
+
+
+def _changed(plan: _engine.Plan) -> dict[str, str]:
+    return {m: p.text for m, p in plan.modules.items() if p.created or p.text != p.source.text}

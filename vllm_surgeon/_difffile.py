@@ -152,6 +152,26 @@ def _unquote(raw: str) -> str:
     return raw
 
 
+_STAMP = re.compile(r"\t(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)?(?: ([+-])(\d\d)(\d\d))?\s*$")
+
+
+def _absent(raw: str) -> bool:
+    """A `diff -N` side for a file that is not there: `--- old/x.py<TAB>1970-01-01 00:00:00 +0000` (the epoch
+    in the writer's time zone, e.g. `1969-12-31 16:00:00 -0800`), as GNU patch reads it."""
+    match = _STAMP.search(raw)
+    if match is None:
+        return False
+    import datetime
+
+    y, mo, d, h, mi, sec = (int(g) for g in match.groups()[:6])
+    offset = 0 if match.group(7) is None else (int(match.group(8)) * 60 + int(match.group(9))) * (1 if match.group(7) == "+" else -1)
+    try:
+        moment = datetime.datetime(y, mo, d, h, mi, sec) - datetime.timedelta(minutes=offset)
+    except ValueError:
+        return False
+    return moment == datetime.datetime(1970, 1, 1)
+
+
 def _git_paths(line: str) -> tuple[str | None, str | None]:
     """`diff --git a/X b/Y` -> (a/X, b/Y) when it can be split unambiguously (quoted or equal halves)."""
     rest = line[len("diff --git "):]
@@ -181,6 +201,7 @@ class _Section:
         self.flags: set[str] = set()
         self.hunks: list[AnchoredHunk] = []
         self.has_paths = False
+        self.prefixes = ("", "")  # git's a/ and b/, when its `diff --git` line has them
 
     def finish(self, strip: int | None) -> DiffFile:
         change = "modify"
@@ -214,6 +235,11 @@ def _read_diff(
     def close() -> None:
         nonlocal section
         if section is not None:
+            if section.git and not section.hunks and "new" in section.flags and (section.new or "").endswith(".py"):
+                # git's diff of a new *empty* file (`index 0000000..e69de29`, an empty `__init__.py` of a new
+                # package) has no hunk: the file is still created, as patch and git apply create it.
+                section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(section.new)),
+                                                  lines=(), from_diff=True, creates=True))
             if section.git or section.hunks:
                 message.files.append((section.finish(strip), section.hunks))
             section = None
@@ -227,12 +253,16 @@ def _read_diff(
             close()
             old, new = _git_paths(line)
             section = _Section(origin, old, new, git=True)
+            if line.startswith(('diff --git a/', 'diff --git "a/')):
+                section.prefixes = ("a/", "b/")
             i += 1
             continue
         if line.startswith("--- ") and i + 1 < end and lines[i + 1].startswith("+++ "):
             old, new = _unquote(line[4:]), _unquote(lines[i + 1][4:])
-            old = None if old == "/dev/null" else old
-            new = None if new == "/dev/null" else new
+            # `diff -Naur` writes a file that one side lacks with the epoch as its time stamp.
+            old_absent, new_absent = _absent(line[4:]), _absent(lines[i + 1][4:])
+            old = None if old == "/dev/null" or (old_absent and not new_absent) else old
+            new = None if new == "/dev/null" or (new_absent and not old_absent) else new
             if section is None or not section.git or section.has_paths or section.hunks:
                 close()
                 section = _Section(origin, old, new, git=False)
@@ -283,10 +313,16 @@ def _extended(section: _Section, line: str) -> None:
     elif line.startswith("deleted file mode "):
         section.flags.add("delete")
         section.new = None
-    elif line.startswith(("rename from ", "rename to ")):
-        section.flags.add("rename")
-    elif line.startswith(("copy from ", "copy to ")):
-        section.flags.add("copy")
+    elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
+        kind, side, raw = line.split(" ", 2)
+        section.flags.add(kind)
+        # The paths git writes here (never with a/ or b/) name the file when the `diff --git` line could not
+        # be split: a rename of `x y.yml` to `x-y.yml` (ipex-llm's vLLM 0.6.6 patch).
+        a, b = section.prefixes
+        if side == "from" and section.old is None:
+            section.old = a + _unquote(raw)
+        elif side == "to" and section.new is None:
+            section.new = b + _unquote(raw)
     elif line.startswith(("old mode ", "new mode ")):
         section.flags.add("mode")
 

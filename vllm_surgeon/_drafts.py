@@ -57,17 +57,24 @@ def code_lines(lines: Sequence[str]) -> int:
     return sum(1 for line in lines if is_code(line))
 
 
-def _unique(old: Sequence[str], lo: int, hi: int, start: int, end: int) -> bool:
+# same_named(qualname, lo, hi) -> every span the engine searches for a target of that name: a function
+# defined more than once (`@overload` stubs, a property's getter and setter) is all of its definitions.
+SameNamed = Callable[["str | None", int, int], "list[tuple[int, int]]"]
+
+
+def _unique(old: Sequence[str], spans: list[tuple[int, int]], start: int, end: int) -> bool:
     anchor = old[start:end]
-    return bool(anchor) and any(line.strip() for line in anchor) and len(occurrences(old, anchor, lo, hi)) == 1
+    return (bool(anchor) and any(line.strip() for line in anchor)
+            and len({i for lo, hi in spans for i in occurrences(old, anchor, lo, hi)}) == 1)
 
 
 def drafts(
     old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0,
-    min_code: int = MIN_CODE_LINES, keep: Keep | None = None,
+    min_code: int = MIN_CODE_LINES, keep: Keep | None = None, same_named: SameNamed | None = None,
 ) -> list[Draft]:
     """Hunks turning `old` into `new`; each anchor unique inside the scope `scope_of` gives for its
-    change, and holding at least `min_code` lines of real code where the scope has them."""
+    change (and inside every other scope of the same name, when `same_named` says which), and holding
+    at least `min_code` lines of real code where the scope has them."""
     matcher = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False)
     opcodes = matcher.get_opcodes()
     changes = [(i1, i2) for tag, i1, i2, _, _ in opcodes if tag != "equal"]
@@ -83,8 +90,9 @@ def drafts(
         before = after = min_context
         while True:
             start, end = max(lo, min(want_lo, i1 - before)), min(hi, max(want_hi, i2 + after))
+            spans_named = same_named(name, lo, hi) if same_named else [(lo, hi)]
             can_before, can_after = start > lo, end < hi
-            if _unique(old, lo, hi, start, end) and (
+            if _unique(old, spans_named, start, end) and (
                 code_lines(old[start:end]) >= want_code or not (can_before or can_after)
             ):
                 break
@@ -120,6 +128,15 @@ def drafts(
                 lines += [("+", new[j]) for j in range(j1, j2)]
         result.append(Draft(name, lo, start, end, lines))
     return result
+
+
+def same_named(index) -> SameNamed:
+    """same_named for a module's ScopeIndex: every definition the engine searches for a target of that name."""
+
+    def spans(name: str | None, lo: int, hi: int) -> list[tuple[int, int]]:
+        return [(s.start, s.end) for s in index.find(name)] if name else [(lo, hi)]
+
+    return spans
 
 
 def render_hunk_section(target: str, draft: Draft) -> list[str]:

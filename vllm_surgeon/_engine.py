@@ -307,7 +307,15 @@ def _locate_diff(
     lines = state.lines
     anchor = hunk.anchor
     if not anchor:
-        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it", state.source)
+        # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
+        # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
+        if hunk.hint_line == 1 and not hunk.creates:
+            if lines == [""]:
+                return Placement(hunk, 0, 0, [(l.op, l.text) for l in hunk.lines], index.module)
+            return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
+                              f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
+        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
+                          "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
     found = _anchor.occurrences(lines, anchor, 0, len(lines))
     if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
         found = [i for i in found if i + len(anchor) == len(lines)]
@@ -318,20 +326,37 @@ def _locate_diff(
     if not found:
         hint = hunk.hint_line or 1
         return _not_found(ctx, hunk, state, 0, len(lines), "in the module" + (" at its end" if hunk.at_end else ""), near=hint - 1)
+    patch_pick = None  # among several occurrences, the one GNU `patch -F0` would take (the nearest)
     if laid is None and len(found) > 1 and hunk.hint_line is not None:
         # The text the diff was made against: where its header's line number (shifted like patch
         # shifts it by the hunks before it) lands exactly on one occurrence, that is the one.
         wanted = hunk.hint_line - 1 if expect is None else expect
-        exact = [i for i in found if _author_position(state, i, ctx.hunk_set.name) == wanted]
+        position = {i: _author_position(state, i, ctx.hunk_set.name) for i in found}
+        exact = [i for i in found if position[i] == wanted]
+        tied = _tied_to_an_end(hunk, found, lines)
         if len(exact) == 1:
             found = exact
+        elif tied is not None:
+            found = [tied]
+        else:  # patch searches outwards from the expected line, later lines first at equal distance
+            patch_pick = min(found, key=lambda i: (abs(position[i] - wanted), position[i] < wanted))
     if laid is not None:
         candidates = [(i, index.innermost(*laid[i].changed)) for i in found]
     else:
         candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
-        wanted = hunk.hint_scope.strip()
-        narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, wanted)]
+        named = hunk.hint_scope.strip()
+        narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, named)]
+        if len(narrowed) == 1 and patch_pick is not None and narrowed[0][0] != patch_pick:
+            # Never a different place than patch at the release a diff was made against (issue 6).
+            return ctx.refuse(
+                Reason.ANCHOR_AMBIGUOUS, hunk,
+                f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times; git's function name "
+                f"{named!r} points at line {narrowed[0][0] + 1} ({narrowed[0][1].describe()}), but the nearest "
+                f"to the hunk's line {wanted + 1}, where patch would apply it, is line {patch_pick + 1}; "
+                "make the diff with more context (diff -U5) so they occur once",
+                state.source, expected=anchor,
+            )
         if len(narrowed) == 1:
             candidates = narrowed
     if len(candidates) > 1 and laid is not None:
@@ -383,6 +408,28 @@ def _layout_note(refusal: Refusal, state: _State, places: list) -> Refusal:
         at = (state.origin_of[line] if state.origin_of[line] is not None else line) + 1
         refusal.detail += f"; the same code, laid out anew, is at line {at}, but {places[0].why} (rebase the hunk onto this release)"
     return refusal
+
+
+def _tied_to_an_end(hunk: AnchoredHunk, found: list[int], lines: list[str]) -> int | None:
+    """The occurrence at the start or end of the file that GNU patch ties a diff hunk to, if one is.
+
+    diff writes fewer context lines before a change at the top of a file, and fewer after it at the
+    bottom; with no fuzz, patch then takes only the first (old start 1) or last lines of the file.
+    """
+    if hunk.at_end or not found:
+        return None  # a `\ No newline` hunk is filtered to the end already
+    ops = [line.op for line in hunk.lines]
+    leading = next((k for k, op in enumerate(ops) if op != " "), len(ops))
+    trailing = next((k for k, op in enumerate(reversed(ops)) if op != " "), len(ops))
+    context = max(leading, trailing)
+    if leading < context and (hunk.hint_line or 0) <= 1:
+        at = [i for i in found if i == 0]
+    elif trailing < context:
+        end = len(lines) - (1 if lines and lines[-1] == "" else 0)
+        at = [i for i in found if i + len(hunk.anchor) == end]
+    else:
+        return None
+    return at[0] if len(at) == 1 else None
 
 
 def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:

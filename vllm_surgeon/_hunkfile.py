@@ -58,16 +58,22 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     body: list[Line] = []
     blanks: list[Line] = []  # empty lines not yet known to be inside the hunk
     last_field: str | None = None
+    no_eol: list[Origin] = []  # a `\ No newline at end of file` after a new module's last line
 
     def close() -> None:
         if current is None:
             return
         origin, target, offset, creates = current
-        if not any(b.op != " " for b in body):
+        if not creates and not any(b.op != " " for b in body):  # `@@ m @@ new` alone creates an empty module
             raise HunkFileError(origin, f"hunk for {target} changes nothing: it has no '-' or '+' lines")
         if creates and any(b.op != "+" for b in body):
             bad = next(b for b in body if b.op != "+")
             raise HunkFileError(bad.origin, f"'@@ {target} @@ new' creates the module: every line of it starts with '+'")
+        if creates and no_eol and body:
+            # The module's text ends without a newline: as a diff's marker does, the hunk replaces the empty
+            # last element of the text it creates (what `convert` writes for such a new module).
+            body.append(Line("-", "", no_eol[0]))
+        no_eol.clear()
         hunks.append(AnchoredHunk(origin=origin, target=target, lines=tuple(body), hint_offset=offset, creates=creates))
         body.clear()
         blanks.clear()
@@ -110,6 +116,8 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
             blanks.append(Line(" ", "", origin))
             continue
         if line.startswith("\\"):
+            if current[3] and body and body[-1].op == "+" and not blanks:
+                no_eol.append(origin)
             continue  # "\ No newline at end of file"
         op = line[0]
         if op not in " -+":
@@ -124,5 +132,8 @@ def parse_hunk_file(text: str, path: str, name: str) -> HunkSet:
     close()
     if not hunks:
         raise HunkFileError(Origin(path, 1), "no hunks: add a section starting with '@@ module:Qualified.name'")
+    if "root" in fields:  # a .hunk names its targets by module: there are no paths to be relative to
+        raise HunkFileError(origins["root"], "root: is for diff sets (their paths are relative to that package's folder); "
+                            "a .hunk section names its module")
     check_fields(fields, origins)
     return HunkSet(name=name, path=path, kind="hunk", hunks=tuple(hunks), fields=fields, field_origins=origins)

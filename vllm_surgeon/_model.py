@@ -180,7 +180,7 @@ class TransformHunk:
 Hunk = Union[AnchoredHunk, TransformHunk]
 
 # Header fields every format may carry (`.hunk` header lines, `.patch` preamble, `.py` globals).
-FIELDS = ("description", "why", "upstream", "vllm", "written-against", "skip")
+FIELDS = ("description", "why", "upstream", "vllm", "written-against", "skip", "root")
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,11 @@ class HunkSet:
     digest: str = ""
 
     @property
+    def root(self) -> str | None:
+        """The `root:` package of a diff set: its paths are relative to that package's folder (None: to a tree's root)."""
+        return self.fields.get("root") or None
+
+    @property
     def description(self) -> str | None:
         return self.fields.get("description")
 
@@ -231,7 +236,11 @@ class HunkSet:
 
 
 def check_fields(fields: dict[str, str], origins: dict[str, Origin]) -> None:
-    """Refuse a header whose version range does not parse, naming its line."""
+    """Refuse a header whose version range or root package does not parse, naming its line."""
+    root = fields.get("root")
+    if root is not None and not _dotted(root, allow_locals=False):
+        raise HunkFileError(origins["root"], f"root: {root!r} is not a package name; write e.g. root: vllm "
+                            "(the diff's paths are relative to that package's folder)")
     spec = fields.get("vllm")
     if spec is not None:
         try:

@@ -23,6 +23,7 @@ SERIES = "series"
 FIELDS_FILE = "fields"
 PATCH_SUFFIXES = (".patch", ".diff")
 _NUMBERED = re.compile(r"^(\d+)")
+_COVER_LETTER = re.compile(r"^Subject: \[[^\]]*\b0+/\d+\]", re.M)  # [PATCH 0/3], [PATCH v2 00/12]
 
 
 def is_set_dir(path: Path) -> bool:
@@ -115,8 +116,11 @@ def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
     entries = _series(directory, fields, origins, digest) if (directory / SERIES).is_file() else _numbered(directory)
     patches = []
     for path, strip in entries:
-        parsed = parse_patch(_read_text(path, digest), str(path), strip)
+        text = _read_text(path, digest)
+        parsed = parse_patch(text, str(path), strip)
         if not parsed.messages:
+            if parsed.mbox and _COVER_LETTER.search(text):
+                continue  # `git format-patch --cover-letter -o NAME/`: 0000-cover-letter.patch holds no diff
             raise HunkFileError(Origin(str(path), 1), "no diff in this patch: expected '--- a/...', '+++ b/...' and '@@' lines")
         for key, value in parsed.fields.items():  # fields in a patch's own preamble count for the set
             if key in fields:

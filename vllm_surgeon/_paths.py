@@ -2,9 +2,12 @@
 
 A diff names files by paths as they come: `a/vllm/v1/request.py`, `vllm/v1/request.py`,
 `a/vllm/vllm/v1/request.py` (a monorepo holding vLLM in a folder), `/venv/.../site-packages/
-vllm/v1/request.py`, `b/vllm_ascend/worker/model_runner_v1.py`. Every suffix of the path's folders
-that names a module whose file in the tree *is* that path is a candidate; exactly one must exist.
-A new file (`--- /dev/null`) needs the package that would hold it to exist. Files that cannot be
+vllm/v1/request.py`, `b/vllm_ascend/worker/model_runner_v1.py`. A path is the module named by its
+longest suffix of folders whose file in the tree *is* that path (or that an earlier commit of the set
+created): `vllm/tokenizers/x.py` is `vllm.tokenizers.x`, never the top-level `tokenizers.x` that
+Hugging Face installs beside it, though that one exists too (real series at vLLM 0.11-0.14 touch
+such files). A new file (`--- /dev/null`) goes in the package its longest suffix names. Two paths
+of one section (`--- a/x.py` / `+++ b/y.py`) that name two modules are ambiguous. Files that cannot be
 applied at import (not Python, tests, deletions, renames, binary, mode-only) refuse the set, each
 named, unless the set's `skip:` patterns list them.
 
@@ -39,9 +42,21 @@ class Candidate:
     relative: str  # the path inside the tree's root, e.g. vllm/v1/request.py
 
 
-def candidates(path: str, strip: int | None = None) -> list[Candidate]:
-    """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name."""
+def candidates(path: str, strip: int | None = None, root: str | None = None) -> list[Candidate]:
+    """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name.
+
+    root: the set's `root:` field, a package whose folder the paths are relative to, as `cd
+    site-packages/PKG && patch -pN` reads them (N: the quilt -pN, else 1); the path is then that one module.
+    """
     raw = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    if root:
+        raw = root.split(".") + raw[1 if strip is None else strip :]
+        if not raw[-1].endswith(".py"):
+            return []
+        names = raw[:-1] + ([] if raw[-1] == "__init__.py" else [raw[-1][: -len(".py")]])
+        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            return []
+        return [Candidate(".".join(names), "/".join(raw))]
     if strip:
         raw = raw[strip:]
     for root in _ROOTS:  # an absolute installed path: only what follows site-packages is the package
@@ -69,7 +84,7 @@ def watch_names(hunk_set: HunkSet) -> set[str]:
     """Every module name a set's paths could resolve to (what the import hook watches before planning)."""
     names = {h.target.module for h in hunk_set.hunks if h.file is None}
     for f in hunk_set.files:
-        names |= {c.module for path in f.paths for c in candidates(path, f.strip)}
+        names |= {c.module for path in f.paths for c in candidates(path, f.strip, hunk_set.root)}
     return names
 
 
@@ -168,7 +183,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
     new_found: dict[int, list | str] = {}
     news = [f for f in hunk_set.files if f.change == "new" and f.path.endswith(".py")]
     for f in sorted(news, key=lambda f: (not f.path.endswith("__init__.py"), f.path.count("/"))):
-        new_found[id(f)] = found = _new_module(f, read, packages)
+        new_found[id(f)] = found = _new_module(f, read, packages, hunk_set.root)
         if isinstance(found, list) and len(found) == 1 and found[0][0].relative.endswith("__init__.py"):
             packages[found[0][0].module] = found[0][1].rsplit("/", 1)[0]
     for f in hunk_set.files:
@@ -183,13 +198,13 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         if not any(path.endswith(".py") for path in f.paths):
             refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
             continue
-        found = new_found[id(f)] if f.change == "new" else _existing(f, read)
+        found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created, hunk_set.root)
         if isinstance(found, str):
             refuse(Reason.PATH_NOT_FOUND, f, found + hint)
             continue
         if len(found) > 1:
-            refuse(Reason.PATH_AMBIGUOUS, f, f"{f.name} is more than one real module here: "
-                   + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make the path name one of them")
+            refuse(Reason.PATH_AMBIGUOUS, f, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
+                   "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
             continue
         (candidate, where), = found
         if f.change == "new":
@@ -233,24 +248,32 @@ def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
     return out
 
 
-def _existing(f: DiffFile, read: Callable) -> list[tuple[Candidate, str]] | str:
+def _existing(f: DiffFile, read: Callable, created: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
+    """The module each of the file's paths names: its longest suffix that is a real module here, or one the
+    set created in an earlier commit. Two paths naming two modules give both (ambiguous)."""
     found: dict[str, tuple[Candidate, str]] = {}
-    every = [c for path in f.paths for c in candidates(path, f.strip)]
-    for c in every:
-        source = read(c.module)
-        if source is not None and _is(source.path, c.relative):
-            found.setdefault(c.module, (c, source.path))
+    every = []
+    for path in f.paths:
+        for c in candidates(path, f.strip, root):  # longest suffix first
+            every.append(c)
+            where = created.get(c.module)
+            if where is None:
+                source = read(c.module)
+                where = source.path if source is not None else None
+            if where is not None and _is(where, c.relative):
+                found.setdefault(c.module, (c, where))
+                break
     if found:
         return list(found.values())
     tried = ", ".join(dict.fromkeys(c.module for c in every)) or "none: no part of it is a module name"
     return f"{f.name}: no installed package has this file (modules tried: {tried})"
 
 
-def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[tuple[Candidate, str]] | str:
-    """Where a new file's module would sit: its package exists in the tree, or the set creates it."""
-    found = []
+def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
+    """Where a new file's module would sit: in the package its longest suffix names that exists in the
+    tree, or that the set creates."""
     tried = []
-    for c in candidates(f.path, f.strip):
+    for c in candidates(f.path, f.strip, root):  # longest suffix first
         package, _, name = c.module.rpartition(".")
         if not package:
             continue
@@ -262,9 +285,7 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str]) -> list[t
             if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
-        found.append((c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py"))
-    if found:
-        return found
+        return [(c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py")]
     what = "a package" if f.path.endswith("__init__.py") else "a module"
     return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import _engine
-from ._drafts import code_lines, drafts, render_hunk_section
+from ._drafts import code_lines, drafts, render_hunk_section, same_named
 from ._merge3 import Merge, merge3, render_conflicts
 from ._model import AnchoredHunk, HunkSet, TransformHunk
 from ._releases import Tree
@@ -174,12 +174,12 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             context = _context_for(theirs_lines, merged.lines, keep)
             diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines), context)
         else:
-            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep):
+            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep, same_named=same_named(index)):
                 target = f"{module}:{draft.scope}" if draft.scope else module
                 sections += render_hunk_section(target, draft) + [""]
     if conflicts:
         return Rebased(None, conflicts, copies=copies if not outside else {}, outside=outside)
-    fields = dict(hunk_set.fields)
+    fields = {k: v for k, v in hunk_set.fields.items() if k != "root"}  # the rebased diff's paths are from the tree's root
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
     if hunk_set.commits:  # a series is rebased as its net change: one diff, its commits recorded here

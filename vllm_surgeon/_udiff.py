@@ -41,6 +41,8 @@ def unified(relative: str, old: str | None, new: str, context: int = 3) -> list[
     if old is not None and a == b:
         return []
     out = [f"diff --git a/{relative} b/{relative}"]
+    if old is None and not b:  # a new empty file: git writes no ---/+++ and no hunk
+        return out + ["new file mode 100644"]
     if old is None:
         out += ["new file mode 100644", "--- /dev/null"]
     else:
