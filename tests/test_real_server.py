@@ -3,7 +3,7 @@
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
 driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
-brings): priority-0 requests (64 tokens each) back to back from as many clients as keep ~3 s of
+brings): priority-0 requests (192 tokens each) back to back from as many clients as keep ~3 s of
 work queued in the engine, and one priority-10 request, for two stream lengths. Asserted are
 ordering facts, not timings; the waits are printed (`pytest -s`).
 """
@@ -28,6 +28,10 @@ pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
 STREAMS = (10.0, 20.0)  # seconds of high-priority stream
+# Tokens per request: long enough (~0.6 s each here) that a client's next request reaches the engine
+# before the one ahead of it finishes, even on a loaded machine. With 64 (~0.2 s) a stalled client
+# or API server let the queue run dry and the low request slip in with no overtakes (CI, 2026-11).
+MAX_TOKENS = "192"
 # The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",
               "--gpu-memory-utilization", "0.1", "--max-model-len", "256"]
@@ -96,7 +100,7 @@ class Server:
 
 def measure(url: str, stream_s: float, timeline: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--json",
+        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--max-tokens", MAX_TOKENS, "--json",
          "--timeline", str(timeline)],
         capture_output=True, text=True, timeout=300,
     )
