@@ -3,7 +3,7 @@
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
 driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
-brings): priority-0 requests (192 tokens each) back to back from as many clients as keep ~3 s of
+brings): priority-0 requests (128 tokens each) back to back from as many clients as keep ~3 s of
 work queued in the engine, and one priority-10 request, for two stream lengths. Asserted are
 ordering facts, not timings; the waits are printed (`pytest -s`).
 """
@@ -28,10 +28,9 @@ pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
 STREAMS = (10.0, 20.0)  # seconds of high-priority stream
-# Tokens per request: long enough (~0.6 s each here) that a client's next request reaches the engine
-# before the one ahead of it finishes, even on a loaded machine. With 64 (~0.2 s) a stalled client
-# or API server let the queue run dry and the low request slip in with no overtakes (CI, 2026-11).
-MAX_TOKENS = "192"
+# Tokens per request (~0.4 s each here): long enough that a client's next request usually reaches the
+# engine before the one ahead of it finishes; with 64 the queue ran dry under load more often.
+MAX_TOKENS = "128"
 # The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",
               "--gpu-memory-utilization", "0.1", "--max-model-len", "256"]
@@ -156,8 +155,15 @@ def test_without_the_set_later_high_priority_arrivals_overtake_the_low_request(s
     Whether it also waits for the *whole* stream depends on the engine's queue never running dry;
     on this loaded 2-core machine the API server stalls often enough (for 1-2 s) that in about half
     the runs the low request slipped into such a gap, so that is reported (printed), not asserted
-    here. tests/test_real_engine.py shows the full starvation on the engine itself."""
-    for stream_s, run in served["plain"]["runs"].items():
+    here. tests/test_real_engine.py shows the full starvation on the engine itself.
+
+    A run in which the engine's queue ran dry while the low request waited (the server's own
+    /metrics: no high-priority request waiting beside it) says nothing about the order: vLLM then
+    rightly serves the low request, set or no set. Such runs are not judged; at least one must be."""
+    runs = served["plain"]["runs"]
+    judged = {s: run for s, run in runs.items() if (run["fewest_waiting_in_engine"] or 0) >= 2}
+    assert judged, f"in every run the engine's queue ran dry while the low request waited: {runs}"
+    for stream_s, run in judged.items():
         assert run["overtaken_by_later_highs"] > 0, (stream_s, run)
 
 

@@ -52,6 +52,9 @@ async def measure(
         await one("low", low_priority)
         low_done.set()
 
+    # One request before the clock starts: the client's first call builds its models and connection
+    # (seconds on a loaded machine, during which no finish time could be recorded).
+    await client.completions.create(model=model, prompt="hello", max_tokens=1, extra_body={"priority": 0})
     started = time.time()
     stream_until = started + warmup_s + stream_s
     highs = [asyncio.create_task(high_client(k, stream_until)) for k in range(min_clients)]
