@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO, surgeon_env
 
 from vllm_surgeon._cli import EXAMPLES, main
@@ -36,7 +35,9 @@ def tree(tmp_path, monkeypatch):
     '''))
     sets = tmp_path / "sets"
     sets.mkdir()
-    (sets / "fast.hunk").write_text("vllm: >=0.30\n@@ vllm.engine.core:Engine.step @@ +1\n         work = self.queue.pop()\n+        work.fast = True\n")
+    (sets / "fast.hunk").write_text(
+        "vllm: >=0.30\n@@ vllm.engine.core:Engine.step @@ +1\n         work = self.queue.pop()\n+        work.fast = True\n"
+    )
     (sets / "gone.hunk").write_text("@@ vllm.engine.core:Engine.step\n-        work = self.queue.popleft()\n+        work = None\n")
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
     return tmp_path / "checkout"
@@ -217,7 +218,10 @@ def test_sets_registered_by_an_installed_package_sit_between_the_path_and_the_bu
     site = tmp_path / "site"
     (site / "teamsets").mkdir(parents=True)
     (site / "teamsets" / "__init__.py").write_text("")
-    (site / "teamsets" / "team.hunk").write_text("@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n+        if self.priority != other.priority:  # team\n")
+    (site / "teamsets" / "team.hunk").write_text(
+        "@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n"
+        "+        if self.priority != other.priority:  # team\n"
+    )
     (site / "teamsets" / "priority.hunk").write_text("description: the team's own priority\n@@ m:f\n+x\n")
     info = site / "teamsets-1.0.dist-info"
     info.mkdir()

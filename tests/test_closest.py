@@ -64,9 +64,11 @@ def test_one_changed_line_is_named_by_its_place_in_the_anchor(real):
 
 def test_lines_upstream_inserted_inside_the_anchor_are_said_so_not_all_agree(real):
     inserted = "                            # upstream: ties go to the youngest\n                            default=None,\n"
-    refusal, lines = refuse(real, lambda t: t.replace("                            self.running,\n", "                            self.running,\n" + inserted))
+    running = "                            self.running,\n"
+    refusal, lines = refuse(real, lambda t: t.replace(running, running + inserted))
     assert "all 6 lines are there, but upstream inserted 2 lines inside the anchor (after its line 4)" in refusal.detail
-    assert refusal.found[4:6] == ("                            # upstream: ties go to the youngest", "                            default=None,")
+    indent = " " * 28
+    assert refusal.found[4:6] == (f"{indent}# upstream: ties go to the youngest", f"{indent}default=None,")
     assert len(refusal.found) == 8
 
 

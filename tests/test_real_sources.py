@@ -59,8 +59,11 @@ def test_altered_anchor_line_is_refused_with_the_real_code_beside_it(tmp_path):
     [
         (Reason.MODULE_NOT_FOUND, "@@ vllm.v1.core.sched.no_such_module:f\n x\n+y\n"),
         (Reason.TARGET_NOT_FOUND, "@@ vllm.v1.core.sched.scheduler:Scheduler.schedulee\n x\n+y\n"),
-        (Reason.ANCHOR_AMBIGUOUS, f"@@ {SCHEDULE}\n                     if self.policy == SchedulingPolicy.PRIORITY:\n+                        pass\n"),
-        (Reason.VERSION, "vllm: <0.20\n@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n+        if self.priority > other.priority:\n"),
+        (Reason.ANCHOR_AMBIGUOUS,
+         f"@@ {SCHEDULE}\n                     if self.policy == SchedulingPolicy.PRIORITY:\n+                        pass\n"),
+        (Reason.VERSION,
+         "vllm: <0.20\n@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n"
+         "+        if self.priority > other.priority:\n"),
         (Reason.INVALID_PYTHON, "@@ vllm.v1.request:Request.__lt__\n         if self.priority != other.priority:\n+        while True:\n"),
     ],
 )

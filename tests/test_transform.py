@@ -65,7 +65,8 @@ def test_function_transform_with_structural_anchor(tmp_path):
 
 
 def test_transformer_class_is_applied_to_the_target_only(tmp_path):
-    s = load(tmp_path, MIN_TO_MAX.replace("class MinToMax", '@transform("pkg.sched:Scheduler.schedule", anchor="min(self.queue, key=lambda r: r.cost)")\nclass MinToMax'))
+    decorator = '@transform("pkg.sched:Scheduler.schedule", anchor="min(self.queue, key=lambda r: r.cost)")'
+    s = load(tmp_path, MIN_TO_MAX.replace("class MinToMax", decorator + "\nclass MinToMax"))
     assert "picked = max(" in plan(s).modules["pkg.sched"].text
 
 

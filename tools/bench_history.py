@@ -262,7 +262,7 @@ def probes(a: Release, scratch: Path, per_file: int) -> list[tuple[str, str, str
     return out
 
 
-def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, per_file: int, scratch: Path) -> dict:
+def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, per_file: int, scratch: Path) -> dict:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """Probe edits at each base release, as raw diffs and converted; tried on the next `ahead` releases."""
     from vllm_surgeon._convert import ConvertError, convert
     from vllm_surgeon._hunkfile import parse_hunk_file
@@ -272,7 +272,7 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
     failures = collections.Counter()
     made = 0
     for a in a_list:
-        for rel, qualname, text in probes(a, scratch, per_file):
+        for _rel, _qualname, text in probes(a, scratch, per_file):
             raw = parse_diff_file(text, "raw.patch", "raw")
             at_base = _engine.plan([raw], a.read, a.version, require_version=False).results[0]
             if not at_base.ok:
@@ -338,9 +338,9 @@ def main() -> int:
     results: dict = {"series": [], "single": [], "whole": []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for i, (a, b, c) in enumerate(zip(releases, releases[1:], releases[2:])):
+        for i, (a, b, c) in enumerate(zip(releases, releases[1:], releases[2:], strict=False)):
             results["series"].append(series(a, b, c, scratch / f"series-{i}"))
-        for i, (a, b) in enumerate(zip(releases, releases[1:])):
+        for i, (a, b) in enumerate(zip(releases, releases[1:], strict=False)):
             single_and_whole(a, b, scratch / f"pair-{i}", results["single"], results["whole"])
     series_rows = [r for r in results["series"] if r["status"] != "empty"]
     print(f"series A->B->C (two commits, {sum(r['files'] for r in series_rows)} files, "

@@ -126,7 +126,7 @@ def _path(module: str) -> str:
     return module.replace(".", "/") + ".py"
 
 
-def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Random) -> list[Probe]:
+def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Random) -> list[Probe]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """`per_file` probes of each kind at random statement starts inside functions of `text`."""
     lines = text.split("\n")
     index = ScopeIndex(text)
@@ -229,7 +229,7 @@ class Tally:
     seconds: dict[str, float] = field(default_factory=lambda: {"text": 0.0, "structure": 0.0})
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bases", default=",".join(BASES), help="releases the probes are made against")
     parser.add_argument("--against", default=REAL, help="real releases to check the probes against (comma-separated)")

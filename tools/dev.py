@@ -44,7 +44,7 @@ def _stamp() -> str:
 
 def setup() -> None:
     """Make .venv and the tiny model if missing or out of date; a no-op (a second) when current."""
-    if sys.version_info[:2] < (3, 10):
+    if sys.version_info[:2] < (3, 10):  # noqa: UP036 - run by whatever python3 the user has, before any venv exists
         sys.exit(f"tools/dev.py needs Python 3.10+ (3.11 recommended); this is {sys.version.split()[0]}")
     stamp_file = VENV / ".vllm-surgeon-setup"
     if not PYTHON.exists():

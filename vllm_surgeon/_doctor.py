@@ -101,7 +101,7 @@ class Doctor:
             source = url[len("file://"):]
         return f"reinstall it: pip install --force-reinstall --no-deps {source}"
 
-    def bootstrap(self) -> None:
+    def bootstrap(self) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
         from importlib.metadata import PackageNotFoundError, distribution
 
         try:
@@ -252,7 +252,7 @@ class Doctor:
         return True
 
     # -- the search path -----------------------------------------------------------------------
-    def search_path(self) -> None:
+    def search_path(self) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
         from importlib.metadata import entry_points
 
         from ._model import HunkFileError
@@ -316,7 +316,7 @@ class Doctor:
             self.ok("search-path", f"{count} set{'s' if count != 1 else ''} in {where}")
 
     # -- the enabled sets ----------------------------------------------------------------------
-    def enabled_sets(self) -> None:
+    def enabled_sets(self) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
         from . import _engine
         from ._model import HunkFileError
         from ._search import UnknownSetError, enabled_names, load

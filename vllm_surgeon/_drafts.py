@@ -68,7 +68,7 @@ def _unique(old: Sequence[str], spans: list[tuple[int, int]], start: int, end: i
             and len({i for lo, hi in spans for i in occurrences(old, anchor, lo, hi)}) == 1)
 
 
-def drafts(
+def drafts(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0,
     min_code: int = MIN_CODE_LINES, keep: Keep | None = None, same_named: SameNamed | None = None,
 ) -> list[Draft]:

@@ -29,7 +29,6 @@ from ._refusal import Reason, Refusal, SurgeonError
 from ._search import SUFFIXES, UnknownSetError, load, load_file
 
 
-
 def _is_path(item: object) -> bool:
     if isinstance(item, os.PathLike):
         return True

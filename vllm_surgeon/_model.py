@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field
-from typing import Any, Union
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -177,7 +177,7 @@ class TransformHunk:
     name: str
 
 
-Hunk = Union[AnchoredHunk, TransformHunk]
+Hunk = AnchoredHunk | TransformHunk
 
 # Header fields every format may carry (`.hunk` header lines, `.patch` preamble, `.py` globals).
 FIELDS = ("description", "why", "upstream", "vllm", "written-against", "skip", "root")

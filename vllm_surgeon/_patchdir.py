@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ._difffile import assemble, parse_patch
 from ._hunkfile import parse_header_line
-from ._model import HunkFileError, HunkSet, Origin, check_fields
 from ._lines import split_lines
+from ._model import HunkFileError, HunkSet, Origin, check_fields
 
 SERIES = "series"
 FIELDS_FILE = "fields"
@@ -34,7 +34,7 @@ def is_set_dir(path: Path) -> bool:
         return False
 
 
-def _read_text(path: Path, digest: "hashlib._Hash") -> str:
+def _read_text(path: Path, digest: hashlib._Hash) -> str:
     """One file of the folder, read once (no FIFO hangs); its name and bytes go into the set's digest,
     so the code cache keys on exactly what was parsed (issue 7 item 2)."""
     from ._search import decode_set_text, read_set_bytes
@@ -45,7 +45,7 @@ def _read_text(path: Path, digest: "hashlib._Hash") -> str:
 
 
 def _series(
-    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: "hashlib._Hash"
+    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: hashlib._Hash
 ) -> list[tuple[Path, int | None]]:
     series = directory / SERIES
     out: list[tuple[Path, int | None]] = []
@@ -89,7 +89,7 @@ def _numbered(directory: Path) -> list[tuple[Path, int | None]]:
         )
     keyed = sorted(patches, key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
     numbers = [int(_NUMBERED.match(p.name).group(1)) for p in keyed if _NUMBERED.match(p.name)]
-    for a, b, pa, pb in zip(numbers, numbers[1:], keyed, keyed[1:]):
+    for a, b, pa, pb in zip(numbers, numbers[1:], keyed, keyed[1:], strict=False):
         if a == b:
             raise HunkFileError(Origin(str(pb), 1), f"{pa.name} and {pb.name} have the same number: which comes first?")
     return [(p, None) for p in keyed]

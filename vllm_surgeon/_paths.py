@@ -42,7 +42,7 @@ class Candidate:
     relative: str  # the path inside the tree's root, e.g. vllm/v1/request.py
 
 
-def candidates(path: str, strip: int | None = None, root: str | None = None) -> list[Candidate]:
+def candidates(path: str, strip: int | None = None, root: str | None = None) -> list[Candidate]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """Modules a `.py` path may be: each suffix of its folders that spells a dotted module name.
 
     root: the set's `root:` field, a package whose folder the paths are relative to, as `cd
@@ -165,7 +165,7 @@ _WHY = {
 }
 
 
-def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:
+def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """Map each diff file of `hunk_set` to a module of `read`'s tree; order hunks into steps."""
     if not hunk_set.files:
         return _hunk_creations(hunk_set, read)
@@ -209,7 +209,8 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         (candidate, where), = found
         if f.change == "new":
             if read(candidate.module) is not None:
-                refuse(Reason.MODULE_EXISTS, f, f"this diff creates {candidate.module}, which already exists here ({read(candidate.module).path})")
+                existing = read(candidate.module).path
+                refuse(Reason.MODULE_EXISTS, f, f"this diff creates {candidate.module}, which already exists here ({existing})")
                 continue
             out.created[candidate.module] = where
         modules[id(f)] = candidate.module
@@ -282,12 +283,14 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str
             folder = packages[package]
         else:
             source = read(package)
-            if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
+            parent = c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0]
+            if source is None or not _is(source.path, parent + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
         return [(c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py")]
     what = "a package" if f.path.endswith("__init__.py") else "a module"
-    return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
+    return (f"{f.name}: this diff creates {what}, but no installed package is where it would go "
+            f"(packages tried: {', '.join(tried) or 'none'})")
 
 
 def _is(real: str, relative: str) -> bool:

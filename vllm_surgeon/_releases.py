@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -118,7 +118,8 @@ def directory(path: Path) -> Tree:
     if root is None:
         # A tree of other packages only (a set that changes vllm-ascend, or a test package): issue 6.
         if not any((p / "__init__.py").is_file() for p in path.iterdir()):
-            raise SpecError(f"{path}: holds no vllm/ directory nor any Python package (give a git checkout, a site-packages or a vllm/ tree)")
+            raise SpecError(f"{path}: holds no vllm/ directory nor any Python package "
+                            "(give a git checkout, a site-packages or a vllm/ tree)")
         root = path
     version = version_from_tree(root / "vllm")
 

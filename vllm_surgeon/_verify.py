@@ -141,7 +141,7 @@ def _where(h: HunkResult, tree: Tree) -> str:
     return f"at line {h.line}" + (f" in {h.scope}" if h.scope else " (module scope)")
 
 
-def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
+def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     out = [f"verify against {v.tree.label}"]
     if v.tree.version is None and any(r.hunk_set.vllm_range is not None for r in v.results):
         out.append(style.warn("  this tree records no vLLM version: `vllm:` ranges were not checked"))

@@ -84,7 +84,7 @@ def write_copies(
     header `fields` (description, why, ...) of the set it came from."""
     files = new(name, list(copies), tree, spec, directory, force=False)
     manifest = json.loads((directory / MANIFEST).read_text())
-    for entry, path in zip(manifest["targets"], files):
+    for entry, path in zip(manifest["targets"], files, strict=False):
         atomic_write(path, copies[entry["target"]])
     if fields:
         manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
@@ -135,7 +135,8 @@ def capture(name: str, directory: Path) -> Captured:
             )
         compile_check(new_text, path)
         qualname = entry["target"].split(":", 1)[1]
-        for draft in drafts(old, new, lambda i1, i2, q=qualname, n=len(old): (q, 0, n)):
+        size = len(old)
+        for draft in drafts(old, new, lambda i1, i2, q=qualname, n=size: (q, 0, n)):
             out += render_hunk_section(entry["target"], draft)
             out.append("")
         changed += 1
