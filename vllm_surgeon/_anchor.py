@@ -137,9 +137,9 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int, near:
         return None
     _, matched, first, last = best
     start = lo + first
-    found = tuple(lines[start : lo + last + 1])
+    near_lines = tuple(lines[start : lo + last + 1])
     agree = sum(1 for i, k in matched if anchor[i] == lines[lo + k])
-    return NearMiss(start, found, agree, _summary(anchor, lines, lo, matched))
+    return NearMiss(start, near_lines, agree, _summary(anchor, lines, lo, matched))
 
 
 class _Side:

@@ -144,7 +144,8 @@ def _open_dir(directory: Path, root: Path) -> int | None:
 
 
 def _read_fd(fd: int, limit: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
@@ -262,8 +263,7 @@ class CodeCache:
             if not isinstance(code, types.CodeType) or not isinstance(display, str) or not isinstance(blame, dict):
                 raise ValueError(f"{name}: malformed")
             # From the cache: what the import hook needs. In-place patching plans afresh.
-            compiled = Compiled(display, code, None, [], blame)  # type: ignore[arg-type]
-            modules[name] = PatchedModule(sources[name], None, tuple(sets), compiled, None)
+            modules[name] = PatchedModule.cached(sources[name], tuple(sets), Compiled(display, code, None, [], blame))
         stored_targets = entry.get("targets", {})
         if not isinstance(stored_targets, dict):
             raise ValueError("malformed targets")

@@ -109,7 +109,8 @@ def parse_patch(text: str, path: str, strip: int | None = None) -> ParsedPatch:
     messages = []
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
-        message = _Message(Origin(path, start + 1), sha=_MBOX_FROM.match(lines[start]).group(1))
+        found = _MBOX_FROM.match(lines[start])  # it matched: `starts` holds exactly such lines
+        message = _Message(Origin(path, start + 1), sha=found.group(1) if found else None)
         body = _read_headers(lines, start + 1, end, path, message)
         _read_diff(lines, body, end, path, message, strip, None, None)
         if message.files:
@@ -235,10 +236,11 @@ def _read_diff(  # noqa: C901 - written before the limit; split it when it next 
     def close() -> None:
         nonlocal section
         if section is not None:
-            if section.git and not section.hunks and "new" in section.flags and (section.new or "").endswith(".py"):
+            new = section.new or ""
+            if section.git and not section.hunks and "new" in section.flags and new.endswith(".py"):
                 # git's diff of a new *empty* file (`index 0000000..e69de29`, an empty `__init__.py` of a new
                 # package) has no hunk: the file is still created, as patch and git apply create it.
-                section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(section.new)),
+                section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(new)),
                                                   lines=(), from_diff=True, creates=True))
             if section.git or section.hunks:
                 message.files.append((section.finish(strip), section.hunks))
@@ -299,7 +301,7 @@ def _read_diff(  # noqa: C901 - written before the limit; split it when it next 
                     while i < end and lines[i].strip():  # base85 data until the blank line
                         i += 1
                 continue
-        if section is None and fields is not None and line[:1] not in (" ", "\t"):  # `git show` indents its message
+        if section is None and fields is not None and origins is not None and line[:1] not in (" ", "\t"):  # `git show` indents its message
             parse_header_line(line[2:] if line.startswith("# ") else line, origin, fields, origins, strict=False)
         i += 1
     close()

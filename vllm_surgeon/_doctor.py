@@ -306,9 +306,8 @@ class Doctor:
                 try:
                     load_file(paths[0], name)
                 except Exception as exc:  # noqa: BLE001 - a .py set runs code; whatever it raises is the finding
-                    if not isinstance(exc, (HunkFileError, UnknownSetError)):
-                        exc = f"{type(exc).__name__}: {exc}"
-                    self.fail("search-path", f"set {name!r} cannot be read: {exc}",
+                    why = str(exc) if isinstance(exc, (HunkFileError, UnknownSetError)) else f"{type(exc).__name__}: {exc}"
+                    self.fail("search-path", f"set {name!r} cannot be read: {why}",
                               f"edit {paths[0]} where it says, or move it out of {directory}")
                     problems = True
         if not problems:

@@ -8,13 +8,14 @@ that set, though it does alone) is refused as a conflict naming both.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
 from . import _anchor, _layout
-from ._linemap import Compiled, compile_patched
+from ._linemap import Compiled, FromCacheError, compile_patched
 from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._paths import resolve as resolve_paths
 from ._refusal import Reason, Refusal
@@ -137,16 +138,32 @@ class SetResult:
 class PatchedModule:
     """A module as the accepted sets leave it, compiled with disk line numbers kept.
 
-    From the on-disk cache (_cache.py) only what the import hook needs is there: `text` and
-    `original_index` are None and `compiled` has no tree or units.
+    From the on-disk cache (_cache.py, `from_cache`) only what the import hook runs is there: no
+    patched text, original index, tree or units; reading `text` or `compiled.tree` then raises
+    FromCacheError instead of handing out None (Runtime._full plans such a module again).
     """
 
     source: ModuleSource
-    text: str | None
+    patched_text: str | None  # None: from the code cache
     sets: tuple[str, ...]
     compiled: Compiled
-    original_index: ScopeIndex | None
+    original_index: ScopeIndex | None  # None: from the code cache, or a module a set creates
     created: bool = False  # a new module: no file on disk; the import hook serves it (issue 6)
+
+    @classmethod
+    def cached(cls, source: ModuleSource, sets: tuple[str, ...], compiled: Compiled) -> PatchedModule:
+        """A module read from the code cache: compiled code (no tree, no units) and nothing else."""
+        return cls(source, None, sets, compiled, None)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.patched_text is None
+
+    @property
+    def text(self) -> str:
+        if self.patched_text is None:
+            raise FromCacheError(f"{self.source.module} comes from the code cache, which keeps no text: plan it again")
+        return self.patched_text
 
 
 @dataclass
@@ -188,7 +205,7 @@ class _Context:
             detail=detail,
             vllm_version=self.version,
             module_path=source.path if source else None,
-            commit=hunk.commit.label() if getattr(hunk, "commit", None) is not None else None,
+            commit=hunk.commit.label() if hunk is not None and hunk.commit is not None else None,
             **extra,
         )
 
@@ -258,7 +275,7 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: i
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
         f"the anchor ({_lines(len(anchor))}) occurs {len(found)} times in {where}, at lines "
-        + ", ".join(str(state.origin_of[i] + 1 if state.origin_of[i] is not None else i + 1) for i in found)
+        + ", ".join(str(_disk_line(state, i)) for i in found)
         + "; add context lines until they occur once",
         state.source,
         expected=anchor,
@@ -432,10 +449,16 @@ def _tied_to_an_end(hunk: AnchoredHunk, found: list[int], lines: list[str]) -> i
     return at[0] if len(at) == 1 else None
 
 
+def _disk_line(state: _State, i: int) -> int:
+    """1-based line on disk of the current text's line `i` (an added line: its place in the current text)."""
+    at = state.origin_of[i]
+    return at + 1 if at is not None else i + 1
+
+
 def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:
     """Whether the scope, or one around it, starts with the def/class line git printed after `@@`."""
     for s in index.scopes:
-        if s.kind != "module" and s.start <= scope.start and scope.end <= s.end:
+        if not isinstance(s.node, ast.Module) and s.start <= scope.start and scope.end <= s.end:
             header = lines[s.node.lineno - 1].strip()
             if header.startswith(wanted) or wanted.startswith(header):
                 return True
@@ -555,7 +578,7 @@ class _Series:
         earlier = self.failed.get(hunk.target.module)
         if earlier is None:
             return None
-        where = f" ({earlier.commit.label()})" if getattr(earlier, "commit", None) is not None else ""
+        where = f" ({earlier.commit.label()})" if earlier.commit is not None else ""
         return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
                                "and this one applies to the text it would have made")
 
@@ -678,7 +701,7 @@ def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read
         )
 
     def placed(hunk: Hunk, located: Placement, state: _State) -> None:
-        changed_by = {state.owners[i] for i in _touched(located)} - {None, hunk_set.name}
+        changed_by = {o for i in _touched(located) if (o := state.owners[i]) is not None} - {hunk_set.name}
         relied_on_by = _breaks(located, state) - {hunk_set.name}
         if changed_by or relied_on_by:
             at = state.origin_of[located.start] if located.start < len(state.origin_of) else None
@@ -851,6 +874,7 @@ def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxEr
         except SyntaxError as exc:
             return exc
         return PatchedModule(state.source, text, state.sets, Compiled(display, code, tree, []), None, created=True)
+    assert original is not None  # a module on disk was read before any set changed it
     try:
         compiled = compile_patched(
             original.lines, state.lines, tree, state.origin_of, state.source.path, note,

@@ -42,7 +42,7 @@ def resolve_sets(items: Iterable[object]) -> list[HunkSet]:
     for item in items:
         if isinstance(item, HunkSet):
             sets.append(item)
-        elif _is_path(item):
+        elif isinstance(item, (str, os.PathLike)) and _is_path(item):
             path = Path(os.fspath(item)).expanduser().absolute()
             if not path.exists():
                 raise UnknownSetError(f"{path}: no such hunk set file")
@@ -175,7 +175,8 @@ class InProcess:
             self._remember_linecache(patched.source.path)
             register_source(patched)  # tracebacks and inspect.getsource show the patched lines
         label = f"installed vllm {version or '(version unknown)'} ({directory})" if directory else "installed modules"
-        return PatchedModules(live, sets, label, {m: "in place" for m in live})
+        modules: dict[str, types.ModuleType | None] = dict(live)
+        return PatchedModules(modules, sets, label, {m: "in place" for m in live})
 
     def _remember_linecache(self, path: str) -> None:
         before = linecache.cache.get(path)

@@ -48,11 +48,25 @@ class Unit:
 class Compiled:
     display: str  # the text tracebacks and inspect read (file on disk + tail)
     code: types.CodeType
-    tree: ast.Module  # the relocated tree `code` was compiled from
+    # The relocated tree `code` was compiled from; None for code read from the on-disk cache
+    # (_cache.py), which keeps only what the import hook runs. Read it as `tree`, which says so.
+    parsed: ast.Module | None
     units: list[Unit]
     # Display line (1-based, in the tail) -> (set, hunk file, hunk line) behind it: every line of
     # every unit, so a traceback or an in-place failure in patched code names its hunk line.
     blame: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+
+    @property
+    def tree(self) -> ast.Module:
+        if self.parsed is None:
+            raise FromCacheError("compiled code from the on-disk cache has no tree: plan the module again")
+        return self.parsed
+
+
+class FromCacheError(RuntimeError):
+    """Text or tree asked of a module read from the code cache, which holds compiled code only.
+
+    An internal error (a code path that must plan again first, as Runtime._full does), never a user's."""
 
 
 def _first_line(node: ast.stmt) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -175,6 +175,15 @@ class TransformHunk:
     function: Callable[[Any], Any]
     anchors: tuple[str, ...]
     name: str
+
+    # What an AnchoredHunk may carry and a transform never does (it comes from a `.py` set, not a
+    # diff or series): the same names, so code over any Hunk reads them without getattr.
+    from_diff: ClassVar[bool] = False
+    hint_line: ClassVar[None] = None
+    file: ClassVar[None] = None
+    commit: ClassVar[None] = None
+    step: ClassVar[int] = 0
+    creates: ClassVar[bool] = False
 
 
 Hunk = AnchoredHunk | TransformHunk

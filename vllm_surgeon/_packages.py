@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._engine import ModuleSource
+from ._engine import ModuleSource, SourceReader
 from ._releases import SpecError, Tree, download
 from ._sources import find_spec, read_installed
 
@@ -23,7 +23,7 @@ class _Source:
     """Where one group of top-level packages is read from."""
 
     label: str
-    read: object
+    read: SourceReader
     tops: set[str] | None  # the top-level names it holds (None: any, the environment)
 
 

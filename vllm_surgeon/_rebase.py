@@ -94,12 +94,6 @@ def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: in
     return context
 
 
-@dataclass
-class _Merged:
-    lines: list[str]
-    conflicts: bool = False
-
-
 def _reformatted_onto(hunk_set: HunkSet, onto: Tree) -> dict[str, str]:
     """Modules where the set applies to the new release as it is, some hunks only by structure
     (upstream re-laid the code out, issue 10): their patched text there. A three-way merge would see
@@ -152,7 +146,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:  # noqa: C901 
         theirs_lines = theirs_source.lines()
         labels = (f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}")
         if module in laid_out:  # same code, new layout: the set as it applies there, in that layout
-            merged = _Merged(laid_out[module].split("\n"))
+            merged = Merge(laid_out[module].split("\n"), [])
         else:
             merged = merge3(base_lines, ours_lines, theirs_lines)
         if merged.conflicts:

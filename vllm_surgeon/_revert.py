@@ -19,7 +19,6 @@ from ._scopes import ScopeIndex
 
 def revert(patched: PatchedModule) -> PatchedModule:
     """What takes a module running `patched` (a fully planned one, with its text) back to its source."""
-    assert patched.text is not None, "revert needs the patched text (plan again rather than use the cache's)"
     source = patched.source
     old_lines = patched.text.split("\n")
     new_lines = source.lines()

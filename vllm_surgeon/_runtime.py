@@ -136,6 +136,7 @@ class Runtime:
                     self.error = exc
                     self._watch = {"vllm"} | self._watch
                     raise
+            assert self.plan is not None  # _make_plan sets it or raises
             return self.plan
 
     def _make_plan(self) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
@@ -466,7 +467,7 @@ class Runtime:
 
     def _full(self, patched: _engine.PatchedModule) -> _engine.PatchedModule:
         """`patched` with its text and tree (a module from the code cache has neither): planned again."""
-        if patched.text is not None:
+        if not patched.from_cache:
             return patched
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
@@ -521,6 +522,7 @@ class Runtime:
             refusal = self._patch_imported(plan)
             if refusal is not None:
                 self._withdraw(refusal)
+                assert self.plan is not None  # _withdraw either raises or adopts a new plan
                 refusal = self._patch_imported(self.plan)
                 if refusal is not None:
                     raise SurgeonError([refusal], {s.name: s for s in self.sets})

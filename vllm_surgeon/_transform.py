@@ -120,6 +120,7 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
         )
     text = "\n".join(state.lines)
     module = cst.parse_module(text)
+    assert hunk.target.qualname is not None  # _pyfile refuses a transform of module scope
     nodes = _find_cst(module, hunk.target.qualname)
     if len(nodes) != 1:
         return ctx.refuse(Reason.TARGET_NOT_FOUND, hunk, f"LibCST finds {len(nodes)} definitions of {hunk.target.qualname}", state.source)
@@ -129,7 +130,7 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
         if isinstance(fn, type) and issubclass(fn, cst.CSTTransformer):
             new = old.visit(fn())
         else:
-            new = fn(old)
+            new = hunk.function(old)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a set's code: even sys.exit() is a refusal, never an exit (issue 7 item 9)

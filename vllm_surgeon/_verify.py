@@ -156,9 +156,9 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:  # noq
         commit = None
         for h in r.hunks:
             origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
-            if getattr(h.hunk, "commit", None) is not None and h.hunk.commit != commit:
+            if h.hunk.commit is not None and h.hunk.commit != commit:
                 commit = h.hunk.commit
-                out.append(f"  {style.dim(commit.label())}")
+                out.append(f"  {style.dim(h.hunk.commit.label())}")
             if h.refusal is not None:
                 out.append(f"  {style.bad('refused')}  {origin}  {h.located_target}")
                 out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))

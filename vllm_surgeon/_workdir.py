@@ -136,7 +136,11 @@ def capture(name: str, directory: Path) -> Captured:
         compile_check(new_text, path)
         qualname = entry["target"].split(":", 1)[1]
         size = len(old)
-        for draft in drafts(old, new, lambda i1, i2, q=qualname, n=size: (q, 0, n)):
+
+        def whole(i1: int, i2: int, q: str = qualname, n: int = size) -> tuple[str | None, int, int]:
+            return (q, 0, n)
+
+        for draft in drafts(old, new, whole):
             out += render_hunk_section(entry["target"], draft)
             out.append("")
         changed += 1
