@@ -188,7 +188,8 @@ def split_hunks(diff: str) -> tuple[str, list[str]]:
     lines = diff.split("\n")
     first = next(i for i, line in enumerate(lines) if line.startswith("@@ -"))
     header = "\n".join(line for line in lines[:first] if line.startswith(("--- ", "+++ ")))
-    hunks, current = [], []
+    hunks: list[str] = []
+    current: list[str] = []
     for line in lines[first:]:
         if line.startswith("@@ -") and current:
             hunks.append("\n".join(current))
@@ -204,6 +205,7 @@ def splice(a_text: str, hunk: str) -> str:
     """A's text with one hunk applied at exactly its header's line: the expected result."""
     lines = hunk.split("\n")
     m = _HEADER.match(lines[0])
+    assert m is not None, lines[0]  # hunks() cut the diff at its `@@ -` lines
     old_start, old_count = int(m.group(1)), 1 if m.group(2) is None else int(m.group(2))
     body = [line for line in lines[1:] if not line.startswith("\\")]
     new_part = [line[1:] for line in body if line[:1] in (" ", "+")]
@@ -269,7 +271,7 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
 
     index = {r.version: i for i, r in enumerate(releases)}
     table: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
-    failures = collections.Counter()
+    failures: collections.Counter[str] = collections.Counter()
     made = 0
     for a in a_list:
         for _rel, _qualname, text in probes(a, scratch, per_file):

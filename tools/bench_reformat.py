@@ -151,12 +151,12 @@ def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Ra
                     if simple and not (i == 0 and len(block) == 1):
                         candidates["replace"].append((stmt, scope.qualname))
                         candidates["delete"].append((stmt, scope.qualname))
-    probes = []
+    probes: list[Probe] = []
     for kind in KINDS:
         pool = [c for c in candidates[kind] if occupied.get(c[0].lineno, 0) == 1]
         rng.shuffle(pool)
         for stmt, qualname in pool[:per_file]:
-            a, b = stmt.lineno - 1, stmt.end_lineno
+            a, b = stmt.lineno - 1, stmt.end_lineno or stmt.lineno
             if any(occupied.get(n + 1, 0) for n in range(a + 1, b)) or (b < len(lines) and lines[b - 1].rstrip().endswith(";")):
                 continue
             indent = lines[a][: stmt.col_offset]
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - written before t
             if source is None:
                 print(f"skip {module}: not in {base}", file=sys.stderr)
                 continue
-            targets = [(c, None) for c in copies]
+            targets: list[tuple[str, str | None]] = [(c, None) for c in copies]
             for version, real in reals.items():
                 real_source = real.read(module)
                 if version != base and real_source is not None:
@@ -315,7 +315,7 @@ def _check(probe: Probe, fmt_name: str, text: str, target_name: str, target_text
     for mode in ("text", "structure"):
         o = run(fmt_name, probe, text, target, mode == "structure")
         verdict = "refused"
-        if o.applied:
+        if o.applied and o.text is not None:
             verdict = _judge(probe, o.text, target_text is None, target, same_module, expected_module, fmt)
         out[mode] = {"applied": o.applied, "verdict": verdict, "reason": o.reason, "seconds": o.seconds,
                      "reformatted": o.reformatted}
@@ -334,13 +334,13 @@ def _judge(probe: Probe, patched: str, copy: bool, target: str, same_module: boo
     # The real release changed this function: compare with plain text patching in one layout.
     laid = fmt("ruff", probe.base_text)
     on_laid = run("diff", probe, probe.diff, laid, True)
-    if not on_laid.applied or tree_of(on_laid.text) != tree_of(probe.probed_text):
+    if not on_laid.applied or on_laid.text is None or tree_of(on_laid.text) != tree_of(probe.probed_text):
         return "unconfirmed"
     path = _path(probe.module)
     relaid = "\n".join(difflib.unified_diff(laid.split("\n"), on_laid.text.split("\n"), f"a/{path}", f"b/{path}",
                                             n=3, lineterm="")) + "\n"
     reference = run("diff", probe, relaid, fmt("ruff", target), False)
-    if not reference.applied:
+    if not reference.applied or reference.text is None:
         return "unconfirmed"
     return "right" if tree_of(reference.text) == tree_of(patched) else "wrong"
 

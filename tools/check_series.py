@@ -109,7 +109,7 @@ def patch_files(entry: Entry) -> list[tuple[Path, int]]:
                 out.append((path / name, strip))
             continue
         numbered = sorted((p for p in path.iterdir() if p.suffix in (".patch", ".diff")),
-                          key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
+                          key=lambda p: (int(m.group(1)) if (m := _NUMBERED.match(p.name)) else 0, p.name))
         out += [(p, entry.strip) for p in numbered]
     return out
 

@@ -107,18 +107,27 @@ def _wrapped(unit: Unit, node: ast.stmt, tree: ast.Module) -> ast.Module:
     return ast.fix_missing_locations(module)
 
 
-def _define(module: types.ModuleType, unit: Unit, node: ast.stmt, tree: ast.Module, filename: str) -> object:
+def _define(
+    module: types.ModuleType, unit: Unit, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, tree: ast.Module,
+    filename: str,
+) -> object:
     """Execute `node` (in stand-in classes) and return the object it binds."""
-    namespace: dict = {}
+    namespace: dict[str, object] = {}
     code = compile(_wrapped(unit, node, tree), filename, "exec", dont_inherit=True)
     exec(code, module.__dict__, namespace)
-    obj: object = namespace
+    obj: type | dict[str, object] = namespace
     for stmt in [s for s in unit.chain if isinstance(s, ast.ClassDef)]:
-        obj = vars(obj)[stmt.name] if isinstance(obj, type) else obj[stmt.name]
+        inner = vars(obj)[stmt.name] if isinstance(obj, type) else obj[stmt.name]
+        assert isinstance(inner, type)  # a stand-in class of the chain
+        obj = inner
     return vars(obj)[node.name] if isinstance(obj, type) else obj[node.name]
 
 
-def _dumps(nodes: list[ast.AST]) -> list[str]:
+def _decorators(node: ast.stmt | ast.Module) -> list[ast.expr]:
+    return getattr(node, "decorator_list", [])
+
+
+def _dumps(nodes: list[ast.expr]) -> list[str]:
     return [ast.dump(n, include_attributes=False) for n in nodes]
 
 
@@ -137,25 +146,28 @@ def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
     filename = patched.source.path
     tree = patched.compiled.tree
     original = patched.original_index
+    assert original is not None, f"{patched.source.module}: in place needs the module as planned, with its original"
     prepared = _Prepared(module, patched, [], [])
     for unit in patched.compiled.units:
         owner = _owner(module, unit)
-        if unit.is_function:
+        node = unit.node
+        if isinstance(node, _FUNCS):
             qualname = unit.qualname
-            existed = qualname is not None and original.find(qualname)
-            if existed and not any(not isinstance(s, ast.ClassDef) for s in unit.chain):
+            existed = original.find(qualname) if qualname is not None else []
+            if qualname is not None and existed and not any(not isinstance(s, ast.ClassDef) for s in unit.chain):
                 if len(existed) > 1:
                     raise LiveError(f"{qualname} is defined {len(existed)} times (property getter and setter?)", unit)
-                if _dumps(existed[0].node.decorator_list) != _dumps(unit.node.decorator_list):
+                if _dumps(_decorators(existed[0].node)) != _dumps(node.decorator_list):
                     raise LiveError(
                         f"the decorators of {qualname} change, and a live function keeps the ones it was made with", unit
                     )
-                live = _unwrap_all(vars(owner).get(unit.node.name), qualname, filename)
+                live = _unwrap_all(vars(owner).get(node.name), qualname, filename)
                 if not live:
                     raise LiveError(f"cannot find the live function {qualname} (a decorator may hide it)", unit)
-                bare = copy.copy(unit.node)
+                bare = copy.copy(node)
                 bare.decorator_list = []
                 fresh = _define(module, unit, bare, tree, filename)
+                assert isinstance(fresh, types.FunctionType)  # an undecorated def binds a function
                 prepared.swaps.append((unit, live, fresh))
                 continue
         if any(not isinstance(s, ast.ClassDef) for s in unit.chain):
@@ -165,6 +177,11 @@ def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
         prepared.statements.append((owner, unit))
     _check_later_readers(patched, [unit for _, unit in prepared.statements])
     return prepared
+
+
+def _body(stmt: ast.stmt) -> list[ast.stmt]:
+    """The body of a unit's enclosing statement (a class: in place refuses units inside anything else)."""
+    return getattr(stmt, "body", [])
 
 
 def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
@@ -177,7 +194,7 @@ def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
         bound = _bound_by(unit.node)
         if not bound:
             continue
-        body = unit.chain[-1].body if unit.chain else patched.compiled.tree.body
+        body = _body(unit.chain[-1]) if unit.chain else patched.compiled.tree.body
         if not any(stmt is unit.node for stmt in body):
             continue
         after = body[[i for i, stmt in enumerate(body) if stmt is unit.node][0] + 1 :]
@@ -313,7 +330,7 @@ def _exec_in_class(module: types.ModuleType, cls: type, unit: Unit, tree: ast.Mo
     if isinstance(unit.node, _FUNCS):
         obj = _define(module, unit, unit.node, tree, filename)
         for f in _unwrap_all(obj, f"{cls.__qualname__}.{unit.node.name}", filename):
-            if "__class__" in f.__code__.co_freevars:  # zero-argument super() must see the live class
+            if "__class__" in f.__code__.co_freevars and f.__closure__ is not None:  # zero-argument super() must see the live class
                 f.__closure__[f.__code__.co_freevars.index("__class__")].cell_contents = cls
         names = {unit.node.name: obj}
     else:
@@ -338,6 +355,7 @@ def _exec_in_class(module: types.ModuleType, cls: type, unit: Unit, tree: ast.Mo
 def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
     """Names the hunks stopped binding at module or class scope (functions, classes, assignments,
     imports) are removed from the live module or class too: at import they would not exist."""
+    assert patched.original_index is not None, f"{patched.source.module}: in place needs the module as planned"
     before = _scope_names(patched.original_index.tree)
     after = _scope_names(patched.compiled.tree)
     for path, names in before.items():
@@ -354,7 +372,7 @@ def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transac
                 continue
             value = vars(owner)[name]
             delattr(owner, name)
-            txn.undo.append(lambda owner=owner, name=name, value=value: setattr(owner, name, value))
+            txn.undo.append(functools.partial(setattr, owner, name, value))
 
 
 def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)

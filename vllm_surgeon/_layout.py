@@ -95,7 +95,7 @@ def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:  # noqa: C
     while pos < n:
         m = match(text, pos)
         if m is not None:
-            kind, end = m.lastgroup, m.end()
+            kind, end = m.lastgroup or "", m.end()  # every alternative of _TOKEN is a named group
             if kind != "space":
                 value = m.group()
                 if kind == "op":
@@ -143,9 +143,9 @@ def _string_key(pieces: Sequence[str]) -> str:
     except SyntaxError:
         return "s?" + source
     if isinstance(node, ast.Constant):
-        value = node.value
+        constant = node.value
         # A multi-line string may be a docstring: compared as _doc has it (the tree decides).
-        return "s" + repr(_doc(value) if isinstance(value, str) and "\n" in value else value)
+        return "s" + repr(_doc(constant) if isinstance(constant, str) and "\n" in constant else constant)
     return "s" + ast.dump(node)
 
 
@@ -253,19 +253,22 @@ class _Target:
         """The lines whose tree the proofs compare for a change of lines [start, end): the statements
         of the innermost block that hold those lines (elsewhere the texts are the same on both sides,
         and statements of one block parse the same on their own)."""
-        block, outer = self.module.body, None
+        assert self.module is not None  # asked only of a target that parses
+        block: list[ast.stmt] = self.module.body
+        outer: list[ast.stmt] | None = None  # the run of the block around `block`
         while True:
-            run = [s for s in block if _first(s) < end and start < s.end_lineno]
+            run = [s for s in block if _first(s) < end and start < _end(s)]
             if len(run) == 1:
-                inner = next((b for b in blocks(run[0]) if _first(b[0]) <= start and end <= b[-1].end_lineno), None)
+                inner = next((b for b in blocks(run[0]) if _first(b[0]) <= start and end <= _end(b[-1])), None)
                 if inner is not None:
-                    block, outer = inner, (block, run)
+                    block, outer = inner, run
                     continue
             if run and _first(run[0]) < len(self.lines) and self.lines[_first(run[0])].lstrip().startswith("elif"):
-                run = outer[1]  # an `elif` is no statement of its own: the whole `if` is
+                assert outer is not None  # an `elif` is inside its `if`, never a module's own statement
+                run = outer  # an `elif` is no statement of its own: the whole `if` is
             if not run:
                 return start, end
-            return min(start, _first(run[0])), max(end, run[-1].end_lineno)
+            return min(start, _first(run[0])), max(end, _end(run[-1]))
 
     def view(self, joined: bool) -> _View:
         if joined not in self._views:
@@ -281,6 +284,12 @@ class _Target:
 def _first(node: ast.stmt) -> int:
     """A statement's first line, 0-based, decorators included."""
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())]) - 1
+
+
+def _end(node: ast.stmt) -> int:
+    """A statement's last line, 1-based (ast.parse sets end_lineno on every statement)."""
+    assert node.end_lineno is not None
+    return node.end_lineno
 
 
 def _snippet_tree(lines: Sequence[str], span: tuple[int, int], grown: int) -> str | None:
@@ -571,7 +580,7 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
         if want is None:
             continue
         for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end):
-            proven = []
+            proven: list[tuple[str, str]] = []
             for pre, post in readings:
                 candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
                 tree = _snippet_tree(candidate, span, len(candidate) - len(lines))
@@ -585,7 +594,7 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
                 break
         if outside is not None:
             break
-    if outside is None:
+    if outside is None or r is None:  # r is the region `outside` was proven for
         return None
     t0, t1, k0, k1, t_start = r.t0, r.t1, r.k0, r.k1, r.t_start
     glued_head, glued_tail, a_start, a_end = r.glued_head, r.glued_tail, r.a_start, r.a_end

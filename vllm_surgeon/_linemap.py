@@ -73,13 +73,18 @@ def _first_line(node: ast.stmt) -> int:
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
 
 
+def _last_line(node: ast.stmt) -> int:
+    assert node.end_lineno is not None  # ast.parse sets it on every statement
+    return node.end_lineno
+
+
 def _unit_for(
     line: int, body: list[ast.stmt], chain: list[ast.stmt], text: Sequence[str]
 ) -> tuple[ast.stmt, list[ast.stmt]] | None:
     """The unit holding 1-based `line`: the outermost def, else the innermost statement (None: a blank
     or comment line between statements, which holds no code)."""
     for stmt in body:
-        if _first_line(stmt) <= line <= stmt.end_lineno:
+        if _first_line(stmt) <= line <= _last_line(stmt):
             if isinstance(stmt, _FUNCS):
                 return stmt, chain
             inner = blocks(stmt)
@@ -103,7 +108,7 @@ def find_units(tree: ast.Module, changed_lines: Sequence[int], text: Sequence[st
         hit = _unit_for(line + 1, tree.body, [], text)
         if hit is not None:
             node, chain = hit
-            found.setdefault(id(node), Unit(node, chain, _first_line(node) - 1, node.end_lineno))
+            found.setdefault(id(node), Unit(node, chain, _first_line(node) - 1, _last_line(node)))
     units = sorted(found.values(), key=lambda u: (u.start, -u.end))
     outer: list[Unit] = []
     for unit in units:
@@ -156,7 +161,7 @@ def changed_lines(  # noqa: C901 - written before the limit; split it when it ne
             continue
         seen.add(id(hit[0]))
         node = hit[0]
-        survivors = [new_of_old[j] for j in range(_first_line(node) - 1, node.end_lineno) if j in new_of_old]
+        survivors = [new_of_old[j] for j in range(_first_line(node) - 1, _last_line(node)) if j in new_of_old]
         if survivors:
             changed.append(survivors[0])
     before, after = _decorators(original_tree), _decorators(tree)
@@ -245,15 +250,17 @@ def compile_patched(  # noqa: C901 - written before the limit; split it when it 
         if lineno is None:
             continue
         end = getattr(node, "end_lineno", None) or lineno
+        # Any node with a location (statements, expressions, arguments, ...): typeshed gives ast.AST none.
         shift = shift_for(lineno)
         if shift is not None and shift_for(end) == shift:
-            node.lineno, node.end_lineno = lineno + shift, end + shift
+            node.lineno, node.end_lineno = lineno + shift, end + shift  # type: ignore[attr-defined]
         else:
             start = disk[min(lineno, len(patched) + 1)]
-            node.lineno = start
-            node.end_lineno = max(start, disk[min(end, len(patched) + 1)])
-            if node.end_lineno == start and getattr(node, "end_col_offset", None) is not None:
-                node.end_col_offset = max(node.end_col_offset, node.col_offset)
+            end = max(start, disk[min(end, len(patched) + 1)])
+            node.lineno, node.end_lineno = start, end  # type: ignore[attr-defined]
+            end_col = getattr(node, "end_col_offset", None)
+            if end == start and end_col is not None:
+                node.end_col_offset = max(end_col, node.col_offset)  # type: ignore[attr-defined]
     code = compile(tree, filename, "exec", dont_inherit=True)
     return Compiled("\n".join(display), code, tree, units, tail_blame)
 

@@ -293,7 +293,7 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:  # noqa: C901 
 def _synthesized(item: pytest.Item, text: str) -> list[Any]:
     from _pytest.reports import TestReport
 
-    common = dict(nodeid=item.nodeid, location=item.location, keywords={k: 1 for k in item.keywords})
+    common: dict[str, Any] = dict(nodeid=item.nodeid, location=item.location, keywords={k: 1 for k in item.keywords})
     return [
         TestReport(outcome="passed", longrepr=None, when="setup", **common),
         TestReport(outcome="failed", longrepr=text, when="call", **common),
