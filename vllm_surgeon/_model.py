@@ -161,10 +161,6 @@ class AnchoredHunk:
     def replacement(self) -> tuple[str, ...]:
         return tuple(line.text for line in self.lines if line.op != "-")
 
-    @property
-    def changes(self) -> bool:
-        return any(line.op != " " for line in self.lines)
-
 
 @dataclass(frozen=True)
 class TransformHunk:

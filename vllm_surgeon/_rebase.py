@@ -28,7 +28,6 @@ class RebaseError(ValueError):
 class Rebased:
     text: str | None  # the new set file, when the merge is clean
     conflicts: list[str] = field(default_factory=list)  # diff3-style lines, when it is not
-    plan: _engine.Plan | None = None  # the new set checked against the new release
     # On a conflict: editable copies of the new release's functions the set changes, merged, with
     # diff3 markers where both sides changed: target -> text (for `capture`). Empty when a change
     # lies outside any function or class (then `new` + `capture` by hand is the way).

@@ -49,10 +49,6 @@ class Tree:
             return None
         return self.version if self.dist == "vllm" else f"{self.dist}=={self.version}"
 
-    def module_path(self, module: str) -> str:
-        source = self.read(module)
-        return source.path if source is not None else module
-
 
 def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""

@@ -87,13 +87,6 @@ class ScopeIndex:
                 best = scope
         return best
 
-    def unit(self, line: int) -> Scope | None:
-        """The outermost addressable function holding `line`: what in-place patching recompiles."""
-        for scope in self.scopes:
-            if scope.kind == "function" and scope.addressable and scope.start <= line < scope.end:
-                return scope
-        return None
-
     def names(self) -> list[str]:
         return [s.qualname for s in self.scopes if s.kind != "module"]
 
