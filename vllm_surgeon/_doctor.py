@@ -22,17 +22,22 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _settings
 
 SCHEMA = "vllm-surgeon/doctor/1"
 PTH = "vllm_surgeon.pth"
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_VALUE = "vllm_surgeon._plugin:register"
 # Every setting vllm-surgeon reads (README "Environment"); anything else starting so is likely a typo.
-SETTINGS = (
-    "VLLM_SURGEON_HUNKS", "VLLM_SURGEON_PATH", "VLLM_SURGEON_ON_FAILURE", "VLLM_SURGEON_BOOTSTRAP",
-    "VLLM_SURGEON_CACHE_DIR", "VLLM_SURGEON_CODE_CACHE", "VLLM_SURGEON_PRIORITY_AGING",
-)
+SETTINGS = _settings.NAMES
+
+
+# What a bad value of a setting does (`_settings.problems()` says what the value should be).
+_CONSEQUENCE = {
+    _settings.ON_FAILURE: ": vLLM will not start with sets enabled",
+    _settings.CODE_CACHE: ": vLLM will not start with sets enabled",
+    _settings.BOOTSTRAP: "",
+}
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Doctor:
         if "vllm_surgeon._bootstrap" not in text or "VLLM_SURGEON_HUNKS" not in text:
             self.fail("bootstrap", f"{pth} is not vllm-surgeon's bootstrap line (changed or truncated)", self._reinstall())
             return
-        if os.environ.get("VLLM_SURGEON_BOOTSTRAP", "1") == "0":
+        if not _settings.bootstrap():
             self.warn("bootstrap", f"{pth} is present but turned off (VLLM_SURGEON_BOOTSTRAP=0): the plugin patches "
                       "already-imported modules in place; changes it cannot make live are refused",
                       "unset VLLM_SURGEON_BOOTSTRAP to patch modules as they are imported")
@@ -141,7 +146,7 @@ class Doctor:
             self.fail("bootstrap", "this interpreter runs with -S (no site): no .pth file runs",
                       "start vLLM without python -S")
             return
-        if os.environ.get("VLLM_SURGEON_HUNKS", "").strip():
+        if _settings.hunks_named():
             active = any(getattr(f, "_vllm_surgeon_finder", False) for f in sys.meta_path)
             if not active:
                 self.fail("bootstrap", f"VLLM_SURGEON_HUNKS is set but {pth} did not install the import hook in this "
@@ -152,7 +157,7 @@ class Doctor:
         # Nothing enabled here: ask a fresh interpreter of this environment, with a set name enabled.
         probe = ("import json, sys, vllm_surgeon; print(json.dumps([any(getattr(f, '_vllm_surgeon_finder', False) "
                  "for f in sys.meta_path), vllm_surgeon.__file__, 'vllm' in sys.modules]))")
-        env = dict(os.environ, VLLM_SURGEON_HUNKS="doctor-probe")
+        env = dict(os.environ, **{_settings.HUNKS: "doctor-probe"})
         try:
             out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
             active, file, imported_vllm = json.loads(out.stdout.strip().splitlines()[-1])
@@ -209,7 +214,7 @@ class Doctor:
         from ._releases import cache_dir
 
         root = cache_dir()
-        how = "VLLM_SURGEON_CACHE_DIR" if os.environ.get("VLLM_SURGEON_CACHE_DIR") else "default"
+        how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
         elsewhere = "point VLLM_SURGEON_CACHE_DIR at a directory you own (e.g. ~/.cache/vllm-surgeon)"
         existing = root
         while not existing.exists() and existing != existing.parent:
@@ -259,10 +264,8 @@ class Doctor:
         from ._search import ENTRY_POINT_GROUP, SUFFIXES, UnknownSetError, _package_dir, _sets_in, load_file, search_dirs
 
         problems = False
-        for entry in os.environ.get("VLLM_SURGEON_PATH", "").split(os.pathsep):
-            if not entry.strip():
-                continue
-            path = Path(entry.strip()).expanduser().absolute()
+        for entry in _settings.search_path():
+            path = Path(entry).expanduser().absolute()
             if not path.exists():
                 self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} does not exist: no set there can be found",
                           f"create it (mkdir -p {path}) or take it out of VLLM_SURGEON_PATH")
@@ -361,11 +364,10 @@ class Doctor:
 
     # -- the settings --------------------------------------------------------------------------
     def settings(self) -> None:
-        policy = os.environ.get("VLLM_SURGEON_ON_FAILURE")
-        if policy is not None and policy.strip().lower() not in ("", "fail", "warn"):
-            self.fail("settings", f"VLLM_SURGEON_ON_FAILURE={policy!r} is not understood: vLLM will not start with sets "
-                      "enabled", "VLLM_SURGEON_ON_FAILURE=fail (the default) or warn")
-        for name in sorted(k for k in os.environ if k.startswith("VLLM_SURGEON_") and k not in SETTINGS):
+        for problem in _settings.problems():
+            consequence = _CONSEQUENCE.get(problem.name, "")
+            self.fail("settings", f"{problem}{consequence}", f"set {problem.name} to a value it names, or unset it")
+        for name in _settings.unknown():
             close = difflib.get_close_matches(name, SETTINGS, n=1)
             self.warn("settings", f"{name} is not a setting vllm-surgeon reads" + (f" (did you mean {close[0]}?)" if close else ""),
                       f"rename it to {close[0]}" if close else f"unset {name}")

@@ -23,7 +23,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from . import _engine
+from . import _engine, _settings
 from ._model import HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
 from ._search import SUFFIXES, UnknownSetError, load, load_file
@@ -141,7 +141,7 @@ class InProcess:
         busy = sorted(_modules_of_process_runtime() & set(plan.modules))
         if busy:
             raise SurgeonError(
-                extra=f"VLLM_SURGEON_HUNKS={os.environ.get('VLLM_SURGEON_HUNKS', '')!r} already patches "
+                extra=f"{_settings.HUNKS}={','.join(_settings.hunks())!r} already patches "
                 f"{', '.join(busy)} in this process, and {', '.join(s.name for s in sets)} would be planned against the "
                 "unpatched source. Unset VLLM_SURGEON_HUNKS for in-process tests, or name every set here."
             )

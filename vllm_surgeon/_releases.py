@@ -24,6 +24,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import _settings
 from ._engine import ModuleSource
 from ._sources import dist_from_tree, installed_vllm, read_installed, version_from_tree
 
@@ -52,7 +53,7 @@ class Tree:
 
 def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""
-    explicit = os.environ.get("VLLM_SURGEON_CACHE_DIR")
+    explicit = _settings.cache_dir()
     if explicit:
         return Path(explicit).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import _blame, _engine
+from . import _blame, _engine, _settings
 from ._hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
@@ -141,12 +141,11 @@ class Runtime:
 
     def _make_plan(self) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
         _setup_logging()
-        policy = os.environ.get("VLLM_SURGEON_ON_FAILURE", "fail").strip().lower() or "fail"
-        if policy not in ("fail", "warn"):
-            raise SurgeonError(
-                extra=f"VLLM_SURGEON_ON_FAILURE={os.environ['VLLM_SURGEON_ON_FAILURE']!r} is not understood; "
-                "use 'fail' (the default: stop vLLM's start) or 'warn' (log and run without the set)"
-            )
+        try:
+            policy = _settings.on_failure()
+            _settings.code_cache()  # a typo in it must not leave the code cache on silently
+        except _settings.SettingError as exc:
+            raise SurgeonError(extra=str(exc)) from None
         self.policy = policy
         if self.load_errors:
             text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
@@ -235,7 +234,7 @@ class Runtime:
         from ._cache import CodeCache, key, planned_modules
         from ._paths import resolve
 
-        if os.environ.get("VLLM_SURGEON_CODE_CACHE", "1") == "0":
+        if not _settings.code_cache():
             self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
             return None
         resolved = [resolve(s, self._read, version) for s in sets]
