@@ -12,10 +12,10 @@ import pytest
 
 from vllm_surgeon import _engine
 from vllm_surgeon._anchor import closest
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._sources import read_installed
+from vllm_surgeon._state import ModuleSource
 
 SCHED = "vllm.v1.core.sched.scheduler"
 BLOCK = """\

@@ -10,9 +10,9 @@ import pytest
 
 from vllm_surgeon import _engine, _layout
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
+from vllm_surgeon._state import ModuleSource
 
 OLD = textwrap.dedent('''\
     import os

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._search import bundled_dir, load_file
 from vllm_surgeon._sources import installed_vllm, read_installed
+from vllm_surgeon._state import ModuleSource
 
 VERSION, _ = installed_vllm()
 PRIORITY = bundled_dir() / "priority.hunk"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._model import HunkFileError
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._search import load_file
+from vllm_surgeon._state import ModuleSource
 
 BASE_MOD = textwrap.dedent("""\
     import os

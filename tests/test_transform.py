@@ -5,10 +5,10 @@ import textwrap
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._model import HunkFileError
 from vllm_surgeon._pyfile import parse_py_file
 from vllm_surgeon._refusal import Reason
+from vllm_surgeon._state import ModuleSource
 
 SOURCE = textwrap.dedent('''\
     class Scheduler:

@@ -51,12 +51,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon import _engine, _layout
+from vllm_surgeon import _engine, _layout, _state
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._releases import resolve
 from vllm_surgeon._scopes import ScopeIndex
+from vllm_surgeon._state import ModuleSource
 
 FILES = [
     "vllm.v1.core.sched.scheduler",
@@ -204,11 +204,11 @@ def run(kind: str, probe: Probe, hunk_text: str, target_text: str, structure: bo
     path = f"/probe/{probe.module}.{'patch' if kind == 'diff' else 'hunk'}"
     hunk_set = (parse_diff_file if kind == "diff" else parse_hunk_file)(hunk_text, path, "probe")
     source = ModuleSource(probe.module, f"<{probe.module}>", target_text)
-    ctx = _engine._Context(hunk_set, None)
+    ctx = _state.Context(hunk_set, None)
     _layout.ENABLED = structure
     began = time.perf_counter()
     try:
-        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _engine._State.initial(source) if m == probe.module else None)
+        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _state.State.initial(source) if m == probe.module else None)
     finally:
         _layout.ENABLED = True
     seconds = time.perf_counter() - began

@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._engine import ModuleSource, PatchedModule
+from ._engine import PatchedModule
 from ._linemap import Compiled
 from ._model import HunkSet
+from ._state import ModuleSource
 
 # Engine modules whose code decides what a set turns a module into.
 _ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_layout", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model", "_lines",

@@ -20,68 +20,8 @@ from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._paths import resolve as resolve_paths
 from ._refusal import Reason, Refusal
 from ._scopes import Scope, ScopeIndex
-
-
-@dataclass
-class ModuleSource:
-    """A module's source text as read from disk, a wheel or a source tree."""
-
-    module: str
-    path: str
-    text: str
-
-    def lines(self) -> list[str]:
-        return self.text.split("\n")
-
-
-SourceReader = Callable[[str], "ModuleSource | None"]
-
-
-@dataclass
-class _State:
-    """A module's text while sets are applied, with who added each line and where it came from."""
-
-    source: ModuleSource
-    lines: list[str]
-    owners: list[str | None]  # the set that added each line (None: the original)
-    origin_of: list[int | None]  # 0-based original line, None for an added line
-    relied: list[frozenset[str]]  # the sets whose anchors hold each line
-    sets: tuple[str, ...] = ()
-    _index: ScopeIndex | None = None
-    created: bool = False  # the module does not exist in the tree: a set creates it (issue 6)
-    # Per line: (set, hunk-file line) that wrote it, or whose removal sits just above it; None for
-    # untouched lines. What a failure of the patched code is blamed on (issue 7 items 4 and 6).
-    blame: list[tuple[str, Origin] | None] | None = None
-
-    @classmethod
-    def initial(cls, source: ModuleSource) -> _State:
-        lines = source.lines()
-        return cls(source, lines, [None] * len(lines), list(range(len(lines))), [frozenset()] * len(lines))
-
-    @classmethod
-    def new_module(cls, module: str, path: str) -> _State:
-        """The empty text a `--- /dev/null` hunk creates a module from."""
-        state = cls.initial(ModuleSource(module, path, ""))
-        state.created = True
-        return state
-
-    def index(self) -> ScopeIndex:
-        if self._index is None:
-            self._index = ScopeIndex("\n".join(self.lines), self.source.path)
-        return self._index
-
-
-@dataclass
-class Placement:
-    """Where one hunk lands in a module's current text, and what replaces the lines there."""
-
-    hunk: Hunk
-    start: int
-    end: int
-    new: list[tuple[str, str]]  # (op, text): ' ' keeps the next old line, '-' drops it, '+' adds one
-    scope: Scope
-    moved: int | None = None  # lines away from where the hunk says it was written (None: no hint)
-    reformatted: bool = False  # found by structure: same code, new layout (issue 10; _layout.py)
+from ._state import Context, ModuleSource, Placement, SourceReader, State
+from ._transform import locate_transform
 
 
 @dataclass
@@ -183,33 +123,6 @@ class Plan:
         return [f for r in self.results for f in r.refusals]
 
 
-class _Context:
-    """What refusals of one set need to say: the set, the vLLM version."""
-
-    def __init__(self, hunk_set: HunkSet, version: str | None) -> None:
-        self.hunk_set = hunk_set
-        self.version = version
-
-    def refuse(self, reason: Reason, hunk: Hunk | None, detail: str, source: ModuleSource | None = None, **extra) -> Refusal:
-        origin = hunk.origin if hunk is not None else self.hunk_set.field_origins.get("vllm")
-        if origin is None:
-            from ._model import Origin
-
-            origin = Origin(self.hunk_set.path, 1)
-        target = str(hunk.target) if hunk is not None else self.hunk_set.name
-        return Refusal(
-            reason=reason,
-            set_name=self.hunk_set.name,
-            origin=origin,
-            target=target,
-            detail=detail,
-            vllm_version=self.version,
-            module_path=source.path if source else None,
-            commit=hunk.commit.label() if hunk is not None and hunk.commit is not None else None,
-            **extra,
-        )
-
-
 def _lines(n: int) -> str:
     return f"{n} line" if n == 1 else f"{n} lines"
 
@@ -220,7 +133,7 @@ def _scope_label(scopes: list[Scope]) -> str:
     ) + ")"
 
 
-def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: int | None = None) -> Placement | Refusal:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int | None = None) -> Placement | Refusal:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """expect: for a diff hunk, the 0-based line its header names, shifted as patch shifts it (None: its own)."""
     lines = state.lines
     if hunk.creates:
@@ -300,7 +213,7 @@ def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
     return first, last
 
 
-def _locate_creation(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placement | Refusal:
+def _locate_creation(ctx: Context, hunk: AnchoredHunk, state: State) -> Placement | Refusal:
     """A hunk that creates its module: only '+' lines, on the empty text of a module that is not there."""
     if not state.created or state.lines != [""]:
         return ctx.refuse(
@@ -312,13 +225,13 @@ def _locate_creation(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placem
     return Placement(hunk, 0, len(anchor), [(l.op, l.text) for l in hunk.lines], state.index().module)
 
 
-def _author_position(state: _State, i: int, set_name: str) -> int:
+def _author_position(state: State, i: int, set_name: str) -> int:
     """Line i counted as the set's author saw it: lines other sets added are not in their file."""
     return i - sum(1 for owner in state.owners[:i] if owner is not None and owner != set_name)
 
 
 def _locate_diff(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
-    ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeIndex, expect: int | None = None
+    ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex, expect: int | None = None
 ) -> Placement | Refusal:
     """A diff hunk: find its anchor anywhere in the module, then the scope its changed lines are in."""
     lines = state.lines
@@ -406,7 +319,7 @@ def _locate_diff(  # noqa: C901 - written before the limit; split it when it nex
     return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
 
 
-def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: list, where: str) -> Refusal:
+def _layout_ambiguous(ctx: Context, hunk: AnchoredHunk, state: State, places: list, where: str) -> Refusal:
     at = ", ".join(str((state.origin_of[p.first] if state.origin_of[p.first] is not None else p.first) + 1) for p in places)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
@@ -418,7 +331,7 @@ def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: 
     )
 
 
-def _layout_note(refusal: Refusal, state: _State, places: list) -> Refusal:
+def _layout_note(refusal: Refusal, state: State, places: list) -> Refusal:
     """A refusal for an anchor whose code is there, laid out anew, but the hunk cannot be written there."""
     if places and places[0].match is None:
         line = places[0].first
@@ -449,7 +362,7 @@ def _tied_to_an_end(hunk: AnchoredHunk, found: list[int], lines: list[str]) -> i
     return at[0] if len(at) == 1 else None
 
 
-def _disk_line(state: _State, i: int) -> int:
+def _disk_line(state: State, i: int) -> int:
     """1-based line on disk of the current text's line `i` (an added line: its place in the current text)."""
     at = state.origin_of[i]
     return at + 1 if at is not None else i + 1
@@ -465,7 +378,7 @@ def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wan
     return False
 
 
-def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
+def _not_found(ctx: Context, hunk: AnchoredHunk, state: State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
     anchor = hunk.anchor
     miss = _anchor.closest(state.lines, anchor, lo, hi, near)
     extra: dict = {"expected": anchor}
@@ -479,15 +392,13 @@ def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: in
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
-def _locate(ctx: _Context, hunk: Hunk, state: _State, expect: int | None = None) -> Placement | Refusal:
+def _locate(ctx: Context, hunk: Hunk, state: State, expect: int | None = None) -> Placement | Refusal:
     if isinstance(hunk, TransformHunk):
-        from ._transform import locate_transform
-
         return locate_transform(ctx, hunk, state)
     return _locate_anchored(ctx, hunk, state, expect)
 
 
-def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
+def _apply(state: State, placements: list[Placement], set_name: str) -> State:
     """The state after replacing each placement's span (placements must not overlap)."""
     lines: list[str] = []
     owners: list[str | None] = []
@@ -532,7 +443,7 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
         pos = p.end
     keep(pos, len(state.lines))
     sets = state.sets if set_name in state.sets else state.sets + (set_name,)  # a series applies step by step
-    return _State(state.source, lines, owners, origin_of, relied, sets, created=state.created, blame=blame)
+    return State(state.source, lines, owners, origin_of, relied, sets, created=state.created, blame=blame)
 
 
 def _line_origins(p: Placement) -> list[Origin]:
@@ -554,21 +465,21 @@ def _steps(hunks: Sequence[Hunk]) -> list[list[Hunk]]:
 class _Series:
     """Walks a set's steps over module states: locate each step's hunks, then apply them together."""
 
-    def __init__(self, ctx: _Context, states: dict[str, _State], read: Callable[[str], _State | None], created: dict[str, str]):
+    def __init__(self, ctx: Context, states: dict[str, State], read: Callable[[str], State | None], created: dict[str, str]):
         self.ctx = ctx
         self.states = states
         self.read = read
         self.created = created
         self.failed: dict[str, Hunk] = {}  # module -> its first refused hunk: later steps there are not reached
 
-    def state_for(self, hunk: Hunk) -> _State | Refusal:
+    def state_for(self, hunk: Hunk) -> State | Refusal:
         module = hunk.target.module
         state = self.states.get(module) or self.read(module)
         if state is None and getattr(hunk, "creates", False):
             if module not in self.created:
                 return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"cannot create {module}: its package "
                                        f"{module.rpartition('.')[0] or '(none: a top-level module)'} is not here")
-            state = _State.new_module(module, self.created[module])
+            state = State.new_module(module, self.created[module])
         if state is None:
             return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
         self.states.setdefault(module, state)
@@ -582,7 +493,7 @@ class _Series:
         return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
                                "and this one applies to the text it would have made")
 
-    def locate_step(self, hunks: list[Hunk], on_placed: Callable[[Hunk, Placement, _State], None],
+    def locate_step(self, hunks: list[Hunk], on_placed: Callable[[Hunk, Placement, State], None],
                     on_refused: Callable[[Hunk, Refusal], None]) -> dict[str, list[Placement]]:
         by_module: dict[str, list[Placement]] = {}
         offsets: dict[int, int] = {}  # id(diff file section) -> how far patch would shift its next hunk
@@ -610,16 +521,16 @@ class _Series:
 
 
 def _try_set(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
-    ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+    ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
     created: dict[str, str] | None = None,
-) -> tuple[SetResult, dict[str, _State]]:
+) -> tuple[SetResult, dict[str, State]]:
     """Locate every hunk of one set on `states`, step by step, applying each step (or report why not)."""
     result = SetResult(hunk_set)
     walk = _Series(ctx, states, read, created or {})
     results: dict[int, HunkResult] = {}
-    new_states: dict[str, _State] = {}
+    new_states: dict[str, State] = {}
 
-    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
+    def placed(hunk: Hunk, located: Placement, state: State) -> None:
         origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
         # The original file's line; for an anchor starting on a line an earlier commit added, its line
         # in the text that commit left.
@@ -679,7 +590,7 @@ def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
             hr.refusal = refusal
 
 
-def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+def _conflicts(ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
                created: dict[str, str] | None = None) -> list[Refusal]:
     """Hunks of `hunk_set` whose anchors, placed on `states` step by step, cover lines other sets added."""
     refusals: list[Refusal] = []
@@ -700,7 +611,7 @@ def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read
             )
         )
 
-    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
+    def placed(hunk: Hunk, located: Placement, state: State) -> None:
         changed_by = {o for i in _touched(located) if (o := state.owners[i]) is not None} - {hunk_set.name}
         relied_on_by = _breaks(located, state) - {hunk_set.name}
         if changed_by or relied_on_by:
@@ -743,7 +654,7 @@ def _touched(p: Placement) -> list[int]:
     return touched
 
 
-def _breaks(p: Placement, state: _State) -> set[str]:
+def _breaks(p: Placement, state: State) -> set[str]:
     """Sets whose anchors hold a line this placement removes, or two lines it inserts between."""
     broken: set[str] = set()
     old = p.start
@@ -790,21 +701,21 @@ def plan(  # noqa: C901 - written before the limit; split it when it next change
     require_version: bool = True,
 ) -> Plan:
     """Check every set against the original sources, stack the ones that apply, compile the results."""
-    originals: dict[str, _State | None] = {}
+    originals: dict[str, State | None] = {}
 
-    def read(module: str) -> _State | None:
+    def read(module: str) -> State | None:
         if module not in originals:
             source = read_source(module)
-            originals[module] = None if source is None else _State.initial(source)
+            originals[module] = None if source is None else State.initial(source)
         return originals[module]
 
     results: list[SetResult] = []
-    accepted: dict[str, _State] = {}
+    accepted: dict[str, State] = {}
     for given in sets:
         # A diff names files by path: which module each is depends on the tree (issue 6).
         resolution = resolve_paths(given, read_source, vllm_version)
         hunk_set, created = resolution.hunk_set, resolution.created
-        ctx = _Context(hunk_set, vllm_version)
+        ctx = Context(hunk_set, vllm_version)
         alone, alone_states = _try_set(ctx, hunk_set, {}, read, created)
         alone.skipped = resolution.skipped
         alone.refusals[:0] = resolution.refusals
@@ -840,7 +751,7 @@ def plan(  # noqa: C901 - written before the limit; split it when it next change
             if isinstance(patched, SyntaxError):
                 owner = state.sets[-1]
                 result = next(r for r in results if r.hunk_set.name == owner)
-                ctx = _Context(result.hunk_set, vllm_version)
+                ctx = Context(result.hunk_set, vllm_version)
                 hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
                 result.refusals.append(
                     ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {patched}", state.source)
@@ -862,7 +773,7 @@ def _replan(
     return Plan(merged, again.modules, version)
 
 
-def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxError:
+def _compile(state: State, original: State | None) -> PatchedModule | SyntaxError:
     text = "\n".join(state.lines)
     note = "vllm-surgeon: " + ", ".join(state.sets)
     tree = state.index().tree

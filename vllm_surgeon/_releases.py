@@ -25,8 +25,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import _settings
-from ._engine import ModuleSource
 from ._sources import dist_from_tree, installed_vllm, read_installed, version_from_tree
+from ._state import ModuleSource
 
 
 class SpecError(ValueError):

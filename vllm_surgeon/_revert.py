@@ -12,9 +12,10 @@ from __future__ import annotations
 import ast
 import difflib
 
-from ._engine import ModuleSource, PatchedModule
+from ._engine import PatchedModule
 from ._linemap import Compiled, changed_lines, find_units
 from ._scopes import ScopeIndex
+from ._state import ModuleSource
 
 
 def revert(patched: PatchedModule) -> PatchedModule:

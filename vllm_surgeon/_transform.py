@@ -9,14 +9,11 @@ from __future__ import annotations
 import ast
 import difflib
 import traceback
-from typing import TYPE_CHECKING
 
 from ._lines import normalize_newlines, split_lines
 from ._model import TransformHunk
 from ._refusal import Reason, Refusal
-
-if TYPE_CHECKING:
-    from ._engine import Placement, _Context, _State
+from ._state import Context, Placement, State
 
 
 def _dump(node: ast.AST) -> str:
@@ -89,11 +86,9 @@ def _blocks(stmt):
     return blocks
 
 
-def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Placement | Refusal:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def locate_transform(ctx: Context, hunk: TransformHunk, state: State) -> Placement | Refusal:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
     """Run the transform on its target in the current text; the changed lines become a placement."""
     import libcst as cst
-
-    from ._engine import Placement
 
     index = state.index()
     scopes = index.find(hunk.target.qualname)
