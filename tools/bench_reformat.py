@@ -98,8 +98,11 @@ def tree_of(text: str, qualname: str | None = None) -> str | None:
 
 
 def formatted(tool: str, text: str) -> str:
-    """`ruff format` or `black` of one module's text (default settings), through the venv's tool."""
-    cmd = {"ruff": [sys.executable, "-m", "ruff", "format", "--stdin-filename", "m.py", "-"],
+    """`ruff format` or `black` of one module's text (default settings), through the venv's tool.
+
+    ruff runs `--isolated`: it would otherwise read this repository's [tool.ruff] (line-length 140)
+    and lay vLLM out unlike upstream's 88 columns."""
+    cmd = {"ruff": [sys.executable, "-m", "ruff", "format", "--isolated", "--stdin-filename", "m.py", "-"],
            "black": [sys.executable, "-m", "black", "-q", "-"]}[tool]
     done = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
     if done.returncode != 0:
