@@ -133,16 +133,14 @@ def _scope_label(scopes: list[Scope]) -> str:
     ) + ")"
 
 
-def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int | None = None) -> Placement | Refusal:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int | None = None) -> Placement | Refusal:
     """expect: for a diff hunk, the 0-based line its header names, shifted as patch shifts it (None: its own)."""
-    lines = state.lines
     if hunk.creates:
         return _locate_creation(ctx, hunk, state)
     try:
         index = state.index()
     except SyntaxError as exc:
         return ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the module source does not parse: {exc}", state.source)
-    anchor = hunk.anchor
     if hunk.from_diff:
         return _locate_diff(ctx, hunk, state, index, expect)
     scopes = index.find(hunk.target.qualname)
@@ -153,46 +151,60 @@ def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int
             f"{hunk.target.qualname} is not defined in {hunk.target.module}{index.similar(hunk.target.qualname)}",
             state.source,
         )
-    if not anchor:
-        scope = scopes[-1]
-        if scope.kind == "function":
-            return ctx.refuse(
-                Reason.ANCHOR_NOT_FOUND,
-                hunk,
-                "this hunk has only '+' lines; only a class or module target takes lines with no anchor "
-                "(they are added at its end)",
-                state.source,
-            )
-        at = scope.end if scope.kind == "class" else len(lines) - (1 if lines and lines[-1] == "" else 0)
-        return Placement(hunk, at, at, [(l.op, l.text) for l in hunk.lines], scope)
-    found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
-    found = sorted(set(found))
+    if not hunk.anchor:
+        return _append_to_scope(ctx, hunk, state, scopes[-1])
+    found = sorted({i for s in scopes for i in _anchor.occurrences(state.lines, hunk.anchor, s.start, s.end)})
     if not found:  # text first, structure second
-        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(s.start, s.end) for s in scopes])
-        if len(laid.places) == 1 and laid.places[0].match is not None:
-            first, m = laid.places[0].first, laid.places[0].match
-            scope = next(s for s in scopes if s.start <= first < s.end)
-            moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
-            return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
-        if len(laid.places) > 1:
-            return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
-        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
-        refusal = _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {_scope_label(scopes)}", near)
-        return _layout_note(refusal, state, laid.places)
+        return _locate_by_layout(ctx, hunk, state, scopes)
     if len(found) == 1:
         scope = next(s for s in scopes if s.start <= found[0] < s.end)
         moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
-        return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
-    where = _scope_label(scopes)
+        return Placement(hunk, found[0], found[0] + len(hunk.anchor), _ops(hunk), scope, moved)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
-        f"the anchor ({_lines(len(anchor))}) occurs {len(found)} times in {where}, at lines "
+        f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(found)} times in {_scope_label(scopes)}, at lines "
         + ", ".join(str(_disk_line(state, i)) for i in found)
         + "; add context lines until they occur once",
         state.source,
-        expected=anchor,
+        expected=hunk.anchor,
     )
+
+
+def _ops(hunk: AnchoredHunk) -> list[tuple[str, str]]:
+    """A hunk's lines as the (op, text) pairs a placement replaces its anchor with."""
+    return [(l.op, l.text) for l in hunk.lines]
+
+
+def _append_to_scope(ctx: Context, hunk: AnchoredHunk, state: State, scope: Scope) -> Placement | Refusal:
+    """A hunk of '+' lines only: added at the end of its class or module; a function takes no such hunk."""
+    if scope.kind == "function":
+        return ctx.refuse(
+            Reason.ANCHOR_NOT_FOUND,
+            hunk,
+            "this hunk has only '+' lines; only a class or module target takes lines with no anchor "
+            "(they are added at its end)",
+            state.source,
+        )
+    lines = state.lines
+    at = scope.end if scope.kind == "class" else len(lines) - (1 if lines and lines[-1] == "" else 0)
+    return Placement(hunk, at, at, _ops(hunk), scope)
+
+
+def _locate_by_layout(ctx: Context, hunk: AnchoredHunk, state: State, scopes: list[Scope]) -> Placement | Refusal:
+    """The anchor's text is not in its scopes: its code laid out anew, once (issue 10), or a refusal."""
+    laid = _layout.search(state.lines, _ops(hunk), [(s.start, s.end) for s in scopes])
+    if len(laid.places) == 1 and laid.places[0].match is not None:
+        first, m = laid.places[0].first, laid.places[0].match
+        scope = next(s for s in scopes if s.start <= first < s.end)
+        moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
+        return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
+    if len(laid.places) > 1:
+        return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
+    near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
+    lo, hi = min(s.start for s in scopes), max(s.end for s in scopes)
+    refusal = _not_found(ctx, hunk, state, lo, hi, f"in {_scope_label(scopes)}", near)
+    return _layout_note(refusal, state, laid.places)
 
 
 def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
@@ -230,93 +242,129 @@ def _author_position(state: State, i: int, set_name: str) -> int:
     return i - sum(1 for owner in state.owners[:i] if owner is not None and owner != set_name)
 
 
-def _locate_diff(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _locate_diff(
     ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex, expect: int | None = None
 ) -> Placement | Refusal:
     """A diff hunk: find its anchor anywhere in the module, then the scope its changed lines are in."""
     lines = state.lines
-    anchor = hunk.anchor
-    if not anchor:
-        # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
-        # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
-        if hunk.hint_line == 1 and not hunk.creates:
-            if lines == [""]:
-                return Placement(hunk, 0, 0, [(l.op, l.text) for l in hunk.lines], index.module)
-            return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
-                              f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
-        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
-                          "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
-    found = _anchor.occurrences(lines, anchor, 0, len(lines))
-    if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
-        found = [i for i in found if i + len(anchor) == len(lines)]
-    laid = None
-    if not found and not hunk.at_end:  # text first, structure second (issue 10): `found` then indexes the places
-        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))]).places
-        found = list(range(len(laid)))
+    if not hunk.anchor:
+        return _diff_without_anchor(ctx, hunk, state, index)
+    found, laid = _diff_occurrences(hunk, lines)
     if not found:
-        hint = hunk.hint_line or 1
-        return _not_found(ctx, hunk, state, 0, len(lines), "in the module" + (" at its end" if hunk.at_end else ""), near=hint - 1)
-    patch_pick = None  # among several occurrences, the one GNU `patch -F0` would take (the nearest)
+        where = "in the module" + (" at its end" if hunk.at_end else "")
+        return _not_found(ctx, hunk, state, 0, len(lines), where, near=(hunk.hint_line or 1) - 1)
+    patch_pick, wanted = None, None
     if laid is None and len(found) > 1 and hunk.hint_line is not None:
-        # The text the diff was made against: where its header's line number (shifted like patch
-        # shifts it by the hunks before it) lands exactly on one occurrence, that is the one.
-        wanted = hunk.hint_line - 1 if expect is None else expect
-        position = {i: _author_position(state, i, ctx.hunk_set.name) for i in found}
-        exact = [i for i in found if position[i] == wanted]
-        tied = _tied_to_an_end(hunk, found, lines)
-        if len(exact) == 1:
-            found = exact
-        elif tied is not None:
-            found = [tied]
-        else:  # patch searches outwards from the expected line, later lines first at equal distance
-            patch_pick = min(found, key=lambda i: (abs(position[i] - wanted), position[i] < wanted))
-    if laid is not None:
-        candidates = [(i, index.innermost(*laid[i].changed)) for i in found]
-    else:
-        candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
+        found, patch_pick, wanted = _as_patch_would(ctx, hunk, state, found, expect)
+    candidates = [(i, index.innermost(*(laid[i].changed if laid is not None else _changed_span(hunk, i)))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
-        named = hunk.hint_scope.strip()
-        narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, named)]
-        if len(narrowed) == 1 and patch_pick is not None and narrowed[0][0] != patch_pick:
-            # Never a different place than patch at the release a diff was made against (issue 6).
-            return ctx.refuse(
-                Reason.ANCHOR_AMBIGUOUS, hunk,
-                f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times; git's function name "
-                f"{named!r} points at line {narrowed[0][0] + 1} ({narrowed[0][1].describe()}), but the nearest "
-                f"to the hunk's line {wanted + 1}, where patch would apply it, is line {patch_pick + 1}; "
-                "make the diff with more context (diff -U5) so they occur once",
-                state.source, expected=anchor,
-            )
-        if len(narrowed) == 1:
-            candidates = narrowed
-    if len(candidates) > 1 and laid is not None:
-        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
+        narrowed = _by_function_name(ctx, hunk, state, index, candidates, patch_pick, wanted)
+        if isinstance(narrowed, Refusal):
+            return narrowed
+        candidates = narrowed
     if len(candidates) > 1:
-        places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
-        return ctx.refuse(
-            Reason.ANCHOR_AMBIGUOUS,
-            hunk,
-            f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times: {places}; "
-            "make the diff with more context (diff -U5) so they occur once",
-            state.source,
-            expected=anchor,
-        )
+        return _diff_ambiguous(ctx, hunk, state, candidates, laid)
     start, scope = candidates[0]
-    match = None
+    if laid is None:
+        return Placement(hunk, start, start + len(hunk.anchor), _ops(hunk), scope, _diff_moved(ctx, hunk, state, start))
+    place = laid[start]
+    if place.match is None:
+        refusal = _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=(hunk.hint_line or 1) - 1)
+        return _layout_note(refusal, state, [place])
+    moved = _diff_moved(ctx, hunk, state, place.first)
+    return Placement(hunk, place.match.start, place.match.end, list(place.match.new), scope, moved, reformatted=True)
+
+
+def _diff_occurrences(hunk: AnchoredHunk, lines: list[str]) -> tuple[list[int], list[_layout.Place] | None]:
+    """Where a diff hunk's anchor text is (first lines), else where its code is laid out anew
+    (issue 10): then the second item holds those places and the first indexes them."""
+    found = _anchor.occurrences(lines, hunk.anchor, 0, len(lines))
+    if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
+        return [i for i in found if i + len(hunk.anchor) == len(lines)], None
+    if found:
+        return found, None
+    laid = _layout.search(lines, _ops(hunk), [(0, len(lines))]).places
+    return list(range(len(laid))), laid
+
+
+def _diff_without_anchor(ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex) -> Placement | Refusal:
+    """A diff hunk with no context nor removed lines: only git's diff of an empty file has a place."""
+    lines = state.lines
+    # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
+    # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
+    if hunk.hint_line == 1 and not hunk.creates:
+        if lines == [""]:
+            return Placement(hunk, 0, 0, _ops(hunk), index.module)
+        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
+                          f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
+    return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
+                      "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
+
+
+def _as_patch_would(
+    ctx: Context, hunk: AnchoredHunk, state: State, found: list[int], expect: int | None
+) -> tuple[list[int], int | None, int]:
+    """Among several occurrences: the one at the header's line (shifted as patch shifts it by the
+    hunks before it) or tied to a file end, else all of them with the one GNU `patch -F0` would take
+    (the nearest; later first at equal distance). Returns (found, patch's pick or None, wanted line)."""
+    assert hunk.hint_line is not None
+    wanted = hunk.hint_line - 1 if expect is None else expect
+    position = {i: _author_position(state, i, ctx.hunk_set.name) for i in found}
+    exact = [i for i in found if position[i] == wanted]
+    if len(exact) == 1:
+        return exact, None, wanted
+    tied = _tied_to_an_end(hunk, found, state.lines)
+    if tied is not None:
+        return [tied], None, wanted
+    return found, min(found, key=lambda i: (abs(position[i] - wanted), position[i] < wanted)), wanted
+
+
+def _by_function_name(
+    ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex, candidates: list[tuple[int, Scope]],
+    patch_pick: int | None, wanted: int | None,
+) -> list[tuple[int, Scope]] | Refusal:
+    """The candidates in the function git's `@@ ... @@ name` names, when that is one; never a
+    different place than patch would take at the release the diff was made against (issue 6)."""
+    assert hunk.hint_scope is not None
+    named = hunk.hint_scope.strip()
+    narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, state.lines, named)]
+    if len(narrowed) != 1:
+        return candidates
+    if patch_pick is not None and narrowed[0][0] != patch_pick:
+        assert wanted is not None
+        return ctx.refuse(
+            Reason.ANCHOR_AMBIGUOUS, hunk,
+            f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(candidates)} times; git's function name "
+            f"{named!r} points at line {narrowed[0][0] + 1} ({narrowed[0][1].describe()}), but the nearest "
+            f"to the hunk's line {wanted + 1}, where patch would apply it, is line {patch_pick + 1}; "
+            "make the diff with more context (diff -U5) so they occur once",
+            state.source, expected=hunk.anchor,
+        )
+    return narrowed
+
+
+def _diff_ambiguous(ctx: Context, hunk: AnchoredHunk, state: State, candidates: list[tuple[int, Scope]], laid) -> Refusal:
     if laid is not None:
-        if laid[start].match is None:
-            hint = hunk.hint_line or 1
-            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, [laid[start]])
-        start, match = laid[start].first, laid[start].match
-    moved = None
-    if hunk.hint_line is not None:
-        original_start = state.origin_of[start] if hunk.step == 0 else None
-        if original_start is None:
-            original_start = _author_position(state, start, ctx.hunk_set.name)
-        moved = original_start - (hunk.hint_line - 1)
-    if match is not None:
-        return Placement(hunk, match.start, match.end, list(match.new), scope, moved, reformatted=True)
-    return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
+        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
+    places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
+    return ctx.refuse(
+        Reason.ANCHOR_AMBIGUOUS,
+        hunk,
+        f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(candidates)} times: {places}; "
+        "make the diff with more context (diff -U5) so they occur once",
+        state.source,
+        expected=hunk.anchor,
+    )
+
+
+def _diff_moved(ctx: Context, hunk: AnchoredHunk, state: State, start: int) -> int | None:
+    """Lines between where the diff's header says the hunk was and where it lands (None: no header line)."""
+    if hunk.hint_line is None:
+        return None
+    original_start = state.origin_of[start] if hunk.step == 0 else None
+    if original_start is None:
+        original_start = _author_position(state, start, ctx.hunk_set.name)
+    return original_start - (hunk.hint_line - 1)
 
 
 def _layout_ambiguous(ctx: Context, hunk: AnchoredHunk, state: State, places: list, where: str) -> Refusal:
