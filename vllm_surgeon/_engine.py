@@ -568,7 +568,7 @@ class _Series:
         return by_module
 
 
-def _try_set(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _try_set(
     ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
     created: dict[str, str] | None = None,
 ) -> tuple[SetResult, dict[str, State]]:
@@ -592,44 +592,64 @@ def _try_set(  # noqa: C901 - written before the limit; split it when it next ch
         result.refusals.append(refusal)
 
     for step in _steps(hunk_set.hunks):
-        by_module = walk.locate_step(step, placed, refused)
-        for module, placements in by_module.items():
+        for module, placements in walk.locate_step(step, placed, refused).items():
             state = walk.states[module]
-            ordered = sorted(placements, key=lambda p: (p.start, p.end))
-            bad = False
-            for a, b in zip(ordered, ordered[1:], strict=False):
-                if b.start < a.end:  # two insertions at one place are fine: they go in file order
-                    refusal = ctx.refuse(
-                        Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
-                        state.source,
-                    )
-                    refused(b.hunk, refusal)
-                    bad = True
-            if bad:
-                walk.failed.setdefault(module, ordered[0].hunk)
+            new_state = _apply_step(ctx, module, state, placements, refused, result, results)
+            if not isinstance(new_state, State):  # the hunk whose refusal keeps later steps off this module
+                walk.failed.setdefault(module, new_state)
                 continue
-            new_state = _apply(state, placements, hunk_set.name)
-            try:
-                new_state.index()
-            except SyntaxError as exc:
-                refusal = ctx.refuse(
-                    Reason.INVALID_PYTHON,
-                    placements[0].hunk,
-                    f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: "
-                    f"{(new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else '').strip()!r}",
-                    state.source,
-                )
-                result.refusals.append(refusal)
-                for p in placements:
-                    results[id(p.hunk)].refusal = results[id(p.hunk)].refusal or refusal
-                walk.failed.setdefault(module, placements[0].hunk)
-                continue
-            walk.states[module] = new_state
-            new_states[module] = new_state
+            walk.states[module] = new_states[module] = new_state
     result.hunks = [results[id(h)] for h in hunk_set.hunks if id(h) in results]
     if result.refusals:
         return result, {}
     return result, new_states
+
+
+def _apply_step(
+    ctx: Context, module: str, state: State, placements: list[Placement], refused: Callable[[Hunk, Refusal], None],
+    result: SetResult, results: dict[int, HunkResult],
+) -> State | Hunk:
+    """One step's placements on one module applied; else each refusal recorded and the hunk to blame
+    for the module: hunks that overlap (refused one by one), or a patched text that does not parse."""
+    overlaps = _overlaps(ctx, state, placements)
+    for hunk, refusal in overlaps:
+        refused(hunk, refusal)
+    if overlaps:
+        return min(placements, key=lambda p: (p.start, p.end)).hunk
+    new_state = _apply(state, placements, ctx.hunk_set.name)
+    broken = _unparsable(ctx, module, state, new_state, placements[0].hunk)
+    if broken is None:
+        return new_state
+    result.refusals.append(broken)  # once on the set; every hunk of the step shows it
+    for p in placements:
+        results[id(p.hunk)].refusal = results[id(p.hunk)].refusal or broken
+    return placements[0].hunk
+
+
+def _overlaps(ctx: Context, state: State, placements: list[Placement]) -> list[tuple[Hunk, Refusal]]:
+    """Each placement that starts inside the one before it (two insertions at one place are fine:
+    they go in file order), refused with the hunk it overlaps."""
+    ordered = sorted(placements, key=lambda p: (p.start, p.end))
+    return [
+        (b.hunk, ctx.refuse(Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; "
+                            "merge them into one hunk", state.source))
+        for a, b in zip(ordered, ordered[1:], strict=False) if b.start < a.end
+    ]
+
+
+def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk: Hunk) -> Refusal | None:
+    """A refusal when the patched text does not parse, quoting the patched line at fault."""
+    try:
+        new_state.index()
+    except SyntaxError as exc:
+        at = new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else ""
+        return ctx.refuse(
+            Reason.INVALID_PYTHON,
+            hunk,
+            f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: {at.strip()!r}",
+            state.source,
+        )
+    return None
 
 
 def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
@@ -740,7 +760,7 @@ def check_version(hunk_set: HunkSet, version: str | None, require_version: bool 
     return f"the set needs vllm {spec}; this is {version}"
 
 
-def plan(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def plan(
     sets: Sequence[HunkSet],
     read_source: SourceReader,
     vllm_version: str | None,
@@ -762,52 +782,64 @@ def plan(  # noqa: C901 - written before the limit; split it when it next change
     for given in sets:
         # A diff names files by path: which module each is depends on the tree (issue 6).
         resolution = resolve_paths(given, read_source, vllm_version)
-        hunk_set, created = resolution.hunk_set, resolution.created
-        ctx = Context(hunk_set, vllm_version)
-        alone, alone_states = _try_set(ctx, hunk_set, {}, read, created)
+        ctx = Context(resolution.hunk_set, vllm_version)
+        alone, alone_states = _try_set(ctx, resolution.hunk_set, {}, read, resolution.created)
         alone.skipped = resolution.skipped
         alone.refusals[:0] = resolution.refusals
-        why = check_version(hunk_set, vllm_version, require_version)
+        why = check_version(resolution.hunk_set, vllm_version, require_version)
         if why is not None:
             alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
         results.append(alone)
-        if not alone.ok:
-            continue
-        if not any(m in accepted for m in alone_states):
-            accepted.update(alone_states)
-            continue
-        stacked_on = {m: accepted.get(m) or read(m) for m in hunk_set.modules}
-        conflicts = _conflicts(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
-        if conflicts:
-            alone.refusals.extend(conflicts)
-            for refusal in conflicts:
-                hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
-                for hr in alone.hunks:
-                    if hr.hunk is hunk:
-                        hr.refusal = refusal
-            continue
-        stacked, stacked_states = _try_set(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
-        if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
-            alone.refusals.extend(stacked.refusals)
-            continue
-        accepted.update(stacked_states)
-
+        if alone.ok:
+            _stack(ctx, alone, alone_states, accepted, read, resolution.created)
+    if not compile_modules:
+        return Plan(results, {}, vllm_version)
     modules: dict[str, PatchedModule] = {}
-    if compile_modules:
-        for module, state in accepted.items():
-            patched = _compile(state, originals[module])
-            if isinstance(patched, SyntaxError):
-                owner = state.sets[-1]
-                result = next(r for r in results if r.hunk_set.name == owner)
-                ctx = Context(result.hunk_set, vllm_version)
-                hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
-                result.refusals.append(
-                    ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {patched}", state.source)
-                )
-                # Never apply half a set: plan again without the set that broke it.
-                return _replan(sets, owner, results, read_source, vllm_version, require_version)
-            modules[module] = patched
+    for module, state in accepted.items():
+        patched = _compile(state, originals[module])
+        if isinstance(patched, SyntaxError):
+            owner = _refuse_uncompilable(module, state, patched, results, vllm_version)
+            # Never apply half a set: plan again without the set that broke it.
+            return _replan(sets, owner, results, read_source, vllm_version, require_version)
+        modules[module] = patched
     return Plan(results, modules, vllm_version)
+
+
+def _stack(
+    ctx: Context, alone: SetResult, alone_states: dict[str, State], accepted: dict[str, State],
+    read: Callable[[str], State | None], created: dict[str, str],
+) -> None:
+    """A set that applies alone, put on top of the sets accepted before it (`accepted` grows), or
+    refused where it conflicts with them (its hunks then carry the conflict)."""
+    if not any(m in accepted for m in alone_states):
+        accepted.update(alone_states)
+        return
+    hunk_set = alone.hunk_set
+    stacked_on = {m: s for m in hunk_set.modules if (s := accepted.get(m) or read(m)) is not None}
+    conflicts = _conflicts(ctx, hunk_set, stacked_on, read, created)
+    if conflicts:
+        alone.refusals.extend(conflicts)
+        for refusal in conflicts:
+            hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
+            for hr in alone.hunks:
+                if hr.hunk is hunk:
+                    hr.refusal = refusal
+        return
+    stacked, stacked_states = _try_set(ctx, hunk_set, stacked_on, read, created)
+    if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
+        alone.refusals.extend(stacked.refusals)
+        return
+    accepted.update(stacked_states)
+
+
+def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:
+    """Refuse the last set that changed `module` (its patched text does not compile); its name."""
+    owner = state.sets[-1]
+    result = next(r for r in results if r.hunk_set.name == owner)
+    ctx = Context(result.hunk_set, version)
+    hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
+    result.refusals.append(ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {error}", state.source))
+    return owner
 
 
 def _replan(
