@@ -97,14 +97,13 @@ def _euid() -> int | None:
     return os.geteuid() if hasattr(os, "geteuid") else None
 
 
-def _check_chain(directory: Path, root: Path) -> os.stat_result:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _check_chain(directory: Path, root: Path) -> os.stat_result:
     """Check `directory` and every directory above it (see the module docstring); its lstat."""
     euid = _euid()
     real = Path(os.path.realpath(directory))
     real_root = Path(os.path.realpath(root))
-    chain = [real, *real.parents]
     first: os.stat_result | None = None
-    for path in chain:
+    for path in [real, *real.parents]:
         try:
             info = os.lstat(path)
         except FileNotFoundError:
@@ -114,21 +113,26 @@ def _check_chain(directory: Path, root: Path) -> os.stat_result:  # noqa: C901 -
         first = first or info
         if not stat.S_ISDIR(info.st_mode):
             raise UnsafeDirectory(f"{path} is not a directory")
-        if euid is None:
-            continue
-        inside = path == real_root or real_root in path.parents
-        if inside:
-            if info.st_uid != euid:
-                raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not this user (uid {euid})")
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise UnsafeDirectory(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})")
-        else:
-            if info.st_uid not in (euid, 0):
-                raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, neither this user nor root")
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
-                raise UnsafeDirectory(f"{path} is writable by group or others and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
+        if euid is not None:
+            _check_owner(path, info, euid, inside=path == real_root or real_root in path.parents)
     assert first is not None
     return first
+
+
+def _check_owner(path: Path, info: os.stat_result, euid: int, inside: bool) -> None:
+    """Inside the cache root: this user's and writable by no one else. Above it: this user's or
+    root's, and writable by others only when sticky (/tmp). UnsafeDirectory otherwise."""
+    shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if inside:
+        if info.st_uid != euid:
+            raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not this user (uid {euid})")
+        if shared:
+            raise UnsafeDirectory(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})")
+        return
+    if info.st_uid not in (euid, 0):
+        raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, neither this user nor root")
+    if shared and not info.st_mode & stat.S_ISVTX:
+        raise UnsafeDirectory(f"{path} is writable by group or others and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
 
 
 def _open_dir(directory: Path, root: Path) -> int | None:

@@ -256,7 +256,7 @@ def functions_running(codes: list[types.CodeType]) -> dict[int, list[types.Funct
     return found
 
 
-def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction]]) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction]]) -> None:
     """Apply each PatchedModule to its live module, undo steps recorded in that module's Transaction;
     LiveError (naming the module and unit) when one cannot be. The caller rolls back on any error.
 
@@ -270,22 +270,7 @@ def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction
         except LiveError as exc:
             exc.module = module.__name__
             raise
-    codes = {id(f.__code__): f.__code__ for p, _ in prepared for _, live, _ in p.swaps for f in live}
-    running = functions_running(list(codes.values()))
-    swaps: list[tuple[list[types.FunctionType], types.FunctionType, Transaction]] = []
-    for p, txn in prepared:
-        for unit, live, fresh in p.swaps:
-            everyone = {id(f): f for g in live for f in running.get(id(g.__code__), ())}
-            everyone.update({id(f): f for f in live})
-            for f in everyone.values():
-                if f.__code__.co_freevars != fresh.__code__.co_freevars:
-                    raise LiveError(
-                        f"the patched {unit.qualname} needs closure variables {fresh.__code__.co_freevars} where the "
-                        f"live one has {f.__code__.co_freevars} (e.g. a new zero-argument super())",
-                        unit, p.module.__name__,
-                    )
-            swaps.append((list(everyone.values()), fresh, txn))
-
+    swaps = _function_swaps(prepared)
     # Prepared: now change things, each with its undo.
     for p, txn in prepared:
         tree, filename = p.patched.compiled.tree, p.patched.source.path
@@ -296,17 +281,43 @@ def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction
                 _exec_in_module(p.module, unit, tree, filename, txn)
     for functions, fresh, txn in swaps:
         for f in functions:
-            before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
-            f.__code__ = fresh.__code__
-            f.__defaults__, f.__kwdefaults__ = fresh.__defaults__, fresh.__kwdefaults__
-            f.__doc__, f.__annotations__ = fresh.__doc__, fresh.__annotations__
-
-            def undo(f=f, before=before) -> None:
-                f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
-
-            txn.undo.append(undo)
+            _swap_code(f, fresh, txn)
     for p, txn in prepared:
         _drop_removed(p.module, p.patched, txn)
+
+
+def _function_swaps(prepared: list) -> list[tuple[list[types.FunctionType], types.FunctionType, Transaction]]:
+    """For each patched function: every live function object running its code (one heap search for
+    all), and the fresh one whose code they take; LiveError when their closure variables differ."""
+    codes = {id(f.__code__): f.__code__ for p, _ in prepared for _, live, _ in p.swaps for f in live}
+    running = functions_running(list(codes.values()))
+    swaps: list[tuple[list[types.FunctionType], types.FunctionType, Transaction]] = []
+    for p, txn in prepared:
+        for unit, live, fresh in p.swaps:
+            everyone = {id(f): f for g in live for f in running.get(id(g.__code__), ())}
+            everyone.update({id(f): f for f in live})
+            mismatched = next((f for f in everyone.values() if f.__code__.co_freevars != fresh.__code__.co_freevars), None)
+            if mismatched is not None:
+                raise LiveError(
+                    f"the patched {unit.qualname} needs closure variables {fresh.__code__.co_freevars} where the "
+                    f"live one has {mismatched.__code__.co_freevars} (e.g. a new zero-argument super())",
+                    unit, p.module.__name__,
+                )
+            swaps.append((list(everyone.values()), fresh, txn))
+    return swaps
+
+
+def _swap_code(f: types.FunctionType, fresh: types.FunctionType, txn: Transaction) -> None:
+    """Give live function `f` the fresh one's code, defaults, doc and annotations; the undo in `txn`."""
+    before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
+    f.__code__ = fresh.__code__
+    f.__defaults__, f.__kwdefaults__ = fresh.__defaults__, fresh.__kwdefaults__
+    f.__doc__, f.__annotations__ = fresh.__doc__, fresh.__annotations__
+
+    def undo() -> None:
+        f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
+
+    txn.undo.append(undo)
 
 
 def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
