@@ -386,34 +386,37 @@ def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transac
             txn.undo.append(functools.partial(setattr, owner, name, value))
 
 
-def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:
     """Names bound at module scope and in each class reached through classes, by class path."""
     out: dict[tuple[str, ...], set[str]] = {}
 
-    def walk(body: list[ast.stmt], path: tuple[str, ...], names: set[str]) -> None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+    def walk(body: list[ast.stmt], path: tuple[str, ...], names: set[str]) -> None:
         for stmt in body:
-            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+            if isinstance(stmt, ast.ClassDef):
                 names.add(stmt.name)
-                if isinstance(stmt, ast.ClassDef):
-                    inner: set[str] = out.setdefault(path + (stmt.name,), set())
-                    walk(stmt.body, path + (stmt.name,), inner)
-                continue
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
-            elif isinstance(stmt, ast.Assign):
-                for target in stmt.targets:
-                    names.update(_targets(target))
-            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-                names.update(_targets(stmt.target))
-            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-                for item in stmt.items:
-                    if item.optional_vars is not None:
-                        names.update(_targets(item.optional_vars))
-            for block in blocks(stmt):
-                walk(block, path, names)
+                walk(stmt.body, path + (stmt.name,), out.setdefault(path + (stmt.name,), set()))
+            elif isinstance(stmt, _FUNCS):
+                names.add(stmt.name)
+            else:
+                names.update(_names_bound(stmt))
+                for block in blocks(stmt):
+                    walk(block, path, names)
 
     walk(tree.body, (), out.setdefault((), set()))
     return out
+
+
+def _names_bound(stmt: ast.stmt) -> set[str]:
+    """The names a statement other than a def or class binds in its own scope (not in nested blocks)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in stmt.names}
+    if isinstance(stmt, ast.Assign):
+        return {n for target in stmt.targets for n in _targets(target)}
+    if isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        return _targets(stmt.target)
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return {n for item in stmt.items if item.optional_vars is not None for n in _targets(item.optional_vars)}
+    return set()
 
 
 def _targets(node: ast.AST) -> set[str]:
