@@ -354,7 +354,7 @@ def _extended(section: _Section, line: str) -> None:
         section.flags.add("mode")
 
 
-def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, section: _Section) -> tuple[AnchoredHunk, int]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, section: _Section) -> tuple[AnchoredHunk, int]:
     """Read one `@@` hunk starting at lines[i]; returns it and the index after it."""
     header = Origin(path, i + 1)
     old_start = _number(match.group(1), header)
@@ -362,29 +362,8 @@ def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, s
     new_count = 1 if match.group(4) is None else _number(match.group(4), header)
     _number(match.group(3), header)
     scope = match.group(5).strip() or None
-    body: list[Line] = []
-    old_seen = new_seen = 0
-    old_no_eol = new_no_eol = False
-    i += 1
-    while i < end:
-        line = lines[i]
-        origin = Origin(path, i + 1)
-        if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
-            if body:
-                op = body[-1].op
-                old_no_eol |= op in " -"
-                new_no_eol |= op in " +"
-            i += 1
-            continue
-        if old_seen >= old_count and new_seen >= new_count:
-            break
-        op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
-        if op not in " -+":
-            break
-        body.append(Line(op, content, origin))
-        old_seen += op != "+"
-        new_seen += op != "-"
-        i += 1
+    body, old_no_eol, new_no_eol, i = _hunk_body(lines, i + 1, end, path, old_count, new_count)
+    old_seen, new_seen = sum(b.op != "+" for b in body), sum(b.op != "-" for b in body)
     if old_seen != old_count or new_seen != new_count:
         raise HunkFileError(
             header,
@@ -409,3 +388,27 @@ def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, s
         hint_line=hint, hint_scope=scope, at_end=old_no_eol or new_no_eol, creates=creates,
     )
     return hunk, i
+
+
+def _hunk_body(lines: list[str], start: int, end: int, path: str, old_count: int, new_count: int) -> tuple[list[Line], bool, bool, int]:
+    """A hunk's lines from lines[start] until its header's counts are met (or a line is no hunk line):
+    (body, old side lacks a final newline, new side does, index after the body)."""
+    body: list[Line] = []
+    old_seen = new_seen = 0
+    old_no_eol = new_no_eol = False
+    for i in range(start, end):
+        line = lines[i]
+        if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
+            op = body[-1].op if body else ""
+            old_no_eol |= bool(op) and op in " -"
+            new_no_eol |= bool(op) and op in " +"
+            continue
+        op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
+        if (old_seen >= old_count and new_seen >= new_count) or op not in " -+":
+            return body, old_no_eol, new_no_eol, i
+        body.append(Line(op, content, Origin(path, i + 1)))
+        old_seen += op != "+"
+        new_seen += op != "-"
+    return body, old_no_eol, new_no_eol, end
+
+
