@@ -129,7 +129,7 @@ def _tail_headers(unit: Unit, note: str) -> list[str]:
     return headers
 
 
-def changed_lines(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def changed_lines(
     original: Sequence[str],
     patched: Sequence[str],
     origin_of: Sequence[int | None],
@@ -151,8 +151,15 @@ def changed_lines(  # noqa: C901 - written before the limit; split it when it ne
             if prev is not None and cur is not None and cur != prev + 1:
                 changed.append(i)
         return changed
+    return changed + _after_removals(original, origin_of, original_tree) + _decorators_changed(original_tree, tree)
+
+
+def _after_removals(original: Sequence[str], origin_of: Sequence[int | None], original_tree: ast.Module) -> list[int]:
+    """For each original statement or function that lost lines: the patched line of its first
+    surviving line (a statement removed whole has none)."""
     new_of_old = {o: i for i, o in enumerate(origin_of) if o is not None}
     seen: set[int] = set()
+    out = []
     for k in range(len(original)):
         if k in new_of_old:
             continue
@@ -163,16 +170,22 @@ def changed_lines(  # noqa: C901 - written before the limit; split it when it ne
         node = hit[0]
         survivors = [new_of_old[j] for j in range(_first_line(node) - 1, _last_line(node)) if j in new_of_old]
         if survivors:
-            changed.append(survivors[0])
+            out.append(survivors[0])
+    return out
+
+
+def _decorators_changed(original_tree: ast.Module, tree: ast.Module) -> list[int]:
+    """The def line of every function or class whose decorators differ from the original's."""
     before, after = _decorators(original_tree), _decorators(tree)
+    out = []
     for qualname, defs in after.items():
         old = before.get(qualname)
         if old is None or len(old) != len(defs):
             continue
         for (_, old_decorators), (node, new_decorators) in zip(old, defs, strict=True):
             if old_decorators != new_decorators:
-                changed.append(node.lineno - 1)
-    return changed
+                out.append(node.lineno - 1)
+    return out
 
 
 def _decorators(tree: ast.Module) -> dict[str, list[tuple[ast.stmt, list[str]]]]:
@@ -194,7 +207,7 @@ def _decorators(tree: ast.Module) -> dict[str, list[tuple[ast.stmt, list[str]]]]
     return found
 
 
-def compile_patched(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def compile_patched(
     original: Sequence[str],
     patched: Sequence[str],
     tree: ast.Module,
@@ -214,7 +227,16 @@ def compile_patched(  # noqa: C901 - written before the limit; split it when it 
     """
     changed = changed_lines(original, patched, origin_of, original_tree, tree)
     units = find_units(tree, changed, patched)
+    display = _display(original, patched, units, note)
+    tail_blame = _tail_blame(units, blame) if blame else {}
+    _relocate(tree, units, origin_of, len(patched))
+    code = compile(tree, filename, "exec", dont_inherit=True)
+    return Compiled("\n".join(display), code, tree, units, tail_blame)
 
+
+def _display(original: Sequence[str], patched: Sequence[str], units: list[Unit], note: str) -> list[str]:
+    """The text tracebacks show: the original file, then each changed unit after the banner (each
+    unit's `tail_line` is set to where it starts there)."""
     display = list(original)
     if display and display[-1] == "":
         display.pop()
@@ -226,24 +248,23 @@ def compile_patched(  # noqa: C901 - written before the limit; split it when it 
         unit.tail_line = len(display) + 1
         display += patched[unit.start : unit.end]
     display.append("")
-    tail_blame = _tail_blame(units, blame) if blame else {}
+    return display
 
-    # Where a line outside the units sits on disk: its own line, or the nearest line above it.
-    disk = [0] * (len(patched) + 2)
+
+def _relocate(tree: ast.Module, units: list[Unit], origin_of: Sequence[int | None], n_patched: int) -> None:
+    """Give every located node of `tree` its line on display: a unit's nodes their tail lines, every
+    other node the disk line it is (or the nearest line above it)."""
+    disk = [0] * (n_patched + 2)
     last = 1
     for i, o in enumerate(origin_of):
         if o is not None:
             last = o + 1
         disk[i + 1] = last
-    disk[len(patched) + 1] = last
-
+    disk[n_patched + 1] = last
     spans = [(u.start + 1, u.end, u.tail_line - (u.start + 1)) for u in units]
 
     def shift_for(line: int) -> int | None:
-        for lo, hi, shift in spans:
-            if lo <= line <= hi:
-                return shift
-        return None
+        return next((shift for lo, hi, shift in spans if lo <= line <= hi), None)
 
     for node in ast.walk(tree):
         lineno = getattr(node, "lineno", None)
@@ -254,15 +275,13 @@ def compile_patched(  # noqa: C901 - written before the limit; split it when it 
         shift = shift_for(lineno)
         if shift is not None and shift_for(end) == shift:
             node.lineno, node.end_lineno = lineno + shift, end + shift  # type: ignore[attr-defined]
-        else:
-            start = disk[min(lineno, len(patched) + 1)]
-            end = max(start, disk[min(end, len(patched) + 1)])
-            node.lineno, node.end_lineno = start, end  # type: ignore[attr-defined]
-            end_col = getattr(node, "end_col_offset", None)
-            if end == start and end_col is not None:
-                node.end_col_offset = max(end_col, node.col_offset)  # type: ignore[attr-defined]
-    code = compile(tree, filename, "exec", dont_inherit=True)
-    return Compiled("\n".join(display), code, tree, units, tail_blame)
+            continue
+        start = disk[min(lineno, n_patched + 1)]
+        end = max(start, disk[min(end, n_patched + 1)])
+        node.lineno, node.end_lineno = start, end  # type: ignore[attr-defined]
+        end_col = getattr(node, "end_col_offset", None)
+        if end == start and end_col is not None:
+            node.end_col_offset = max(end_col, node.col_offset)  # type: ignore[attr-defined]
 
 
 def _tail_blame(units: list[Unit], blame: Sequence[tuple[str, Any] | None]) -> dict[int, tuple[str, str, int]]:
