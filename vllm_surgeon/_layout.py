@@ -80,7 +80,7 @@ _TOKEN = re.compile(
 )
 
 
-def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:
     """Python tokens of `text`, which may be a fragment: unbalanced brackets are fine, and `inside`
     says it begins inside a triple-quoted string. None when `inside` does not close in `text`."""
     toks: list[_Tok] = []
@@ -94,33 +94,36 @@ def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:  # noqa: C
     match = _TOKEN.match
     while pos < n:
         m = match(text, pos)
-        if m is not None:
-            kind, end = m.lastgroup or "", m.end()  # every alternative of _TOKEN is a named group
-            if kind != "space":
-                value = m.group()
-                if kind == "op":
-                    if value in _CLOSE:
-                        depth -= 1
-                    toks.append(_Tok("op", value, pos, end, "", depth))
-                    if value in _OPEN:
-                        depth += 1
-                else:
-                    toks.append(_Tok(kind, value, pos, end, "", depth))
-            pos = end
+        if m is None:
+            pos = _scan_unreadable(text, pos, depth, toks)
             continue
-        m = _STRING_START.match(text, pos)
-        if m and len(m.group(1)) == 3:  # the fragment ends inside this string
-            toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
-            pos = n
-        elif m:  # an unterminated one-line string
-            eol = text.find("\n", pos)
-            eol = n if eol < 0 else eol
-            toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
-            pos = eol
-        else:
-            toks.append(_Tok("error", text[pos], pos, pos + 1, "", depth))
-            pos += 1
+        kind, end = m.lastgroup or "", m.end()  # every alternative of _TOKEN is a named group
+        if kind == "op":
+            value = m.group()
+            depth -= value in _CLOSE
+            toks.append(_Tok("op", value, pos, end, "", depth))
+            depth += value in _OPEN
+        elif kind != "space":
+            toks.append(_Tok(kind, m.group(), pos, end, "", depth))
+        pos = end
     return toks
+
+
+def _scan_unreadable(text: str, pos: int, depth: int, toks: list[_Tok]) -> int:
+    """What no token pattern reads at `pos`: a triple-quoted string the fragment ends inside, an
+    unterminated one-line string, or one stray character; appended to `toks`. Where to go on."""
+    n = len(text)
+    m = _STRING_START.match(text, pos)
+    if m and len(m.group(1)) == 3:  # the fragment ends inside this string
+        toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
+        return n
+    if m:  # an unterminated one-line string
+        eol = text.find("\n", pos)
+        eol = n if eol < 0 else eol
+        toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
+        return eol
+    toks.append(_Tok("error", text[pos], pos, pos + 1, "", depth))
+    return pos + 1
 
 
 _PLAIN = re.compile(r"(?i:r|u)?('''|\"\"\"|'|\")")
@@ -391,7 +394,7 @@ def _readings(hunk_lines: Sequence[tuple[str, str]]) -> list[_Anchor]:
     return out
 
 
-def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: Sequence[tuple[int, int]]) -> Search:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: Sequence[tuple[int, int]]) -> Search:
     """Every place in `lines`, inside one of `spans` ([lo, hi) line ranges), where the hunk's anchor
     is the same code in another layout and the hunk can be written in that layout."""
     result = Search([])
@@ -411,21 +414,29 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
         view = target.view(anchor.joined)
         for lo, hi in spans:
             for p in _candidates(view, anchor, lo, hi):
-                try:
-                    place = _prove(view, anchor, p, lo, hi)
-                except (ValueError, IndexError, RecursionError, MemoryError):
-                    # A place this module cannot read is no match: the hunk is then refused, never
-                    # applied on a guess, and nothing here may take a vLLM process down.
-                    place = None
-                if place is None:
-                    continue
-                if place.at not in seen:
-                    seen[place.at] = len(result.places)
-                    result.places.append(place)
-                elif place.match is not None and result.places[seen[place.at]].match is None:
-                    result.places[seen[place.at]] = place
+                place = _prove_safely(view, anchor, p, lo, hi)
+                if place is not None:
+                    _keep_place(result.places, seen, place)
     result.places.sort(key=lambda place: place.at)
     return result
+
+
+def _prove_safely(view: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
+    try:
+        return _prove(view, anchor, p, lo, hi)
+    except (ValueError, IndexError, RecursionError, MemoryError):
+        # A place this module cannot read is no match: the hunk is then refused, never
+        # applied on a guess, and nothing here may take a vLLM process down.
+        return None
+
+
+def _keep_place(places: list[Place], seen: dict[int, int], place: Place) -> None:
+    """One place per offset: the first found, unless a later reading of it can be written (has a match)."""
+    if place.at not in seen:
+        seen[place.at] = len(places)
+        places.append(place)
+    elif place.match is not None and places[seen[place.at]].match is None:
+        places[seen[place.at]] = place
 
 
 def _has_all(names: set[str], text: str) -> bool:
