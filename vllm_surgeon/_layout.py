@@ -556,32 +556,72 @@ def _region(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, l
     )
 
 
-def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
     """Place the anchor at target hard token p: None when the code there is not the anchor's."""
-    a_toks, t_toks = anchor.toks, target.toks
-    a_hard, t_hard = anchor.hard, target.hard
-    n = len(a_hard)
-    tw, aw = target.where, anchor.where
-    # A statement that starts a line in the target, if it starts a line of the anchor too, is
-    # indented alike there (cheap; step 1 below would refuse it anyway).
-    for j, h in enumerate(a_hard):
-        tt, at = t_toks[t_hard[p + j].first], a_toks[h.first]
+    if not _indents_agree(target, anchor, p):
+        return None
+    # 1. The anchor's text in place of the target's: the same tree, or this is other code.
+    proven = _proven_region(target, anchor, p, lo, hi)
+    if proven is None:
+        return None
+    r, outside = proven
+    hunk = anchor.hunk_lines
+    h0, h1 = anchor.hunk_index[r.k0], anchor.hunk_index[r.k1]
+    if r.glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
+        return Place(r.t0, r.t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
+    if r.glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
+        return Place(r.t0, r.t_start, None, "lines the hunk changes share a line with code after its anchor in the new layout")
+    # 2. What the hunk means here: its own new side in place of the target's text.
+    meant_texts = _meant_texts(anchor, r, h0, h1, outside)
+    # 3. The same, written in the target's layout.
+    placed = _layout_ops(target, anchor, p, r.t0, r.t1, r.k0, r.k1, lo, hi, r.glued_head, r.glued_tail)
+    if placed is None:
+        return None  # blank lines where the target has code: not the anchor's context
+    if isinstance(placed, str):
+        return Place(r.t0, r.t_start, None, placed)
+    start, end, ops = placed
+    lines = target.lines
+    span = target.around(min(start, r.t0), max(end, r.t1 + 1))
+    meant_trees = {_snippet_tree(m, span, len(m) - len(lines)) for m in meant_texts}
+    if len(meant_trees) > 1:
+        return Place(r.t0, r.t_start, None, "what it does depends on where a parenthesis the formatter dropped was")
+    (meant,) = meant_trees
+    out = _written(lines, start, end, ops)
+    if _snippet_tree(out, span, len(out) - len(lines)) != meant:
+        return Place(r.t0, r.t_start, None, "the hunk cannot be written in the new layout without changing what it does")
+    # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
+    # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
+    return Place(r.t0, r.t_start, Match(start, end, tuple(ops)))
+
+
+def _indents_agree(target: _View, anchor: _Anchor, p: int) -> bool:
+    """A statement that starts a line in the target, if it starts a line of the anchor too, is
+    indented alike there (cheap; step 1 of _prove would refuse it anyway)."""
+    a_toks, t_toks, tw, aw = anchor.toks, target.toks, target.where, anchor.where
+    for j, h in enumerate(anchor.hard):
+        tt, at = t_toks[target.hard[p + j].first], a_toks[h.first]
         t_line, a_line = target.lines[tw.of(tt.start)], anchor.lines[aw.of(at.start)]
         starts_both = tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line)
         if starts_both and t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
-            return None
-    # Soft tokens at the edges: the target's are taken as far as they close (open) the same
-    # brackets as the anchor's do, whatever parentheses and commas the formatter added or dropped;
-    # or as the anchor has them (when a formatter's parentheses around the anchor skew the count).
+            return False
+    return True
+
+
+def _proven_region(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> tuple[_Region, list[tuple[str, str]]] | None:
+    """The region whose text the anchor's stands for, with the readings of the text outside it
+    ((pre, post) pairs) under which the anchor's text there gives the target's tree; None if none.
+
+    Soft tokens at the edges: the target's are taken as far as they close (open) the same brackets
+    as the anchor's do, whatever parentheses and commas the formatter added or dropped; or as the
+    anchor has them (when a formatter's parentheses around the anchor skew the count). Trees are
+    compared over the statements around the region: elsewhere the texts are the same."""
+    a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
+    n = len(a_hard)
     firsts = _edge(t_toks, t_hard[p].first, t_hard[p + n - 1].last, t_hard[p - 1].last + 1 if p else 0,
                    _brackets(a_toks, a_hard[0].first, a_hard[-1].last, 0, True), True)
     lasts = _edge(t_toks, t_hard[p + n - 1].last, t_hard[p].first,
                   t_hard[p + n].first - 1 if p + n < len(t_hard) else len(t_toks) - 1,
                   _brackets(a_toks, a_hard[-1].last, a_hard[0].first, len(a_toks) - 1, False), False)
-    lines, hunk = target.lines, anchor.hunk_lines
-    # 1. The anchor's text in place of the target's: the same tree, or this is other code. (Trees
-    # are compared over the statements around the region: elsewhere the texts are the same.)
-    r = outside = None
     for t_first, t_last in itertools.product(firsts, lasts):
         r = _region(target, anchor, p, t_first, t_last, lo, hi)
         if r is None:
@@ -591,50 +631,42 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
         if want is None:
             continue
         for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end):
-            proven: list[tuple[str, str]] = []
-            for pre, post in readings:
-                candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
-                tree = _snippet_tree(candidate, span, len(candidate) - len(lines))
-                if tree is not None and tree != want:
-                    proven = []
-                    break
-                if tree is not None:
-                    proven.append((pre, post))
+            proven = _same_tree_readings(target, anchor, r, span, want, readings)
             if proven:
-                outside = proven
-                break
-        if outside is not None:
-            break
-    if outside is None or r is None:  # r is the region `outside` was proven for
-        return None
-    t0, t1, k0, k1, t_start = r.t0, r.t1, r.k0, r.k1, r.t_start
-    glued_head, glued_tail, a_start, a_end = r.glued_head, r.glued_tail, r.a_start, r.a_end
-    h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
-    if glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
-        return Place(t0, t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
-    if glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
-        return Place(t0, t_start, None, "lines the hunk changes share a line with code after its anchor in the new layout")
-    # 2. What the hunk means here: its own new side in place of the target's text.
+                return r, proven
+    return None
+
+
+def _same_tree_readings(target: _View, anchor: _Anchor, r: _Region, span, want, readings) -> list[tuple[str, str]]:
+    """The readings under which the anchor's text in the region parses to `want`; [] as soon as one
+    parses to another tree (the code there is not the anchor's)."""
+    proven: list[tuple[str, str]] = []
+    for pre, post in readings:
+        candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
+        tree = _snippet_tree(candidate, span, len(candidate) - len(target.lines))
+        if tree is not None and tree != want:
+            return []
+        if tree is not None:
+            proven.append((pre, post))
+    return proven
+
+
+def _meant_texts(anchor: _Anchor, r: _Region, h0: int, h1: int, outside: list[tuple[str, str]]) -> list[list[str]]:
+    """The hunk's new side (its lines h0..h1, with the `+` lines around them) in place of the
+    region, once per reading of the text outside it."""
+    hunk, aw = anchor.hunk_lines, anchor.where
     new_side = [text for op, text in hunk[h0 : h1 + 1] if op != "-"]
-    if glued_head:
-        new_side[0] = new_side[0][aw.col(a_start) :]
-    if glued_tail:
-        new_side[-1] = new_side[-1][: aw.col(a_end) - (aw.col(a_start) if glued_head and len(new_side) == 1 else 0)]
+    if r.glued_head:
+        new_side[0] = new_side[0][aw.col(r.a_start) :]
+    if r.glued_tail:
+        new_side[-1] = new_side[-1][: aw.col(r.a_end) - (aw.col(r.a_start) if r.glued_head and len(new_side) == 1 else 0)]
     before = [text for op, text in hunk[:h0] if op == "+"]
     after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
-    meant_texts = [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
-    # 3. The same, written in the target's layout.
-    placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
-    if placed is None:
-        return None  # blank lines where the target has code: not the anchor's context
-    if isinstance(placed, str):
-        return Place(t0, t_start, None, placed)
-    start, end, ops = placed
-    span = target.around(min(start, t0), max(end, t1 + 1))
-    meant_trees = {_snippet_tree(m, span, len(m) - len(lines)) for m in meant_texts}
-    if len(meant_trees) > 1:
-        return Place(t0, t_start, None, "what it does depends on where a parenthesis the formatter dropped was")
-    (meant,) = meant_trees
+    return [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
+
+
+def _written(lines: Sequence[str], start: int, end: int, ops: list[tuple[str, str]]) -> list[str]:
+    """`lines` with [start, end) replaced as `ops` say (' ' keeps the next line, '-' drops it, '+' adds one)."""
     out, old = list(lines[:start]), start
     for op, text in ops:
         if op == "+":
@@ -643,13 +675,7 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
             if op == " ":
                 out.append(lines[old])
             old += 1
-    out += lines[end:]
-    written = _snippet_tree(out, span, len(out) - len(lines))
-    if written != meant:
-        return Place(t0, t_start, None, "the hunk cannot be written in the new layout without changing what it does")
-    # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
-    # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
-    return Place(t0, t_start, Match(start, end, tuple(ops)))
+    return out + list(lines[end:])
 
 
 def _layout_ops(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
