@@ -678,18 +678,58 @@ def _written(lines: Sequence[str], start: int, end: int, ops: list[tuple[str, st
     return out + list(lines[end:])
 
 
-def _layout_ops(  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _layout_ops(
     target: _View, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int, lo: int, hi: int,
     glued_head: bool, glued_tail: bool,
 ) -> tuple[int, int, list[tuple[str, str]]] | str | None:
     """The hunk as ops over target lines: chunks of lines that hold the same tokens in both layouts
     are kept, removed or (when they mix both) rewritten; `+` lines go in between chunks. A string
     says why it cannot be written there; None: the anchor's blank lines are code in the target."""
+    hunk, hidx = anchor.hunk_lines, anchor.hunk_index
+    cuts_a, cuts_t = _chunk_cuts(target, anchor, p, t0, t1, k0, k1)
+    # Lines covered by some token (others are blank: the gaps between chunks).
+    a_covered = _covered(len(anchor.lines), anchor.toks, anchor.where, 0, len(anchor.lines))
+    t_covered = _covered(len(target.lines), target.toks, target.where, t0, t1 + 1, target.starts)
+    ops: list[tuple[str, str]] = []
+    start = _leading_gap(target, ops, list(hunk[: hidx[k0]]), t0, lo)
+    if start is None:
+        return None
+    last_chunk = len(cuts_a) - 2
+    for c in range(last_chunk + 1):
+        a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
+        # The chunk proper ends at its last covered line; blank lines after it are the gap.
+        a_last = max(i for i in range(a_lo, a_hi) if a_covered[i])
+        t_last = max(i for i in range(t_lo, t_hi) if t_covered[i - t0])
+        h_lo, h_last, h_hi = hidx[a_lo], hidx[a_last], (hidx[a_hi] if a_hi <= k1 else hidx[k1] + 1)
+        inside = hunk[h_lo : h_last + 1]
+        edge = (c == 0 and glued_head) or (c == last_chunk and glued_tail)
+        why = _chunk_ops(target, ops, inside, range(t_lo, t_last + 1), edge)
+        if why is not None:
+            return why
+        if c < last_chunk:
+            items = list(hunk[h_last + 1 : h_hi])
+            blanks = t_hi - t_last - 1
+            if any(op != "+" for op, _ in items) and not blanks and not _opens_block(target, target.where.starts[t_hi], inside=True):
+                return None
+            _gap_ops(target, ops, items, t_last + 1, blanks)
+    # Trailing gap: blank lines below the anchor's last token, matched top-down.
+    trail_items = list(hunk[hidx[k1] + 1 :])
+    want = sum(1 for op, _ in trail_items if op != "+")
+    have = 0
+    while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
+        have += 1
+    if want and not have and any(not _blank(line) for line in target.lines[t1 + 1 :]):
+        return None
+    _gap_ops(target, ops, trail_items, t1 + 1, have)
+    return start, t1 + 1 + have, ops
+
+
+def _chunk_cuts(target: _View, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int) -> tuple[list[int], list[int]]:
+    """Chunk boundaries (anchor lines, target lines): between compared tokens j-1 and j where both
+    layouts break the line. Soft tokens between them go with j-1 (a closing bracket, a comma),
+    opening brackets with j. Each list ends one past the region's last line."""
     a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
     aw, tw = anchor.where, target.where
-    hunk, hidx = anchor.hunk_lines, anchor.hunk_index
-    # Chunk boundaries: between compared tokens j-1 and j where both layouts break the line. Soft
-    # tokens between them go with j-1 (a closing bracket, a comma), opening brackets with j.
     cuts_a, cuts_t = [k0], [t0]
     for j in range(1, len(a_hard)):
         ca = _cut(a_toks, a_hard[j - 1].last, a_hard[j].first)
@@ -699,41 +739,21 @@ def _layout_ops(  # noqa: C901 - written before the limit; split it when it next
         if breaks and a_line > cuts_a[-1] and t_line > cuts_t[-1]:
             cuts_a.append(a_line)
             cuts_t.append(t_line)
-    cuts_a.append(k1 + 1)
-    cuts_t.append(t1 + 1)
-    # Lines covered by some token (others are blank: the gaps between chunks).
-    a_covered = _covered(len(anchor.lines), a_toks, aw, 0, len(anchor.lines))
-    t_covered = _covered(len(target.lines), t_toks, tw, t0, t1 + 1, target.starts)
-    ops: list[tuple[str, str]] = []
+    return cuts_a + [k1 + 1], cuts_t + [t1 + 1]
 
-    def gap(items: list[tuple[str, str]], first: int, blanks: int) -> None:
-        """Anchor gap items (blank ' '/'-' lines and '+' lines) over the `blanks` blank target lines
-        from `first`: each anchor blank line takes the next target one with its op, `+` lines go in
-        where they are; target blank lines left over are kept (dropped if the hunk drops all its own)."""
-        line, left = first, blanks
-        dropped = [op for op, _ in items if op != "+"]
-        for op, text in items:
-            if op == "+":
-                ops.append(("+", text))
-            elif left:
-                ops.append((op, target.lines[line]))
-                line, left = line + 1, left - 1
-        drop = bool(dropped) and all(op == "-" for op in dropped)
-        ops.extend(("-" if drop else " ", target.lines[i]) for i in range(line, line + left))
 
-    # Leading gap: blank lines above the anchor's first token, matched bottom-up.
-    lead_items = list(hunk[: hidx[k0]])
+def _leading_gap(target: _View, ops: list[tuple[str, str]], lead_items: list[tuple[str, str]], t0: int, lo: int) -> int | None:
+    """The hunk lines before the anchor's first token over the blank target lines above it (matched
+    bottom-up), appended to `ops`; the first target line they cover. None when the anchor has blank
+    lines there and the target none: blank lines carry no code, but a formatter removes one only at
+    the start of a block (or collapses several into one), and before the anchor's first line whether
+    a block started there cannot be seen from the anchor, so the blank line must be there."""
     want = sum(1 for op, _ in lead_items if op != "+")
     have = 0
     while have < want and t0 - have - 1 >= lo and _blank(target.lines[t0 - have - 1]):
         have += 1
-    # Blank lines carry no code, but a formatter removes one only at the start of a block (or
-    # collapses several into one): a blank line of the anchor that the target replaced by code is
-    # a change of context, as it is for text. (Before the anchor's first line, whether a block
-    # started there cannot be seen from the anchor: the blank line must be there.)
     if want and not have:
         return None
-    start = t0 - have
     skip = want - have
     items = []
     for op, text in lead_items:  # anchor blank lines the target has no blank line for: nothing to keep or drop
@@ -741,43 +761,41 @@ def _layout_ops(  # noqa: C901 - written before the limit; split it when it next
             skip -= 1
             continue
         items.append((op, text))
-    gap(items, start, have)
-    for c in range(len(cuts_a) - 1):
-        a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
-        # The chunk proper ends at its last covered line; blank lines after it are the gap.
-        a_last = max(i for i in range(a_lo, a_hi) if a_covered[i])
-        t_last = max(i for i in range(t_lo, t_hi) if t_covered[i - t0])
-        h_lo, h_last, h_hi = hidx[a_lo], hidx[a_last], (hidx[a_hi] if a_hi <= k1 else hidx[k1] + 1)
-        inside = hunk[h_lo : h_last + 1]
-        kinds = {op for op, _ in inside if op != "+"} if not any(op == "+" for op, _ in inside) else {"mixed"}
-        span = range(t_lo, t_last + 1)
-        edge = (c == 0 and glued_head) or (c == len(cuts_a) - 2 and glued_tail)
-        if kinds == {" "}:
-            ops.extend((" ", target.lines[i]) for i in span)
-        elif edge:
-            return "lines the hunk changes share a line with code outside its anchor in the new layout"
-        elif kinds == {"-"}:
-            ops.extend(("-", target.lines[i]) for i in span)
-        else:  # context and removed lines (or '+' lines) inside one chunk: write the chunk as the hunk has it
-            ops.extend(("-", target.lines[i]) for i in span)
-            ops.extend(("+", text) for op, text in inside if op != "-")
-        if c < len(cuts_a) - 2:
-            items = list(hunk[h_last + 1 : h_hi])
-            blanks = t_hi - t_last - 1
-            if any(op != "+" for op, _ in items) and not blanks and not _opens_block(target, tw.starts[t_hi], inside=True):
-                return None
-            gap(items, t_last + 1, blanks)
-    # Trailing gap: blank lines below the anchor's last token, matched top-down.
-    trail_items = list(hunk[hidx[k1] + 1 :])
-    want = sum(1 for op, _ in trail_items if op != "+")
-    have = 0
-    while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
-        have += 1
-    if want and not have and any(not _blank(line) for line in target.lines[t1 + 1 :]):
-        return None
-    end = t1 + 1 + have
-    gap(trail_items, t1 + 1, have)
-    return start, end, ops
+    _gap_ops(target, ops, items, t0 - have, have)
+    return t0 - have
+
+
+def _chunk_ops(target: _View, ops: list[tuple[str, str]], inside: Sequence[tuple[str, str]], span: range, edge: bool) -> str | None:
+    """One chunk's target lines kept, removed, or (context and removed lines, or '+' lines, inside
+    one chunk) rewritten as the hunk has them; why not, when such a chunk shares a line with code
+    outside the anchor (`edge`)."""
+    kinds = {op for op, _ in inside if op != "+"} if not any(op == "+" for op, _ in inside) else {"mixed"}
+    if kinds == {" "}:
+        ops.extend((" ", target.lines[i]) for i in span)
+    elif edge:
+        return "lines the hunk changes share a line with code outside its anchor in the new layout"
+    elif kinds == {"-"}:
+        ops.extend(("-", target.lines[i]) for i in span)
+    else:
+        ops.extend(("-", target.lines[i]) for i in span)
+        ops.extend(("+", text) for op, text in inside if op != "-")
+    return None
+
+
+def _gap_ops(target: _View, ops: list[tuple[str, str]], items: list[tuple[str, str]], first: int, blanks: int) -> None:
+    """Anchor gap items (blank ' '/'-' lines and '+' lines) over the `blanks` blank target lines
+    from `first`: each anchor blank line takes the next target one with its op, `+` lines go in
+    where they are; target blank lines left over are kept (dropped if the hunk drops all its own)."""
+    line, left = first, blanks
+    dropped = [op for op, _ in items if op != "+"]
+    for op, text in items:
+        if op == "+":
+            ops.append(("+", text))
+        elif left:
+            ops.append((op, target.lines[line]))
+            line, left = line + 1, left - 1
+    drop = bool(dropped) and all(op == "-" for op in dropped)
+    ops.extend(("-" if drop else " ", target.lines[i]) for i in range(line, line + left))
 
 
 def _opens_block(target: _View, offset: int, inside: bool = False) -> bool:
