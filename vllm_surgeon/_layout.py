@@ -902,7 +902,7 @@ def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[
     return closers, stack
 
 
-def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, cut_start: int, cut_end: int):  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, cut_start: int, cut_end: int):
     """The target's text before and after the region, for the anchor's text to go between: each
     yield is a list of (before, after) readings, all of which must prove the same tree.
 
@@ -938,32 +938,41 @@ def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int,
         if readings:
             yield [(text[:cut_start], post) for post in readings]
         return
-    if len(t_close) < len(a_close) or len(t_open) < len(a_open):
-        return
+    if len(t_close) >= len(a_close) and len(t_open) >= len(a_open):
+        yield from _without_added(target, (t_close, a_close, a_close_text), (t_open, a_open, a_open_text), same, cut_start, cut_end)
+
+
+_Brackets = tuple[list[int], list[int], list[str]]  # the region's unmatched brackets, the anchor's, the anchor's texts
+
+
+def _without_added(target: _View, closing: _Brackets, opening: _Brackets, same, cut_start: int, cut_end: int):
+    """Readings of the outside text without the parentheses the formatter added around the region
+    (at most 8 ways to tell which they are). closing/opening: (region's unmatched brackets, the
+    anchor's, the anchor's texts)."""
     tried = 0
-    for keep_close in itertools.combinations(range(len(t_close)), len(a_close)):
-        if [t_close_text[i] for i in keep_close] != a_close_text:
-            continue
-        if not all(same(a, t_close[i]) for a, i in zip(a_close, keep_close, strict=True)):
-            continue
-        drop_open = [target.partner[t_close[i]] for i in range(len(t_close)) if i not in keep_close]
-        if any(j < 0 or toks[j].text != "(" for j in drop_open):
-            continue
-        for keep_open in itertools.combinations(range(len(t_open)), len(a_open)):
-            if [t_open_text[i] for i in keep_open] != a_open_text:
-                continue
-            if not all(same(a, t_open[i]) for a, i in zip(a_open, keep_open, strict=True)):
-                continue
-            drop_close = [target.partner[t_open[i]] for i in range(len(t_open)) if i not in keep_open]
-            if any(j < 0 or toks[j].text != ")" for j in drop_close):
-                continue
+    for drop_open in _extra_halves(target, *closing, same, "("):
+        for drop_close in _extra_halves(target, *opening, same, ")"):
             tried += 1
             if tried > 8:
                 return
             pre = _without(target, sorted(drop_open), 0, cut_start, before=True)
-            post = _without(target, sorted(drop_close), cut_end, len(text), before=False)
+            post = _without(target, sorted(drop_close), cut_end, len(target.text), before=False)
             if pre is not None and post is not None:
                 yield [(pre, post)]
+
+
+def _extra_halves(target: _View, t_brackets: list[int], a_brackets: list[int], a_text: list[str], same, half: str):
+    """Each way the region's unmatched brackets include the anchor's (same text, same place) with
+    the rest being parentheses the formatter added: yields the outside halves (`half`) of those."""
+    toks = target.toks
+    for keep in itertools.combinations(range(len(t_brackets)), len(a_brackets)):
+        if [toks[t_brackets[i]].text for i in keep] != a_text:
+            continue
+        if not all(same(a, t_brackets[i]) for a, i in zip(a_brackets, keep, strict=True)):
+            continue
+        drop = [target.partner[t_brackets[i]] for i in range(len(t_brackets)) if i not in keep]
+        if not any(j < 0 or toks[j].text != half for j in drop):
+            yield drop
 
 
 _ENDS_EXPRESSION = frozenset((")", "]", "}"))
@@ -978,7 +987,7 @@ def _ends_expression(t: _Tok) -> bool:
     return t.kind == "op" and t.text in _ENDS_EXPRESSION
 
 
-def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], anchor: _Anchor, same, edge: int,  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], anchor: _Anchor, same, edge: int,
               cut: int, before: bool) -> list[str]:
     """The target's text before (`before`) or after the region, once for every place where the one
     parenthesis the anchor has beyond the target's (the other half of a pair the formatter dropped)
@@ -988,6 +997,26 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
     brackets (innermost first), or opening ones (outermost first); `same(a, t)`: whether anchor
     token a and target token t come right after the same compared token."""
     toks, text = target.toks, target.text
+    places = _put_back_places(target, t_brackets, a_brackets, anchor, same, edge, before)
+    if not places or len(places) > _MAX_READINGS:
+        return []
+    out = []
+    for k in sorted(places):
+        if before:
+            at = toks[k - 1].end if k else 0
+            if at <= cut:
+                out.append(text[:at] + "(" + text[at:cut])
+        else:
+            at = toks[k + 1].start if k + 1 < len(toks) else len(text)
+            if at >= cut:
+                out.append(text[cut:at] + ")" + text[at:])
+    return out
+
+
+def _put_back_places(target: _View, t_brackets: list[int], a_brackets: list[int], anchor: _Anchor, same, edge: int,
+                     before: bool) -> set[int]:
+    """Target token indexes next to which the dropped parenthesis could have been (see _put_back)."""
+    toks = target.toks
     wanted = ")" if before else "("
     a_text = [anchor.toks[i].text for i in a_brackets]
     t_text = [toks[i].text for i in t_brackets]
@@ -1011,19 +1040,7 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
             inner = target.partner[t_brackets[extra]] if extra < len(t_brackets) else edge
             outer = target.partner[t_brackets[extra - 1]] if extra else len(toks)
         places.update(_levels(target, inner, outer, before))
-    if not places or len(places) > _MAX_READINGS:
-        return []
-    out = []
-    for k in sorted(places):
-        if before:
-            at = toks[k - 1].end if k else 0
-            if at <= cut:
-                out.append(text[:at] + "(" + text[at:cut])
-        else:
-            at = toks[k + 1].start if k + 1 < len(toks) else len(text)
-            if at >= cut:
-                out.append(text[cut:at] + ")" + text[at:])
-    return out
+    return places
 
 
 def _depth_between(toks: Sequence[_Tok], k: int, after: bool) -> int:
