@@ -158,7 +158,7 @@ def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
             progress.clear()
 
 
-def cmd_list(args, out) -> int:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def cmd_list(args, out) -> int:
     from ._model import HunkFileError
     from ._search import UnknownSetError, available, load_file, search_dirs
 
@@ -182,19 +182,24 @@ def cmd_list(args, out) -> int:  # noqa: C901 - written before the limit; split 
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
         if s.files:  # a diff: its files (which module each is depends on the tree: `verify` says)
-            if s.skip:
-                out.write(f"  skip: {', '.join(s.skip)}\n")
-            commit = None
-            for f in s.files:
-                if f.commit is not None and f.commit != commit:
-                    commit = f.commit
-                    out.write(f"  {commit.label()}\n")
-                change = "" if f.change == "modify" else f" ({f.change})"
-                out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+            _list_files(s, out)
             continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
     return 0
+
+
+def _list_files(s, out) -> None:
+    """A diff set's files for `list`, under the commit that changes each (a series)."""
+    if s.skip:
+        out.write(f"  skip: {', '.join(s.skip)}\n")
+    commit = None
+    for f in s.files:
+        if f.commit is not None and f.commit != commit:
+            commit = f.commit
+            out.write(f"  {commit.label()}\n")
+        change = "" if f.change == "modify" else f" ({f.change})"
+        out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
 
 
 def _planned(name: str, spec: str | None, withs: list[str] | None = None):
@@ -247,24 +252,12 @@ def cmd_diff(args, out) -> int:
     return 0
 
 
-def cmd_verify(args, out) -> int:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def cmd_verify(args, out) -> int:
     from ._progress import Progress
     from ._releases import SpecError, parse_range, releases
-    from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
 
-    if args.files:
-        if not args.names:
-            raise UsageError("--files needs the paths of the set files to verify")
-        sets = [_load_path(n) for n in args.names]
-    else:
-        errors: list[str] = []
-        names = args.names or [loc.name for loc in available(errors)]
-        if errors and not args.names:
-            raise UsageError("; ".join(errors))
-        if not names:
-            raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-        sets = [_load(n) for n in names]
+    sets = _sets_to_verify(args)
     style = Style(out)
     # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
     progress = Progress(sys.stderr, enabled=None if not args.json else False)
@@ -305,6 +298,23 @@ def cmd_verify(args, out) -> int:  # noqa: C901 - written before the limit; spli
         out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), "
                   f"{check_s:.1f} s checking\n")
     return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _sets_to_verify(args) -> list:
+    """The sets `verify` names (set files with --files), else every set on the search path."""
+    from ._search import available
+
+    if args.files:
+        if not args.names:
+            raise UsageError("--files needs the paths of the set files to verify")
+        return [_load_path(n) for n in args.names]
+    errors: list[str] = []
+    names = args.names or [loc.name for loc in available(errors)]
+    if errors and not args.names:
+        raise UsageError("; ".join(errors))
+    if not names:
+        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+    return [_load(n) for n in names]
 
 
 def cmd_new(args, out) -> int:
