@@ -250,7 +250,7 @@ def _child_command(item: pytest.Item) -> list[str]:
     return command
 
 
-def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
     from . import _settings
 
     config = item.config
@@ -266,21 +266,8 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:  # noqa: C901 
             command, env=env, cwd=str(config.invocation_params.dir), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
-        try:
-            output, _ = proc.communicate(timeout=spec.timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started (a vLLM engine)
-            output, _ = proc.communicate()
-            timed_out = True
-        reports = []
-        if reports_file.exists():
-            for line in reports_file.read_text().splitlines():
-                report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
-                if report is not None and isinstance(report.longrepr, list):
-                    report.longrepr = tuple(report.longrepr)  # a skip's (path, line, reason): JSON made it a list
-                if report is not None:
-                    reports.append(report)
+        output, timed_out = _wait(proc, spec.timeout)
+        reports = _child_reports_from(config, reports_file)
     tests = [r for r in reports if getattr(r, "when", None) in ("setup", "call", "teardown")]
     header = f"ran in a fresh interpreter with {described} (exit code {proc.returncode}):\n  {' '.join(command)}"
     if tests and not timed_out:
@@ -299,6 +286,30 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:  # noqa: C901 
         why = "the fresh interpreter reported no result for this test"
     tail = "\n".join(output.splitlines()[-_OUTPUT_TAIL:])
     return _synthesized(item, f"{why}\n{header}\n--- its output (last {_OUTPUT_TAIL} lines) ---\n{tail}")
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[str, bool]:
+    """The child's output, and whether it was killed (with all it started: a vLLM engine) at `timeout`."""
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        return output, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return output, True
+
+
+def _child_reports_from(config: pytest.Config, reports_file: Path) -> list[Any]:
+    """The test reports the child wrote, one JSON line each, as pytest reports again."""
+    reports = []
+    if reports_file.exists():
+        for line in reports_file.read_text().splitlines():
+            report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
+            if report is not None and isinstance(report.longrepr, list):
+                report.longrepr = tuple(report.longrepr)  # a skip's (path, line, reason): JSON made it a list
+            if report is not None:
+                reports.append(report)
+    return reports
 
 
 def _synthesized(item: pytest.Item, text: str) -> list[Any]:
