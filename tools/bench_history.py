@@ -264,7 +264,7 @@ def probes(a: Release, scratch: Path, per_file: int) -> list[tuple[str, str, str
     return out
 
 
-def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, per_file: int, scratch: Path) -> dict:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, per_file: int, scratch: Path) -> dict:
     """Probe edits at each base release, as raw diffs and converted; tried on the next `ahead` releases."""
     from vllm_surgeon._convert import ConvertError, convert
     from vllm_surgeon._hunkfile import parse_hunk_file
@@ -293,26 +293,29 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
                 i = index[a.version] + k
                 if i >= len(releases):
                     break
-                r = releases[i]
-                raw_result = _engine.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
-                conv_result = _engine.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
-                row = table[k]
-                row["probes"] += 1
-                raw_right = raw_result.ok and raw_result.hunks[0].scope == scope
-                row["raw applies"] += raw_result.ok
-                row["converted applies"] += conv_result.ok
-                if raw_result.ok and not raw_right:
-                    row["raw in ANOTHER function"] += 1
-                if conv_result.ok and any(h.scope not in targets for h in conv_result.hunks):
-                    row["converted in ANOTHER function"] += 1
-                if conv_result.ok and not raw_result.ok:
-                    row["only converted applies"] += 1
-                    row[f"(raw refused: {raw_result.refusals[0].reason.value})"] += 1
-                if raw_result.ok and not conv_result.ok:
-                    row["only raw applies"] += 1
-                    row[f"(converted refused: {conv_result.refusals[0].reason.value})"] += 1
+                _tally_ahead(table[k], releases[i], raw, hunk, scope, targets)
     return {"probes converted": made, "by_distance": {k: dict(v) for k, v in sorted(table.items())},
             "not converted": dict(failures)}
+
+
+def _tally_ahead(row: collections.Counter, r: Release, raw, hunk, scope: str | None, targets: set) -> None:
+    """The raw diff and its converted set on a later release `r`: which apply, and where."""
+    raw_result = _engine.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    conv_result = _engine.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    row["probes"] += 1
+    raw_right = raw_result.ok and raw_result.hunks[0].scope == scope
+    row["raw applies"] += raw_result.ok
+    row["converted applies"] += conv_result.ok
+    if raw_result.ok and not raw_right:
+        row["raw in ANOTHER function"] += 1
+    if conv_result.ok and any(h.scope not in targets for h in conv_result.hunks):
+        row["converted in ANOTHER function"] += 1
+    if conv_result.ok and not raw_result.ok:
+        row["only converted applies"] += 1
+        row[f"(raw refused: {raw_result.refusals[0].reason.value})"] += 1
+    if raw_result.ok and not conv_result.ok:
+        row["only raw applies"] += 1
+        row[f"(converted refused: {conv_result.refusals[0].reason.value})"] += 1
 
 
 def summarize(rows: list[dict]) -> str:

@@ -44,6 +44,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,31 +130,11 @@ def _path(module: str) -> str:
     return module.replace(".", "/") + ".py"
 
 
-def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Random) -> list[Probe]:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Random) -> list[Probe]:
     """`per_file` probes of each kind at random statement starts inside functions of `text`."""
     lines = text.split("\n")
     index = ScopeIndex(text)
-    occupied: dict[int, int] = {}  # line -> statements starting on it (skip `a; b` lines)
-    candidates: dict[str, list[tuple[ast.stmt, str]]] = {k: [] for k in KINDS}
-    for scope in index.scopes:
-        if scope.kind != "function":
-            continue
-        for node in ast.walk(scope.node):
-            for block in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
-                if not isinstance(block, list) or not block or not isinstance(block[0], ast.stmt):
-                    continue
-                for i, stmt in enumerate(block):
-                    occupied[stmt.lineno] = occupied.get(stmt.lineno, 0) + 1
-                    if stmt is scope.node or index.innermost(stmt.lineno - 1, stmt.end_lineno) is not scope:
-                        continue
-                    if lines[stmt.lineno - 1][: stmt.col_offset].strip():
-                        continue
-                    candidates["insert"].append((stmt, scope.qualname))
-                    docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                    simple = not hasattr(stmt, "body") and not docstring
-                    if simple and not (i == 0 and len(block) == 1):
-                        candidates["replace"].append((stmt, scope.qualname))
-                        candidates["delete"].append((stmt, scope.qualname))
+    candidates, occupied = _probe_places(lines, index)
     probes: list[Probe] = []
     for kind in KINDS:
         pool = [c for c in candidates[kind] if occupied.get(c[0].lineno, 0) == 1]
@@ -162,8 +143,7 @@ def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Ra
             a, b = stmt.lineno - 1, stmt.end_lineno or stmt.lineno
             if any(occupied.get(n + 1, 0) for n in range(a + 1, b)) or (b < len(lines) and lines[b - 1].rstrip().endswith(";")):
                 continue
-            indent = lines[a][: stmt.col_offset]
-            new_line = f"{indent}_surgeon_probe = {len(probes)}"
+            new_line = f"{lines[a][: stmt.col_offset]}_surgeon_probe = {len(probes)}"
             if kind == "insert":
                 new = lines[:a] + [new_line] + lines[a:]
             elif kind == "replace":
@@ -175,6 +155,37 @@ def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Ra
             probes.append(Probe(base, module, kind, a + 1, qualname, text, "\n".join(new), diff,
                                 _as_hunk(diff, module, qualname, index)))
     return probes
+
+
+def _probe_places(lines: list[str], index: ScopeIndex) -> tuple[dict[str, list[tuple[ast.stmt, str]]], dict[int, int]]:
+    """Statements of each kind of probe (insert before, replace, delete) in the functions of the
+    module, and how many statements start on each line (`a; b` lines are skipped)."""
+    occupied: dict[int, int] = {}  # line -> statements starting on it (skip `a; b` lines)
+    candidates: dict[str, list[tuple[ast.stmt, str]]] = {k: [] for k in KINDS}
+    for scope in index.scopes:
+        if scope.kind != "function":
+            continue
+        for node in ast.walk(scope.node):
+            for block in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
+                if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                    _probe_block(block, scope, lines, index, candidates, occupied)
+    return candidates, occupied
+
+
+def _probe_block(block: list[ast.stmt], scope, lines: list[str], index: ScopeIndex,
+                 candidates: dict[str, list[tuple[ast.stmt, str]]], occupied: dict[int, int]) -> None:
+    for i, stmt in enumerate(block):
+        occupied[stmt.lineno] = occupied.get(stmt.lineno, 0) + 1
+        if stmt is scope.node or index.innermost(stmt.lineno - 1, stmt.end_lineno or stmt.lineno) is not scope:
+            continue
+        if lines[stmt.lineno - 1][: stmt.col_offset].strip():
+            continue
+        candidates["insert"].append((stmt, scope.qualname))
+        docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        simple = not hasattr(stmt, "body") and not docstring
+        if simple and not (i == 0 and len(block) == 1):
+            candidates["replace"].append((stmt, scope.qualname))
+            candidates["delete"].append((stmt, scope.qualname))
 
 
 def _as_hunk(diff: str, module: str, qualname: str, index: ScopeIndex) -> str | None:
@@ -232,7 +243,7 @@ class Tally:
     seconds: dict[str, float] = field(default_factory=lambda: {"text": 0.0, "structure": 0.0})
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901 - written before the limit; split it when it next changes (issue 7 item 14)
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bases", default=",".join(BASES), help="releases the probes are made against")
     parser.add_argument("--against", default=REAL, help="real releases to check the probes against (comma-separated)")
@@ -270,21 +281,30 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - written before t
                 if version != base and real_source is not None:
                     targets.append((version, real_source.text))
             for probe in make_probes(base, module, source.text, args.per_file, rng):
-                for fmt_name in args.formats.split(","):
-                    text = probe.diff if fmt_name == "diff" else probe.hunk
-                    if text is None:
-                        continue
-                    for target_name, target_text in targets:
-                        verdict = _check(probe, fmt_name, text, target_name, target_text, fmt)
-                        kind = target_name if target_name in copies else ("real" if len(reals) > 1 else target_name)
-                        for key in {f"{kind} {fmt_name}", f"{kind} all"}:
-                            _count(tallies.setdefault(key, Tally()), verdict, probe, target_name)
-                        rows.append({"base": probe.base, "module": probe.module, "line": probe.line, "kind": probe.kind,
-                                     "format": fmt_name, "target": target_name, **verdict})
+                rows += _check_probe(probe, args.formats.split(","), targets, copies, len(reals) > 1, fmt, tallies)
     _report(tallies)
     if args.json:
         Path(args.json).write_text(json.dumps({"tallies": {k: vars(v) for k, v in tallies.items()}, "rows": rows}, indent=1))
     return 1 if any(t.wrong["structure"] for t in tallies.values()) else 0
+
+
+def _check_probe(probe: Probe, formats: list[str], targets: list[tuple[str, str | None]], copies: list[str], many_reals: bool,
+                 fmt: Callable[[str, str], str], tallies: dict[str, Tally]) -> list[dict]:
+    """One probe, in each format, against each target (a formatter's copy or a real release): counted
+    in `tallies` (per target kind and format, and over all formats); a row per check."""
+    rows = []
+    for fmt_name in formats:
+        text = probe.diff if fmt_name == "diff" else probe.hunk
+        if text is None:
+            continue
+        for target_name, target_text in targets:
+            verdict = _check(probe, fmt_name, text, target_name, target_text, fmt)
+            kind = target_name if target_name in copies else ("real" if many_reals else target_name)
+            for key in {f"{kind} {fmt_name}", f"{kind} all"}:
+                _count(tallies.setdefault(key, Tally()), verdict, probe, target_name)
+            rows.append({"base": probe.base, "module": probe.module, "line": probe.line, "kind": probe.kind,
+                         "format": fmt_name, "target": target_name, **verdict})
+    return rows
 
 
 def _count(tally: Tally, verdict: dict, probe: Probe, target_name: str) -> None:
