@@ -14,10 +14,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, surgeon_env
 
-from vllm_surgeon._releases import SpecError, Span, parse_range
+from vllm_surgeon._releases import Span, SpecError, parse_range
 
 WHEELS = REPO / ".cache" / "surgeon-cache" / "wheels"
 

@@ -13,17 +13,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from conftest import surgeon_env
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vllm_surgeon import _engine
 from vllm_surgeon._cli import main
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._model import HunkFileError
 from vllm_surgeon._search import load_file
+from vllm_surgeon._state import ModuleSource
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")
@@ -36,7 +34,9 @@ BAD = {
                       3, "TypeError while loading: @transform target must be a string"),
     "bad_anchor.py": ("from vllm_surgeon import transform\n\n@transform('pkg.mod:f', anchor=5)\ndef t(node):\n    return node\n",
                       3, "anchor must be source text"),
-    "bad_mark.py": ("def t(node):\n    return node\n\n\nt.__vllm_surgeon_transform__ = ('pkg.mod:f',)\n", 1, "malformed __vllm_surgeon_transform__"),
+    "bad_mark.py": (
+        "def t(node):\n    return node\n\n\nt.__vllm_surgeon_transform__ = ('pkg.mod:f',)\n", 1, "malformed __vllm_surgeon_transform__"
+    ),
     "mark_target.py": ("def t(node):\n    return node\n\n\nt.__vllm_surgeon_transform__ = (42, ('x',))\n", 1, "malformed"),
     "null_byte.py": (b"x = 1\x00\n", 1, "null bytes"),
     "exits.py": ("import sys\nsys.exit(2)\n", 2, "calls sys.exit(2) while loading"),

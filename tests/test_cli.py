@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO, surgeon_env
 
 from vllm_surgeon._cli import EXAMPLES, main
@@ -36,7 +35,9 @@ def tree(tmp_path, monkeypatch):
     '''))
     sets = tmp_path / "sets"
     sets.mkdir()
-    (sets / "fast.hunk").write_text("vllm: >=0.30\n@@ vllm.engine.core:Engine.step @@ +1\n         work = self.queue.pop()\n+        work.fast = True\n")
+    (sets / "fast.hunk").write_text(
+        "vllm: >=0.30\n@@ vllm.engine.core:Engine.step @@ +1\n         work = self.queue.pop()\n+        work.fast = True\n"
+    )
     (sets / "gone.hunk").write_text("@@ vllm.engine.core:Engine.step\n-        work = self.queue.popleft()\n+        work = None\n")
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
     return tmp_path / "checkout"
@@ -167,10 +168,12 @@ def test_capture_with_no_edits_or_broken_edits_says_so(tmp_path, monkeypatch, ca
     assert "similar names: Request.__lt__" in capsys.readouterr().err
 
 
-def test_every_command_has_help_with_an_example():
-    for command in EXAMPLES:
-        out = subprocess.run([sys.executable, "-m", "vllm_surgeon", command, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "example" in out.stdout and "vllm-surgeon " + command in out.stdout
+def test_every_command_has_help_with_an_example(capsys):
+    for command in EXAMPLES:  # in process: argparse prints the help and exits 0
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and "example" in out and "vllm-surgeon " + command in out
 
 
 def test_colour_only_on_a_terminal(tree):
@@ -217,7 +220,10 @@ def test_sets_registered_by_an_installed_package_sit_between_the_path_and_the_bu
     site = tmp_path / "site"
     (site / "teamsets").mkdir(parents=True)
     (site / "teamsets" / "__init__.py").write_text("")
-    (site / "teamsets" / "team.hunk").write_text("@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n+        if self.priority != other.priority:  # team\n")
+    (site / "teamsets" / "team.hunk").write_text(
+        "@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n"
+        "+        if self.priority != other.priority:  # team\n"
+    )
     (site / "teamsets" / "priority.hunk").write_text("description: the team's own priority\n@@ m:f\n+x\n")
     info = site / "teamsets-1.0.dist-info"
     info.mkdir()

@@ -12,10 +12,10 @@ import pytest
 
 from vllm_surgeon import _engine
 from vllm_surgeon._anchor import closest
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._sources import read_installed
+from vllm_surgeon._state import ModuleSource
 
 SCHED = "vllm.v1.core.sched.scheduler"
 BLOCK = """\
@@ -64,9 +64,11 @@ def test_one_changed_line_is_named_by_its_place_in_the_anchor(real):
 
 def test_lines_upstream_inserted_inside_the_anchor_are_said_so_not_all_agree(real):
     inserted = "                            # upstream: ties go to the youngest\n                            default=None,\n"
-    refusal, lines = refuse(real, lambda t: t.replace("                            self.running,\n", "                            self.running,\n" + inserted))
+    running = "                            self.running,\n"
+    refusal, lines = refuse(real, lambda t: t.replace(running, running + inserted))
     assert "all 6 lines are there, but upstream inserted 2 lines inside the anchor (after its line 4)" in refusal.detail
-    assert refusal.found[4:6] == ("                            # upstream: ties go to the youngest", "                            default=None,")
+    indent = " " * 28
+    assert refusal.found[4:6] == (f"{indent}# upstream: ties go to the youngest", f"{indent}default=None,")
     assert len(refusal.found) == 8
 
 
@@ -131,3 +133,21 @@ def test_a_block_renamed_throughout_is_shown_from_its_first_line(real):
     assert refusal.found[0] == "                        victim = max(" and len(refusal.found) == 4
     assert refusal.found_line == line_of(text.split("\n"), "                        victim = max(")
     assert "3 of 4 lines differ (anchor lines 1-3 changed)" in refusal.detail
+
+
+def test_a_diffs_line_hint_picks_between_two_equally_close_matches():
+    block = ["def f{n}(x):", "    y = x + 1", "    z = y * 2", "    return z", ""]
+    module = "\n".join(line.format(n=n) for n in (1, 2) for line in block) + "\n"
+    reads = {"pkg.mod": ModuleSource("pkg.mod", "/src/pkg/mod.py", module)}
+    from vllm_surgeon._difffile import parse_diff_file
+
+    def refusal_for(hint: int):
+        diff = (f"--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -{hint},3 +{hint},3 @@\n"
+                "     y = x + 1\n-    z = y * 3\n+    z = y * 4\n     return z\n")
+        plan = _engine.plan([parse_diff_file(diff, "/sets/d.patch", "d")], reads.get, None, require_version=False)
+        (refusal,) = plan.refusals
+        assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+        return refusal.found_line
+
+    assert refusal_for(2) == 2  # near f1's body
+    assert refusal_for(7) == 7  # near f2's body: the same text, the hint decides

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import surgeon_env
 
 PKG = '''

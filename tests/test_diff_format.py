@@ -5,8 +5,8 @@ import textwrap
 import pytest
 
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._paths import candidates
 from vllm_surgeon._model import HunkFileError
+from vllm_surgeon._paths import candidates
 
 GIT_DIFF = """\
 From: someone
@@ -125,7 +125,7 @@ diff --git a/vllm/x.py b/vllm/x.py
 +c = 4
 -- 
 2.39.5
-"""
+"""  # noqa: W291 - "-- " (with its space) is git's signature separator in an mbox
 
 
 def test_mbox_series_commits_subjects_and_fields_before_the_first_message_only():

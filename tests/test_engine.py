@@ -4,9 +4,9 @@ import textwrap
 
 from vllm_surgeon import _engine
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
+from vllm_surgeon._state import ModuleSource
 
 MOD = textwrap.dedent('''\
     import os
@@ -189,7 +189,7 @@ OTHER_DIFF = """\
     -        return y
     +        return -y
      
-"""
+"""  # noqa: W293 - a diff's blank context line is one space
 
 
 def test_diff_hunk_is_mapped_to_the_function_holding_its_changed_lines():
@@ -219,7 +219,7 @@ def test_diff_context_may_reach_past_the_function():
          def helper():
         -    return 1
         +    return 0
-    """))
+    """))  # noqa: W293 - a diff's blank context lines are one space
     assert p.refusals == [] and p.results[0].hunks[0].scope == "helper"
 
 

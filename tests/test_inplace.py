@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hook import register_source
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._inplace import LiveError, Transaction, patch_in_place
+from vllm_surgeon._state import ModuleSource
 
 SOURCE = '''\
 import functools

@@ -10,9 +10,9 @@ import pytest
 
 from vllm_surgeon import _engine, _layout
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._refusal import Reason
+from vllm_surgeon._state import ModuleSource
 
 OLD = textwrap.dedent('''\
     import os
@@ -354,7 +354,7 @@ def test_blank_lines_the_formatter_dropped_do_not_matter():
              def schedule(self, budget):
         +        """Schedule."""
                  """Schedule what fits in the budget.
-    ''').lstrip(), "/sets/a.hunk", "a")
+    ''').lstrip(), "/sets/a.hunk", "a")  # noqa: W293 - a hunk's blank context line is one space
     p = plan(hset)
     assert p.refusals == [], [r.message() for r in p.refusals]
     assert 'class Scheduler:\n    def schedule(self, budget):\n        """Schedule."""\n' in p.modules["pkg.sched"].text
@@ -447,7 +447,10 @@ def test_scanner_reads_real_vllm_sources_as_pythons_tokenizer_does(vllm_dir):
             elif t.type not in layout:
                 out.append(t.string)
         lines = text.split("\n")
-        whole = lambda a, b: "\n".join(lines[a[0] - 1 : b[0]])[a[1] : len("\n".join(lines[a[0] - 1 : b[0]])) - len(lines[b[0] - 1]) + b[1]]
+
+        def whole(a, b):
+            return "\n".join(lines[a[0] - 1 : b[0]])[a[1] : len("\n".join(lines[a[0] - 1 : b[0]])) - len(lines[b[0] - 1]) + b[1]]
+
         return [x if isinstance(x, str) else whole(*x) for x in out]
 
     files = sorted((vllm_dir / "v1").rglob("*.py"))[:150]

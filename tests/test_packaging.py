@@ -22,7 +22,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, surgeon_env
 
 SURGEON_FILES = ("vllm_surgeon", "_editable_impl_vllm_surgeon", "__editable__")

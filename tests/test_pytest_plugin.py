@@ -173,7 +173,9 @@ def test_against_a_spec_builds_fresh_modules_and_leaves_this_process_alone(proje
     tree = project.path / "checkout" / "vllm" / "surgeon_fake"
     tree.mkdir(parents=True)
     (tree / "core.py").write_text("def speed():\n    value = 1\n    return value\n")
-    (project.path / "sets" / "faster.hunk").write_text("@@ vllm.surgeon_fake.core:speed\n     value = 1\n-    return value\n+    return value * 10\n")
+    (project.path / "sets" / "faster.hunk").write_text(
+        "@@ vllm.surgeon_fake.core:speed\n     value = 1\n-    return value\n+    return value * 10\n"
+    )
     project.makepyfile(test_spec='''
         import sys
 

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from bench_history import HOT, Release, commit_all, git, module_of, new_repo, write_files
 
 from vllm_surgeon import _engine

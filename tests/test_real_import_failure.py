@@ -10,7 +10,6 @@ import concurrent.futures
 import json
 
 import pytest
-
 from conftest import run_python, surgeon_env
 
 pytestmark = pytest.mark.vllm
@@ -91,7 +90,7 @@ def scenarios(sets):
 
     keys = [(how, policy) for how in ("at import", "in place") for policy in ("fail", "warn")]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(keys, pool.map(run, keys)))
+        return dict(zip(keys, pool.map(run, keys), strict=True))
 
 
 def run(scenarios, how: str, policy: str):

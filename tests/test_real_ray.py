@@ -8,7 +8,6 @@ reach a worker are the ones a multi-node deployment has (README "Ray and multi-n
 import json
 
 import pytest
-
 from conftest import REPO, run_python, surgeon_env
 
 pytestmark = pytest.mark.vllm

@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from bench_reformat import _judge, formatted, make_probes, run, tree_of
 from conftest import surgeon_env
 

@@ -27,7 +27,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import surgeon_env
 
 from vllm_surgeon import _engine

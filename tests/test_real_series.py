@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import run_python, surgeon_env
 
 from vllm_surgeon import _engine
@@ -129,7 +128,10 @@ def test_the_series_gives_exactly_the_files_of_its_last_commit_in_both_forms(job
 
 def test_verify_list_and_diff_on_the_installed_vllm(job_series, vllm_dir):
     env = surgeon_env(VLLM_SURGEON_PATH=str(job_series["sets"]))
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "vllm_surgeon", *a], env=env, capture_output=True, text=True)
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "vllm_surgeon", *a], env=env, capture_output=True, text=True)
+
     verify = cli("verify", "jobs", "jobs_folder")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.count("commit 2/2 ") == 2 and "2 sets checked: 2 apply, 0 refused." in verify.stdout

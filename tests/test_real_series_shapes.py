@@ -335,12 +335,15 @@ def test_convert_anchors_a_change_once_across_every_definition_of_an_overloaded_
     from vllm_surgeon._hunkfile import parse_hunk_file
     from vllm_surgeon._releases import directory
 
-    stub = "    @overload\n    def generate(\n        self,\n        prompt: str,\n        priority: int = 0,\n    ) -> str:\n        ...\n\n"
+    stub = (
+        "    @overload\n    def generate(\n        self,\n        prompt: str,\n        priority: int = 0,\n    ) -> str:\n        ...\n\n"
+    )
     mod = ("from typing import overload\n\n\nclass Client:\n" + stub + stub.replace("prompt: str", "prompts: list")
            + "    def generate(\n        self,\n        prompt=None,\n        priority: int = 0,\n    ):\n        return prompt\n")
     files = {"pkg/__init__.py": "", "pkg/client.py": mod}
     repo = make_repo(tmp_path / "src", files)
-    changed = mod[: mod.rindex("        priority: int = 0,\n")] + "        priority: int = 0,\n        remote=None,\n    ):\n        return prompt\n"
+    priority = "        priority: int = 0,\n"
+    changed = mod[: mod.rindex(priority)] + priority + "        remote=None,\n    ):\n        return prompt\n"
     commit(repo, {"pkg/client.py": changed}, "client: remote")
     (tmp_path / "s.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~1"))
     base = write_tree(tmp_path / "base", files)

@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SURGEON_LINE, surgeon_env
 
 pytestmark = pytest.mark.vllm
@@ -99,8 +98,8 @@ class Server:
 
 def measure(url: str, stream_s: float, timeline: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--max-tokens", MAX_TOKENS, "--json",
-         "--timeline", str(timeline)],
+        [sys.executable, str(CLIENT), "--base-url", url, "--model", "tiny", "--stream-s", str(stream_s), "--max-tokens", MAX_TOKENS,
+         "--json", "--timeline", str(timeline)],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._search import bundled_dir, load_file
 from vllm_surgeon._sources import installed_vllm, read_installed
+from vllm_surgeon._state import ModuleSource
 
 VERSION, _ = installed_vllm()
 PRIORITY = bundled_dir() / "priority.hunk"
@@ -59,8 +59,11 @@ def test_altered_anchor_line_is_refused_with_the_real_code_beside_it(tmp_path):
     [
         (Reason.MODULE_NOT_FOUND, "@@ vllm.v1.core.sched.no_such_module:f\n x\n+y\n"),
         (Reason.TARGET_NOT_FOUND, "@@ vllm.v1.core.sched.scheduler:Scheduler.schedulee\n x\n+y\n"),
-        (Reason.ANCHOR_AMBIGUOUS, f"@@ {SCHEDULE}\n                     if self.policy == SchedulingPolicy.PRIORITY:\n+                        pass\n"),
-        (Reason.VERSION, "vllm: <0.20\n@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n+        if self.priority > other.priority:\n"),
+        (Reason.ANCHOR_AMBIGUOUS,
+         f"@@ {SCHEDULE}\n                     if self.policy == SchedulingPolicy.PRIORITY:\n+                        pass\n"),
+        (Reason.VERSION,
+         "vllm: <0.20\n@@ vllm.v1.request:Request.__lt__\n-        if self.priority != other.priority:\n"
+         "+        if self.priority > other.priority:\n"),
         (Reason.INVALID_PYTHON, "@@ vllm.v1.request:Request.__lt__\n         if self.priority != other.priority:\n+        while True:\n"),
     ],
 )

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, surgeon_env
 
 from vllm_surgeon._cli import _parser
@@ -214,7 +213,8 @@ def test_readme_pytest_example_is_the_test_file_that_runs_here():
 def test_readme_server_command_is_the_one_the_server_test_runs():
     from test_real_server import SERVE_ARGS, STREAMS
 
-    command = " ".join(readme_block("VLLM_SURGEON_PRIORITY_AGING=20 .venv/bin/python -m vllm.entrypoints.openai.api_server").replace("\\\n", " ").split())
+    block = readme_block("VLLM_SURGEON_PRIORITY_AGING=20 .venv/bin/python -m vllm.entrypoints.openai.api_server")
+    command = " ".join(block.replace("\\\n", " ").split())
     assert " ".join(SERVE_ARGS) in command and "VLLM_SURGEON_HUNKS=priority" in command
     client = readme_block("examples/server/low_priority_wait.py").split()
     assert client[client.index("--stream-s") + 1] == f"{STREAMS[0]:g}"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._model import HunkFileError
 from vllm_surgeon._refusal import Reason
 from vllm_surgeon._search import load_file
+from vllm_surgeon._state import ModuleSource
 
 BASE_MOD = textwrap.dedent("""\
     import os
@@ -300,7 +300,7 @@ def test_lines_split_only_on_line_ends_not_on_unicode_separators(tmp_path):
     (root / "pkg/__init__.py").write_text("")
     text = 'A = "x\u2028y\x0cz\x85"\nB = 1\n'
     (root / "pkg/mod.py").write_text(text)
-    (tmp_path / "p.patch").write_text(f'--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1,2 +1,2 @@\n A = "x\u2028y\x0cz\x85"\n-B = 1\n+B = 2\n')
+    (tmp_path / "p.patch").write_text('--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1,2 +1,2 @@\n A = "x\u2028y\x0cz\x85"\n-B = 1\n+B = 2\n')
     p = plan_on(load_file(tmp_path / "p.patch"), root)
     assert p.refusals == [] and p.modules["pkg.mod"].text == text.replace("B = 1", "B = 2")
 
@@ -482,7 +482,8 @@ def test_a_converted_set_stays_in_its_function_where_the_diff_jumps_or_is_refuse
     mod = root / "pkg/mod.py"
     mod.write_text("import os\n\n\ndef f(x):\n" + BLOCK)
     (tmp_path / "d.patch").write_text(  # as `diff -U2` writes it
-        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -5,5 +5,5 @@\n     a = 1\n     b = 2\n-    x = x + 1\n+    x = x + 2\n     c = 3\n     d = 4\n")
+        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -5,5 +5,5 @@\n"
+        "     a = 1\n     b = 2\n-    x = x + 1\n+    x = x + 2\n     c = 3\n     d = 4\n")
     raw = load_file(tmp_path / "d.patch")
     converted = convert(raw, directory(root), str(tmp_path / "d.hunk"))
     assert "@@ pkg.mod:f @@ " in converted.text
@@ -500,14 +501,16 @@ def test_a_converted_set_stays_in_its_function_where_the_diff_jumps_or_is_refuse
     assert refusal.reason is Reason.ANCHOR_AMBIGUOUS
     p = plan_on(hunk, root)
     assert p.refusals == [] and p.results[0].hunks[0].scope == "f"
-    assert p.modules["pkg.mod"].text.count("x = x + 2") == 1 and p.modules["pkg.mod"].text.index("x = x + 2") < p.modules["pkg.mod"].text.index("def g")
+    text = p.modules["pkg.mod"].text
+    assert text.count("x = x + 2") == 1 and text.index("x = x + 2") < text.index("def g")
 
 
 def test_a_series_may_create_a_package_with_modules_in_it(fakepkg, tmp_path):
     repo = make_repo(tmp_path, {"pkg/__init__.py": "", "pkg/mod.py": BASE_MOD})
     commit(repo, {"pkg/jobs/__init__.py": "from pkg.jobs.queue import take\n",
                   "pkg/jobs/queue.py": "def take(x):\n    return [x, x]\n",
-                  "pkg/mod.py": BASE_MOD.replace("def g(x):\n    return x\n", "def g(x):\n    from pkg.jobs import take\n    return take(x)\n")},
+                  "pkg/mod.py": BASE_MOD.replace("def g(x):\n    return x\n",
+                                                 "def g(x):\n    from pkg.jobs import take\n    return take(x)\n")},
            "pkg: a jobs package")
     fakepkg.module("pkg.mod", BASE_MOD)
     fakepkg.hunks.mkdir()

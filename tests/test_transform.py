@@ -5,10 +5,10 @@ import textwrap
 import pytest
 
 from vllm_surgeon import _engine
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._model import HunkFileError
 from vllm_surgeon._pyfile import parse_py_file
 from vllm_surgeon._refusal import Reason
+from vllm_surgeon._state import ModuleSource
 
 SOURCE = textwrap.dedent('''\
     class Scheduler:
@@ -65,7 +65,8 @@ def test_function_transform_with_structural_anchor(tmp_path):
 
 
 def test_transformer_class_is_applied_to_the_target_only(tmp_path):
-    s = load(tmp_path, MIN_TO_MAX.replace("class MinToMax", '@transform("pkg.sched:Scheduler.schedule", anchor="min(self.queue, key=lambda r: r.cost)")\nclass MinToMax'))
+    decorator = '@transform("pkg.sched:Scheduler.schedule", anchor="min(self.queue, key=lambda r: r.cost)")'
+    s = load(tmp_path, MIN_TO_MAX.replace("class MinToMax", decorator + "\nclass MinToMax"))
     assert "picked = max(" in plan(s).modules["pkg.sched"].text
 
 

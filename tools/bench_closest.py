@@ -22,6 +22,7 @@ import time
 
 from vllm_surgeon import _engine
 from vllm_surgeon._hunkfile import parse_hunk_file
+from vllm_surgeon._model import AnchoredHunk
 from vllm_surgeon._search import bundled_dir
 from vllm_surgeon._sources import read_installed
 
@@ -83,7 +84,9 @@ def main() -> int:
     search: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeat):
         for name, hunk_set in sets.items():
-            anchor = hunk_set.hunks[0].anchor
+            hunk = hunk_set.hunks[0]
+            assert isinstance(hunk, AnchoredHunk)
+            anchor = hunk.anchor
             start = time.perf_counter()
             closest(lines, anchor, scope.start, scope.end)
             search[name].append(time.perf_counter() - start)

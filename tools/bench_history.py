@@ -188,7 +188,8 @@ def split_hunks(diff: str) -> tuple[str, list[str]]:
     lines = diff.split("\n")
     first = next(i for i, line in enumerate(lines) if line.startswith("@@ -"))
     header = "\n".join(line for line in lines[:first] if line.startswith(("--- ", "+++ ")))
-    hunks, current = [], []
+    hunks: list[str] = []
+    current: list[str] = []
     for line in lines[first:]:
         if line.startswith("@@ -") and current:
             hunks.append("\n".join(current))
@@ -204,6 +205,7 @@ def splice(a_text: str, hunk: str) -> str:
     """A's text with one hunk applied at exactly its header's line: the expected result."""
     lines = hunk.split("\n")
     m = _HEADER.match(lines[0])
+    assert m is not None, lines[0]  # hunks() cut the diff at its `@@ -` lines
     old_start, old_count = int(m.group(1)), 1 if m.group(2) is None else int(m.group(2))
     body = [line for line in lines[1:] if not line.startswith("\\")]
     new_part = [line[1:] for line in body if line[:1] in (" ", "+")]
@@ -269,10 +271,10 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
 
     index = {r.version: i for i, r in enumerate(releases)}
     table: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
-    failures = collections.Counter()
+    failures: collections.Counter[str] = collections.Counter()
     made = 0
     for a in a_list:
-        for rel, qualname, text in probes(a, scratch, per_file):
+        for _rel, _qualname, text in probes(a, scratch, per_file):
             raw = parse_diff_file(text, "raw.patch", "raw")
             at_base = _engine.plan([raw], a.read, a.version, require_version=False).results[0]
             if not at_base.ok:
@@ -291,26 +293,29 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
                 i = index[a.version] + k
                 if i >= len(releases):
                     break
-                r = releases[i]
-                raw_result = _engine.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
-                conv_result = _engine.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
-                row = table[k]
-                row["probes"] += 1
-                raw_right = raw_result.ok and raw_result.hunks[0].scope == scope
-                row["raw applies"] += raw_result.ok
-                row["converted applies"] += conv_result.ok
-                if raw_result.ok and not raw_right:
-                    row["raw in ANOTHER function"] += 1
-                if conv_result.ok and any(h.scope not in targets for h in conv_result.hunks):
-                    row["converted in ANOTHER function"] += 1
-                if conv_result.ok and not raw_result.ok:
-                    row["only converted applies"] += 1
-                    row[f"(raw refused: {raw_result.refusals[0].reason.value})"] += 1
-                if raw_result.ok and not conv_result.ok:
-                    row["only raw applies"] += 1
-                    row[f"(converted refused: {conv_result.refusals[0].reason.value})"] += 1
+                _tally_ahead(table[k], releases[i], raw, hunk, scope, targets)
     return {"probes converted": made, "by_distance": {k: dict(v) for k, v in sorted(table.items())},
             "not converted": dict(failures)}
+
+
+def _tally_ahead(row: collections.Counter, r: Release, raw, hunk, scope: str | None, targets: set) -> None:
+    """The raw diff and its converted set on a later release `r`: which apply, and where."""
+    raw_result = _engine.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    conv_result = _engine.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    row["probes"] += 1
+    raw_right = raw_result.ok and raw_result.hunks[0].scope == scope
+    row["raw applies"] += raw_result.ok
+    row["converted applies"] += conv_result.ok
+    if raw_result.ok and not raw_right:
+        row["raw in ANOTHER function"] += 1
+    if conv_result.ok and any(h.scope not in targets for h in conv_result.hunks):
+        row["converted in ANOTHER function"] += 1
+    if conv_result.ok and not raw_result.ok:
+        row["only converted applies"] += 1
+        row[f"(raw refused: {raw_result.refusals[0].reason.value})"] += 1
+    if raw_result.ok and not conv_result.ok:
+        row["only raw applies"] += 1
+        row[f"(converted refused: {conv_result.refusals[0].reason.value})"] += 1
 
 
 def summarize(rows: list[dict]) -> str:
@@ -338,9 +343,9 @@ def main() -> int:
     results: dict = {"series": [], "single": [], "whole": []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for i, (a, b, c) in enumerate(zip(releases, releases[1:], releases[2:])):
+        for i, (a, b, c) in enumerate(zip(releases, releases[1:], releases[2:], strict=False)):
             results["series"].append(series(a, b, c, scratch / f"series-{i}"))
-        for i, (a, b) in enumerate(zip(releases, releases[1:])):
+        for i, (a, b) in enumerate(zip(releases, releases[1:], strict=False)):
             single_and_whole(a, b, scratch / f"pair-{i}", results["single"], results["whole"])
     series_rows = [r for r in results["series"] if r["status"] != "empty"]
     print(f"series A->B->C (two commits, {sum(r['files'] for r in series_rows)} files, "

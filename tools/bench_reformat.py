@@ -44,6 +44,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +52,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon import _engine, _layout
+from vllm_surgeon import _engine, _layout, _state
 from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._engine import ModuleSource
 from vllm_surgeon._hunkfile import parse_hunk_file
 from vllm_surgeon._releases import resolve
 from vllm_surgeon._scopes import ScopeIndex
+from vllm_surgeon._state import ModuleSource
 
 FILES = [
     "vllm.v1.core.sched.scheduler",
@@ -98,8 +99,11 @@ def tree_of(text: str, qualname: str | None = None) -> str | None:
 
 
 def formatted(tool: str, text: str) -> str:
-    """`ruff format` or `black` of one module's text (default settings), through the venv's tool."""
-    cmd = {"ruff": [sys.executable, "-m", "ruff", "format", "--stdin-filename", "m.py", "-"],
+    """`ruff format` or `black` of one module's text (default settings), through the venv's tool.
+
+    ruff runs `--isolated`: it would otherwise read this repository's [tool.ruff] (line-length 140)
+    and lay vLLM out unlike upstream's 88 columns."""
+    cmd = {"ruff": [sys.executable, "-m", "ruff", "format", "--isolated", "--stdin-filename", "m.py", "-"],
            "black": [sys.executable, "-m", "black", "-q", "-"]}[tool]
     done = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -130,37 +134,16 @@ def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Ra
     """`per_file` probes of each kind at random statement starts inside functions of `text`."""
     lines = text.split("\n")
     index = ScopeIndex(text)
-    occupied: dict[int, int] = {}  # line -> statements starting on it (skip `a; b` lines)
-    candidates: dict[str, list[tuple[ast.stmt, str]]] = {k: [] for k in KINDS}
-    for scope in index.scopes:
-        if scope.kind != "function":
-            continue
-        for node in ast.walk(scope.node):
-            for block in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
-                if not isinstance(block, list) or not block or not isinstance(block[0], ast.stmt):
-                    continue
-                for i, stmt in enumerate(block):
-                    occupied[stmt.lineno] = occupied.get(stmt.lineno, 0) + 1
-                    if stmt is scope.node or index.innermost(stmt.lineno - 1, stmt.end_lineno) is not scope:
-                        continue
-                    if lines[stmt.lineno - 1][: stmt.col_offset].strip():
-                        continue
-                    candidates["insert"].append((stmt, scope.qualname))
-                    docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                    simple = not hasattr(stmt, "body") and not docstring
-                    if simple and not (i == 0 and len(block) == 1):
-                        candidates["replace"].append((stmt, scope.qualname))
-                        candidates["delete"].append((stmt, scope.qualname))
-    probes = []
+    candidates, occupied = _probe_places(lines, index)
+    probes: list[Probe] = []
     for kind in KINDS:
         pool = [c for c in candidates[kind] if occupied.get(c[0].lineno, 0) == 1]
         rng.shuffle(pool)
         for stmt, qualname in pool[:per_file]:
-            a, b = stmt.lineno - 1, stmt.end_lineno
+            a, b = stmt.lineno - 1, stmt.end_lineno or stmt.lineno
             if any(occupied.get(n + 1, 0) for n in range(a + 1, b)) or (b < len(lines) and lines[b - 1].rstrip().endswith(";")):
                 continue
-            indent = lines[a][: stmt.col_offset]
-            new_line = f"{indent}_surgeon_probe = {len(probes)}"
+            new_line = f"{lines[a][: stmt.col_offset]}_surgeon_probe = {len(probes)}"
             if kind == "insert":
                 new = lines[:a] + [new_line] + lines[a:]
             elif kind == "replace":
@@ -172,6 +155,37 @@ def make_probes(base: str, module: str, text: str, per_file: int, rng: random.Ra
             probes.append(Probe(base, module, kind, a + 1, qualname, text, "\n".join(new), diff,
                                 _as_hunk(diff, module, qualname, index)))
     return probes
+
+
+def _probe_places(lines: list[str], index: ScopeIndex) -> tuple[dict[str, list[tuple[ast.stmt, str]]], dict[int, int]]:
+    """Statements of each kind of probe (insert before, replace, delete) in the functions of the
+    module, and how many statements start on each line (`a; b` lines are skipped)."""
+    occupied: dict[int, int] = {}  # line -> statements starting on it (skip `a; b` lines)
+    candidates: dict[str, list[tuple[ast.stmt, str]]] = {k: [] for k in KINDS}
+    for scope in index.scopes:
+        if scope.kind != "function":
+            continue
+        for node in ast.walk(scope.node):
+            for block in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
+                if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                    _probe_block(block, scope, lines, index, candidates, occupied)
+    return candidates, occupied
+
+
+def _probe_block(block: list[ast.stmt], scope, lines: list[str], index: ScopeIndex,
+                 candidates: dict[str, list[tuple[ast.stmt, str]]], occupied: dict[int, int]) -> None:
+    for i, stmt in enumerate(block):
+        occupied[stmt.lineno] = occupied.get(stmt.lineno, 0) + 1
+        if stmt is scope.node or index.innermost(stmt.lineno - 1, stmt.end_lineno or stmt.lineno) is not scope:
+            continue
+        if lines[stmt.lineno - 1][: stmt.col_offset].strip():
+            continue
+        candidates["insert"].append((stmt, scope.qualname))
+        docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        simple = not hasattr(stmt, "body") and not docstring
+        if simple and not (i == 0 and len(block) == 1):
+            candidates["replace"].append((stmt, scope.qualname))
+            candidates["delete"].append((stmt, scope.qualname))
 
 
 def _as_hunk(diff: str, module: str, qualname: str, index: ScopeIndex) -> str | None:
@@ -204,11 +218,11 @@ def run(kind: str, probe: Probe, hunk_text: str, target_text: str, structure: bo
     path = f"/probe/{probe.module}.{'patch' if kind == 'diff' else 'hunk'}"
     hunk_set = (parse_diff_file if kind == "diff" else parse_hunk_file)(hunk_text, path, "probe")
     source = ModuleSource(probe.module, f"<{probe.module}>", target_text)
-    ctx = _engine._Context(hunk_set, None)
+    ctx = _state.Context(hunk_set, None)
     _layout.ENABLED = structure
     began = time.perf_counter()
     try:
-        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _engine._State.initial(source) if m == probe.module else None)
+        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _state.State.initial(source) if m == probe.module else None)
     finally:
         _layout.ENABLED = True
     seconds = time.perf_counter() - began
@@ -261,27 +275,36 @@ def main(argv: list[str] | None = None) -> int:
             if source is None:
                 print(f"skip {module}: not in {base}", file=sys.stderr)
                 continue
-            targets = [(c, None) for c in copies]
+            targets: list[tuple[str, str | None]] = [(c, None) for c in copies]
             for version, real in reals.items():
                 real_source = real.read(module)
                 if version != base and real_source is not None:
                     targets.append((version, real_source.text))
             for probe in make_probes(base, module, source.text, args.per_file, rng):
-                for fmt_name in args.formats.split(","):
-                    text = probe.diff if fmt_name == "diff" else probe.hunk
-                    if text is None:
-                        continue
-                    for target_name, target_text in targets:
-                        verdict = _check(probe, fmt_name, text, target_name, target_text, fmt)
-                        kind = target_name if target_name in copies else ("real" if len(reals) > 1 else target_name)
-                        for key in {f"{kind} {fmt_name}", f"{kind} all"}:
-                            _count(tallies.setdefault(key, Tally()), verdict, probe, target_name)
-                        rows.append({"base": probe.base, "module": probe.module, "line": probe.line, "kind": probe.kind,
-                                     "format": fmt_name, "target": target_name, **verdict})
+                rows += _check_probe(probe, args.formats.split(","), targets, copies, len(reals) > 1, fmt, tallies)
     _report(tallies)
     if args.json:
         Path(args.json).write_text(json.dumps({"tallies": {k: vars(v) for k, v in tallies.items()}, "rows": rows}, indent=1))
     return 1 if any(t.wrong["structure"] for t in tallies.values()) else 0
+
+
+def _check_probe(probe: Probe, formats: list[str], targets: list[tuple[str, str | None]], copies: list[str], many_reals: bool,
+                 fmt: Callable[[str, str], str], tallies: dict[str, Tally]) -> list[dict]:
+    """One probe, in each format, against each target (a formatter's copy or a real release): counted
+    in `tallies` (per target kind and format, and over all formats); a row per check."""
+    rows = []
+    for fmt_name in formats:
+        text = probe.diff if fmt_name == "diff" else probe.hunk
+        if text is None:
+            continue
+        for target_name, target_text in targets:
+            verdict = _check(probe, fmt_name, text, target_name, target_text, fmt)
+            kind = target_name if target_name in copies else ("real" if many_reals else target_name)
+            for key in {f"{kind} {fmt_name}", f"{kind} all"}:
+                _count(tallies.setdefault(key, Tally()), verdict, probe, target_name)
+            rows.append({"base": probe.base, "module": probe.module, "line": probe.line, "kind": probe.kind,
+                         "format": fmt_name, "target": target_name, **verdict})
+    return rows
 
 
 def _count(tally: Tally, verdict: dict, probe: Probe, target_name: str) -> None:
@@ -315,7 +338,7 @@ def _check(probe: Probe, fmt_name: str, text: str, target_name: str, target_text
     for mode in ("text", "structure"):
         o = run(fmt_name, probe, text, target, mode == "structure")
         verdict = "refused"
-        if o.applied:
+        if o.applied and o.text is not None:
             verdict = _judge(probe, o.text, target_text is None, target, same_module, expected_module, fmt)
         out[mode] = {"applied": o.applied, "verdict": verdict, "reason": o.reason, "seconds": o.seconds,
                      "reformatted": o.reformatted}
@@ -334,13 +357,13 @@ def _judge(probe: Probe, patched: str, copy: bool, target: str, same_module: boo
     # The real release changed this function: compare with plain text patching in one layout.
     laid = fmt("ruff", probe.base_text)
     on_laid = run("diff", probe, probe.diff, laid, True)
-    if not on_laid.applied or tree_of(on_laid.text) != tree_of(probe.probed_text):
+    if not on_laid.applied or on_laid.text is None or tree_of(on_laid.text) != tree_of(probe.probed_text):
         return "unconfirmed"
     path = _path(probe.module)
     relaid = "\n".join(difflib.unified_diff(laid.split("\n"), on_laid.text.split("\n"), f"a/{path}", f"b/{path}",
                                             n=3, lineterm="")) + "\n"
     reference = run("diff", probe, relaid, fmt("ruff", target), False)
-    if not reference.applied:
+    if not reference.applied or reference.text is None:
         return "unconfirmed"
     return "right" if tree_of(reference.text) == tree_of(patched) else "wrong"
 

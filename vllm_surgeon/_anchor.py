@@ -60,46 +60,85 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int, near:
     hi = min(hi, len(lines))
     if n == 0 or hi <= lo:
         return None
-    span = [lines[i].strip() for i in range(lo, hi)]
-    size = len(span)
-    span_words = [_words(text) for text in span]
-    by_text: dict[str, list[int]] = {}
-    postings: dict[str, list[int]] = {}
-    for k, text in enumerate(span):
-        if text:
-            by_text.setdefault(text, []).append(k)
-            for word in span_words[k]:
-                postings.setdefault(word, []).append(k)
-    common = max(8, size // 20)  # lines or words more frequent than this say nothing about where
-    # votes[d][j]: how strongly anchor line j says the anchor sits on diagonal d (anchor line j at
-    # span line k = j + d - (n - 1)); each anchor line counts once per diagonal.
+    span = _Span([lines[i].strip() for i in range(lo, hi)])
+    votes = _votes(span, anchor)
+    if not votes:
+        return None
+    band = min(_MAX_BAND, max(2, n // 4))
+    stripped = [line.strip() for line in anchor]
+    side = _Side(stripped, [_words(text) for text in stripped])
+    best = None
+    for d in _best_diagonals(votes, band):
+        found = _aligned_on(side, span, d - (n - 1), band, lo, near)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    # Too little alike to point at: a third of the anchor's lines' worth (three lines for long anchors).
+    if best is None or best[0][0] < max(0.5, min(3.0, 0.3 * n)):
+        return None
+    _, matched = best
+    first, last = matched[0][1], matched[-1][1]
+    start = lo + first
+    near_lines = tuple(lines[start : lo + last + 1])
+    agree = sum(1 for i, k in matched if anchor[i] == lines[lo + k])
+    return NearMiss(start, near_lines, agree, _summary(anchor, lines, lo, matched))
+
+
+class _Span:
+    """The searched lines (stripped), their words, and where each line text and word occurs."""
+
+    def __init__(self, text: list[str]) -> None:
+        self.text = text
+        self.words = [_words(line) for line in text]
+        self.by_text: dict[str, list[int]] = {}
+        self.postings: dict[str, list[int]] = {}
+        for k, line in enumerate(text):
+            if line:
+                self.by_text.setdefault(line, []).append(k)
+                for word in self.words[k]:
+                    self.postings.setdefault(word, []).append(k)
+        self.common = max(8, len(text) // 20)  # lines or words more frequent than this say nothing about where
+
+
+def _votes(span: _Span, anchor: Sequence[str]) -> dict[int, dict[int, float]]:
+    """votes[d][j]: how strongly anchor line j says the anchor sits on diagonal d (anchor line j at
+    span line k = j + d - (n - 1)); each anchor line counts once per diagonal."""
+    n = len(anchor)
     votes: dict[int, dict[int, float]] = {}
     for j, line in enumerate(anchor):
         text = line.strip()
         if not text:
             continue
-        here: dict[int, float] = {}
-        exact = by_text.get(text, ())
-        if 0 < len(exact) <= common:
-            for k in exact:
-                here[k] = 1.0 / len(exact)
-        words = _words(text)
-        rarity = {w: math.log((size + 1) / (len(postings.get(w, ())) + 1)) for w in words}
-        total = sum(rarity.values()) or 1.0
-        for word in words:
-            found = postings.get(word, ())
-            if 0 < len(found) <= common:
-                share = rarity[word] / total
-                for k in found:
-                    here[k] = here.get(k, 0.0) + share
-        for k, vote in here.items():
+        for k, vote in _line_votes(span, text).items():
             cell = votes.setdefault(k - j + n - 1, {})
             cell[j] = max(cell.get(j, 0.0), min(vote, 1.0))
-    if not votes:
-        return None
-    # A band of nearby diagonals (upstream inserted or removed lines inside the anchor shift the
-    # rest of it): each anchor line counts with its best vote in the band.
-    band = min(_MAX_BAND, max(2, n // 4))
+    return votes
+
+
+def _line_votes(span: _Span, text: str) -> dict[int, float]:
+    """Span lines one anchor line points at: where it occurs (by its rarity), and where its words
+    occur (each word by its share of the line's rarity)."""
+    here: dict[int, float] = {}
+    exact = span.by_text.get(text, ())
+    if 0 < len(exact) <= span.common:
+        for k in exact:
+            here[k] = 1.0 / len(exact)
+    words = _words(text)
+    size = len(span.text)
+    rarity = {w: math.log((size + 1) / (len(span.postings.get(w, ())) + 1)) for w in words}
+    total = sum(rarity.values()) or 1.0
+    for word in words:
+        found = span.postings.get(word, ())
+        if 0 < len(found) <= span.common:
+            share = rarity[word] / total
+            for k in found:
+                here[k] = here.get(k, 0.0) + share
+    return here
+
+
+def _best_diagonals(votes: dict[int, dict[int, float]], band: int) -> list[int]:
+    """The few diagonals whose band (nearby diagonals: upstream inserted or removed lines inside the
+    anchor shift the rest of it) gathers the most votes, each anchor line with its best vote there;
+    no two within a band of each other."""
     scored = []
     for d in votes:
         best_of: dict[int, float] = {}
@@ -115,31 +154,24 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int, near:
             picked.append(d)
             if len(picked) == _CANDIDATES:
                 break
-    stripped = [line.strip() for line in anchor]
-    anchor_words = [_words(text) for text in stripped]
-    best = None
-    for d in picked:
-        offset = d - (n - 1)  # span index of anchor line 0 on this diagonal
-        w0, w1 = max(0, offset - band), min(size, offset + n + band)
-        pairs = _align(_Side(stripped, anchor_words), _Side(span[w0:w1], span_words[w0:w1]))
-        matched = [(i, w0 + k) for i, k in pairs if i is not None and k is not None]
-        if not matched:
-            continue
-        quality = sum(_evidence(stripped[i], span[k], anchor_words[i], span_words[k]) for i, k in matched)
-        first, last = matched[0][1], matched[-1][1]
-        inserted = (last - first + 1) - len(matched)
-        distance = abs(lo + first - near) if near is not None else 0
-        key = (round(quality - 0.25 * inserted, 6), -distance, -first)
-        if best is None or key > best[0]:
-            best = (key, matched, first, last)
-    # Too little alike to point at: a third of the anchor's lines' worth (three lines for long anchors).
-    if best is None or best[0][0] < max(0.5, min(3.0, 0.3 * n)):
+    return picked
+
+
+def _aligned_on(
+    side: _Side, span: _Span, offset: int, band: int, lo: int, near: int | None
+) -> tuple[tuple[float, int, int], list[tuple[int, int]]] | None:
+    """The anchor aligned with the span around `offset` (span index of anchor line 0): its ranking
+    key (likeness less inserted lines, then nearness to `near`, then earlier) and the pairs."""
+    w0, w1 = max(0, offset - band), min(len(span.text), offset + len(side.text) + band)
+    pairs = _align(side, _Side(span.text[w0:w1], span.words[w0:w1]))
+    matched = [(i, w0 + k) for i, k in pairs if i is not None and k is not None]
+    if not matched:
         return None
-    _, matched, first, last = best
-    start = lo + first
-    found = tuple(lines[start : lo + last + 1])
-    agree = sum(1 for i, k in matched if anchor[i] == lines[lo + k])
-    return NearMiss(start, found, agree, _summary(anchor, lines, lo, matched))
+    quality = sum(_evidence(side.text[i], span.text[k], side.words[i], span.words[k]) for i, k in matched)
+    first, last = matched[0][1], matched[-1][1]
+    inserted = (last - first + 1) - len(matched)
+    distance = abs(lo + first - near) if near is not None else 0
+    return (round(quality - 0.25 * inserted, 6), -distance, -first), matched
 
 
 class _Side:
@@ -194,29 +226,11 @@ def _gap(
     rows, cols = i1 - i0, k1 - k0
     if rows == 0:
         return [] if leading or trailing else [(None, k) for k in range(k0, k1)]
-    if cols == 0 or rows * cols > 1500:
-        pairs: list[tuple[int | None, int | None]] = []
-        for t in range(rows):  # too large to align: keep the diagonal
-            k = (k1 - rows + t) if leading and not trailing else (k0 + t)
-            pairs.append((i0 + t, k if k0 <= k < k1 else None))
-        return pairs
-    # score[r][c]: best total likeness aligning a[i0:i0+r] with b[k0:k0+c]; free skips of window lines
-    # before the first pair (leading) and after the last (trailing).
-    skip = -0.25
-    score = [[0.0] * (cols + 1) for _ in range(rows + 1)]
-    move = [[""] * (cols + 1) for _ in range(rows + 1)]
-    for r in range(1, rows + 1):
-        score[r][0], move[r][0] = score[r - 1][0] + skip, "a"
-    for c in range(1, cols + 1):
-        score[0][c], move[0][c] = (0.0 if leading else score[0][c - 1] + skip), "b"
-    for r in range(1, rows + 1):
-        for c in range(1, cols + 1):
-            like = _similarity(a.text[i0 + r - 1], b.text[k0 + c - 1], a.words[i0 + r - 1], b.words[k0 + c - 1])
-            options = [(score[r - 1][c - 1] + (like if like >= 0.15 else -0.5), "p"), (score[r - 1][c] + skip, "a")]
-            free = trailing and r == rows
-            options.append((score[r][c - 1] + (0.0 if free else skip), "b"))
-            score[r][c], move[r][c] = max(options)
-    pairs = []
+    if cols == 0 or rows * cols > 1500:  # too large to align: keep the diagonal
+        ks = [(k1 - rows + t) if leading and not trailing else (k0 + t) for t in range(rows)]
+        return [(i0 + t, k if k0 <= k < k1 else None) for t, k in enumerate(ks)]
+    move = _gap_moves(a, b, i0, k0, rows, cols, leading, trailing)
+    pairs: list[tuple[int | None, int | None]] = []
     r, c = rows, cols
     while r or c:
         step = move[r][c]
@@ -231,6 +245,27 @@ def _gap(
             if not ((trailing and r == rows) or (leading and r == 0)):
                 pairs.append((None, k0 + c))
     return pairs[::-1]
+
+
+def _gap_moves(a: _Side, b: _Side, i0: int, k0: int, rows: int, cols: int, leading: bool, trailing: bool) -> list[list[str]]:
+    """The alignment table's best move into each cell: "p" pair, "a" skip an anchor line, "b" skip a
+    window line. score[r][c]: best total likeness aligning a[i0:i0+r] with b[k0:k0+c]; free skips of
+    window lines before the first pair (leading) and after the last (trailing)."""
+    skip = -0.25
+    score = [[0.0] * (cols + 1) for _ in range(rows + 1)]
+    move = [[""] * (cols + 1) for _ in range(rows + 1)]
+    for r in range(1, rows + 1):
+        score[r][0], move[r][0] = score[r - 1][0] + skip, "a"
+    for c in range(1, cols + 1):
+        score[0][c], move[0][c] = (0.0 if leading else score[0][c - 1] + skip), "b"
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            like = _similarity(a.text[i0 + r - 1], b.text[k0 + c - 1], a.words[i0 + r - 1], b.words[k0 + c - 1])
+            options = [(score[r - 1][c - 1] + (like if like >= 0.15 else -0.5), "p"), (score[r - 1][c] + skip, "a")]
+            free = trailing and r == rows
+            options.append((score[r][c - 1] + (0.0 if free else skip), "b"))
+            score[r][c], move[r][c] = max(options)
+    return move
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -255,7 +290,7 @@ def _summary(anchor: Sequence[str], lines: Sequence[str], lo: int, matched: list
     indented = [i + 1 for i in sorted(paired) if anchor[i] != lines[paired[i]] and anchor[i].strip() == lines[paired[i]].strip()]
     removed = [i + 1 for i in range(n) if i not in paired]
     inserted_after: dict[int, int] = {}
-    for (i, k), (_, k2) in zip(matched, matched[1:]):
+    for (i, k), (_, k2) in zip(matched, matched[1:], strict=False):
         if k2 > k + 1:
             inserted_after[i + 1] = k2 - k - 1
     inserted = sum(inserted_after.values())

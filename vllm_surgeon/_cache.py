@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._engine import ModuleSource, PatchedModule
+from ._engine import PatchedModule
 from ._linemap import Compiled
 from ._model import HunkSet
+from ._state import ModuleSource
 
 # Engine modules whose code decides what a set turns a module into.
 _ENGINE = ("_engine", "_linemap", "_scopes", "_anchor", "_layout", "_hunkfile", "_difffile", "_pyfile", "_transform", "_model", "_lines",
@@ -101,9 +102,8 @@ def _check_chain(directory: Path, root: Path) -> os.stat_result:
     euid = _euid()
     real = Path(os.path.realpath(directory))
     real_root = Path(os.path.realpath(root))
-    chain = [real, *real.parents]
     first: os.stat_result | None = None
-    for path in chain:
+    for path in [real, *real.parents]:
         try:
             info = os.lstat(path)
         except FileNotFoundError:
@@ -113,21 +113,26 @@ def _check_chain(directory: Path, root: Path) -> os.stat_result:
         first = first or info
         if not stat.S_ISDIR(info.st_mode):
             raise UnsafeDirectory(f"{path} is not a directory")
-        if euid is None:
-            continue
-        inside = path == real_root or real_root in path.parents
-        if inside:
-            if info.st_uid != euid:
-                raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not this user (uid {euid})")
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise UnsafeDirectory(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})")
-        else:
-            if info.st_uid not in (euid, 0):
-                raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, neither this user nor root")
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
-                raise UnsafeDirectory(f"{path} is writable by group or others and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
+        if euid is not None:
+            _check_owner(path, info, euid, inside=path == real_root or real_root in path.parents)
     assert first is not None
     return first
+
+
+def _check_owner(path: Path, info: os.stat_result, euid: int, inside: bool) -> None:
+    """Inside the cache root: this user's and writable by no one else. Above it: this user's or
+    root's, and writable by others only when sticky (/tmp). UnsafeDirectory otherwise."""
+    shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if inside:
+        if info.st_uid != euid:
+            raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not this user (uid {euid})")
+        if shared:
+            raise UnsafeDirectory(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})")
+        return
+    if info.st_uid not in (euid, 0):
+        raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, neither this user nor root")
+    if shared and not info.st_mode & stat.S_ISVTX:
+        raise UnsafeDirectory(f"{path} is writable by group or others and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
 
 
 def _open_dir(directory: Path, root: Path) -> int | None:
@@ -144,7 +149,8 @@ def _open_dir(directory: Path, root: Path) -> int | None:
 
 
 def _read_fd(fd: int, limit: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
@@ -262,8 +268,7 @@ class CodeCache:
             if not isinstance(code, types.CodeType) or not isinstance(display, str) or not isinstance(blame, dict):
                 raise ValueError(f"{name}: malformed")
             # From the cache: what the import hook needs. In-place patching plans afresh.
-            compiled = Compiled(display, code, None, [], blame)  # type: ignore[arg-type]
-            modules[name] = PatchedModule(sources[name], None, tuple(sets), compiled, None)
+            modules[name] = PatchedModule.cached(sources[name], tuple(sets), Compiled(display, code, None, [], blame))
         stored_targets = entry.get("targets", {})
         if not isinstance(stored_targets, dict):
             raise ValueError("malformed targets")

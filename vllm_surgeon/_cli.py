@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="vllm-surgeon",
         description="Change vLLM's internals by small anchored hunks; check them against releases before upgrading.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  vllm-surgeon doctor\n  vllm-surgeon verify --against latest\nrun `vllm-surgeon COMMAND --help` for each command.",
+        epilog="examples:\n  vllm-surgeon doctor\n  vllm-surgeon verify --against latest\n"
+        "run `vllm-surgeon COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"vllm-surgeon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,14 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing hunk file")
     p = add("convert", "write a diff or series set as function-anchored .hunk sections (same text on its base release)")
     p.add_argument("name")
-    p.add_argument("--against", metavar="SPEC", help="the release the set was written against (default: its written-against field, else the installed vLLM)")
+    p.add_argument("--against", metavar="SPEC",
+                   help="the release the set was written against (default: its written-against field, else the installed vLLM)")
     p.add_argument("--out", help="file to write (default: NAME.converted.hunk beside the set)")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p = add("rebase", "carry a refused set onto a new release by a three-way merge")
     p.add_argument("name")
     p.add_argument("--onto", metavar="SPEC", required=True, help="the new release")
-    p.add_argument("--from", dest="base", metavar="SPEC", help="the release the set was written against (default: its written-against field)")
+    p.add_argument("--from", dest="base", metavar="SPEC",
+                   help="the release the set was written against (default: its written-against field)")
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
@@ -179,19 +182,24 @@ def cmd_list(args, out) -> int:
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
         if s.files:  # a diff: its files (which module each is depends on the tree: `verify` says)
-            if s.skip:
-                out.write(f"  skip: {', '.join(s.skip)}\n")
-            commit = None
-            for f in s.files:
-                if f.commit is not None and f.commit != commit:
-                    commit = f.commit
-                    out.write(f"  {commit.label()}\n")
-                change = "" if f.change == "modify" else f" ({f.change})"
-                out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+            _list_files(s, out)
             continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
     return 0
+
+
+def _list_files(s, out) -> None:
+    """A diff set's files for `list`, under the commit that changes each (a series)."""
+    if s.skip:
+        out.write(f"  skip: {', '.join(s.skip)}\n")
+    commit = None
+    for f in s.files:
+        if f.commit is not None and f.commit != commit:
+            commit = f.commit
+            out.write(f"  {commit.label()}\n")
+        change = "" if f.change == "modify" else f" ({f.change})"
+        out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
 
 
 def _planned(name: str, spec: str | None, withs: list[str] | None = None):
@@ -247,21 +255,9 @@ def cmd_diff(args, out) -> int:
 def cmd_verify(args, out) -> int:
     from ._progress import Progress
     from ._releases import SpecError, parse_range, releases
-    from ._search import available
     from ._verify import Style, check, matrix_json, render, render_matrix, verdict_json
 
-    if args.files:
-        if not args.names:
-            raise UsageError("--files needs the paths of the set files to verify")
-        sets = [_load_path(n) for n in args.names]
-    else:
-        errors: list[str] = []
-        names = args.names or [loc.name for loc in available(errors)]
-        if errors and not args.names:
-            raise UsageError("; ".join(errors))
-        if not names:
-            raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-        sets = [_load(n) for n in names]
+    sets = _sets_to_verify(args)
     style = Style(out)
     # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
     progress = Progress(sys.stderr, enabled=None if not args.json else False)
@@ -299,8 +295,26 @@ def cmd_verify(args, out) -> int:
         out.write(json.dumps(matrix_json(verdicts), indent=1) + "\n")
     else:
         out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
-        out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), {check_s:.1f} s checking\n")
+        out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), "
+                  f"{check_s:.1f} s checking\n")
     return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _sets_to_verify(args) -> list:
+    """The sets `verify` names (set files with --files), else every set on the search path."""
+    from ._search import available
+
+    if args.files:
+        if not args.names:
+            raise UsageError("--files needs the paths of the set files to verify")
+        return [_load_path(n) for n in args.names]
+    errors: list[str] = []
+    names = args.names or [loc.name for loc in available(errors)]
+    if errors and not args.names:
+        raise UsageError("; ".join(errors))
+    if not names:
+        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+    return [_load(n) for n in names]
 
 
 def cmd_new(args, out) -> int:

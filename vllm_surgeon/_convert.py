@@ -66,41 +66,13 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
             f"{hunk_set.name} does not apply to {tree.label} ({planned.refusals[0].summary()}); "
             "convert it against the release it was written for (--against SPEC)"
         )
-    result = planned.results[0]
-    header = [f"# converted by `vllm-surgeon convert` from {hunk_set.path}, checked against {tree.label}"]
-    for commit in hunk_set.commits:
-        header.append(f"# {commit.label()}")
-    for skipped in result.skipped:
-        header.append(f"# left out (skip: {skipped.pattern}): {skipped.file.name}")
-    fields = {k: v for k, v in hunk_set.fields.items() if k not in ("skip", "root")}
-    if tree.release:
-        fields["written-against"] = tree.release
-    header += [f"{key}: {value}" for key, value in fields.items() if value]
+    header = _converted_header(hunk_set, tree, planned)
     sections: list[str] = []
     count = 0
     for module in sorted(planned.modules):
-        patched = planned.modules[module]
-        new = patched.text.split("\n")
-        if patched.created:
-            if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
-                raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
-            if patched.text and not patched.text.endswith("\n"):  # its last line has no newline: say so, as diff does
-                sections += [f"@@ {module} @@ new"] + ["+" + line for line in new] + ["\\ No newline at end of file", ""]
-                count += 1
-                continue
-            sections += [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""]
-            count += 1
-            continue
-        old = patched.source.lines()
-        index = ScopeIndex(patched.source.text, patched.source.path)
-        try:
-            found = drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index))
-        except ValueError as exc:
-            raise ConvertError(f"{module}: {exc}") from None
-        for draft in found:
-            target = f"{module}:{draft.scope}" if draft.scope else module
-            sections += render_hunk_section(target, draft) + [""]
-            count += 1
+        written, n = _module_sections(module, planned.modules[module])
+        sections += written
+        count += n
     text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
     check = parse_hunk_file(text, out_path, hunk_set.name)
     again = _engine.plan([check], tree.read, tree.version, require_version=False)
@@ -111,6 +83,39 @@ def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:
         why = again.refusals[0].summary() if again.refusals else "the modules it gives differ from the diff's"
         raise ConvertError(f"the converted set would not give the same text on {tree.label} ({why}); nothing written")
     return Converted(text, count, len(planned.modules))
+
+
+def _converted_header(hunk_set: HunkSet, tree: Tree, planned: _engine.Plan) -> list[str]:
+    """Where the set came from (its commits, the files it leaves out) and its fields, written against `tree`."""
+    header = [f"# converted by `vllm-surgeon convert` from {hunk_set.path}, checked against {tree.label}"]
+    header += [f"# {commit.label()}" for commit in hunk_set.commits]
+    header += [f"# left out (skip: {skipped.pattern}): {skipped.file.name}" for skipped in planned.results[0].skipped]
+    fields = {k: v for k, v in hunk_set.fields.items() if k not in ("skip", "root")}
+    if tree.release:
+        fields["written-against"] = tree.release
+    return header + [f"{key}: {value}" for key, value in fields.items() if value]
+
+
+def _module_sections(module: str, patched: _engine.PatchedModule) -> tuple[list[str], int]:
+    """The .hunk sections (each followed by a blank line) that make `patched` from its source, and how many."""
+    new = patched.text.split("\n")
+    if patched.created:
+        if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
+            raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
+        if patched.text and not patched.text.endswith("\n"):  # its last line has no newline: say so, as diff does
+            return [f"@@ {module} @@ new"] + ["+" + line for line in new] + ["\\ No newline at end of file", ""], 1
+        return [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""], 1
+    old = patched.source.lines()
+    index = ScopeIndex(patched.source.text, patched.source.path)
+    try:
+        found = drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index))
+    except ValueError as exc:
+        raise ConvertError(f"{module}: {exc}") from None
+    sections: list[str] = []
+    for draft in found:
+        target = f"{module}:{draft.scope}" if draft.scope else module
+        sections += render_hunk_section(target, draft) + [""]
+    return sections, len(found)
 
 
 def _changed(plan: _engine.Plan) -> dict[str, str]:

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ._hunkfile import parse_header_line
-from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields
 from ._lines import split_lines
+from ._model import AnchoredHunk, Commit, DiffFile, HunkFileError, HunkSet, Line, Origin, Target, check_fields
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 # `git format-patch` separates messages with this line (the date is a fixed magic value).
@@ -109,7 +109,8 @@ def parse_patch(text: str, path: str, strip: int | None = None) -> ParsedPatch:
     messages = []
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
-        message = _Message(Origin(path, start + 1), sha=_MBOX_FROM.match(lines[start]).group(1))
+        found = _MBOX_FROM.match(lines[start])  # it matched: `starts` holds exactly such lines
+        message = _Message(Origin(path, start + 1), sha=found.group(1) if found else None)
         body = _read_headers(lines, start + 1, end, path, message)
         _read_diff(lines, body, end, path, message, strip, None, None)
         if message.files:
@@ -229,80 +230,106 @@ def _read_diff(
     fields: a plain diff's preamble fields are read into it (None in an mbox message, whose text
     before the diff is a commit message).
     """
-    section: _Section | None = None
-    mbox = fields is None
-
-    def close() -> None:
-        nonlocal section
-        if section is not None:
-            if section.git and not section.hunks and "new" in section.flags and (section.new or "").endswith(".py"):
-                # git's diff of a new *empty* file (`index 0000000..e69de29`, an empty `__init__.py` of a new
-                # package) has no hunk: the file is still created, as patch and git apply create it.
-                section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(section.new)),
-                                                  lines=(), from_diff=True, creates=True))
-            if section.git or section.hunks:
-                message.files.append((section.finish(strip), section.hunks))
-            section = None
-
+    reader = _DiffReader(lines, end, path, message, strip, fields, origins)
     while i < end:
-        line = lines[i]
-        origin = Origin(path, i + 1)
-        if mbox and line == "-- " and section is not None:
+        if reader.mbox and lines[i] == "-- " and reader.section is not None:
             break  # the signature: `-- ` then git's version; nothing after it is diff content
+        i = reader.step(i)
+    reader.close()
+
+
+class _DiffReader:
+    """The state of `_read_diff`: the file section being read; each `step` reads from one line on."""
+
+    def __init__(self, lines: list[str], end: int, path: str, message: _Message, strip: int | None,
+                 fields: dict[str, str] | None, origins: dict[str, Origin] | None) -> None:
+        self.lines, self.end, self.path, self.message, self.strip = lines, end, path, message, strip
+        self.fields, self.origins = fields, origins
+        self.mbox = fields is None
+        self.section: _Section | None = None
+
+    def step(self, i: int) -> int:
+        """Read what starts at lines[i]; the index of the next line to read."""
+        line = self.lines[i]
+        origin = Origin(self.path, i + 1)
         if line.startswith("diff --git "):
-            close()
+            self.close()
             old, new = _git_paths(line)
-            section = _Section(origin, old, new, git=True)
+            self.section = _Section(origin, old, new, git=True)
             if line.startswith(('diff --git a/', 'diff --git "a/')):
-                section.prefixes = ("a/", "b/")
-            i += 1
-            continue
-        if line.startswith("--- ") and i + 1 < end and lines[i + 1].startswith("+++ "):
-            old, new = _unquote(line[4:]), _unquote(lines[i + 1][4:])
-            # `diff -Naur` writes a file that one side lacks with the epoch as its time stamp.
-            old_absent, new_absent = _absent(line[4:]), _absent(lines[i + 1][4:])
-            old = None if old == "/dev/null" or (old_absent and not new_absent) else old
-            new = None if new == "/dev/null" or (new_absent and not old_absent) else new
-            if section is None or not section.git or section.has_paths or section.hunks:
-                close()
-                section = _Section(origin, old, new, git=False)
-            else:
-                section.old = old if "new" not in section.flags else None
-                section.new = new if "delete" not in section.flags else None
-            section.has_paths = True
-            i += 2
-            continue
+                self.section.prefixes = ("a/", "b/")
+            return i + 1
+        if line.startswith("--- ") and i + 1 < self.end and self.lines[i + 1].startswith("+++ "):
+            self.file_header(line, self.lines[i + 1], origin)
+            return i + 2
         if line.startswith("@@"):
-            match = _HUNK_HEADER.match(line)
-            if match is None:
-                if section is None:
-                    i += 1  # e.g. a commit message line; diff content has not started
-                    continue
-                raise HunkFileError(origin, f"malformed hunk header {line!r}; expected '@@ -l,n +l,n @@'")
-            if section is None and mbox:
-                i += 1  # a commit message quoting a diff: the diff itself has not started
-                continue
-            if section is None or (section.git and not section.has_paths):
-                raise HunkFileError(origin, "hunk before any '--- a/...' / '+++ b/...' file header")
-            hunk, i = _read_hunk(lines, i, end, match, path, section)
-            section.hunks.append(hunk)
-            continue
+            return self.hunk(i, line, origin)
+        section = self.section
         if section is not None and section.git and not section.has_paths and not section.hunks:
             if line.startswith(_EXTENDED):
                 _extended(section, line)
-                i += 1
-                continue
+                return i + 1
             if line.startswith("Binary files ") or line == "GIT binary patch":
-                section.flags.add("binary")
-                i += 1
-                if line == "GIT binary patch":
-                    while i < end and lines[i].strip():  # base85 data until the blank line
-                        i += 1
-                continue
-        if section is None and fields is not None and line[:1] not in (" ", "\t"):  # `git show` indents its message
-            parse_header_line(line[2:] if line.startswith("# ") else line, origin, fields, origins, strict=False)
+                return self.binary(i, line)
+        if section is None and self.fields is not None and self.origins is not None and line[:1] not in (" ", "\t"):
+            # before the diff: a plain diff's preamble fields (`git show` indents its message)
+            parse_header_line(line[2:] if line.startswith("# ") else line, origin, self.fields, self.origins, strict=False)
+        return i + 1
+
+    def file_header(self, minus: str, plus: str, origin: Origin) -> None:
+        """A `--- old` / `+++ new` pair: the paths of a git section, or a plain diff's new section."""
+        old_text, new_text = _unquote(minus[4:]), _unquote(plus[4:])
+        # `diff -Naur` writes a file that one side lacks with the epoch as its time stamp.
+        old_absent, new_absent = _absent(minus[4:]), _absent(plus[4:])
+        old = None if old_text == "/dev/null" or (old_absent and not new_absent) else old_text
+        new = None if new_text == "/dev/null" or (new_absent and not old_absent) else new_text
+        section = self.section
+        if section is None or not section.git or section.has_paths or section.hunks:
+            self.close()
+            section = self.section = _Section(origin, old, new, git=False)
+        else:
+            section.old = old if "new" not in section.flags else None
+            section.new = new if "delete" not in section.flags else None
+        section.has_paths = True
+
+    def hunk(self, i: int, line: str, origin: Origin) -> int:
+        """An `@@` line: a hunk of the current section (or, before any diff, text to pass over)."""
+        match = _HUNK_HEADER.match(line)
+        if match is None:
+            if self.section is None:
+                return i + 1  # e.g. a commit message line; diff content has not started
+            raise HunkFileError(origin, f"malformed hunk header {line!r}; expected '@@ -l,n +l,n @@'")
+        if self.section is None and self.mbox:
+            return i + 1  # a commit message quoting a diff: the diff itself has not started
+        if self.section is None or (self.section.git and not self.section.has_paths):
+            raise HunkFileError(origin, "hunk before any '--- a/...' / '+++ b/...' file header")
+        hunk, i = _read_hunk(self.lines, i, self.end, match, self.path, self.section)
+        self.section.hunks.append(hunk)
+        return i
+
+    def binary(self, i: int, line: str) -> int:
+        """A binary file's section: flagged; git's base85 data skipped up to the blank line."""
+        assert self.section is not None
+        self.section.flags.add("binary")
         i += 1
-    close()
+        if line == "GIT binary patch":
+            while i < self.end and self.lines[i].strip():
+                i += 1
+        return i
+
+    def close(self) -> None:
+        section = self.section
+        if section is None:
+            return
+        new = section.new or ""
+        if section.git and not section.hunks and "new" in section.flags and new.endswith(".py"):
+            # git's diff of a new *empty* file (`index 0000000..e69de29`, an empty `__init__.py` of a new
+            # package) has no hunk: the file is still created, as patch and git apply create it.
+            section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(new)),
+                                              lines=(), from_diff=True, creates=True))
+        if section.git or section.hunks:
+            self.message.files.append((section.finish(self.strip), section.hunks))
+        self.section = None
 
 
 def _extended(section: _Section, line: str) -> None:
@@ -335,29 +362,8 @@ def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, s
     new_count = 1 if match.group(4) is None else _number(match.group(4), header)
     _number(match.group(3), header)
     scope = match.group(5).strip() or None
-    body: list[Line] = []
-    old_seen = new_seen = 0
-    old_no_eol = new_no_eol = False
-    i += 1
-    while i < end:
-        line = lines[i]
-        origin = Origin(path, i + 1)
-        if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
-            if body:
-                op = body[-1].op
-                old_no_eol |= op in " -"
-                new_no_eol |= op in " +"
-            i += 1
-            continue
-        if old_seen >= old_count and new_seen >= new_count:
-            break
-        op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
-        if op not in " -+":
-            break
-        body.append(Line(op, content, origin))
-        old_seen += op != "+"
-        new_seen += op != "-"
-        i += 1
+    body, old_no_eol, new_no_eol, i = _hunk_body(lines, i + 1, end, path, old_count, new_count)
+    old_seen, new_seen = sum(b.op != "+" for b in body), sum(b.op != "-" for b in body)
     if old_seen != old_count or new_seen != new_count:
         raise HunkFileError(
             header,
@@ -382,3 +388,27 @@ def _read_hunk(lines: list[str], i: int, end: int, match: re.Match, path: str, s
         hint_line=hint, hint_scope=scope, at_end=old_no_eol or new_no_eol, creates=creates,
     )
     return hunk, i
+
+
+def _hunk_body(lines: list[str], start: int, end: int, path: str, old_count: int, new_count: int) -> tuple[list[Line], bool, bool, int]:
+    """A hunk's lines from lines[start] until its header's counts are met (or a line is no hunk line):
+    (body, old side lacks a final newline, new side does, index after the body)."""
+    body: list[Line] = []
+    old_seen = new_seen = 0
+    old_no_eol = new_no_eol = False
+    for i in range(start, end):
+        line = lines[i]
+        if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
+            op = body[-1].op if body else ""
+            old_no_eol |= bool(op) and op in " -"
+            new_no_eol |= bool(op) and op in " +"
+            continue
+        op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
+        if (old_seen >= old_count and new_seen >= new_count) or op not in " -+":
+            return body, old_no_eol, new_no_eol, i
+        body.append(Line(op, content, Origin(path, i + 1)))
+        old_seen += op != "+"
+        new_seen += op != "-"
+    return body, old_no_eol, new_no_eol, end
+
+

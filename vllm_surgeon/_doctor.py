@@ -22,17 +22,22 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _settings
 
 SCHEMA = "vllm-surgeon/doctor/1"
 PTH = "vllm_surgeon.pth"
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_VALUE = "vllm_surgeon._plugin:register"
 # Every setting vllm-surgeon reads (README "Environment"); anything else starting so is likely a typo.
-SETTINGS = (
-    "VLLM_SURGEON_HUNKS", "VLLM_SURGEON_PATH", "VLLM_SURGEON_ON_FAILURE", "VLLM_SURGEON_BOOTSTRAP",
-    "VLLM_SURGEON_CACHE_DIR", "VLLM_SURGEON_CODE_CACHE", "VLLM_SURGEON_PRIORITY_AGING",
-)
+SETTINGS = _settings.NAMES
+
+
+# What a bad value of a setting does (`_settings.problems()` says what the value should be).
+_CONSEQUENCE = {
+    _settings.ON_FAILURE: ": vLLM will not start with sets enabled",
+    _settings.CODE_CACHE: ": vLLM will not start with sets enabled",
+    _settings.BOOTSTRAP: "",
+}
 
 
 @dataclass
@@ -102,37 +107,10 @@ class Doctor:
         return f"reinstall it: pip install --force-reinstall --no-deps {source}"
 
     def bootstrap(self) -> None:
-        from importlib.metadata import PackageNotFoundError, distribution
-
-        try:
-            where = Path(str(distribution("vllm-surgeon").locate_file(""))).resolve()
-        except PackageNotFoundError:
-            self.fail("bootstrap", "vllm-surgeon is importable but not installed as a distribution (no dist-info): "
-                      "no .pth bootstrap, no plugin entry point",
-                      "install it with pip: pip install /path/to/vllm-surgeon (a checkout) or the built wheel")
+        pth = self._pth()
+        if pth is None:
             return
-        site_dirs = [Path(p).resolve() for p in site.getsitepackages()]
-        if site.ENABLE_USER_SITE:
-            site_dirs.append(Path(site.getusersitepackages()).resolve())
-        pth = where / PTH
-        if where not in site_dirs:
-            self.fail("bootstrap", f"vllm-surgeon is installed in {where}, which is not a site-packages of this "
-                      f"interpreter: its {PTH} never runs", "install it with pip into this environment (not with --target "
-                      "or PYTHONPATH): pip install /path/to/vllm-surgeon")
-            return
-        if not pth.is_file():
-            self.fail("bootstrap", f"{pth} is missing: vLLM processes are only patched in place by the plugin, which "
-                      "cannot take every change and comes after ~330 modules are imported", self._reinstall())
-            return
-        try:
-            text = pth.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            self.fail("bootstrap", f"{pth} cannot be read ({exc.strerror}): Python skips it at start", self._reinstall())
-            return
-        if "vllm_surgeon._bootstrap" not in text or "VLLM_SURGEON_HUNKS" not in text:
-            self.fail("bootstrap", f"{pth} is not vllm-surgeon's bootstrap line (changed or truncated)", self._reinstall())
-            return
-        if os.environ.get("VLLM_SURGEON_BOOTSTRAP", "1") == "0":
+        if not _settings.bootstrap():
             self.warn("bootstrap", f"{pth} is present but turned off (VLLM_SURGEON_BOOTSTRAP=0): the plugin patches "
                       "already-imported modules in place; changes it cannot make live are refused",
                       "unset VLLM_SURGEON_BOOTSTRAP to patch modules as they are imported")
@@ -141,7 +119,7 @@ class Doctor:
             self.fail("bootstrap", "this interpreter runs with -S (no site): no .pth file runs",
                       "start vLLM without python -S")
             return
-        if os.environ.get("VLLM_SURGEON_HUNKS", "").strip():
+        if _settings.hunks_named():
             active = any(getattr(f, "_vllm_surgeon_finder", False) for f in sys.meta_path)
             if not active:
                 self.fail("bootstrap", f"VLLM_SURGEON_HUNKS is set but {pth} did not install the import hook in this "
@@ -149,10 +127,48 @@ class Doctor:
                 return
             self.ok("bootstrap", f"{pth}: active in this interpreter (VLLM_SURGEON_HUNKS is set)")
             return
-        # Nothing enabled here: ask a fresh interpreter of this environment, with a set name enabled.
+        self._probe_bootstrap(pth)
+
+    def _pth(self) -> Path | None:
+        """vllm-surgeon's .pth file, when it is installed where this interpreter runs it and is ours; None
+        (with the finding) otherwise."""
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        try:
+            where = Path(str(distribution("vllm-surgeon").locate_file(""))).resolve()
+        except PackageNotFoundError:
+            self.fail("bootstrap", "vllm-surgeon is importable but not installed as a distribution (no dist-info): "
+                      "no .pth bootstrap, no plugin entry point",
+                      "install it with pip: pip install /path/to/vllm-surgeon (a checkout) or the built wheel")
+            return None
+        site_dirs = [Path(p).resolve() for p in site.getsitepackages()]
+        if site.ENABLE_USER_SITE:
+            site_dirs.append(Path(site.getusersitepackages()).resolve())
+        pth = where / PTH
+        if where not in site_dirs:
+            self.fail("bootstrap", f"vllm-surgeon is installed in {where}, which is not a site-packages of this "
+                      f"interpreter: its {PTH} never runs", "install it with pip into this environment (not with --target "
+                      "or PYTHONPATH): pip install /path/to/vllm-surgeon")
+            return None
+        if not pth.is_file():
+            self.fail("bootstrap", f"{pth} is missing: vLLM processes are only patched in place by the plugin, which "
+                      "cannot take every change and comes after ~330 modules are imported", self._reinstall())
+            return None
+        try:
+            text = pth.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self.fail("bootstrap", f"{pth} cannot be read ({exc.strerror}): Python skips it at start", self._reinstall())
+            return None
+        if "vllm_surgeon._bootstrap" not in text or "VLLM_SURGEON_HUNKS" not in text:
+            self.fail("bootstrap", f"{pth} is not vllm-surgeon's bootstrap line (changed or truncated)", self._reinstall())
+            return None
+        return pth
+
+    def _probe_bootstrap(self, pth: Path) -> None:
+        """Nothing enabled here: ask a fresh interpreter of this environment, with a set name enabled."""
         probe = ("import json, sys, vllm_surgeon; print(json.dumps([any(getattr(f, '_vllm_surgeon_finder', False) "
                  "for f in sys.meta_path), vllm_surgeon.__file__, 'vllm' in sys.modules]))")
-        env = dict(os.environ, VLLM_SURGEON_HUNKS="doctor-probe")
+        env = dict(os.environ, **{_settings.HUNKS: "doctor-probe"})
         try:
             out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
             active, file, imported_vllm = json.loads(out.stdout.strip().splitlines()[-1])
@@ -209,7 +225,7 @@ class Doctor:
         from ._releases import cache_dir
 
         root = cache_dir()
-        how = "VLLM_SURGEON_CACHE_DIR" if os.environ.get("VLLM_SURGEON_CACHE_DIR") else "default"
+        how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
         elsewhere = "point VLLM_SURGEON_CACHE_DIR at a directory you own (e.g. ~/.cache/vllm-surgeon)"
         existing = root
         while not existing.exists() and existing != existing.parent:
@@ -253,39 +269,50 @@ class Doctor:
 
     # -- the search path -----------------------------------------------------------------------
     def search_path(self) -> None:
+        from ._search import search_dirs
+
+        before = len(self.checks)
+        for entry in _settings.search_path():
+            self._path_entry(Path(entry).expanduser().absolute())
+        self._registered_packages()
+        dirs = search_dirs()
+        count = self._sets_on_path(dirs)
+        if not any(c.check == "search-path" and c.status == "fail" for c in self.checks[before:]):
+            where = "; ".join(f"{label} {d}" for label, d in dirs)
+            self.ok("search-path", f"{count} set{'s' if count != 1 else ''} in {where}")
+
+    def _path_entry(self, path: Path) -> None:
+        """A VLLM_SURGEON_PATH entry must be a readable directory."""
+        if not path.exists():
+            self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} does not exist: no set there can be found",
+                      f"create it (mkdir -p {path}) or take it out of VLLM_SURGEON_PATH")
+        elif not path.is_dir():
+            self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} is a file, not a directory: name directories "
+                      "of sets (sets are enabled by name)", f"VLLM_SURGEON_PATH={path.parent}")
+        else:
+            try:
+                list(path.iterdir())
+            except OSError as exc:
+                self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} cannot be read: {exc.strerror}",
+                          f"chmod a+rx {path}, or take it out of VLLM_SURGEON_PATH")
+
+    def _registered_packages(self) -> None:
+        """Every package registering sets must name an importable package directory."""
         from importlib.metadata import entry_points
 
-        from ._model import HunkFileError
-        from ._search import ENTRY_POINT_GROUP, SUFFIXES, UnknownSetError, _package_dir, _sets_in, load_file, search_dirs
+        from ._search import ENTRY_POINT_GROUP, _package_dir
 
-        problems = False
-        for entry in os.environ.get("VLLM_SURGEON_PATH", "").split(os.pathsep):
-            if not entry.strip():
-                continue
-            path = Path(entry.strip()).expanduser().absolute()
-            if not path.exists():
-                self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} does not exist: no set there can be found",
-                          f"create it (mkdir -p {path}) or take it out of VLLM_SURGEON_PATH")
-                problems = True
-            elif not path.is_dir():
-                self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} is a file, not a directory: name directories "
-                          "of sets (sets are enabled by name)", f"VLLM_SURGEON_PATH={path.parent}")
-                problems = True
-            else:
-                try:
-                    list(path.iterdir())
-                except OSError as exc:
-                    self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} cannot be read: {exc.strerror}",
-                              f"chmod a+rx {path}, or take it out of VLLM_SURGEON_PATH")
-                    problems = True
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if _package_dir(ep.value) is None:
                 self.fail("search-path", f"package {ep.name} registers sets in {ep.value!r} ({ENTRY_POINT_GROUP}), which "
                           "is not an importable package directory", f"reinstall the package that provides {ep.name}")
-                problems = True
-        dirs = search_dirs()
+
+    def _sets_on_path(self, dirs: list[tuple[str, Path]]) -> int:
+        """Every set on the search path read (sets defined twice, shadowed, unreadable are findings);
+        how many distinct names there are."""
+        from ._search import SUFFIXES, _sets_in
+
         seen: dict[str, tuple[str, Path]] = {}
-        count = 0
         for label, directory in dirs:
             try:
                 found = _sets_in(directory)
@@ -296,36 +323,61 @@ class Doctor:
                     self.fail("search-path", f"set {name!r} is defined {len(paths)} times in {directory} "
                               f"({', '.join(p.name for p in paths)}): it cannot be enabled",
                               f"keep one of them (one of {', '.join(SUFFIXES)})")
-                    problems = True
                 if name in seen:
                     first_label, first = seen[name]
                     self.warn("search-path", f"set {name!r}: {first} ({first_label}) shadows {paths[0]} ({label})")
                     continue
                 seen[name] = (label, paths[0])
-                count += 1
-                try:
-                    load_file(paths[0], name)
-                except Exception as exc:  # noqa: BLE001 - a .py set runs code; whatever it raises is the finding
-                    if not isinstance(exc, (HunkFileError, UnknownSetError)):
-                        exc = f"{type(exc).__name__}: {exc}"
-                    self.fail("search-path", f"set {name!r} cannot be read: {exc}",
-                              f"edit {paths[0]} where it says, or move it out of {directory}")
-                    problems = True
-        if not problems:
-            where = "; ".join(f"{label} {d}" for label, d in dirs)
-            self.ok("search-path", f"{count} set{'s' if count != 1 else ''} in {where}")
+                self._readable_set(name, paths[0], directory)
+        return len(seen)
+
+    def _readable_set(self, name: str, path: Path, directory: Path) -> None:
+        from ._model import HunkFileError
+        from ._search import UnknownSetError, load_file
+
+        try:
+            load_file(path, name)
+        except Exception as exc:  # noqa: BLE001 - a .py set runs code; whatever it raises is the finding
+            why = str(exc) if isinstance(exc, (HunkFileError, UnknownSetError)) else f"{type(exc).__name__}: {exc}"
+            self.fail("search-path", f"set {name!r} cannot be read: {why}",
+                      f"edit {path} where it says, or move it out of {directory}")
 
     # -- the enabled sets ----------------------------------------------------------------------
     def enabled_sets(self) -> None:
         from . import _engine
-        from ._model import HunkFileError
-        from ._search import UnknownSetError, enabled_names, load
+        from ._search import enabled_names
         from ._sources import installed_vllm, read_installed
 
         names = enabled_names()
         if not names:
             self.ok("sets", "none enabled (VLLM_SURGEON_HUNKS is unset): vllm-surgeon does nothing in vLLM processes")
             return
+        sets = self._load_enabled(names)
+        version, directory = installed_vllm()
+        if directory is None:
+            if sets:
+                self.fail("sets", f"{', '.join(s.name for s in sets)}: no installed vLLM to check them against",
+                          "install vLLM (see the vllm check)")
+            return
+        if not sets:
+            return
+        for result in _engine.plan(sets, read_installed, version).results:
+            s = result.hunk_set
+            if result.ok:
+                targets = ", ".join(result.located_targets)
+                self.ok("sets", f"{s.name} ({s.path}) applies to the installed vLLM {version}: {targets}")
+                continue
+            first = result.refusals[0]
+            more = f" (and {len(result.refusals) - 1} more)" if len(result.refusals) > 1 else ""
+            self.fail("sets", f"{s.name} is refused by the installed vLLM {version}: {first.summary()}{more}",
+                      f"`vllm-surgeon verify {s.name}` shows what differs; fix the hunk, or take {s.name!r} out of "
+                      "VLLM_SURGEON_HUNKS")
+
+    def _load_enabled(self, names: list[str]) -> list:
+        """The enabled sets that load; each one that does not is a finding."""
+        from ._model import HunkFileError
+        from ._search import UnknownSetError, load
+
         sets = []
         for name in names:
             try:
@@ -339,34 +391,14 @@ class Doctor:
             except Exception as exc:  # noqa: BLE001 - a .py set runs code when loaded
                 self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which fails to load: {type(exc).__name__}: {exc}",
                           f"fix that set's file, or take {name!r} out of VLLM_SURGEON_HUNKS")
-        version, directory = installed_vllm()
-        if directory is None:
-            if sets:
-                self.fail("sets", f"{', '.join(s.name for s in sets)}: no installed vLLM to check them against",
-                          "install vLLM (see the vllm check)")
-            return
-        if not sets:
-            return
-        plan = _engine.plan(sets, read_installed, version)
-        for result in plan.results:
-            s = result.hunk_set
-            if result.ok:
-                targets = ", ".join(result.located_targets)
-                self.ok("sets", f"{s.name} ({s.path}) applies to the installed vLLM {version}: {targets}")
-                continue
-            first = result.refusals[0]
-            more = f" (and {len(result.refusals) - 1} more)" if len(result.refusals) > 1 else ""
-            self.fail("sets", f"{s.name} is refused by the installed vLLM {version}: {first.summary()}{more}",
-                      f"`vllm-surgeon verify {s.name}` shows what differs; fix the hunk, or take {s.name!r} out of "
-                      "VLLM_SURGEON_HUNKS")
+        return sets
 
     # -- the settings --------------------------------------------------------------------------
     def settings(self) -> None:
-        policy = os.environ.get("VLLM_SURGEON_ON_FAILURE")
-        if policy is not None and policy.strip().lower() not in ("", "fail", "warn"):
-            self.fail("settings", f"VLLM_SURGEON_ON_FAILURE={policy!r} is not understood: vLLM will not start with sets "
-                      "enabled", "VLLM_SURGEON_ON_FAILURE=fail (the default) or warn")
-        for name in sorted(k for k in os.environ if k.startswith("VLLM_SURGEON_") and k not in SETTINGS):
+        for problem in _settings.problems():
+            consequence = _CONSEQUENCE.get(problem.name, "")
+            self.fail("settings", f"{problem}{consequence}", f"set {problem.name} to a value it names, or unset it")
+        for name in _settings.unknown():
             close = difflib.get_close_matches(name, SETTINGS, n=1)
             self.warn("settings", f"{name} is not a setting vllm-surgeon reads" + (f" (did you mean {close[0]}?)" if close else ""),
                       f"rename it to {close[0]}" if close else f"unset {name}")

@@ -78,35 +78,47 @@ def drafts(
     matcher = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False)
     opcodes = matcher.get_opcodes()
     changes = [(i1, i2) for tag, i1, i2, _, _ in opcodes if tag != "equal"]
-    spans: list[list] = []  # [start, end, qualname, scope_lo, scope_hi]
-    for i1, i2 in changes:
-        name, lo, hi = scope_of(i1, i2)
-        # At module scope an anchor is unique in the whole file already; growing it to min_code lines
-        # would swallow the functions around it (and merge their hunks into one module-scope hunk).
-        want_lo, want_hi, want_code = i1, i2, (min_code if name is not None else min(min_code, 1))
-        floor = keep(i1, i2) if keep is not None else None
-        if floor is not None:
-            want_lo, want_hi, want_code = min(i1, floor[0]), max(i2, floor[1]), max(min_code, floor[2])
-        before = after = min_context
-        while True:
-            start, end = max(lo, min(want_lo, i1 - before)), min(hi, max(want_hi, i2 + after))
-            spans_named = same_named(name, lo, hi) if same_named else [(lo, hi)]
-            can_before, can_after = start > lo, end < hi
-            if _unique(old, spans_named, start, end) and (
-                code_lines(old[start:end]) >= want_code or not (can_before or can_after)
-            ):
-                break
-            if not can_before and not can_after:
-                if name is None and lo == 0 and hi == len(old):
-                    raise ValueError("the change cannot be anchored uniquely even in the whole module")
-                name, lo, hi = scope_of(lo, hi)  # widen to the scope around this one
-                continue
-            if (before <= after and can_before) or not can_after:
-                before += 1
-            else:
-                after += 1
-        spans.append([start, end, name, lo, hi])
-    # Merge anchors that overlap or touch; the merged one lives in the wider scope.
+    spans = [_anchor_span(old, i1, i2, scope_of, min_context, min_code, keep, same_named) for i1, i2 in changes]
+    return [Draft(name, lo, start, end, _draft_lines(old, new, opcodes, start, end))
+            for start, end, name, lo, _hi in _merged(spans)]
+
+
+def _anchor_span(
+    old: Sequence[str], i1: int, i2: int, scope_of: ScopeOf, min_context: int, min_code: int,
+    keep: Keep | None, same_named: SameNamed | None,
+) -> list:
+    """[start, end, qualname, scope_lo, scope_hi]: the change old[i1:i2] with context grown, alternately
+    before and after, until it is unique (and has enough code) in its scope; widened to the scope
+    around it when the scope is used up. ValueError when even the whole module is not enough."""
+    name, lo, hi = scope_of(i1, i2)
+    # At module scope an anchor is unique in the whole file already; growing it to min_code lines
+    # would swallow the functions around it (and merge their hunks into one module-scope hunk).
+    want_lo, want_hi, want_code = i1, i2, (min_code if name is not None else min(min_code, 1))
+    floor = keep(i1, i2) if keep is not None else None
+    if floor is not None:
+        want_lo, want_hi, want_code = min(i1, floor[0]), max(i2, floor[1]), max(min_code, floor[2])
+    before = after = min_context
+    while True:
+        start, end = max(lo, min(want_lo, i1 - before)), min(hi, max(want_hi, i2 + after))
+        spans_named = same_named(name, lo, hi) if same_named else [(lo, hi)]
+        can_before, can_after = start > lo, end < hi
+        if _unique(old, spans_named, start, end) and (
+            code_lines(old[start:end]) >= want_code or not (can_before or can_after)
+        ):
+            return [start, end, name, lo, hi]
+        if not can_before and not can_after:
+            if name is None and lo == 0 and hi == len(old):
+                raise ValueError("the change cannot be anchored uniquely even in the whole module")
+            name, lo, hi = scope_of(lo, hi)  # widen to the scope around this one
+            continue
+        if (before <= after and can_before) or not can_after:
+            before += 1
+        else:
+            after += 1
+
+
+def _merged(spans: list[list]) -> list[list]:
+    """Anchors that overlap or touch merged; the merged one lives in the wider scope."""
     merged: list[list] = []
     for span in sorted(spans):
         if merged and span[0] <= merged[-1][1]:
@@ -116,18 +128,20 @@ def drafts(
                 last[2:] = span[2:]
         else:
             merged.append(span)
-    result = []
-    for start, end, name, lo, _hi in merged:
-        lines: list[tuple[str, str]] = []
-        for tag, i1, i2, j1, j2 in opcodes:
-            a, b = max(i1, start), min(i2, end)
-            if tag == "equal":
-                lines += [(" ", old[i]) for i in range(a, b)]
-            elif (i1 < end and i2 > start) or (i1 == i2 and start <= i1 <= end):  # touching changes were merged
-                lines += [("-", old[i]) for i in range(i1, i2)]
-                lines += [("+", new[j]) for j in range(j1, j2)]
-        result.append(Draft(name, lo, start, end, lines))
-    return result
+    return merged
+
+
+def _draft_lines(old: Sequence[str], new: Sequence[str], opcodes, start: int, end: int) -> list[tuple[str, str]]:
+    """The hunk lines of the anchor old[start:end]: its context, and every change inside or touching it."""
+    lines: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in opcodes:
+        a, b = max(i1, start), min(i2, end)
+        if tag == "equal":
+            lines += [(" ", old[i]) for i in range(a, b)]
+        elif (i1 < end and i2 > start) or (i1 == i2 and start <= i1 <= end):  # touching changes were merged
+            lines += [("-", old[i]) for i in range(i1, i2)]
+            lines += [("+", new[j]) for j in range(j1, j2)]
+    return lines
 
 
 def same_named(index) -> SameNamed:

@@ -8,79 +8,20 @@ that set, though it does alone) is refused as a conflict naming both.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
 from . import _anchor, _layout
-from ._linemap import Compiled, compile_patched
+from ._linemap import Compiled, FromCacheError, compile_patched
 from ._model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from ._paths import resolve as resolve_paths
 from ._refusal import Reason, Refusal
 from ._scopes import Scope, ScopeIndex
-
-
-@dataclass
-class ModuleSource:
-    """A module's source text as read from disk, a wheel or a source tree."""
-
-    module: str
-    path: str
-    text: str
-
-    def lines(self) -> list[str]:
-        return self.text.split("\n")
-
-
-SourceReader = Callable[[str], "ModuleSource | None"]
-
-
-@dataclass
-class _State:
-    """A module's text while sets are applied, with who added each line and where it came from."""
-
-    source: ModuleSource
-    lines: list[str]
-    owners: list[str | None]  # the set that added each line (None: the original)
-    origin_of: list[int | None]  # 0-based original line, None for an added line
-    relied: list[frozenset[str]]  # the sets whose anchors hold each line
-    sets: tuple[str, ...] = ()
-    _index: ScopeIndex | None = None
-    created: bool = False  # the module does not exist in the tree: a set creates it (issue 6)
-    # Per line: (set, hunk-file line) that wrote it, or whose removal sits just above it; None for
-    # untouched lines. What a failure of the patched code is blamed on (issue 7 items 4 and 6).
-    blame: list[tuple[str, Origin] | None] | None = None
-
-    @classmethod
-    def initial(cls, source: ModuleSource) -> _State:
-        lines = source.lines()
-        return cls(source, lines, [None] * len(lines), list(range(len(lines))), [frozenset()] * len(lines))
-
-    @classmethod
-    def new_module(cls, module: str, path: str) -> _State:
-        """The empty text a `--- /dev/null` hunk creates a module from."""
-        state = cls.initial(ModuleSource(module, path, ""))
-        state.created = True
-        return state
-
-    def index(self) -> ScopeIndex:
-        if self._index is None:
-            self._index = ScopeIndex("\n".join(self.lines), self.source.path)
-        return self._index
-
-
-@dataclass
-class Placement:
-    """Where one hunk lands in a module's current text, and what replaces the lines there."""
-
-    hunk: Hunk
-    start: int
-    end: int
-    new: list[tuple[str, str]]  # (op, text): ' ' keeps the next old line, '-' drops it, '+' adds one
-    scope: Scope
-    moved: int | None = None  # lines away from where the hunk says it was written (None: no hint)
-    reformatted: bool = False  # found by structure: same code, new layout (issue 10; _layout.py)
+from ._state import Context, ModuleSource, Placement, SourceReader, State
+from ._transform import locate_transform
 
 
 @dataclass
@@ -137,16 +78,32 @@ class SetResult:
 class PatchedModule:
     """A module as the accepted sets leave it, compiled with disk line numbers kept.
 
-    From the on-disk cache (_cache.py) only what the import hook needs is there: `text` and
-    `original_index` are None and `compiled` has no tree or units.
+    From the on-disk cache (_cache.py, `from_cache`) only what the import hook runs is there: no
+    patched text, original index, tree or units; reading `text` or `compiled.tree` then raises
+    FromCacheError instead of handing out None (Runtime._full plans such a module again).
     """
 
     source: ModuleSource
-    text: str | None
+    patched_text: str | None  # None: from the code cache
     sets: tuple[str, ...]
     compiled: Compiled
-    original_index: ScopeIndex | None
+    original_index: ScopeIndex | None  # None: from the code cache, or a module a set creates
     created: bool = False  # a new module: no file on disk; the import hook serves it (issue 6)
+
+    @classmethod
+    def cached(cls, source: ModuleSource, sets: tuple[str, ...], compiled: Compiled) -> PatchedModule:
+        """A module read from the code cache: compiled code (no tree, no units) and nothing else."""
+        return cls(source, None, sets, compiled, None)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.patched_text is None
+
+    @property
+    def text(self) -> str:
+        if self.patched_text is None:
+            raise FromCacheError(f"{self.source.module} comes from the code cache, which keeps no text: plan it again")
+        return self.patched_text
 
 
 @dataclass
@@ -166,33 +123,6 @@ class Plan:
         return [f for r in self.results for f in r.refusals]
 
 
-class _Context:
-    """What refusals of one set need to say: the set, the vLLM version."""
-
-    def __init__(self, hunk_set: HunkSet, version: str | None) -> None:
-        self.hunk_set = hunk_set
-        self.version = version
-
-    def refuse(self, reason: Reason, hunk: Hunk | None, detail: str, source: ModuleSource | None = None, **extra) -> Refusal:
-        origin = hunk.origin if hunk is not None else self.hunk_set.field_origins.get("vllm")
-        if origin is None:
-            from ._model import Origin
-
-            origin = Origin(self.hunk_set.path, 1)
-        target = str(hunk.target) if hunk is not None else self.hunk_set.name
-        return Refusal(
-            reason=reason,
-            set_name=self.hunk_set.name,
-            origin=origin,
-            target=target,
-            detail=detail,
-            vllm_version=self.version,
-            module_path=source.path if source else None,
-            commit=hunk.commit.label() if getattr(hunk, "commit", None) is not None else None,
-            **extra,
-        )
-
-
 def _lines(n: int) -> str:
     return f"{n} line" if n == 1 else f"{n} lines"
 
@@ -203,16 +133,14 @@ def _scope_label(scopes: list[Scope]) -> str:
     ) + ")"
 
 
-def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: int | None = None) -> Placement | Refusal:
+def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int | None = None) -> Placement | Refusal:
     """expect: for a diff hunk, the 0-based line its header names, shifted as patch shifts it (None: its own)."""
-    lines = state.lines
     if hunk.creates:
         return _locate_creation(ctx, hunk, state)
     try:
         index = state.index()
     except SyntaxError as exc:
         return ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the module source does not parse: {exc}", state.source)
-    anchor = hunk.anchor
     if hunk.from_diff:
         return _locate_diff(ctx, hunk, state, index, expect)
     scopes = index.find(hunk.target.qualname)
@@ -223,46 +151,60 @@ def _locate_anchored(ctx: _Context, hunk: AnchoredHunk, state: _State, expect: i
             f"{hunk.target.qualname} is not defined in {hunk.target.module}{index.similar(hunk.target.qualname)}",
             state.source,
         )
-    if not anchor:
-        scope = scopes[-1]
-        if scope.kind == "function":
-            return ctx.refuse(
-                Reason.ANCHOR_NOT_FOUND,
-                hunk,
-                "this hunk has only '+' lines; only a class or module target takes lines with no anchor "
-                "(they are added at its end)",
-                state.source,
-            )
-        at = scope.end if scope.kind == "class" else len(lines) - (1 if lines and lines[-1] == "" else 0)
-        return Placement(hunk, at, at, [(l.op, l.text) for l in hunk.lines], scope)
-    found = [i for s in scopes for i in _anchor.occurrences(lines, anchor, s.start, s.end)]
-    found = sorted(set(found))
+    if not hunk.anchor:
+        return _append_to_scope(ctx, hunk, state, scopes[-1])
+    found = sorted({i for s in scopes for i in _anchor.occurrences(state.lines, hunk.anchor, s.start, s.end)})
     if not found:  # text first, structure second
-        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(s.start, s.end) for s in scopes])
-        if len(laid.places) == 1 and laid.places[0].match is not None:
-            first, m = laid.places[0].first, laid.places[0].match
-            scope = next(s for s in scopes if s.start <= first < s.end)
-            moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
-            return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
-        if len(laid.places) > 1:
-            return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
-        near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
-        refusal = _not_found(ctx, hunk, state, min(s.start for s in scopes), max(s.end for s in scopes), f"in {_scope_label(scopes)}", near)
-        return _layout_note(refusal, state, laid.places)
+        return _locate_by_layout(ctx, hunk, state, scopes)
     if len(found) == 1:
         scope = next(s for s in scopes if s.start <= found[0] < s.end)
         moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
-        return Placement(hunk, found[0], found[0] + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
-    where = _scope_label(scopes)
+        return Placement(hunk, found[0], found[0] + len(hunk.anchor), _ops(hunk), scope, moved)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
         hunk,
-        f"the anchor ({_lines(len(anchor))}) occurs {len(found)} times in {where}, at lines "
-        + ", ".join(str(state.origin_of[i] + 1 if state.origin_of[i] is not None else i + 1) for i in found)
+        f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(found)} times in {_scope_label(scopes)}, at lines "
+        + ", ".join(str(_disk_line(state, i)) for i in found)
         + "; add context lines until they occur once",
         state.source,
-        expected=anchor,
+        expected=hunk.anchor,
     )
+
+
+def _ops(hunk: AnchoredHunk) -> list[tuple[str, str]]:
+    """A hunk's lines as the (op, text) pairs a placement replaces its anchor with."""
+    return [(l.op, l.text) for l in hunk.lines]
+
+
+def _append_to_scope(ctx: Context, hunk: AnchoredHunk, state: State, scope: Scope) -> Placement | Refusal:
+    """A hunk of '+' lines only: added at the end of its class or module; a function takes no such hunk."""
+    if scope.kind == "function":
+        return ctx.refuse(
+            Reason.ANCHOR_NOT_FOUND,
+            hunk,
+            "this hunk has only '+' lines; only a class or module target takes lines with no anchor "
+            "(they are added at its end)",
+            state.source,
+        )
+    lines = state.lines
+    at = scope.end if scope.kind == "class" else len(lines) - (1 if lines and lines[-1] == "" else 0)
+    return Placement(hunk, at, at, _ops(hunk), scope)
+
+
+def _locate_by_layout(ctx: Context, hunk: AnchoredHunk, state: State, scopes: list[Scope]) -> Placement | Refusal:
+    """The anchor's text is not in its scopes: its code laid out anew, once (issue 10), or a refusal."""
+    laid = _layout.search(state.lines, _ops(hunk), [(s.start, s.end) for s in scopes])
+    if len(laid.places) == 1 and laid.places[0].match is not None:
+        first, m = laid.places[0].first, laid.places[0].match
+        scope = next(s for s in scopes if s.start <= first < s.end)
+        moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
+        return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
+    if len(laid.places) > 1:
+        return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
+    near = scopes[0].start + hunk.hint_offset if hunk.hint_offset is not None else None
+    lo, hi = min(s.start for s in scopes), max(s.end for s in scopes)
+    refusal = _not_found(ctx, hunk, state, lo, hi, f"in {_scope_label(scopes)}", near)
+    return _layout_note(refusal, state, laid.places)
 
 
 def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
@@ -283,113 +225,149 @@ def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
     return first, last
 
 
-def _locate_creation(ctx: _Context, hunk: AnchoredHunk, state: _State) -> Placement | Refusal:
+def _locate_creation(ctx: Context, hunk: AnchoredHunk, state: State) -> Placement | Refusal:
     """A hunk that creates its module: only '+' lines, on the empty text of a module that is not there."""
     if not state.created or state.lines != [""]:
         return ctx.refuse(
             Reason.MODULE_EXISTS, hunk, f"this hunk creates {hunk.target.module}, which already exists "
-            + (f"(another set or an earlier commit made it)" if state.created else f"here ({state.source.path})"),
+            + ("(another set or an earlier commit made it)" if state.created else f"here ({state.source.path})"),
             state.source, other_sets=tuple(s for s in state.sets if s != ctx.hunk_set.name),
         )
     anchor = hunk.anchor  # empty, or the empty last element of a file written without a final newline
     return Placement(hunk, 0, len(anchor), [(l.op, l.text) for l in hunk.lines], state.index().module)
 
 
-def _author_position(state: _State, i: int, set_name: str) -> int:
+def _author_position(state: State, i: int, set_name: str) -> int:
     """Line i counted as the set's author saw it: lines other sets added are not in their file."""
     return i - sum(1 for owner in state.owners[:i] if owner is not None and owner != set_name)
 
 
 def _locate_diff(
-    ctx: _Context, hunk: AnchoredHunk, state: _State, index: ScopeIndex, expect: int | None = None
+    ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex, expect: int | None = None
 ) -> Placement | Refusal:
     """A diff hunk: find its anchor anywhere in the module, then the scope its changed lines are in."""
     lines = state.lines
-    anchor = hunk.anchor
-    if not anchor:
-        # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
-        # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
-        if hunk.hint_line == 1 and not hunk.creates:
-            if lines == [""]:
-                return Placement(hunk, 0, 0, [(l.op, l.text) for l in hunk.lines], index.module)
-            return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
-                              f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
-        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
-                          "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
-    found = _anchor.occurrences(lines, anchor, 0, len(lines))
-    if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
-        found = [i for i in found if i + len(anchor) == len(lines)]
-    laid = None
-    if not found and not hunk.at_end:  # text first, structure second (issue 10): `found` then indexes the places
-        laid = _layout.search(lines, [(l.op, l.text) for l in hunk.lines], [(0, len(lines))]).places
-        found = list(range(len(laid)))
+    if not hunk.anchor:
+        return _diff_without_anchor(ctx, hunk, state, index)
+    found, laid = _diff_occurrences(hunk, lines)
     if not found:
-        hint = hunk.hint_line or 1
-        return _not_found(ctx, hunk, state, 0, len(lines), "in the module" + (" at its end" if hunk.at_end else ""), near=hint - 1)
-    patch_pick = None  # among several occurrences, the one GNU `patch -F0` would take (the nearest)
+        where = "in the module" + (" at its end" if hunk.at_end else "")
+        return _not_found(ctx, hunk, state, 0, len(lines), where, near=(hunk.hint_line or 1) - 1)
+    patch_pick, wanted = None, None
     if laid is None and len(found) > 1 and hunk.hint_line is not None:
-        # The text the diff was made against: where its header's line number (shifted like patch
-        # shifts it by the hunks before it) lands exactly on one occurrence, that is the one.
-        wanted = hunk.hint_line - 1 if expect is None else expect
-        position = {i: _author_position(state, i, ctx.hunk_set.name) for i in found}
-        exact = [i for i in found if position[i] == wanted]
-        tied = _tied_to_an_end(hunk, found, lines)
-        if len(exact) == 1:
-            found = exact
-        elif tied is not None:
-            found = [tied]
-        else:  # patch searches outwards from the expected line, later lines first at equal distance
-            patch_pick = min(found, key=lambda i: (abs(position[i] - wanted), position[i] < wanted))
-    if laid is not None:
-        candidates = [(i, index.innermost(*laid[i].changed)) for i in found]
-    else:
-        candidates = [(i, index.innermost(*_changed_span(hunk, i))) for i in found]
+        found, patch_pick, wanted = _as_patch_would(ctx, hunk, state, found, expect)
+    candidates = [(i, index.innermost(*(laid[i].changed if laid is not None else _changed_span(hunk, i)))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
-        named = hunk.hint_scope.strip()
-        narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, lines, named)]
-        if len(narrowed) == 1 and patch_pick is not None and narrowed[0][0] != patch_pick:
-            # Never a different place than patch at the release a diff was made against (issue 6).
-            return ctx.refuse(
-                Reason.ANCHOR_AMBIGUOUS, hunk,
-                f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times; git's function name "
-                f"{named!r} points at line {narrowed[0][0] + 1} ({narrowed[0][1].describe()}), but the nearest "
-                f"to the hunk's line {wanted + 1}, where patch would apply it, is line {patch_pick + 1}; "
-                "make the diff with more context (diff -U5) so they occur once",
-                state.source, expected=anchor,
-            )
-        if len(narrowed) == 1:
-            candidates = narrowed
-    if len(candidates) > 1 and laid is not None:
-        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
+        narrowed = _by_function_name(ctx, hunk, state, index, candidates, patch_pick, wanted)
+        if isinstance(narrowed, Refusal):
+            return narrowed
+        candidates = narrowed
     if len(candidates) > 1:
-        places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
-        return ctx.refuse(
-            Reason.ANCHOR_AMBIGUOUS,
-            hunk,
-            f"the anchor ({_lines(len(anchor))}) occurs {len(candidates)} times: {places}; "
-            "make the diff with more context (diff -U5) so they occur once",
-            state.source,
-            expected=anchor,
-        )
+        return _diff_ambiguous(ctx, hunk, state, candidates, laid)
     start, scope = candidates[0]
-    match = None
+    if laid is None:
+        return Placement(hunk, start, start + len(hunk.anchor), _ops(hunk), scope, _diff_moved(ctx, hunk, state, start))
+    place = laid[start]
+    if place.match is None:
+        refusal = _not_found(ctx, hunk, state, 0, len(lines), "in the module", near=(hunk.hint_line or 1) - 1)
+        return _layout_note(refusal, state, [place])
+    moved = _diff_moved(ctx, hunk, state, place.first)
+    return Placement(hunk, place.match.start, place.match.end, list(place.match.new), scope, moved, reformatted=True)
+
+
+def _diff_occurrences(hunk: AnchoredHunk, lines: list[str]) -> tuple[list[int], list[_layout.Place] | None]:
+    """Where a diff hunk's anchor text is (first lines), else where its code is laid out anew
+    (issue 10): then the second item holds those places and the first indexes them."""
+    found = _anchor.occurrences(lines, hunk.anchor, 0, len(lines))
+    if hunk.at_end:  # written with `\ No newline at end of file`: the anchor is the file's end
+        return [i for i in found if i + len(hunk.anchor) == len(lines)], None
+    if found:
+        return found, None
+    laid = _layout.search(lines, _ops(hunk), [(0, len(lines))]).places
+    return list(range(len(laid))), laid
+
+
+def _diff_without_anchor(ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex) -> Placement | Refusal:
+    """A diff hunk with no context nor removed lines: only git's diff of an empty file has a place."""
+    lines = state.lines
+    # `@@ -0,0 +1,n @@` on a file that exists: git's diff of an empty file (an empty `__init__.py`
+    # that a series fills, omni-infer at vLLM 0.8.3). Its anchor is the whole file: it must be empty.
+    if hunk.hint_line == 1 and not hunk.creates:
+        if lines == [""]:
+            return Placement(hunk, 0, 0, _ops(hunk), index.module)
+        return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk (@@ -0,0) fills an empty file, and "
+                          f"{hunk.target.module} is not empty here ({_lines(len(lines) - 1)})", state.source)
+    return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, "this diff hunk has no context or removed lines to anchor it "
+                      "(a zero-context diff, diff -U0?): make it with context (git diff, diff -u)", state.source)
+
+
+def _as_patch_would(
+    ctx: Context, hunk: AnchoredHunk, state: State, found: list[int], expect: int | None
+) -> tuple[list[int], int | None, int]:
+    """Among several occurrences: the one at the header's line (shifted as patch shifts it by the
+    hunks before it) or tied to a file end, else all of them with the one GNU `patch -F0` would take
+    (the nearest; later first at equal distance). Returns (found, patch's pick or None, wanted line)."""
+    assert hunk.hint_line is not None
+    wanted = hunk.hint_line - 1 if expect is None else expect
+    position = {i: _author_position(state, i, ctx.hunk_set.name) for i in found}
+    exact = [i for i in found if position[i] == wanted]
+    if len(exact) == 1:
+        return exact, None, wanted
+    tied = _tied_to_an_end(hunk, found, state.lines)
+    if tied is not None:
+        return [tied], None, wanted
+    return found, min(found, key=lambda i: (abs(position[i] - wanted), position[i] < wanted)), wanted
+
+
+def _by_function_name(
+    ctx: Context, hunk: AnchoredHunk, state: State, index: ScopeIndex, candidates: list[tuple[int, Scope]],
+    patch_pick: int | None, wanted: int | None,
+) -> list[tuple[int, Scope]] | Refusal:
+    """The candidates in the function git's `@@ ... @@ name` names, when that is one; never a
+    different place than patch would take at the release the diff was made against (issue 6)."""
+    assert hunk.hint_scope is not None
+    named = hunk.hint_scope.strip()
+    narrowed = [(i, s) for i, s in candidates if _scope_chain_mentions(index, s, state.lines, named)]
+    if len(narrowed) != 1:
+        return candidates
+    if patch_pick is not None and narrowed[0][0] != patch_pick:
+        assert wanted is not None
+        return ctx.refuse(
+            Reason.ANCHOR_AMBIGUOUS, hunk,
+            f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(candidates)} times; git's function name "
+            f"{named!r} points at line {narrowed[0][0] + 1} ({narrowed[0][1].describe()}), but the nearest "
+            f"to the hunk's line {wanted + 1}, where patch would apply it, is line {patch_pick + 1}; "
+            "make the diff with more context (diff -U5) so they occur once",
+            state.source, expected=hunk.anchor,
+        )
+    return narrowed
+
+
+def _diff_ambiguous(ctx: Context, hunk: AnchoredHunk, state: State, candidates: list[tuple[int, Scope]], laid) -> Refusal:
     if laid is not None:
-        if laid[start].match is None:
-            hint = hunk.hint_line or 1
-            return _layout_note(_not_found(ctx, hunk, state, 0, len(lines), "in the module", near=hint - 1), state, [laid[start]])
-        start, match = laid[start].first, laid[start].match
-    moved = None
-    if hunk.hint_line is not None:
-        original_start = state.origin_of[start] if hunk.step == 0 else None
-        if original_start is None:
-            original_start = _author_position(state, start, ctx.hunk_set.name)
-        moved = original_start - (hunk.hint_line - 1)
-    if match is not None:
-        return Placement(hunk, match.start, match.end, list(match.new), scope, moved, reformatted=True)
-    return Placement(hunk, start, start + len(anchor), [(l.op, l.text) for l in hunk.lines], scope, moved)
+        return _layout_ambiguous(ctx, hunk, state, [laid[i] for i, _ in candidates], "in the module")
+    places = ", ".join(f"line {i + 1} ({s.describe()})" for i, s in candidates)
+    return ctx.refuse(
+        Reason.ANCHOR_AMBIGUOUS,
+        hunk,
+        f"the anchor ({_lines(len(hunk.anchor))}) occurs {len(candidates)} times: {places}; "
+        "make the diff with more context (diff -U5) so they occur once",
+        state.source,
+        expected=hunk.anchor,
+    )
 
 
-def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: list, where: str) -> Refusal:
+def _diff_moved(ctx: Context, hunk: AnchoredHunk, state: State, start: int) -> int | None:
+    """Lines between where the diff's header says the hunk was and where it lands (None: no header line)."""
+    if hunk.hint_line is None:
+        return None
+    original_start = state.origin_of[start] if hunk.step == 0 else None
+    if original_start is None:
+        original_start = _author_position(state, start, ctx.hunk_set.name)
+    return original_start - (hunk.hint_line - 1)
+
+
+def _layout_ambiguous(ctx: Context, hunk: AnchoredHunk, state: State, places: list, where: str) -> Refusal:
     at = ", ".join(str((state.origin_of[p.first] if state.origin_of[p.first] is not None else p.first) + 1) for p in places)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
@@ -401,7 +379,7 @@ def _layout_ambiguous(ctx: _Context, hunk: AnchoredHunk, state: _State, places: 
     )
 
 
-def _layout_note(refusal: Refusal, state: _State, places: list) -> Refusal:
+def _layout_note(refusal: Refusal, state: State, places: list) -> Refusal:
     """A refusal for an anchor whose code is there, laid out anew, but the hunk cannot be written there."""
     if places and places[0].match is None:
         line = places[0].first
@@ -432,17 +410,23 @@ def _tied_to_an_end(hunk: AnchoredHunk, found: list[int], lines: list[str]) -> i
     return at[0] if len(at) == 1 else None
 
 
+def _disk_line(state: State, i: int) -> int:
+    """1-based line on disk of the current text's line `i` (an added line: its place in the current text)."""
+    at = state.origin_of[i]
+    return at + 1 if at is not None else i + 1
+
+
 def _scope_chain_mentions(index: ScopeIndex, scope: Scope, lines: list[str], wanted: str) -> bool:
     """Whether the scope, or one around it, starts with the def/class line git printed after `@@`."""
     for s in index.scopes:
-        if s.kind != "module" and s.start <= scope.start and scope.end <= s.end:
+        if not isinstance(s.node, ast.Module) and s.start <= scope.start and scope.end <= s.end:
             header = lines[s.node.lineno - 1].strip()
             if header.startswith(wanted) or wanted.startswith(header):
                 return True
     return False
 
 
-def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
+def _not_found(ctx: Context, hunk: AnchoredHunk, state: State, lo: int, hi: int, where: str, near: int | None = None) -> Refusal:
     anchor = hunk.anchor
     miss = _anchor.closest(state.lines, anchor, lo, hi, near)
     extra: dict = {"expected": anchor}
@@ -456,15 +440,13 @@ def _not_found(ctx: _Context, hunk: AnchoredHunk, state: _State, lo: int, hi: in
     return ctx.refuse(Reason.ANCHOR_NOT_FOUND, hunk, detail, state.source, **extra)
 
 
-def _locate(ctx: _Context, hunk: Hunk, state: _State, expect: int | None = None) -> Placement | Refusal:
+def _locate(ctx: Context, hunk: Hunk, state: State, expect: int | None = None) -> Placement | Refusal:
     if isinstance(hunk, TransformHunk):
-        from ._transform import locate_transform
-
         return locate_transform(ctx, hunk, state)
     return _locate_anchored(ctx, hunk, state, expect)
 
 
-def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
+def _apply(state: State, placements: list[Placement], set_name: str) -> State:
     """The state after replacing each placement's span (placements must not overlap)."""
     lines: list[str] = []
     owners: list[str | None] = []
@@ -489,7 +471,7 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
         keep(pos, p.start)
         old = p.start
         anchored = not isinstance(p.hunk, TransformHunk)
-        for (op, text), where in zip(p.new, _line_origins(p)):
+        for (op, text), where in zip(p.new, _line_origins(p), strict=True):
             if op == " ":
                 keep(old, old + 1)
                 if anchored:
@@ -509,13 +491,13 @@ def _apply(state: _State, placements: list[Placement], set_name: str) -> _State:
         pos = p.end
     keep(pos, len(state.lines))
     sets = state.sets if set_name in state.sets else state.sets + (set_name,)  # a series applies step by step
-    return _State(state.source, lines, owners, origin_of, relied, sets, created=state.created, blame=blame)
+    return State(state.source, lines, owners, origin_of, relied, sets, created=state.created, blame=blame)
 
 
 def _line_origins(p: Placement) -> list[Origin]:
     """The hunk-file line behind each of a placement's (op, text) pairs (a transform: its def line)."""
     hunk_lines = getattr(p.hunk, "lines", None)
-    if hunk_lines is not None and len(hunk_lines) == len(p.new) and all(l.op == op for l, (op, _) in zip(hunk_lines, p.new)):
+    if hunk_lines is not None and len(hunk_lines) == len(p.new) and all(l.op == op for l, (op, _) in zip(hunk_lines, p.new, strict=True)):
         return [l.origin for l in hunk_lines]
     return [p.hunk.origin] * len(p.new)
 
@@ -531,21 +513,21 @@ def _steps(hunks: Sequence[Hunk]) -> list[list[Hunk]]:
 class _Series:
     """Walks a set's steps over module states: locate each step's hunks, then apply them together."""
 
-    def __init__(self, ctx: _Context, states: dict[str, _State], read: Callable[[str], _State | None], created: dict[str, str]):
+    def __init__(self, ctx: Context, states: dict[str, State], read: Callable[[str], State | None], created: dict[str, str]):
         self.ctx = ctx
         self.states = states
         self.read = read
         self.created = created
         self.failed: dict[str, Hunk] = {}  # module -> its first refused hunk: later steps there are not reached
 
-    def state_for(self, hunk: Hunk) -> _State | Refusal:
+    def state_for(self, hunk: Hunk) -> State | Refusal:
         module = hunk.target.module
         state = self.states.get(module) or self.read(module)
         if state is None and getattr(hunk, "creates", False):
             if module not in self.created:
                 return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"cannot create {module}: its package "
                                        f"{module.rpartition('.')[0] or '(none: a top-level module)'} is not here")
-            state = _State.new_module(module, self.created[module])
+            state = State.new_module(module, self.created[module])
         if state is None:
             return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"no Python source for module {module}")
         self.states.setdefault(module, state)
@@ -555,11 +537,11 @@ class _Series:
         earlier = self.failed.get(hunk.target.module)
         if earlier is None:
             return None
-        where = f" ({earlier.commit.label()})" if getattr(earlier, "commit", None) is not None else ""
+        where = f" ({earlier.commit.label()})" if earlier.commit is not None else ""
         return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
                                "and this one applies to the text it would have made")
 
-    def locate_step(self, hunks: list[Hunk], on_placed: Callable[[Hunk, Placement, _State], None],
+    def locate_step(self, hunks: list[Hunk], on_placed: Callable[[Hunk, Placement, State], None],
                     on_refused: Callable[[Hunk, Refusal], None]) -> dict[str, list[Placement]]:
         by_module: dict[str, list[Placement]] = {}
         offsets: dict[int, int] = {}  # id(diff file section) -> how far patch would shift its next hunk
@@ -587,16 +569,16 @@ class _Series:
 
 
 def _try_set(
-    ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+    ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
     created: dict[str, str] | None = None,
-) -> tuple[SetResult, dict[str, _State]]:
+) -> tuple[SetResult, dict[str, State]]:
     """Locate every hunk of one set on `states`, step by step, applying each step (or report why not)."""
     result = SetResult(hunk_set)
     walk = _Series(ctx, states, read, created or {})
     results: dict[int, HunkResult] = {}
-    new_states: dict[str, _State] = {}
+    new_states: dict[str, State] = {}
 
-    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
+    def placed(hunk: Hunk, located: Placement, state: State) -> None:
         origin = state.origin_of[located.start] if located.start < len(state.origin_of) else None
         # The original file's line; for an anchor starting on a line an earlier commit added, its line
         # in the text that commit left.
@@ -610,44 +592,64 @@ def _try_set(
         result.refusals.append(refusal)
 
     for step in _steps(hunk_set.hunks):
-        by_module = walk.locate_step(step, placed, refused)
-        for module, placements in by_module.items():
+        for module, placements in walk.locate_step(step, placed, refused).items():
             state = walk.states[module]
-            ordered = sorted(placements, key=lambda p: (p.start, p.end))
-            bad = False
-            for a, b in zip(ordered, ordered[1:]):
-                if b.start < a.end:  # two insertions at one place are fine: they go in file order
-                    refusal = ctx.refuse(
-                        Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; merge them into one hunk",
-                        state.source,
-                    )
-                    refused(b.hunk, refusal)
-                    bad = True
-            if bad:
-                walk.failed.setdefault(module, ordered[0].hunk)
+            new_state = _apply_step(ctx, module, state, placements, refused, result, results)
+            if not isinstance(new_state, State):  # the hunk whose refusal keeps later steps off this module
+                walk.failed.setdefault(module, new_state)
                 continue
-            new_state = _apply(state, placements, hunk_set.name)
-            try:
-                new_state.index()
-            except SyntaxError as exc:
-                refusal = ctx.refuse(
-                    Reason.INVALID_PYTHON,
-                    placements[0].hunk,
-                    f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: "
-                    f"{(new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else '').strip()!r}",
-                    state.source,
-                )
-                result.refusals.append(refusal)
-                for p in placements:
-                    results[id(p.hunk)].refusal = results[id(p.hunk)].refusal or refusal
-                walk.failed.setdefault(module, placements[0].hunk)
-                continue
-            walk.states[module] = new_state
-            new_states[module] = new_state
+            walk.states[module] = new_states[module] = new_state
     result.hunks = [results[id(h)] for h in hunk_set.hunks if id(h) in results]
     if result.refusals:
         return result, {}
     return result, new_states
+
+
+def _apply_step(
+    ctx: Context, module: str, state: State, placements: list[Placement], refused: Callable[[Hunk, Refusal], None],
+    result: SetResult, results: dict[int, HunkResult],
+) -> State | Hunk:
+    """One step's placements on one module applied; else each refusal recorded and the hunk to blame
+    for the module: hunks that overlap (refused one by one), or a patched text that does not parse."""
+    overlaps = _overlaps(ctx, state, placements)
+    for hunk, refusal in overlaps:
+        refused(hunk, refusal)
+    if overlaps:
+        return min(placements, key=lambda p: (p.start, p.end)).hunk
+    new_state = _apply(state, placements, ctx.hunk_set.name)
+    broken = _unparsable(ctx, module, state, new_state, placements[0].hunk)
+    if broken is None:
+        return new_state
+    result.refusals.append(broken)  # once on the set; every hunk of the step shows it
+    for p in placements:
+        results[id(p.hunk)].refusal = results[id(p.hunk)].refusal or broken
+    return placements[0].hunk
+
+
+def _overlaps(ctx: Context, state: State, placements: list[Placement]) -> list[tuple[Hunk, Refusal]]:
+    """Each placement that starts inside the one before it (two insertions at one place are fine:
+    they go in file order), refused with the hunk it overlaps."""
+    ordered = sorted(placements, key=lambda p: (p.start, p.end))
+    return [
+        (b.hunk, ctx.refuse(Reason.OVERLAP, b.hunk, f"it changes lines that the hunk at {a.hunk.origin} changes too; "
+                            "merge them into one hunk", state.source))
+        for a, b in zip(ordered, ordered[1:], strict=False) if b.start < a.end
+    ]
+
+
+def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk: Hunk) -> Refusal | None:
+    """A refusal when the patched text does not parse, quoting the patched line at fault."""
+    try:
+        new_state.index()
+    except SyntaxError as exc:
+        at = new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else ""
+        return ctx.refuse(
+            Reason.INVALID_PYTHON,
+            hunk,
+            f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: {at.strip()!r}",
+            state.source,
+        )
+    return None
 
 
 def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
@@ -656,7 +658,7 @@ def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
             hr.refusal = refusal
 
 
-def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read: Callable[[str], _State | None],
+def _conflicts(ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
                created: dict[str, str] | None = None) -> list[Refusal]:
     """Hunks of `hunk_set` whose anchors, placed on `states` step by step, cover lines other sets added."""
     refusals: list[Refusal] = []
@@ -677,8 +679,8 @@ def _conflicts(ctx: _Context, hunk_set: HunkSet, states: dict[str, _State], read
             )
         )
 
-    def placed(hunk: Hunk, located: Placement, state: _State) -> None:
-        changed_by = {state.owners[i] for i in _touched(located)} - {None, hunk_set.name}
+    def placed(hunk: Hunk, located: Placement, state: State) -> None:
+        changed_by = {o for i in _touched(located) if (o := state.owners[i]) is not None} - {hunk_set.name}
         relied_on_by = _breaks(located, state) - {hunk_set.name}
         if changed_by or relied_on_by:
             at = state.origin_of[located.start] if located.start < len(state.origin_of) else None
@@ -720,7 +722,7 @@ def _touched(p: Placement) -> list[int]:
     return touched
 
 
-def _breaks(p: Placement, state: _State) -> set[str]:
+def _breaks(p: Placement, state: State) -> set[str]:
     """Sets whose anchors hold a line this placement removes, or two lines it inserts between."""
     broken: set[str] = set()
     old = p.start
@@ -767,65 +769,77 @@ def plan(
     require_version: bool = True,
 ) -> Plan:
     """Check every set against the original sources, stack the ones that apply, compile the results."""
-    originals: dict[str, _State | None] = {}
+    originals: dict[str, State | None] = {}
 
-    def read(module: str) -> _State | None:
+    def read(module: str) -> State | None:
         if module not in originals:
             source = read_source(module)
-            originals[module] = None if source is None else _State.initial(source)
+            originals[module] = None if source is None else State.initial(source)
         return originals[module]
 
     results: list[SetResult] = []
-    accepted: dict[str, _State] = {}
+    accepted: dict[str, State] = {}
     for given in sets:
         # A diff names files by path: which module each is depends on the tree (issue 6).
         resolution = resolve_paths(given, read_source, vllm_version)
-        hunk_set, created = resolution.hunk_set, resolution.created
-        ctx = _Context(hunk_set, vllm_version)
-        alone, alone_states = _try_set(ctx, hunk_set, {}, read, created)
+        ctx = Context(resolution.hunk_set, vllm_version)
+        alone, alone_states = _try_set(ctx, resolution.hunk_set, {}, read, resolution.created)
         alone.skipped = resolution.skipped
         alone.refusals[:0] = resolution.refusals
-        why = check_version(hunk_set, vllm_version, require_version)
+        why = check_version(resolution.hunk_set, vllm_version, require_version)
         if why is not None:
             alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
         results.append(alone)
-        if not alone.ok:
-            continue
-        if not any(m in accepted for m in alone_states):
-            accepted.update(alone_states)
-            continue
-        stacked_on = {m: accepted.get(m) or read(m) for m in hunk_set.modules}
-        conflicts = _conflicts(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
-        if conflicts:
-            alone.refusals.extend(conflicts)
-            for refusal in conflicts:
-                hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
-                for hr in alone.hunks:
-                    if hr.hunk is hunk:
-                        hr.refusal = refusal
-            continue
-        stacked, stacked_states = _try_set(ctx, hunk_set, {m: s for m, s in stacked_on.items() if s is not None}, read, created)
-        if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
-            alone.refusals.extend(stacked.refusals)
-            continue
-        accepted.update(stacked_states)
-
+        if alone.ok:
+            _stack(ctx, alone, alone_states, accepted, read, resolution.created)
+    if not compile_modules:
+        return Plan(results, {}, vllm_version)
     modules: dict[str, PatchedModule] = {}
-    if compile_modules:
-        for module, state in accepted.items():
-            patched = _compile(state, originals[module])
-            if isinstance(patched, SyntaxError):
-                owner = state.sets[-1]
-                result = next(r for r in results if r.hunk_set.name == owner)
-                ctx = _Context(result.hunk_set, vllm_version)
-                hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
-                result.refusals.append(
-                    ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {patched}", state.source)
-                )
-                # Never apply half a set: plan again without the set that broke it.
-                return _replan(sets, owner, results, read_source, vllm_version, require_version)
-            modules[module] = patched
+    for module, state in accepted.items():
+        patched = _compile(state, originals[module])
+        if isinstance(patched, SyntaxError):
+            owner = _refuse_uncompilable(module, state, patched, results, vllm_version)
+            # Never apply half a set: plan again without the set that broke it.
+            return _replan(sets, owner, results, read_source, vllm_version, require_version)
+        modules[module] = patched
     return Plan(results, modules, vllm_version)
+
+
+def _stack(
+    ctx: Context, alone: SetResult, alone_states: dict[str, State], accepted: dict[str, State],
+    read: Callable[[str], State | None], created: dict[str, str],
+) -> None:
+    """A set that applies alone, put on top of the sets accepted before it (`accepted` grows), or
+    refused where it conflicts with them (its hunks then carry the conflict)."""
+    if not any(m in accepted for m in alone_states):
+        accepted.update(alone_states)
+        return
+    hunk_set = alone.hunk_set
+    stacked_on = {m: s for m in hunk_set.modules if (s := accepted.get(m) or read(m)) is not None}
+    conflicts = _conflicts(ctx, hunk_set, stacked_on, read, created)
+    if conflicts:
+        alone.refusals.extend(conflicts)
+        for refusal in conflicts:
+            hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
+            for hr in alone.hunks:
+                if hr.hunk is hunk:
+                    hr.refusal = refusal
+        return
+    stacked, stacked_states = _try_set(ctx, hunk_set, stacked_on, read, created)
+    if not stacked.ok:  # cannot happen after _conflicts passed, but never apply half a set
+        alone.refusals.extend(stacked.refusals)
+        return
+    accepted.update(stacked_states)
+
+
+def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:
+    """Refuse the last set that changed `module` (its patched text does not compile); its name."""
+    owner = state.sets[-1]
+    result = next(r for r in results if r.hunk_set.name == owner)
+    ctx = Context(result.hunk_set, version)
+    hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
+    result.refusals.append(ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {error}", state.source))
+    return owner
 
 
 def _replan(
@@ -839,7 +853,7 @@ def _replan(
     return Plan(merged, again.modules, version)
 
 
-def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxError:
+def _compile(state: State, original: State | None) -> PatchedModule | SyntaxError:
     text = "\n".join(state.lines)
     note = "vllm-surgeon: " + ", ".join(state.sets)
     tree = state.index().tree
@@ -851,6 +865,7 @@ def _compile(state: _State, original: _State | None) -> PatchedModule | SyntaxEr
         except SyntaxError as exc:
             return exc
         return PatchedModule(state.source, text, state.sets, Compiled(display, code, tree, []), None, created=True)
+    assert original is not None  # a module on disk was read before any set changed it
     try:
         compiled = compile_patched(
             original.lines, state.lines, tree, state.origin_of, state.source.path, note,

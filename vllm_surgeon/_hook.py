@@ -9,6 +9,7 @@ from __future__ import annotations
 import linecache
 import sys
 from collections.abc import Callable
+from importlib.abc import Loader
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
@@ -31,8 +32,11 @@ _IMPORT_ATTRS = frozenset(("__name__", "__loader__", "__package__", "__spec__", 
 OnFail = Callable[[ModuleType, PatchedModule, Exception], "PatchedModule | None"]
 
 
-class SurgeonLoader:
-    """Wraps the real loader: executes the patched code, delegates everything else to it."""
+class SurgeonLoader(Loader):
+    """Wraps the real loader: executes the patched code, delegates everything else to it.
+
+    A Loader (what ModuleSpec.loader is typed as): its legacy `load_module` runs exec_module, so
+    even that path runs the patched code rather than the base loader's."""
 
     def __init__(
         self, base: Any, patched: PatchedModule, on_exec: Callable[[ModuleType, PatchedModule], None],
@@ -68,8 +72,9 @@ class SurgeonLoader:
             return
         linecache.cache.pop(self._patched.source.path, None)  # the file on disk is what runs
         module.__loader__ = self._base
-        if getattr(module, "__spec__", None) is not None:
-            module.__spec__.loader = self._base
+        spec = getattr(module, "__spec__", None)
+        if spec is not None:
+            spec.loader = self._base
         self._base.exec_module(module)
 
     def get_code(self, fullname: str):
@@ -88,7 +93,7 @@ class SurgeonLoader:
         return f"<vllm-surgeon loader for {self._patched.source.module} ({', '.join(self._patched.sets)}) over {self._base!r}>"
 
 
-class NewModuleLoader:
+class NewModuleLoader(Loader):
     """Loads a module that a set creates (`--- /dev/null`): no file on disk, its text is in linecache."""
 
     def __init__(

@@ -107,18 +107,27 @@ def _wrapped(unit: Unit, node: ast.stmt, tree: ast.Module) -> ast.Module:
     return ast.fix_missing_locations(module)
 
 
-def _define(module: types.ModuleType, unit: Unit, node: ast.stmt, tree: ast.Module, filename: str) -> object:
+def _define(
+    module: types.ModuleType, unit: Unit, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, tree: ast.Module,
+    filename: str,
+) -> object:
     """Execute `node` (in stand-in classes) and return the object it binds."""
-    namespace: dict = {}
+    namespace: dict[str, object] = {}
     code = compile(_wrapped(unit, node, tree), filename, "exec", dont_inherit=True)
     exec(code, module.__dict__, namespace)
-    obj: object = namespace
+    obj: type | dict[str, object] = namespace
     for stmt in [s for s in unit.chain if isinstance(s, ast.ClassDef)]:
-        obj = vars(obj)[stmt.name] if isinstance(obj, type) else obj[stmt.name]
+        inner = vars(obj)[stmt.name] if isinstance(obj, type) else obj[stmt.name]
+        assert isinstance(inner, type)  # a stand-in class of the chain
+        obj = inner
     return vars(obj)[node.name] if isinstance(obj, type) else obj[node.name]
 
 
-def _dumps(nodes: list[ast.AST]) -> list[str]:
+def _decorators(node: ast.stmt | ast.Module) -> list[ast.expr]:
+    return getattr(node, "decorator_list", [])
+
+
+def _dumps(nodes: list[ast.expr]) -> list[str]:
     return [ast.dump(n, include_attributes=False) for n in nodes]
 
 
@@ -137,25 +146,28 @@ def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
     filename = patched.source.path
     tree = patched.compiled.tree
     original = patched.original_index
+    assert original is not None, f"{patched.source.module}: in place needs the module as planned, with its original"
     prepared = _Prepared(module, patched, [], [])
     for unit in patched.compiled.units:
         owner = _owner(module, unit)
-        if unit.is_function:
+        node = unit.node
+        if isinstance(node, _FUNCS):
             qualname = unit.qualname
-            existed = qualname is not None and original.find(qualname)
-            if existed and not any(not isinstance(s, ast.ClassDef) for s in unit.chain):
+            existed = original.find(qualname) if qualname is not None else []
+            if qualname is not None and existed and not any(not isinstance(s, ast.ClassDef) for s in unit.chain):
                 if len(existed) > 1:
                     raise LiveError(f"{qualname} is defined {len(existed)} times (property getter and setter?)", unit)
-                if _dumps(existed[0].node.decorator_list) != _dumps(unit.node.decorator_list):
+                if _dumps(_decorators(existed[0].node)) != _dumps(node.decorator_list):
                     raise LiveError(
                         f"the decorators of {qualname} change, and a live function keeps the ones it was made with", unit
                     )
-                live = _unwrap_all(vars(owner).get(unit.node.name), qualname, filename)
+                live = _unwrap_all(vars(owner).get(node.name), qualname, filename)
                 if not live:
                     raise LiveError(f"cannot find the live function {qualname} (a decorator may hide it)", unit)
-                bare = copy.copy(unit.node)
+                bare = copy.copy(node)
                 bare.decorator_list = []
                 fresh = _define(module, unit, bare, tree, filename)
+                assert isinstance(fresh, types.FunctionType)  # an undecorated def binds a function
                 prepared.swaps.append((unit, live, fresh))
                 continue
         if any(not isinstance(s, ast.ClassDef) for s in unit.chain):
@@ -165,6 +177,11 @@ def _prepare(module: types.ModuleType, patched: PatchedModule) -> _Prepared:
         prepared.statements.append((owner, unit))
     _check_later_readers(patched, [unit for _, unit in prepared.statements])
     return prepared
+
+
+def _body(stmt: ast.stmt) -> list[ast.stmt]:
+    """The body of a unit's enclosing statement (a class: in place refuses units inside anything else)."""
+    return getattr(stmt, "body", [])
 
 
 def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
@@ -177,7 +194,7 @@ def _check_later_readers(patched: PatchedModule, units: list[Unit]) -> None:
         bound = _bound_by(unit.node)
         if not bound:
             continue
-        body = unit.chain[-1].body if unit.chain else patched.compiled.tree.body
+        body = _body(unit.chain[-1]) if unit.chain else patched.compiled.tree.body
         if not any(stmt is unit.node for stmt in body):
             continue
         after = body[[i for i, stmt in enumerate(body) if stmt is unit.node][0] + 1 :]
@@ -253,22 +270,7 @@ def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction
         except LiveError as exc:
             exc.module = module.__name__
             raise
-    codes = {id(f.__code__): f.__code__ for p, _ in prepared for _, live, _ in p.swaps for f in live}
-    running = functions_running(list(codes.values()))
-    swaps: list[tuple[list[types.FunctionType], types.FunctionType, Transaction]] = []
-    for p, txn in prepared:
-        for unit, live, fresh in p.swaps:
-            everyone = {id(f): f for g in live for f in running.get(id(g.__code__), ())}
-            everyone.update({id(f): f for f in live})
-            for f in everyone.values():
-                if f.__code__.co_freevars != fresh.__code__.co_freevars:
-                    raise LiveError(
-                        f"the patched {unit.qualname} needs closure variables {fresh.__code__.co_freevars} where the "
-                        f"live one has {f.__code__.co_freevars} (e.g. a new zero-argument super())",
-                        unit, p.module.__name__,
-                    )
-            swaps.append((list(everyone.values()), fresh, txn))
-
+    swaps = _function_swaps(prepared)
     # Prepared: now change things, each with its undo.
     for p, txn in prepared:
         tree, filename = p.patched.compiled.tree, p.patched.source.path
@@ -279,17 +281,43 @@ def patch_modules(items: list[tuple[types.ModuleType, PatchedModule, Transaction
                 _exec_in_module(p.module, unit, tree, filename, txn)
     for functions, fresh, txn in swaps:
         for f in functions:
-            before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
-            f.__code__ = fresh.__code__
-            f.__defaults__, f.__kwdefaults__ = fresh.__defaults__, fresh.__kwdefaults__
-            f.__doc__, f.__annotations__ = fresh.__doc__, fresh.__annotations__
-
-            def undo(f=f, before=before) -> None:
-                f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
-
-            txn.undo.append(undo)
+            _swap_code(f, fresh, txn)
     for p, txn in prepared:
         _drop_removed(p.module, p.patched, txn)
+
+
+def _function_swaps(prepared: list) -> list[tuple[list[types.FunctionType], types.FunctionType, Transaction]]:
+    """For each patched function: every live function object running its code (one heap search for
+    all), and the fresh one whose code they take; LiveError when their closure variables differ."""
+    codes = {id(f.__code__): f.__code__ for p, _ in prepared for _, live, _ in p.swaps for f in live}
+    running = functions_running(list(codes.values()))
+    swaps: list[tuple[list[types.FunctionType], types.FunctionType, Transaction]] = []
+    for p, txn in prepared:
+        for unit, live, fresh in p.swaps:
+            everyone = {id(f): f for g in live for f in running.get(id(g.__code__), ())}
+            everyone.update({id(f): f for f in live})
+            mismatched = next((f for f in everyone.values() if f.__code__.co_freevars != fresh.__code__.co_freevars), None)
+            if mismatched is not None:
+                raise LiveError(
+                    f"the patched {unit.qualname} needs closure variables {fresh.__code__.co_freevars} where the "
+                    f"live one has {mismatched.__code__.co_freevars} (e.g. a new zero-argument super())",
+                    unit, p.module.__name__,
+                )
+            swaps.append((list(everyone.values()), fresh, txn))
+    return swaps
+
+
+def _swap_code(f: types.FunctionType, fresh: types.FunctionType, txn: Transaction) -> None:
+    """Give live function `f` the fresh one's code, defaults, doc and annotations; the undo in `txn`."""
+    before = (f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__)
+    f.__code__ = fresh.__code__
+    f.__defaults__, f.__kwdefaults__ = fresh.__defaults__, fresh.__kwdefaults__
+    f.__doc__, f.__annotations__ = fresh.__doc__, fresh.__annotations__
+
+    def undo() -> None:
+        f.__code__, f.__defaults__, f.__kwdefaults__, f.__doc__, f.__annotations__ = before
+
+    txn.undo.append(undo)
 
 
 def patch_in_place(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
@@ -313,7 +341,7 @@ def _exec_in_class(module: types.ModuleType, cls: type, unit: Unit, tree: ast.Mo
     if isinstance(unit.node, _FUNCS):
         obj = _define(module, unit, unit.node, tree, filename)
         for f in _unwrap_all(obj, f"{cls.__qualname__}.{unit.node.name}", filename):
-            if "__class__" in f.__code__.co_freevars:  # zero-argument super() must see the live class
+            if "__class__" in f.__code__.co_freevars and f.__closure__ is not None:  # zero-argument super() must see the live class
                 f.__closure__[f.__code__.co_freevars.index("__class__")].cell_contents = cls
         names = {unit.node.name: obj}
     else:
@@ -338,6 +366,7 @@ def _exec_in_class(module: types.ModuleType, cls: type, unit: Unit, tree: ast.Mo
 def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transaction) -> None:
     """Names the hunks stopped binding at module or class scope (functions, classes, assignments,
     imports) are removed from the live module or class too: at import they would not exist."""
+    assert patched.original_index is not None, f"{patched.source.module}: in place needs the module as planned"
     before = _scope_names(patched.original_index.tree)
     after = _scope_names(patched.compiled.tree)
     for path, names in before.items():
@@ -354,7 +383,7 @@ def _drop_removed(module: types.ModuleType, patched: PatchedModule, txn: Transac
                 continue
             value = vars(owner)[name]
             delattr(owner, name)
-            txn.undo.append(lambda owner=owner, name=name, value=value: setattr(owner, name, value))
+            txn.undo.append(functools.partial(setattr, owner, name, value))
 
 
 def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:
@@ -363,30 +392,31 @@ def _scope_names(tree: ast.Module) -> dict[tuple[str, ...], set[str]]:
 
     def walk(body: list[ast.stmt], path: tuple[str, ...], names: set[str]) -> None:
         for stmt in body:
-            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+            if isinstance(stmt, ast.ClassDef):
                 names.add(stmt.name)
-                if isinstance(stmt, ast.ClassDef):
-                    inner: set[str] = out.setdefault(path + (stmt.name,), set())
-                    walk(stmt.body, path + (stmt.name,), inner)
-                continue
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
-            elif isinstance(stmt, ast.Assign):
-                for target in stmt.targets:
-                    names.update(_targets(target))
-            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
-                names.update(_targets(stmt.target))
-            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
-                names.update(_targets(stmt.target))
-            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-                for item in stmt.items:
-                    if item.optional_vars is not None:
-                        names.update(_targets(item.optional_vars))
-            for block in blocks(stmt):
-                walk(block, path, names)
+                walk(stmt.body, path + (stmt.name,), out.setdefault(path + (stmt.name,), set()))
+            elif isinstance(stmt, _FUNCS):
+                names.add(stmt.name)
+            else:
+                names.update(_names_bound(stmt))
+                for block in blocks(stmt):
+                    walk(block, path, names)
 
     walk(tree.body, (), out.setdefault((), set()))
     return out
+
+
+def _names_bound(stmt: ast.stmt) -> set[str]:
+    """The names a statement other than a def or class binds in its own scope (not in nested blocks)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in stmt.names}
+    if isinstance(stmt, ast.Assign):
+        return {n for target in stmt.targets for n in _targets(target)}
+    if isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        return _targets(stmt.target)
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return {n for item in stmt.items if item.optional_vars is not None for n in _targets(item.optional_vars)}
+    return set()
 
 
 def _targets(node: ast.AST) -> set[str]:

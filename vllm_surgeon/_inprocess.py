@@ -23,11 +23,10 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from . import _engine
+from . import _engine, _settings
 from ._model import HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
 from ._search import SUFFIXES, UnknownSetError, load, load_file
-
 
 
 def _is_path(item: object) -> bool:
@@ -43,7 +42,7 @@ def resolve_sets(items: Iterable[object]) -> list[HunkSet]:
     for item in items:
         if isinstance(item, HunkSet):
             sets.append(item)
-        elif _is_path(item):
+        elif isinstance(item, (str, os.PathLike)) and _is_path(item):
             path = Path(os.fspath(item)).expanduser().absolute()
             if not path.exists():
                 raise UnknownSetError(f"{path}: no such hunk set file")
@@ -142,7 +141,7 @@ class InProcess:
         busy = sorted(_modules_of_process_runtime() & set(plan.modules))
         if busy:
             raise SurgeonError(
-                extra=f"VLLM_SURGEON_HUNKS={os.environ.get('VLLM_SURGEON_HUNKS', '')!r} already patches "
+                extra=f"{_settings.HUNKS}={','.join(_settings.hunks())!r} already patches "
                 f"{', '.join(busy)} in this process, and {', '.join(s.name for s in sets)} would be planned against the "
                 "unpatched source. Unset VLLM_SURGEON_HUNKS for in-process tests, or name every set here."
             )
@@ -176,7 +175,8 @@ class InProcess:
             self._remember_linecache(patched.source.path)
             register_source(patched)  # tracebacks and inspect.getsource show the patched lines
         label = f"installed vllm {version or '(version unknown)'} ({directory})" if directory else "installed modules"
-        return PatchedModules(live, sets, label, {m: "in place" for m in live})
+        modules: dict[str, types.ModuleType | None] = dict(live)
+        return PatchedModules(modules, sets, label, {m: "in place" for m in live})
 
     def _remember_linecache(self, path: str) -> None:
         before = linecache.cache.get(path)

@@ -94,33 +94,36 @@ def _scan(text: str, inside: str | None = None) -> list[_Tok] | None:
     match = _TOKEN.match
     while pos < n:
         m = match(text, pos)
-        if m is not None:
-            kind, end = m.lastgroup, m.end()
-            if kind != "space":
-                value = m.group()
-                if kind == "op":
-                    if value in _CLOSE:
-                        depth -= 1
-                    toks.append(_Tok("op", value, pos, end, "", depth))
-                    if value in _OPEN:
-                        depth += 1
-                else:
-                    toks.append(_Tok(kind, value, pos, end, "", depth))
-            pos = end
+        if m is None:
+            pos = _scan_unreadable(text, pos, depth, toks)
             continue
-        m = _STRING_START.match(text, pos)
-        if m and len(m.group(1)) == 3:  # the fragment ends inside this string
-            toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
-            pos = n
-        elif m:  # an unterminated one-line string
-            eol = text.find("\n", pos)
-            eol = n if eol < 0 else eol
-            toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
-            pos = eol
-        else:
-            toks.append(_Tok("error", text[pos], pos, pos + 1, "", depth))
-            pos += 1
+        kind, end = m.lastgroup or "", m.end()  # every alternative of _TOKEN is a named group
+        if kind == "op":
+            value = m.group()
+            depth -= value in _CLOSE
+            toks.append(_Tok("op", value, pos, end, "", depth))
+            depth += value in _OPEN
+        elif kind != "space":
+            toks.append(_Tok(kind, m.group(), pos, end, "", depth))
+        pos = end
     return toks
+
+
+def _scan_unreadable(text: str, pos: int, depth: int, toks: list[_Tok]) -> int:
+    """What no token pattern reads at `pos`: a triple-quoted string the fragment ends inside, an
+    unterminated one-line string, or one stray character; appended to `toks`. Where to go on."""
+    n = len(text)
+    m = _STRING_START.match(text, pos)
+    if m and len(m.group(1)) == 3:  # the fragment ends inside this string
+        toks.append(_Tok("string", text[pos:], pos, n, "tail", depth))
+        return n
+    if m:  # an unterminated one-line string
+        eol = text.find("\n", pos)
+        eol = n if eol < 0 else eol
+        toks.append(_Tok("error", text[pos:eol], pos, eol, "", depth))
+        return eol
+    toks.append(_Tok("error", text[pos], pos, pos + 1, "", depth))
+    return pos + 1
 
 
 _PLAIN = re.compile(r"(?i:r|u)?('''|\"\"\"|'|\")")
@@ -143,9 +146,9 @@ def _string_key(pieces: Sequence[str]) -> str:
     except SyntaxError:
         return "s?" + source
     if isinstance(node, ast.Constant):
-        value = node.value
+        constant = node.value
         # A multi-line string may be a docstring: compared as _doc has it (the tree decides).
-        return "s" + repr(_doc(value) if isinstance(value, str) and "\n" in value else value)
+        return "s" + repr(_doc(constant) if isinstance(constant, str) and "\n" in constant else constant)
     return "s" + ast.dump(node)
 
 
@@ -253,19 +256,22 @@ class _Target:
         """The lines whose tree the proofs compare for a change of lines [start, end): the statements
         of the innermost block that hold those lines (elsewhere the texts are the same on both sides,
         and statements of one block parse the same on their own)."""
-        block, outer = self.module.body, None
+        assert self.module is not None  # asked only of a target that parses
+        block: list[ast.stmt] = self.module.body
+        outer: list[ast.stmt] | None = None  # the run of the block around `block`
         while True:
-            run = [s for s in block if _first(s) < end and start < s.end_lineno]
+            run = [s for s in block if _first(s) < end and start < _end(s)]
             if len(run) == 1:
-                inner = next((b for b in blocks(run[0]) if _first(b[0]) <= start and end <= b[-1].end_lineno), None)
+                inner = next((b for b in blocks(run[0]) if _first(b[0]) <= start and end <= _end(b[-1])), None)
                 if inner is not None:
-                    block, outer = inner, (block, run)
+                    block, outer = inner, run
                     continue
             if run and _first(run[0]) < len(self.lines) and self.lines[_first(run[0])].lstrip().startswith("elif"):
-                run = outer[1]  # an `elif` is no statement of its own: the whole `if` is
+                assert outer is not None  # an `elif` is inside its `if`, never a module's own statement
+                run = outer  # an `elif` is no statement of its own: the whole `if` is
             if not run:
                 return start, end
-            return min(start, _first(run[0])), max(end, run[-1].end_lineno)
+            return min(start, _first(run[0])), max(end, _end(run[-1]))
 
     def view(self, joined: bool) -> _View:
         if joined not in self._views:
@@ -281,6 +287,12 @@ class _Target:
 def _first(node: ast.stmt) -> int:
     """A statement's first line, 0-based, decorators included."""
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())]) - 1
+
+
+def _end(node: ast.stmt) -> int:
+    """A statement's last line, 1-based (ast.parse sets end_lineno on every statement)."""
+    assert node.end_lineno is not None
+    return node.end_lineno
 
 
 def _snippet_tree(lines: Sequence[str], span: tuple[int, int], grown: int) -> str | None:
@@ -402,21 +414,29 @@ def search(lines: Sequence[str], hunk_lines: Sequence[tuple[str, str]], spans: S
         view = target.view(anchor.joined)
         for lo, hi in spans:
             for p in _candidates(view, anchor, lo, hi):
-                try:
-                    place = _prove(view, anchor, p, lo, hi)
-                except (ValueError, IndexError, RecursionError, MemoryError):
-                    # A place this module cannot read is no match: the hunk is then refused, never
-                    # applied on a guess, and nothing here may take a vLLM process down.
-                    place = None
-                if place is None:
-                    continue
-                if place.at not in seen:
-                    seen[place.at] = len(result.places)
-                    result.places.append(place)
-                elif place.match is not None and result.places[seen[place.at]].match is None:
-                    result.places[seen[place.at]] = place
+                place = _prove_safely(view, anchor, p, lo, hi)
+                if place is not None:
+                    _keep_place(result.places, seen, place)
     result.places.sort(key=lambda place: place.at)
     return result
+
+
+def _prove_safely(view: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
+    try:
+        return _prove(view, anchor, p, lo, hi)
+    except (ValueError, IndexError, RecursionError, MemoryError):
+        # A place this module cannot read is no match: the hunk is then refused, never
+        # applied on a guess, and nothing here may take a vLLM process down.
+        return None
+
+
+def _keep_place(places: list[Place], seen: dict[int, int], place: Place) -> None:
+    """One place per offset: the first found, unless a later reading of it can be written (has a match)."""
+    if place.at not in seen:
+        seen[place.at] = len(places)
+        places.append(place)
+    elif place.match is not None and places[seen[place.at]].match is None:
+        places[seen[place.at]] = place
 
 
 def _has_all(names: set[str], text: str) -> bool:
@@ -538,30 +558,70 @@ def _region(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, l
 
 def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | None:
     """Place the anchor at target hard token p: None when the code there is not the anchor's."""
-    a_toks, t_toks = anchor.toks, target.toks
-    a_hard, t_hard = anchor.hard, target.hard
-    n = len(a_hard)
-    tw, aw = target.where, anchor.where
-    # A statement that starts a line in the target, if it starts a line of the anchor too, is
-    # indented alike there (cheap; step 1 below would refuse it anyway).
-    for j, h in enumerate(a_hard):
-        tt, at = t_toks[t_hard[p + j].first], a_toks[h.first]
+    if not _indents_agree(target, anchor, p):
+        return None
+    # 1. The anchor's text in place of the target's: the same tree, or this is other code.
+    proven = _proven_region(target, anchor, p, lo, hi)
+    if proven is None:
+        return None
+    r, outside = proven
+    hunk = anchor.hunk_lines
+    h0, h1 = anchor.hunk_index[r.k0], anchor.hunk_index[r.k1]
+    if r.glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
+        return Place(r.t0, r.t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
+    if r.glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
+        return Place(r.t0, r.t_start, None, "lines the hunk changes share a line with code after its anchor in the new layout")
+    # 2. What the hunk means here: its own new side in place of the target's text.
+    meant_texts = _meant_texts(anchor, r, h0, h1, outside)
+    # 3. The same, written in the target's layout.
+    placed = _layout_ops(target, anchor, p, r.t0, r.t1, r.k0, r.k1, lo, hi, r.glued_head, r.glued_tail)
+    if placed is None:
+        return None  # blank lines where the target has code: not the anchor's context
+    if isinstance(placed, str):
+        return Place(r.t0, r.t_start, None, placed)
+    start, end, ops = placed
+    lines = target.lines
+    span = target.around(min(start, r.t0), max(end, r.t1 + 1))
+    meant_trees = {_snippet_tree(m, span, len(m) - len(lines)) for m in meant_texts}
+    if len(meant_trees) > 1:
+        return Place(r.t0, r.t_start, None, "what it does depends on where a parenthesis the formatter dropped was")
+    (meant,) = meant_trees
+    out = _written(lines, start, end, ops)
+    if _snippet_tree(out, span, len(out) - len(lines)) != meant:
+        return Place(r.t0, r.t_start, None, "the hunk cannot be written in the new layout without changing what it does")
+    # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
+    # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
+    return Place(r.t0, r.t_start, Match(start, end, tuple(ops)))
+
+
+def _indents_agree(target: _View, anchor: _Anchor, p: int) -> bool:
+    """A statement that starts a line in the target, if it starts a line of the anchor too, is
+    indented alike there (cheap; step 1 of _prove would refuse it anyway)."""
+    a_toks, t_toks, tw, aw = anchor.toks, target.toks, target.where, anchor.where
+    for j, h in enumerate(anchor.hard):
+        tt, at = t_toks[target.hard[p + j].first], a_toks[h.first]
         t_line, a_line = target.lines[tw.of(tt.start)], anchor.lines[aw.of(at.start)]
         starts_both = tt.depth == 0 and tw.col(tt.start) == _indent(t_line) and aw.col(at.start) == _indent(a_line)
         if starts_both and t_line[: _indent(t_line)] != a_line[: _indent(a_line)]:
-            return None
-    # Soft tokens at the edges: the target's are taken as far as they close (open) the same
-    # brackets as the anchor's do, whatever parentheses and commas the formatter added or dropped;
-    # or as the anchor has them (when a formatter's parentheses around the anchor skew the count).
+            return False
+    return True
+
+
+def _proven_region(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> tuple[_Region, list[tuple[str, str]]] | None:
+    """The region whose text the anchor's stands for, with the readings of the text outside it
+    ((pre, post) pairs) under which the anchor's text there gives the target's tree; None if none.
+
+    Soft tokens at the edges: the target's are taken as far as they close (open) the same brackets
+    as the anchor's do, whatever parentheses and commas the formatter added or dropped; or as the
+    anchor has them (when a formatter's parentheses around the anchor skew the count). Trees are
+    compared over the statements around the region: elsewhere the texts are the same."""
+    a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
+    n = len(a_hard)
     firsts = _edge(t_toks, t_hard[p].first, t_hard[p + n - 1].last, t_hard[p - 1].last + 1 if p else 0,
                    _brackets(a_toks, a_hard[0].first, a_hard[-1].last, 0, True), True)
     lasts = _edge(t_toks, t_hard[p + n - 1].last, t_hard[p].first,
                   t_hard[p + n].first - 1 if p + n < len(t_hard) else len(t_toks) - 1,
                   _brackets(a_toks, a_hard[-1].last, a_hard[0].first, len(a_toks) - 1, False), False)
-    lines, hunk = target.lines, anchor.hunk_lines
-    # 1. The anchor's text in place of the target's: the same tree, or this is other code. (Trees
-    # are compared over the statements around the region: elsewhere the texts are the same.)
-    r = outside = None
     for t_first, t_last in itertools.product(firsts, lasts):
         r = _region(target, anchor, p, t_first, t_last, lo, hi)
         if r is None:
@@ -571,50 +631,42 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
         if want is None:
             continue
         for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end):
-            proven = []
-            for pre, post in readings:
-                candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
-                tree = _snippet_tree(candidate, span, len(candidate) - len(lines))
-                if tree is not None and tree != want:
-                    proven = []
-                    break
-                if tree is not None:
-                    proven.append((pre, post))
+            proven = _same_tree_readings(target, anchor, r, span, want, readings)
             if proven:
-                outside = proven
-                break
-        if outside is not None:
-            break
-    if outside is None:
-        return None
-    t0, t1, k0, k1, t_start = r.t0, r.t1, r.k0, r.k1, r.t_start
-    glued_head, glued_tail, a_start, a_end = r.glued_head, r.glued_tail, r.a_start, r.a_end
-    h0, h1 = anchor.hunk_index[k0], anchor.hunk_index[k1]
-    if glued_head and (hunk[h0][0] != " " or any(op == "+" for op, _ in hunk[:h0])):
-        return Place(t0, t_start, None, "lines the hunk changes share a line with code before its anchor in the new layout")
-    if glued_tail and (hunk[h1][0] != " " or any(op == "+" for op, _ in hunk[h1 + 1 :])):
-        return Place(t0, t_start, None, "lines the hunk changes share a line with code after its anchor in the new layout")
-    # 2. What the hunk means here: its own new side in place of the target's text.
+                return r, proven
+    return None
+
+
+def _same_tree_readings(target: _View, anchor: _Anchor, r: _Region, span, want, readings) -> list[tuple[str, str]]:
+    """The readings under which the anchor's text in the region parses to `want`; [] as soon as one
+    parses to another tree (the code there is not the anchor's)."""
+    proven: list[tuple[str, str]] = []
+    for pre, post in readings:
+        candidate = (pre + anchor.text[r.a_from : r.a_to] + post).split("\n")
+        tree = _snippet_tree(candidate, span, len(candidate) - len(target.lines))
+        if tree is not None and tree != want:
+            return []
+        if tree is not None:
+            proven.append((pre, post))
+    return proven
+
+
+def _meant_texts(anchor: _Anchor, r: _Region, h0: int, h1: int, outside: list[tuple[str, str]]) -> list[list[str]]:
+    """The hunk's new side (its lines h0..h1, with the `+` lines around them) in place of the
+    region, once per reading of the text outside it."""
+    hunk, aw = anchor.hunk_lines, anchor.where
     new_side = [text for op, text in hunk[h0 : h1 + 1] if op != "-"]
-    if glued_head:
-        new_side[0] = new_side[0][aw.col(a_start) :]
-    if glued_tail:
-        new_side[-1] = new_side[-1][: aw.col(a_end) - (aw.col(a_start) if glued_head and len(new_side) == 1 else 0)]
+    if r.glued_head:
+        new_side[0] = new_side[0][aw.col(r.a_start) :]
+    if r.glued_tail:
+        new_side[-1] = new_side[-1][: aw.col(r.a_end) - (aw.col(r.a_start) if r.glued_head and len(new_side) == 1 else 0)]
     before = [text for op, text in hunk[:h0] if op == "+"]
     after = [text for op, text in hunk[h1 + 1 :] if op == "+"]
-    meant_texts = [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
-    # 3. The same, written in the target's layout.
-    placed = _layout_ops(target, anchor, p, t0, t1, k0, k1, lo, hi, glued_head, glued_tail)
-    if placed is None:
-        return None  # blank lines where the target has code: not the anchor's context
-    if isinstance(placed, str):
-        return Place(t0, t_start, None, placed)
-    start, end, ops = placed
-    span = target.around(min(start, t0), max(end, t1 + 1))
-    meant_trees = {_snippet_tree(m, span, len(m) - len(lines)) for m in meant_texts}
-    if len(meant_trees) > 1:
-        return Place(t0, t_start, None, "what it does depends on where a parenthesis the formatter dropped was")
-    (meant,) = meant_trees
+    return [(pre + "\n".join(before + new_side + after) + post).split("\n") for pre, post in outside]
+
+
+def _written(lines: Sequence[str], start: int, end: int, ops: list[tuple[str, str]]) -> list[str]:
+    """`lines` with [start, end) replaced as `ops` say (' ' keeps the next line, '-' drops it, '+' adds one)."""
     out, old = list(lines[:start]), start
     for op, text in ops:
         if op == "+":
@@ -623,13 +675,7 @@ def _prove(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> Place | 
             if op == " ":
                 out.append(lines[old])
             old += 1
-    out += lines[end:]
-    written = _snippet_tree(out, span, len(out) - len(lines))
-    if written != meant:
-        return Place(t0, t_start, None, "the hunk cannot be written in the new layout without changing what it does")
-    # (written == meant == None: the hunk's own lines are not valid Python, in either layout; the
-    # engine refuses that as invalid-python, as it does for a hunk placed by its text.)
-    return Place(t0, t_start, Match(start, end, tuple(ops)))
+    return out + list(lines[end:])
 
 
 def _layout_ops(
@@ -639,11 +685,51 @@ def _layout_ops(
     """The hunk as ops over target lines: chunks of lines that hold the same tokens in both layouts
     are kept, removed or (when they mix both) rewritten; `+` lines go in between chunks. A string
     says why it cannot be written there; None: the anchor's blank lines are code in the target."""
+    hunk, hidx = anchor.hunk_lines, anchor.hunk_index
+    cuts_a, cuts_t = _chunk_cuts(target, anchor, p, t0, t1, k0, k1)
+    # Lines covered by some token (others are blank: the gaps between chunks).
+    a_covered = _covered(len(anchor.lines), anchor.toks, anchor.where, 0, len(anchor.lines))
+    t_covered = _covered(len(target.lines), target.toks, target.where, t0, t1 + 1, target.starts)
+    ops: list[tuple[str, str]] = []
+    start = _leading_gap(target, ops, list(hunk[: hidx[k0]]), t0, lo)
+    if start is None:
+        return None
+    last_chunk = len(cuts_a) - 2
+    for c in range(last_chunk + 1):
+        a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
+        # The chunk proper ends at its last covered line; blank lines after it are the gap.
+        a_last = max(i for i in range(a_lo, a_hi) if a_covered[i])
+        t_last = max(i for i in range(t_lo, t_hi) if t_covered[i - t0])
+        h_lo, h_last, h_hi = hidx[a_lo], hidx[a_last], (hidx[a_hi] if a_hi <= k1 else hidx[k1] + 1)
+        inside = hunk[h_lo : h_last + 1]
+        edge = (c == 0 and glued_head) or (c == last_chunk and glued_tail)
+        why = _chunk_ops(target, ops, inside, range(t_lo, t_last + 1), edge)
+        if why is not None:
+            return why
+        if c < last_chunk:
+            items = list(hunk[h_last + 1 : h_hi])
+            blanks = t_hi - t_last - 1
+            if any(op != "+" for op, _ in items) and not blanks and not _opens_block(target, target.where.starts[t_hi], inside=True):
+                return None
+            _gap_ops(target, ops, items, t_last + 1, blanks)
+    # Trailing gap: blank lines below the anchor's last token, matched top-down.
+    trail_items = list(hunk[hidx[k1] + 1 :])
+    want = sum(1 for op, _ in trail_items if op != "+")
+    have = 0
+    while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
+        have += 1
+    if want and not have and any(not _blank(line) for line in target.lines[t1 + 1 :]):
+        return None
+    _gap_ops(target, ops, trail_items, t1 + 1, have)
+    return start, t1 + 1 + have, ops
+
+
+def _chunk_cuts(target: _View, anchor: _Anchor, p: int, t0: int, t1: int, k0: int, k1: int) -> tuple[list[int], list[int]]:
+    """Chunk boundaries (anchor lines, target lines): between compared tokens j-1 and j where both
+    layouts break the line. Soft tokens between them go with j-1 (a closing bracket, a comma),
+    opening brackets with j. Each list ends one past the region's last line."""
     a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
     aw, tw = anchor.where, target.where
-    hunk, hidx = anchor.hunk_lines, anchor.hunk_index
-    # Chunk boundaries: between compared tokens j-1 and j where both layouts break the line. Soft
-    # tokens between them go with j-1 (a closing bracket, a comma), opening brackets with j.
     cuts_a, cuts_t = [k0], [t0]
     for j in range(1, len(a_hard)):
         ca = _cut(a_toks, a_hard[j - 1].last, a_hard[j].first)
@@ -653,41 +739,21 @@ def _layout_ops(
         if breaks and a_line > cuts_a[-1] and t_line > cuts_t[-1]:
             cuts_a.append(a_line)
             cuts_t.append(t_line)
-    cuts_a.append(k1 + 1)
-    cuts_t.append(t1 + 1)
-    # Lines covered by some token (others are blank: the gaps between chunks).
-    a_covered = _covered(len(anchor.lines), a_toks, aw, 0, len(anchor.lines))
-    t_covered = _covered(len(target.lines), t_toks, tw, t0, t1 + 1, target.starts)
-    ops: list[tuple[str, str]] = []
+    return cuts_a + [k1 + 1], cuts_t + [t1 + 1]
 
-    def gap(items: list[tuple[str, str]], first: int, blanks: int) -> None:
-        """Anchor gap items (blank ' '/'-' lines and '+' lines) over the `blanks` blank target lines
-        from `first`: each anchor blank line takes the next target one with its op, `+` lines go in
-        where they are; target blank lines left over are kept (dropped if the hunk drops all its own)."""
-        line, left = first, blanks
-        dropped = [op for op, _ in items if op != "+"]
-        for op, text in items:
-            if op == "+":
-                ops.append(("+", text))
-            elif left:
-                ops.append((op, target.lines[line]))
-                line, left = line + 1, left - 1
-        drop = bool(dropped) and all(op == "-" for op in dropped)
-        ops.extend(("-" if drop else " ", target.lines[i]) for i in range(line, line + left))
 
-    # Leading gap: blank lines above the anchor's first token, matched bottom-up.
-    lead_items = list(hunk[: hidx[k0]])
+def _leading_gap(target: _View, ops: list[tuple[str, str]], lead_items: list[tuple[str, str]], t0: int, lo: int) -> int | None:
+    """The hunk lines before the anchor's first token over the blank target lines above it (matched
+    bottom-up), appended to `ops`; the first target line they cover. None when the anchor has blank
+    lines there and the target none: blank lines carry no code, but a formatter removes one only at
+    the start of a block (or collapses several into one), and before the anchor's first line whether
+    a block started there cannot be seen from the anchor, so the blank line must be there."""
     want = sum(1 for op, _ in lead_items if op != "+")
     have = 0
     while have < want and t0 - have - 1 >= lo and _blank(target.lines[t0 - have - 1]):
         have += 1
-    # Blank lines carry no code, but a formatter removes one only at the start of a block (or
-    # collapses several into one): a blank line of the anchor that the target replaced by code is
-    # a change of context, as it is for text. (Before the anchor's first line, whether a block
-    # started there cannot be seen from the anchor: the blank line must be there.)
     if want and not have:
         return None
-    start = t0 - have
     skip = want - have
     items = []
     for op, text in lead_items:  # anchor blank lines the target has no blank line for: nothing to keep or drop
@@ -695,43 +761,41 @@ def _layout_ops(
             skip -= 1
             continue
         items.append((op, text))
-    gap(items, start, have)
-    for c in range(len(cuts_a) - 1):
-        a_lo, a_hi, t_lo, t_hi = cuts_a[c], cuts_a[c + 1], cuts_t[c], cuts_t[c + 1]
-        # The chunk proper ends at its last covered line; blank lines after it are the gap.
-        a_last = max(i for i in range(a_lo, a_hi) if a_covered[i])
-        t_last = max(i for i in range(t_lo, t_hi) if t_covered[i - t0])
-        h_lo, h_last, h_hi = hidx[a_lo], hidx[a_last], (hidx[a_hi] if a_hi <= k1 else hidx[k1] + 1)
-        inside = hunk[h_lo : h_last + 1]
-        kinds = {op for op, _ in inside if op != "+"} if not any(op == "+" for op, _ in inside) else {"mixed"}
-        span = range(t_lo, t_last + 1)
-        edge = (c == 0 and glued_head) or (c == len(cuts_a) - 2 and glued_tail)
-        if kinds == {" "}:
-            ops.extend((" ", target.lines[i]) for i in span)
-        elif edge:
-            return "lines the hunk changes share a line with code outside its anchor in the new layout"
-        elif kinds == {"-"}:
-            ops.extend(("-", target.lines[i]) for i in span)
-        else:  # context and removed lines (or '+' lines) inside one chunk: write the chunk as the hunk has it
-            ops.extend(("-", target.lines[i]) for i in span)
-            ops.extend(("+", text) for op, text in inside if op != "-")
-        if c < len(cuts_a) - 2:
-            items = list(hunk[h_last + 1 : h_hi])
-            blanks = t_hi - t_last - 1
-            if any(op != "+" for op, _ in items) and not blanks and not _opens_block(target, tw.starts[t_hi], inside=True):
-                return None
-            gap(items, t_last + 1, blanks)
-    # Trailing gap: blank lines below the anchor's last token, matched top-down.
-    trail_items = list(hunk[hidx[k1] + 1 :])
-    want = sum(1 for op, _ in trail_items if op != "+")
-    have = 0
-    while have < want and t1 + have + 1 < hi and _blank(target.lines[t1 + have + 1]):
-        have += 1
-    if want and not have and any(not _blank(line) for line in target.lines[t1 + 1 :]):
-        return None
-    end = t1 + 1 + have
-    gap(trail_items, t1 + 1, have)
-    return start, end, ops
+    _gap_ops(target, ops, items, t0 - have, have)
+    return t0 - have
+
+
+def _chunk_ops(target: _View, ops: list[tuple[str, str]], inside: Sequence[tuple[str, str]], span: range, edge: bool) -> str | None:
+    """One chunk's target lines kept, removed, or (context and removed lines, or '+' lines, inside
+    one chunk) rewritten as the hunk has them; why not, when such a chunk shares a line with code
+    outside the anchor (`edge`)."""
+    kinds = {op for op, _ in inside if op != "+"} if not any(op == "+" for op, _ in inside) else {"mixed"}
+    if kinds == {" "}:
+        ops.extend((" ", target.lines[i]) for i in span)
+    elif edge:
+        return "lines the hunk changes share a line with code outside its anchor in the new layout"
+    elif kinds == {"-"}:
+        ops.extend(("-", target.lines[i]) for i in span)
+    else:
+        ops.extend(("-", target.lines[i]) for i in span)
+        ops.extend(("+", text) for op, text in inside if op != "-")
+    return None
+
+
+def _gap_ops(target: _View, ops: list[tuple[str, str]], items: list[tuple[str, str]], first: int, blanks: int) -> None:
+    """Anchor gap items (blank ' '/'-' lines and '+' lines) over the `blanks` blank target lines
+    from `first`: each anchor blank line takes the next target one with its op, `+` lines go in
+    where they are; target blank lines left over are kept (dropped if the hunk drops all its own)."""
+    line, left = first, blanks
+    dropped = [op for op, _ in items if op != "+"]
+    for op, text in items:
+        if op == "+":
+            ops.append(("+", text))
+        elif left:
+            ops.append((op, target.lines[line]))
+            line, left = line + 1, left - 1
+    drop = bool(dropped) and all(op == "-" for op in dropped)
+    ops.extend(("-" if drop else " ", target.lines[i]) for i in range(line, line + left))
 
 
 def _opens_block(target: _View, offset: int, inside: bool = False) -> bool:
@@ -874,32 +938,41 @@ def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int,
         if readings:
             yield [(text[:cut_start], post) for post in readings]
         return
-    if len(t_close) < len(a_close) or len(t_open) < len(a_open):
-        return
+    if len(t_close) >= len(a_close) and len(t_open) >= len(a_open):
+        yield from _without_added(target, (t_close, a_close, a_close_text), (t_open, a_open, a_open_text), same, cut_start, cut_end)
+
+
+_Brackets = tuple[list[int], list[int], list[str]]  # the region's unmatched brackets, the anchor's, the anchor's texts
+
+
+def _without_added(target: _View, closing: _Brackets, opening: _Brackets, same, cut_start: int, cut_end: int):
+    """Readings of the outside text without the parentheses the formatter added around the region
+    (at most 8 ways to tell which they are). closing/opening: (region's unmatched brackets, the
+    anchor's, the anchor's texts)."""
     tried = 0
-    for keep_close in itertools.combinations(range(len(t_close)), len(a_close)):
-        if [t_close_text[i] for i in keep_close] != a_close_text:
-            continue
-        if not all(same(a, t_close[i]) for a, i in zip(a_close, keep_close)):
-            continue
-        drop_open = [target.partner[t_close[i]] for i in range(len(t_close)) if i not in keep_close]
-        if any(j < 0 or toks[j].text != "(" for j in drop_open):
-            continue
-        for keep_open in itertools.combinations(range(len(t_open)), len(a_open)):
-            if [t_open_text[i] for i in keep_open] != a_open_text:
-                continue
-            if not all(same(a, t_open[i]) for a, i in zip(a_open, keep_open)):
-                continue
-            drop_close = [target.partner[t_open[i]] for i in range(len(t_open)) if i not in keep_open]
-            if any(j < 0 or toks[j].text != ")" for j in drop_close):
-                continue
+    for drop_open in _extra_halves(target, *closing, same, "("):
+        for drop_close in _extra_halves(target, *opening, same, ")"):
             tried += 1
             if tried > 8:
                 return
             pre = _without(target, sorted(drop_open), 0, cut_start, before=True)
-            post = _without(target, sorted(drop_close), cut_end, len(text), before=False)
+            post = _without(target, sorted(drop_close), cut_end, len(target.text), before=False)
             if pre is not None and post is not None:
                 yield [(pre, post)]
+
+
+def _extra_halves(target: _View, t_brackets: list[int], a_brackets: list[int], a_text: list[str], same, half: str):
+    """Each way the region's unmatched brackets include the anchor's (same text, same place) with
+    the rest being parentheses the formatter added: yields the outside halves (`half`) of those."""
+    toks = target.toks
+    for keep in itertools.combinations(range(len(t_brackets)), len(a_brackets)):
+        if [toks[t_brackets[i]].text for i in keep] != a_text:
+            continue
+        if not all(same(a, t_brackets[i]) for a, i in zip(a_brackets, keep, strict=True)):
+            continue
+        drop = [target.partner[t_brackets[i]] for i in range(len(t_brackets)) if i not in keep]
+        if not any(j < 0 or toks[j].text != half for j in drop):
+            yield drop
 
 
 _ENDS_EXPRESSION = frozenset((")", "]", "}"))
@@ -924,6 +997,26 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
     brackets (innermost first), or opening ones (outermost first); `same(a, t)`: whether anchor
     token a and target token t come right after the same compared token."""
     toks, text = target.toks, target.text
+    places = _put_back_places(target, t_brackets, a_brackets, anchor, same, edge, before)
+    if not places or len(places) > _MAX_READINGS:
+        return []
+    out = []
+    for k in sorted(places):
+        if before:
+            at = toks[k - 1].end if k else 0
+            if at <= cut:
+                out.append(text[:at] + "(" + text[at:cut])
+        else:
+            at = toks[k + 1].start if k + 1 < len(toks) else len(text)
+            if at >= cut:
+                out.append(text[cut:at] + ")" + text[at:])
+    return out
+
+
+def _put_back_places(target: _View, t_brackets: list[int], a_brackets: list[int], anchor: _Anchor, same, edge: int,
+                     before: bool) -> set[int]:
+    """Target token indexes next to which the dropped parenthesis could have been (see _put_back)."""
+    toks = target.toks
     wanted = ")" if before else "("
     a_text = [anchor.toks[i].text for i in a_brackets]
     t_text = [toks[i].text for i in t_brackets]
@@ -932,7 +1025,7 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
         if a_text[extra] != wanted or a_text[:extra] + a_text[extra + 1 :] != t_text:
             continue
         kept = a_brackets[:extra] + a_brackets[extra + 1 :]
-        if not all(same(a, t) for a, t in zip(kept, t_brackets)):
+        if not all(same(a, t) for a, t in zip(kept, t_brackets, strict=False)):
             continue
         # The anchor must show some of what the pair held: a lone `if (` (or `)`) would fit any code.
         at = a_brackets[extra]
@@ -947,19 +1040,7 @@ def _put_back(target: _View, t_brackets: list[int], a_brackets: list[int], ancho
             inner = target.partner[t_brackets[extra]] if extra < len(t_brackets) else edge
             outer = target.partner[t_brackets[extra - 1]] if extra else len(toks)
         places.update(_levels(target, inner, outer, before))
-    if not places or len(places) > _MAX_READINGS:
-        return []
-    out = []
-    for k in sorted(places):
-        if before:
-            at = toks[k - 1].end if k else 0
-            if at <= cut:
-                out.append(text[:at] + "(" + text[at:cut])
-        else:
-            at = toks[k + 1].start if k + 1 < len(toks) else len(text)
-            if at >= cut:
-                out.append(text[cut:at] + ")" + text[at:])
-    return out
+    return places
 
 
 def _depth_between(toks: Sequence[_Tok], k: int, after: bool) -> int:

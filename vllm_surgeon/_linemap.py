@@ -12,8 +12,8 @@ from __future__ import annotations
 import ast
 import types
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._scopes import blocks
 
@@ -48,15 +48,34 @@ class Unit:
 class Compiled:
     display: str  # the text tracebacks and inspect read (file on disk + tail)
     code: types.CodeType
-    tree: ast.Module  # the relocated tree `code` was compiled from
+    # The relocated tree `code` was compiled from; None for code read from the on-disk cache
+    # (_cache.py), which keeps only what the import hook runs. Read it as `tree`, which says so.
+    parsed: ast.Module | None
     units: list[Unit]
     # Display line (1-based, in the tail) -> (set, hunk file, hunk line) behind it: every line of
     # every unit, so a traceback or an in-place failure in patched code names its hunk line.
     blame: dict[int, tuple[str, str, int]] = field(default_factory=dict)
 
+    @property
+    def tree(self) -> ast.Module:
+        if self.parsed is None:
+            raise FromCacheError("compiled code from the on-disk cache has no tree: plan the module again")
+        return self.parsed
+
+
+class FromCacheError(RuntimeError):
+    """Text or tree asked of a module read from the code cache, which holds compiled code only.
+
+    An internal error (a code path that must plan again first, as Runtime._full does), never a user's."""
+
 
 def _first_line(node: ast.stmt) -> int:
     return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+
+
+def _last_line(node: ast.stmt) -> int:
+    assert node.end_lineno is not None  # ast.parse sets it on every statement
+    return node.end_lineno
 
 
 def _unit_for(
@@ -65,7 +84,7 @@ def _unit_for(
     """The unit holding 1-based `line`: the outermost def, else the innermost statement (None: a blank
     or comment line between statements, which holds no code)."""
     for stmt in body:
-        if _first_line(stmt) <= line <= stmt.end_lineno:
+        if _first_line(stmt) <= line <= _last_line(stmt):
             if isinstance(stmt, _FUNCS):
                 return stmt, chain
             inner = blocks(stmt)
@@ -89,7 +108,7 @@ def find_units(tree: ast.Module, changed_lines: Sequence[int], text: Sequence[st
         hit = _unit_for(line + 1, tree.body, [], text)
         if hit is not None:
             node, chain = hit
-            found.setdefault(id(node), Unit(node, chain, _first_line(node) - 1, node.end_lineno))
+            found.setdefault(id(node), Unit(node, chain, _first_line(node) - 1, _last_line(node)))
     units = sorted(found.values(), key=lambda u: (u.start, -u.end))
     outer: list[Unit] = []
     for unit in units:
@@ -132,8 +151,15 @@ def changed_lines(
             if prev is not None and cur is not None and cur != prev + 1:
                 changed.append(i)
         return changed
+    return changed + _after_removals(original, origin_of, original_tree) + _decorators_changed(original_tree, tree)
+
+
+def _after_removals(original: Sequence[str], origin_of: Sequence[int | None], original_tree: ast.Module) -> list[int]:
+    """For each original statement or function that lost lines: the patched line of its first
+    surviving line (a statement removed whole has none)."""
     new_of_old = {o: i for i, o in enumerate(origin_of) if o is not None}
     seen: set[int] = set()
+    out = []
     for k in range(len(original)):
         if k in new_of_old:
             continue
@@ -142,18 +168,24 @@ def changed_lines(
             continue
         seen.add(id(hit[0]))
         node = hit[0]
-        survivors = [new_of_old[j] for j in range(_first_line(node) - 1, node.end_lineno) if j in new_of_old]
+        survivors = [new_of_old[j] for j in range(_first_line(node) - 1, _last_line(node)) if j in new_of_old]
         if survivors:
-            changed.append(survivors[0])
+            out.append(survivors[0])
+    return out
+
+
+def _decorators_changed(original_tree: ast.Module, tree: ast.Module) -> list[int]:
+    """The def line of every function or class whose decorators differ from the original's."""
     before, after = _decorators(original_tree), _decorators(tree)
+    out = []
     for qualname, defs in after.items():
         old = before.get(qualname)
         if old is None or len(old) != len(defs):
             continue
-        for (_, old_decorators), (node, new_decorators) in zip(old, defs):
+        for (_, old_decorators), (node, new_decorators) in zip(old, defs, strict=True):
             if old_decorators != new_decorators:
-                changed.append(node.lineno - 1)
-    return changed
+                out.append(node.lineno - 1)
+    return out
 
 
 def _decorators(tree: ast.Module) -> dict[str, list[tuple[ast.stmt, list[str]]]]:
@@ -195,7 +227,16 @@ def compile_patched(
     """
     changed = changed_lines(original, patched, origin_of, original_tree, tree)
     units = find_units(tree, changed, patched)
+    display = _display(original, patched, units, note)
+    tail_blame = _tail_blame(units, blame) if blame else {}
+    _relocate(tree, units, origin_of, len(patched))
+    code = compile(tree, filename, "exec", dont_inherit=True)
+    return Compiled("\n".join(display), code, tree, units, tail_blame)
 
+
+def _display(original: Sequence[str], patched: Sequence[str], units: list[Unit], note: str) -> list[str]:
+    """The text tracebacks show: the original file, then each changed unit after the banner (each
+    unit's `tail_line` is set to where it starts there)."""
     display = list(original)
     if display and display[-1] == "":
         display.pop()
@@ -207,41 +248,40 @@ def compile_patched(
         unit.tail_line = len(display) + 1
         display += patched[unit.start : unit.end]
     display.append("")
-    tail_blame = _tail_blame(units, blame) if blame else {}
+    return display
 
-    # Where a line outside the units sits on disk: its own line, or the nearest line above it.
-    disk = [0] * (len(patched) + 2)
+
+def _relocate(tree: ast.Module, units: list[Unit], origin_of: Sequence[int | None], n_patched: int) -> None:
+    """Give every located node of `tree` its line on display: a unit's nodes their tail lines, every
+    other node the disk line it is (or the nearest line above it)."""
+    disk = [0] * (n_patched + 2)
     last = 1
     for i, o in enumerate(origin_of):
         if o is not None:
             last = o + 1
         disk[i + 1] = last
-    disk[len(patched) + 1] = last
-
+    disk[n_patched + 1] = last
     spans = [(u.start + 1, u.end, u.tail_line - (u.start + 1)) for u in units]
 
     def shift_for(line: int) -> int | None:
-        for lo, hi, shift in spans:
-            if lo <= line <= hi:
-                return shift
-        return None
+        return next((shift for lo, hi, shift in spans if lo <= line <= hi), None)
 
     for node in ast.walk(tree):
         lineno = getattr(node, "lineno", None)
         if lineno is None:
             continue
         end = getattr(node, "end_lineno", None) or lineno
+        # Any node with a location (statements, expressions, arguments, ...): typeshed gives ast.AST none.
         shift = shift_for(lineno)
         if shift is not None and shift_for(end) == shift:
-            node.lineno, node.end_lineno = lineno + shift, end + shift
-        else:
-            start = disk[min(lineno, len(patched) + 1)]
-            node.lineno = start
-            node.end_lineno = max(start, disk[min(end, len(patched) + 1)])
-            if node.end_lineno == start and getattr(node, "end_col_offset", None) is not None:
-                node.end_col_offset = max(node.end_col_offset, node.col_offset)
-    code = compile(tree, filename, "exec", dont_inherit=True)
-    return Compiled("\n".join(display), code, tree, units, tail_blame)
+            node.lineno, node.end_lineno = lineno + shift, end + shift  # type: ignore[attr-defined]
+            continue
+        start = disk[min(lineno, n_patched + 1)]
+        end = max(start, disk[min(end, n_patched + 1)])
+        node.lineno, node.end_lineno = start, end  # type: ignore[attr-defined]
+        end_col = getattr(node, "end_col_offset", None)
+        if end == start and end_col is not None:
+            node.end_col_offset = max(end_col, node.col_offset)  # type: ignore[attr-defined]
 
 
 def _tail_blame(units: list[Unit], blame: Sequence[tuple[str, Any] | None]) -> dict[int, tuple[str, str, int]]:

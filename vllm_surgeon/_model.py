@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass, field
-from typing import Any, Union
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -161,10 +161,6 @@ class AnchoredHunk:
     def replacement(self) -> tuple[str, ...]:
         return tuple(line.text for line in self.lines if line.op != "-")
 
-    @property
-    def changes(self) -> bool:
-        return any(line.op != " " for line in self.lines)
-
 
 @dataclass(frozen=True)
 class TransformHunk:
@@ -176,8 +172,17 @@ class TransformHunk:
     anchors: tuple[str, ...]
     name: str
 
+    # What an AnchoredHunk may carry and a transform never does (it comes from a `.py` set, not a
+    # diff or series): the same names, so code over any Hunk reads them without getattr.
+    from_diff: ClassVar[bool] = False
+    hint_line: ClassVar[None] = None
+    file: ClassVar[None] = None
+    commit: ClassVar[None] = None
+    step: ClassVar[int] = 0
+    creates: ClassVar[bool] = False
 
-Hunk = Union[AnchoredHunk, TransformHunk]
+
+Hunk = AnchoredHunk | TransformHunk
 
 # Header fields every format may carry (`.hunk` header lines, `.patch` preamble, `.py` globals).
 FIELDS = ("description", "why", "upstream", "vllm", "written-against", "skip", "root")

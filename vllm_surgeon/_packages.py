@@ -11,9 +11,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._engine import ModuleSource
 from ._releases import SpecError, Tree, download
 from ._sources import find_spec, read_installed
+from ._state import ModuleSource, SourceReader
 
 _WITH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 
@@ -23,7 +23,7 @@ class _Source:
     """Where one group of top-level packages is read from."""
 
     label: str
-    read: object
+    read: SourceReader
     tops: set[str] | None  # the top-level names it holds (None: any, the environment)
 
 

@@ -14,15 +14,21 @@ import hashlib
 import re
 from pathlib import Path
 
-from ._difffile import assemble, parse_patch
+from ._difffile import ParsedPatch, assemble, parse_patch
 from ._hunkfile import parse_header_line
-from ._model import HunkFileError, HunkSet, Origin, check_fields
 from ._lines import split_lines
+from ._model import HunkFileError, HunkSet, Origin, check_fields
 
 SERIES = "series"
 FIELDS_FILE = "fields"
 PATCH_SUFFIXES = (".patch", ".diff")
 _NUMBERED = re.compile(r"^(\d+)")
+
+
+def _number(path: Path) -> int | None:
+    """The number a patch file's name starts with (`0002-...`), None when it has none."""
+    found = _NUMBERED.match(path.name)
+    return int(found.group(1)) if found else None
 _COVER_LETTER = re.compile(r"^Subject: \[[^\]]*\b0+/\d+\]", re.M)  # [PATCH 0/3], [PATCH v2 00/12]
 
 
@@ -34,7 +40,7 @@ def is_set_dir(path: Path) -> bool:
         return False
 
 
-def _read_text(path: Path, digest: "hashlib._Hash") -> str:
+def _read_text(path: Path, digest: hashlib._Hash) -> str:
     """One file of the folder, read once (no FIFO hangs); its name and bytes go into the set's digest,
     so the code cache keys on exactly what was parsed (issue 7 item 2)."""
     from ._search import decode_set_text, read_set_bytes
@@ -45,7 +51,7 @@ def _read_text(path: Path, digest: "hashlib._Hash") -> str:
 
 
 def _series(
-    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: "hashlib._Hash"
+    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: hashlib._Hash
 ) -> list[tuple[Path, int | None]]:
     series = directory / SERIES
     out: list[tuple[Path, int | None]] = []
@@ -87,9 +93,9 @@ def _numbered(directory: Path) -> list[tuple[Path, int | None]]:
             f"cannot tell the order of {', '.join(unnumbered)}: number the patches (0001-..., as git format-patch -o writes "
             f"them) or list them in order in a {SERIES} file",
         )
-    keyed = sorted(patches, key=lambda p: (int(_NUMBERED.match(p.name).group(1)) if _NUMBERED.match(p.name) else 0, p.name))
-    numbers = [int(_NUMBERED.match(p.name).group(1)) for p in keyed if _NUMBERED.match(p.name)]
-    for a, b, pa, pb in zip(numbers, numbers[1:], keyed, keyed[1:]):
+    keyed = sorted(patches, key=lambda p: (_number(p) or 0, p.name))
+    numbers = [n for n in map(_number, keyed) if n is not None]
+    for a, b, pa, pb in zip(numbers, numbers[1:], keyed, keyed[1:], strict=False):
         if a == b:
             raise HunkFileError(Origin(str(pb), 1), f"{pa.name} and {pb.name} have the same number: which comes first?")
     return [(p, None) for p in keyed]
@@ -114,7 +120,7 @@ def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
             if line.strip() and not line.startswith("#") and not parse_header_line(line, origin, fields, origins):
                 raise HunkFileError(origin, f"expected a header field (key: value), got {line[:60]!r}")
     entries = _series(directory, fields, origins, digest) if (directory / SERIES).is_file() else _numbered(directory)
-    patches = []
+    patches: list[tuple[ParsedPatch, str | None]] = []
     for path, strip in entries:
         text = _read_text(path, digest)
         parsed = parse_patch(text, str(path), strip)

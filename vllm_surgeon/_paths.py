@@ -50,34 +50,41 @@ def candidates(path: str, strip: int | None = None, root: str | None = None) -> 
     """
     raw = [p for p in path.strip().replace("\\", "/").split("/") if p not in ("", ".")]
     if root:
-        raw = root.split(".") + raw[1 if strip is None else strip :]
-        if not raw[-1].endswith(".py"):
-            return []
-        names = raw[:-1] + ([] if raw[-1] == "__init__.py" else [raw[-1][: -len(".py")]])
-        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
-            return []
-        return [Candidate(".".join(names), "/".join(raw))]
+        return _under_root(raw, strip, root)
     if strip:
         raw = raw[strip:]
-    for root in _ROOTS:  # an absolute installed path: only what follows site-packages is the package
-        if root in raw[:-1]:
-            raw = raw[len(raw) - raw[::-1].index(root) :]
+    for site in _ROOTS:  # an absolute installed path: only what follows site-packages is the package
+        if site in raw[:-1]:
+            raw = raw[len(raw) - raw[::-1].index(site) :]
+    if not raw or not raw[-1].endswith(".py"):
+        return []
     whole_from = 1 if len(raw) > 1 and raw[0] in ("a", "b") and not strip else 0
     found = []
     for k in range(len(raw)):
         suffix = raw[k:]
-        if not suffix[-1].endswith(".py"):
-            return []
-        stem = suffix[-1][: -len(".py")]
-        names = suffix[:-1] + ([] if stem == "__init__" else [stem])
-        if not names or not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
-            continue
+        names = _module_names(suffix)
         # A top-level single-file module (`six.py`) is the path only when nothing but a/ is before
         # it: `vllm/utils.py` is never the top-level `utils` some other package installs.
-        if len(suffix) == 1 and k > whole_from:
-            continue
-        found.append(Candidate(".".join(names), "/".join(suffix)))
+        if names and not (len(suffix) == 1 and k > whole_from):
+            found.append(Candidate(".".join(names), "/".join(suffix)))
     return found
+
+
+def _under_root(raw: list[str], strip: int | None, root: str) -> list[Candidate]:
+    """A path relative to the folder of package `root` (strip: its -pN, else 1): that one module, if any."""
+    raw = root.split(".") + raw[1 if strip is None else strip :]
+    if not raw[-1].endswith(".py"):
+        return []
+    names = _module_names(raw)
+    return [Candidate(".".join(names), "/".join(raw))] if names else []
+
+
+def _module_names(parts: list[str]) -> list[str]:
+    """The dotted names of folders then a `.py` file (`__init__.py`: the folder's package); [] when
+    one is no identifier."""
+    stem = parts[-1][: -len(".py")]
+    names = parts[:-1] + ([] if stem == "__init__" else [stem])
+    return names if names and all(n.isidentifier() and not keyword.iskeyword(n) for n in names) else []
 
 
 def watch_names(hunk_set: HunkSet) -> set[str]:
@@ -171,14 +178,25 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         return _hunk_creations(hunk_set, read)
     out = Resolution(hunk_set)
     modules: dict[int, str] = {}  # id(DiffFile) -> module
+    new_found = _new_files(hunk_set, read)
+    for f in hunk_set.files:
+        pattern = next((p for p in (skipped_by(path, hunk_set.skip) for path in f.paths) if p is not None), None)
+        if pattern is not None:
+            out.skipped.append(Skipped(f, pattern))
+            continue
+        module = _module_of(f, hunk_set, read, out, new_found, version)
+        if module is not None:
+            modules[id(f)] = module
+    out.hunk_set = replace(hunk_set, hunks=_in_steps(hunk_set, modules))
+    return out
 
-    def refuse(reason: Reason, f: DiffFile, detail: str) -> None:
-        out.refusals.append(Refusal(reason, hunk_set.name, f.origin, f.name, detail, version,
-                                    commit=f.commit.label() if f.commit else None))
 
-    hint = "; if the set leaves it out on purpose, list it in the set's `skip:` header field (e.g. skip: tests/**, csrc/**)"
-    # New files first, packages (`__init__.py`) shallowest first: a new module may sit in a package
-    # the same set creates.
+_SKIP_HINT = "; if the set leaves it out on purpose, list it in the set's `skip:` header field (e.g. skip: tests/**, csrc/**)"
+
+
+def _new_files(hunk_set: HunkSet, read: Callable) -> dict[int, list | str]:
+    """Where each new `.py` file of the set would be (see _new_module), by id(DiffFile). New
+    packages (`__init__.py`) first, shallowest first: a new module may sit in a package the set creates."""
     packages: dict[str, str] = {}  # package the set creates -> its would-be directory
     new_found: dict[int, list | str] = {}
     news = [f for f in hunk_set.files if f.change == "new" and f.path.endswith(".py")]
@@ -186,35 +204,48 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
         new_found[id(f)] = found = _new_module(f, read, packages, hunk_set.root)
         if isinstance(found, list) and len(found) == 1 and found[0][0].relative.endswith("__init__.py"):
             packages[found[0][0].module] = found[0][1].rsplit("/", 1)[0]
-    for f in hunk_set.files:
-        pattern = next((p for p in (skipped_by(path, hunk_set.skip) for path in f.paths) if p is not None), None)
-        if pattern is not None:
-            out.skipped.append(Skipped(f, pattern))
-            continue
-        if f.change in _WHY:
-            refuse(Reason.UNSUPPORTED_CHANGE, f, f"{f.name}: this diff {_WHY[f.change]}; vllm-surgeon only changes and "
-                   f"creates Python modules" + hint)
-            continue
-        if not any(path.endswith(".py") for path in f.paths):
-            refuse(Reason.NOT_PYTHON, f, f"{f.name} is not a Python module: it cannot be applied at import" + hint)
-            continue
-        found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created, hunk_set.root)
-        if isinstance(found, str):
-            refuse(Reason.PATH_NOT_FOUND, f, found + hint)
-            continue
-        if len(found) > 1:
-            refuse(Reason.PATH_AMBIGUOUS, f, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
-                   "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
-            continue
-        (candidate, where), = found
-        if f.change == "new":
-            if read(candidate.module) is not None:
-                refuse(Reason.MODULE_EXISTS, f, f"this diff creates {candidate.module}, which already exists here ({read(candidate.module).path})")
-                continue
-            out.created[candidate.module] = where
-        modules[id(f)] = candidate.module
-    # The hunks of files that resolved are still checked (a refused set shows every problem at once).
-    # Steps: commits in order; inside a commit, a module's second file section comes after its first.
+    return new_found
+
+
+def _module_of(
+    f: DiffFile, hunk_set: HunkSet, read: Callable, out: Resolution, new_found: dict[int, list | str], version: str | None,
+) -> str | None:
+    """The module diff file `f` changes or creates (a created one is noted in `out.created`); None
+    with a refusal in `out` when it is no Python module, not here, two modules, or already there."""
+
+    def refuse(reason: Reason, detail: str) -> None:
+        out.refusals.append(Refusal(reason, hunk_set.name, f.origin, f.name, detail, version,
+                                    commit=f.commit.label() if f.commit else None))
+
+    if f.change in _WHY:
+        refuse(Reason.UNSUPPORTED_CHANGE, f"{f.name}: this diff {_WHY[f.change]}; vllm-surgeon only changes and "
+               "creates Python modules" + _SKIP_HINT)
+        return None
+    if not any(path.endswith(".py") for path in f.paths):
+        refuse(Reason.NOT_PYTHON, f"{f.name} is not a Python module: it cannot be applied at import" + _SKIP_HINT)
+        return None
+    found = new_found[id(f)] if f.change == "new" else _existing(f, read, out.created, hunk_set.root)
+    if isinstance(found, str):
+        refuse(Reason.PATH_NOT_FOUND, found + _SKIP_HINT)
+        return None
+    if len(found) > 1:
+        refuse(Reason.PATH_AMBIGUOUS, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
+               "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
+        return None
+    (candidate, where), = found
+    if f.change == "new":
+        existing = read(candidate.module)
+        if existing is not None:
+            refuse(Reason.MODULE_EXISTS, f"this diff creates {candidate.module}, which already exists here ({existing.path})")
+            return None
+        out.created[candidate.module] = where
+    return candidate.module
+
+
+def _in_steps(hunk_set: HunkSet, modules: dict[int, str]) -> tuple[Hunk, ...]:
+    """The set's hunks with their modules, in steps: commits in order; inside a commit, a module's
+    second file section comes after its first. Hunks of files skipped or refused are left out (the
+    hunks of files that resolved are still checked: a refused set shows every problem at once)."""
     seen: dict[tuple[int, str], int] = {}
     section_step: dict[int, tuple[int, int]] = {}
     for f in hunk_set.files:
@@ -232,8 +263,7 @@ def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Re
                 continue  # skipped, or refused above
             h = replace(h, target=Target(modules[id(h.file)]), step=order[section_step[id(h.file)]])
         hunks.append(h)
-    out.hunk_set = replace(hunk_set, hunks=tuple(hunks))
-    return out
+    return tuple(hunks)
 
 
 def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
@@ -282,12 +312,14 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str
             folder = packages[package]
         else:
             source = read(package)
-            if source is None or not _is(source.path, c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0] + "/__init__.py"):
+            parent = c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0]
+            if source is None or not _is(source.path, parent + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
         return [(c, f"{folder}/{name}/__init__.py" if c.relative.endswith("__init__.py") else f"{folder}/{name}.py")]
     what = "a package" if f.path.endswith("__init__.py") else "a module"
-    return f"{f.name}: this diff creates {what}, but no installed package is where it would go (packages tried: {', '.join(tried) or 'none'})"
+    return (f"{f.name}: this diff creates {what}, but no installed package is where it would go "
+            f"(packages tried: {', '.join(tried) or 'none'})")
 
 
 def _is(real: str, relative: str) -> bool:

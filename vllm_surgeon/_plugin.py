@@ -4,11 +4,11 @@ Where the `.pth` bootstrap did not run, this installs the hook and patches in pl
 modules vLLM already imported (in vLLM 0.32/0.33 ~330 `vllm.*` modules, the scheduler among them).
 """
 
-import os
+from . import _settings
 
 
 def register() -> None:
-    if not os.environ.get("VLLM_SURGEON_HUNKS", "").replace(",", "").strip():  # " , " names no set
+    if not _settings.hunks_named():  # " , " names no set
         return
     from ._runtime import runtime
 

@@ -86,15 +86,44 @@ def parse_py_file(path: str, name: str, data: bytes | None = None) -> HunkSet:
     if data is None:
         with open(path, "rb") as f:
             data = f.read()
+    code, tree = _compiled(data, path)
+    module = _executed(code, path, name)
+    defined = _definition_lines(tree)
+    fields: dict[str, str] = {}
+    origins: dict[str, Origin] = {}
+    for attr, key in _GLOBALS.items():
+        value = getattr(module, attr, None)
+        if value is not None:
+            if not isinstance(value, str):
+                raise HunkFileError(Origin(path, 1), f"{attr} must be a string, not {type(value).__name__}")
+            fields[key] = value
+            origins[key] = Origin(path, 1)
+    hunks: list[TransformHunk | AnchoredHunk] = []
+    for attr, obj in list(vars(module).items()):
+        mark = _mark_of(obj)
+        if mark is not None:
+            hunks.append(_transform_hunk(attr, obj, mark, Origin(path, defined.get(attr, 1))))
+    if not hunks:
+        raise HunkFileError(Origin(path, 1), "no transforms: decorate a function or CSTTransformer with @vllm_surgeon.transform(...)")
+    hunks.sort(key=lambda h: h.origin.line)
+    check_fields(fields, origins)
+    return HunkSet(name=name, path=path, kind="py", hunks=tuple(hunks), fields=fields, field_origins=origins)
+
+
+def _compiled(data: bytes, path: str) -> tuple[types.CodeType, ast.Module]:
+    """The set's code and tree; a HunkFileError when it is no Python source."""
     try:
-        code = compile(data, path, "exec", dont_inherit=True)
-        tree = ast.parse(data, path)
+        return compile(data, path, "exec", dont_inherit=True), ast.parse(data, path)
     except SyntaxError as exc:
         raise HunkFileError(Origin(path, exc.lineno or 1), f"syntax error: {exc.msg}") from None
     except (ValueError, UnicodeError) as exc:  # null bytes, a bad coding cookie or encoding
         raise HunkFileError(Origin(path, 1), f"not Python source: {exc}") from None
     except RecursionError:
         raise HunkFileError(Origin(path, 1), "nested too deeply to compile") from None
+
+
+def _executed(code: types.CodeType, path: str, name: str) -> types.ModuleType:
+    """The set run as a private module; whatever it raises (sys.exit() too) is a HunkFileError at its line."""
     module_name = f"_vllm_surgeon_sets.{name}"
     module = types.ModuleType(module_name)
     module.__file__ = path
@@ -112,39 +141,22 @@ def parse_py_file(path: str, name: str, data: bytes | None = None) -> HunkSet:
         raise HunkFileError(Origin(path, _line_in(exc, path)), f"{type(exc).__name__} while loading: {exc}") from None
     finally:
         sys.modules.pop(module_name, None)
-    defined = _definition_lines(tree)
+    return module
 
-    fields: dict[str, str] = {}
-    origins: dict[str, Origin] = {}
-    for attr, key in _GLOBALS.items():
-        value = getattr(module, attr, None)
-        if value is not None:
-            if not isinstance(value, str):
-                raise HunkFileError(Origin(path, 1), f"{attr} must be a string, not {type(value).__name__}")
-            fields[key] = value
-            origins[key] = Origin(path, 1)
-    hunks: list[TransformHunk | AnchoredHunk] = []
-    for attr, obj in list(vars(module).items()):
-        mark = _mark_of(obj)
-        if mark is None:
-            continue
-        origin = Origin(path, defined.get(attr, 1))
-        if not (
-            isinstance(mark, tuple) and len(mark) == 2 and isinstance(mark[0], str)
-            and isinstance(mark[1], tuple) and mark[1] and all(isinstance(a, str) and a.strip() for a in mark[1])
-        ):
-            raise HunkFileError(
-                origin, f"{attr} carries a malformed {_MARK} mark: declare transforms with @vllm_surgeon.transform(target, anchor=...)"
-            )
-        if not callable(obj):
-            raise HunkFileError(origin, f"{attr} is marked as a transform but is not a function or CSTTransformer class")
-        target_spec, anchors = mark
-        target = Target.parse(target_spec, origin)
-        if target.qualname is None:
-            raise HunkFileError(origin, f"@transform target {target_spec!r} must name a function or class (module:Qualified.name)")
-        hunks.append(TransformHunk(origin=origin, target=target, function=obj, anchors=anchors, name=attr))
-    if not hunks:
-        raise HunkFileError(Origin(path, 1), "no transforms: decorate a function or CSTTransformer with @vllm_surgeon.transform(...)")
-    hunks.sort(key=lambda h: h.origin.line)
-    check_fields(fields, origins)
-    return HunkSet(name=name, path=path, kind="py", hunks=tuple(hunks), fields=fields, field_origins=origins)
+
+def _transform_hunk(attr: str, obj: object, mark: object, origin: Origin) -> TransformHunk:
+    """The transform `attr` of a set, from the mark @transform left on it; checked, as it may be forged."""
+    if not (
+        isinstance(mark, tuple) and len(mark) == 2 and isinstance(mark[0], str)
+        and isinstance(mark[1], tuple) and mark[1] and all(isinstance(a, str) and a.strip() for a in mark[1])
+    ):
+        raise HunkFileError(
+            origin, f"{attr} carries a malformed {_MARK} mark: declare transforms with @vllm_surgeon.transform(target, anchor=...)"
+        )
+    if not callable(obj):
+        raise HunkFileError(origin, f"{attr} is marked as a transform but is not a function or CSTTransformer class")
+    target_spec, anchors = mark
+    target = Target.parse(target_spec, origin)
+    if target.qualname is None:
+        raise HunkFileError(origin, f"@transform target {target_spec!r} must name a function or class (module:Qualified.name)")
+    return TransformHunk(origin=origin, target=target, function=obj, anchors=anchors, name=attr)

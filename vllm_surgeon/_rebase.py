@@ -28,7 +28,6 @@ class RebaseError(ValueError):
 class Rebased:
     text: str | None  # the new set file, when the merge is clean
     conflicts: list[str] = field(default_factory=list)  # diff3-style lines, when it is not
-    plan: _engine.Plan | None = None  # the new set checked against the new release
     # On a conflict: editable copies of the new release's functions the set changes, merged, with
     # diff3 markers where both sides changed: target -> text (for `capture`). Empty when a change
     # lies outside any function or class (then `new` + `capture` by hand is the way).
@@ -94,12 +93,6 @@ def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: in
     return context
 
 
-@dataclass
-class _Merged:
-    lines: list[str]
-    conflicts: bool = False
-
-
 def _reformatted_onto(hunk_set: HunkSet, onto: Tree) -> dict[str, str]:
     """Modules where the set applies to the new release as it is, some hunks only by structure
     (upstream re-laid the code out, issue 10): their patched text there. A three-way merge would see
@@ -126,59 +119,77 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             f"{hunk_set.name} does not apply to its base, {base.label} ({first.summary()}); "
             "name the release it was written against with --from"
         )
-    written = _written_anchors(hunk_set, planned)
-    conflicts: list[str] = []
-    copies: dict[str, str] = {}
-    outside: list[str] = []
-    sections: list[str] = []
-    diffs: list[str] = []
-    laid_out = _reformatted_onto(hunk_set, onto)
+    out = _Carried(_written_anchors(hunk_set, planned), _reformatted_onto(hunk_set, onto))
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
         theirs_source = onto.read(module)
         if patched.created:  # a module the set creates: carried as it is, unless upstream made one too
-            if theirs_source is not None:
-                conflicts += [f"--- {module}", f"{hunk_set.name} creates {module}, and {onto.label} has one already "
-                              f"({theirs_source.path}): merge them by hand"]
-            elif hunk_set.kind == "diff":
-                diffs += unified(relative_path(module, patched.source.path), None, patched.text)
-            else:
-                sections += [f"@@ {module} @@ new"] + ["+" + line for line in patched.text.split("\n")[:-1]] + [""]
+            out.created(hunk_set, module, patched, theirs_source, onto)
             continue
         if theirs_source is None:
             raise RebaseError(f"{module} does not exist in {onto.label}")
+        out.changed(hunk_set, module, patched, theirs_source, base, onto)
+    if out.conflicts:
+        return Rebased(None, out.conflicts, copies=out.copies if not out.outside else {}, outside=out.outside)
+    return Rebased(_rebased_text(hunk_set, onto, planned, out))
+
+
+class _Carried:
+    """What `rebase` carries onto the new release, module by module: .hunk sections or diff lines,
+    or the conflicts (with the merged copies of the functions they are in)."""
+
+    def __init__(self, written: dict[str, list], laid_out: dict[str, str]) -> None:
+        self.written, self.laid_out = written, laid_out
+        self.conflicts: list[str] = []
+        self.copies: dict[str, str] = {}
+        self.outside: list[str] = []
+        self.sections: list[str] = []
+        self.diffs: list[str] = []
+
+    def created(self, hunk_set: HunkSet, module: str, patched, theirs_source, onto: Tree) -> None:
+        if theirs_source is not None:
+            self.conflicts += [f"--- {module}", f"{hunk_set.name} creates {module}, and {onto.label} has one already "
+                               f"({theirs_source.path}): merge them by hand"]
+        elif hunk_set.kind == "diff":
+            self.diffs += unified(relative_path(module, patched.source.path), None, patched.text)
+        else:
+            self.sections += [f"@@ {module} @@ new"] + ["+" + line for line in patched.text.split("\n")[:-1]] + [""]
+
+    def changed(self, hunk_set: HunkSet, module: str, patched, theirs_source, base: Tree, onto: Tree) -> None:
         base_lines = patched.source.lines()
-        ours_lines = patched.text.split("\n")
         theirs_lines = theirs_source.lines()
         labels = (f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}")
-        if module in laid_out:  # same code, new layout: the set as it applies there, in that layout
-            merged = _Merged(laid_out[module].split("\n"))
+        if module in self.laid_out:  # same code, new layout: the set as it applies there, in that layout
+            merged = Merge(self.laid_out[module].split("\n"), [])
         else:
-            merged = merge3(base_lines, ours_lines, theirs_lines)
+            merged = merge3(base_lines, patched.text.split("\n"), theirs_lines)
         if merged.conflicts:
-            conflicts += [f"--- {module}"] + render_conflicts(merged, *labels)
+            self.conflicts += [f"--- {module}"] + render_conflicts(merged, *labels)
             index = ScopeIndex(theirs_source.text, theirs_source.path)
             found, at_module = _copies(module, merged, theirs_lines, index, labels)
-            copies.update(found)
+            self.copies.update(found)
             if at_module:
-                outside.append(module)
-            continue
+                self.outside.append(module)
+            return
         if merged.lines == theirs_lines:
-            conflicts += [f"--- {module}", f"the new release already contains every change of {hunk_set.name} here"]
-            continue
-        index = ScopeIndex(theirs_source.text, theirs_source.path)
-        keep = _keep_written(written.get(module, []), base_lines, theirs_lines)
+            self.conflicts += [f"--- {module}", f"the new release already contains every change of {hunk_set.name} here"]
+            return
+        keep = _keep_written(self.written.get(module, []), base_lines, theirs_lines)
         if hunk_set.kind == "diff":
             # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept,
             # with as much context as the written anchor had around each change (issue 8: never weaker).
             context = _context_for(theirs_lines, merged.lines, keep)
-            diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines), context)
-        else:
-            for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep, same_named=same_named(index)):
-                target = f"{module}:{draft.scope}" if draft.scope else module
-                sections += render_hunk_section(target, draft) + [""]
-    if conflicts:
-        return Rebased(None, conflicts, copies=copies if not outside else {}, outside=outside)
+            self.diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines), context)
+            return
+        index = ScopeIndex(theirs_source.text, theirs_source.path)
+        for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep, same_named=same_named(index)):
+            target = f"{module}:{draft.scope}" if draft.scope else module
+            self.sections += render_hunk_section(target, draft) + [""]
+
+
+def _rebased_text(hunk_set: HunkSet, onto: Tree, planned, out: _Carried) -> str:
+    """The rebased set's file: its header (written-against the new release; a series' commits and
+    files left out noted) and its sections or diffs."""
     fields = {k: v for k, v in hunk_set.fields.items() if k != "root"}  # the rebased diff's paths are from the tree's root
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
@@ -189,10 +200,8 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     if left_out:
         header += [f"# not carried (skip: {k.pattern}): {k.file.name}" for k in left_out]
     if hunk_set.kind == "diff":
-        text = "\n".join(header + diffs) + "\n"
-    else:
-        text = "\n".join(header + [""] + sections).rstrip("\n") + "\n"
-    return Rebased(text)
+        return "\n".join(header + out.diffs) + "\n"
+    return "\n".join(header + [""] + out.sections).rstrip("\n") + "\n"
 
 
 def _copies(

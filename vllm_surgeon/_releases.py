@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ._engine import ModuleSource
+from . import _settings
 from ._sources import dist_from_tree, installed_vllm, read_installed, version_from_tree
+from ._state import ModuleSource
 
 
 class SpecError(ValueError):
@@ -49,14 +50,10 @@ class Tree:
             return None
         return self.version if self.dist == "vllm" else f"{self.dist}=={self.version}"
 
-    def module_path(self, module: str) -> str:
-        source = self.read(module)
-        return source.path if source is not None else module
-
 
 def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""
-    explicit = os.environ.get("VLLM_SURGEON_CACHE_DIR")
+    explicit = _settings.cache_dir()
     if explicit:
         return Path(explicit).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -118,7 +115,8 @@ def directory(path: Path) -> Tree:
     if root is None:
         # A tree of other packages only (a set that changes vllm-ascend, or a test package): issue 6.
         if not any((p / "__init__.py").is_file() for p in path.iterdir()):
-            raise SpecError(f"{path}: holds no vllm/ directory nor any Python package (give a git checkout, a site-packages or a vllm/ tree)")
+            raise SpecError(f"{path}: holds no vllm/ directory nor any Python package "
+                            "(give a git checkout, a site-packages or a vllm/ tree)")
         root = path
     version = version_from_tree(root / "vllm")
 

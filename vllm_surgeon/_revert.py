@@ -12,14 +12,14 @@ from __future__ import annotations
 import ast
 import difflib
 
-from ._engine import ModuleSource, PatchedModule
+from ._engine import PatchedModule
 from ._linemap import Compiled, changed_lines, find_units
 from ._scopes import ScopeIndex
+from ._state import ModuleSource
 
 
 def revert(patched: PatchedModule) -> PatchedModule:
     """What takes a module running `patched` (a fully planned one, with its text) back to its source."""
-    assert patched.text is not None, "revert needs the patched text (plan again rather than use the cache's)"
     source = patched.source
     old_lines = patched.text.split("\n")
     new_lines = source.lines()

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import _blame, _engine
+from . import _blame, _engine, _settings
 from ._hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from ._model import HunkFileError, HunkSet
 from ._refusal import Reason, Refusal, SurgeonError
@@ -136,57 +136,92 @@ class Runtime:
                     self.error = exc
                     self._watch = {"vllm"} | self._watch
                     raise
+            assert self.plan is not None  # _make_plan sets it or raises
             return self.plan
 
     def _make_plan(self) -> None:
+        """The plan for this process, in named steps: the failure policy, sets that did not load, the
+        plan itself (cache or planned and patched in place, with fallbacks), then keeping and logging it."""
         _setup_logging()
-        policy = os.environ.get("VLLM_SURGEON_ON_FAILURE", "fail").strip().lower() or "fail"
-        if policy not in ("fail", "warn"):
-            raise SurgeonError(
-                extra=f"VLLM_SURGEON_ON_FAILURE={os.environ['VLLM_SURGEON_ON_FAILURE']!r} is not understood; "
-                "use 'fail' (the default: stop vLLM's start) or 'warn' (log and run without the set)"
-            )
-        self.policy = policy
-        if self.load_errors:
-            text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
-            if policy == "fail":
-                raise SurgeonError(extra=text)
-            names = ", ".join(repr(n) for n, _ in self.load_errors)
-            self._say(
-                text,
-                f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without these sets ({names}), which cannot be "
-                f"loaded:\n{text}\nOther vLLM processes of this run say this in one line.",
-                f"{{process}}: running without these sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): they cannot "
-                "be loaded; the full message was logged by {where}",
-            )
+        self.policy = self._read_policy()
+        self._report_load_errors()
         version, _ = installed_vllm()
-        sets = self._all_sets()
-        plan, refusals = self._cached_plan(sets, version), []
-        while plan is None:
-            candidate = _engine.plan(sets, self._read, version)
-            refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
-            if refusals and policy == "fail":
-                raise SurgeonError(refusals, {s.name: s for s in self.sets})
-            # Patching in place may import a module the plan changes or creates (a new module-level
-            # `from pkg.new_module import X`): the hook serves it from this candidate plan.
-            self._pending = candidate
-            try:
-                live = self._patch_imported(candidate)
-            finally:
-                self._pending = None
-            if live is None:
-                plan = candidate
-                self._store(plan, sets, version)
-                break
-            sets = [s for s in sets if s.name != live.set_name]
-            if live.set_name == INTERNAL:
-                self._compile_cache_off(live)
-                continue
-            if policy == "fail":
-                raise SurgeonError([live], {s.name: s for s in self.sets})
-            self._warn([live])
+        plan, refusals = self._plan_and_patch(version)
         if refusals:
             self._warn(refusals)
+        self._keep(plan)
+        # A forked child inherits the patched modules and logs its own line, once its process
+        # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
+        os.register_at_fork(after_in_child=self._forked)
+
+    @staticmethod
+    def _read_policy() -> str:
+        """VLLM_SURGEON_ON_FAILURE; a setting vllm-surgeon does not understand stops the start."""
+        try:
+            policy = _settings.on_failure()
+            _settings.code_cache()  # a typo in it must not leave the code cache on silently
+        except _settings.SettingError as exc:
+            raise SurgeonError(extra=str(exc)) from None
+        return policy
+
+    def _report_load_errors(self) -> None:
+        """Sets that could not be found or parsed: stop the start, or (warn) say so and go on without them."""
+        if not self.load_errors:
+            return
+        text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
+        if self.policy == "fail":
+            raise SurgeonError(extra=text)
+        names = ", ".join(repr(n) for n, _ in self.load_errors)
+        self._say(
+            text,
+            f"{{process}}: VLLM_SURGEON_ON_FAILURE=warn, running without these sets ({names}), which cannot be "
+            f"loaded:\n{text}\nOther vLLM processes of this run say this in one line.",
+            f"{{process}}: running without these sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): they cannot "
+            "be loaded; the full message was logged by {where}",
+        )
+
+    def _plan_and_patch(self, version: str | None) -> tuple[_engine.Plan, list[Refusal]]:
+        """The plan from the code cache, else a plan whose already-imported modules were patched in
+        place; with it the users' refusals (warn) still to report. A set that cannot be patched in
+        place is left out and the rest planned again (`_in_place_failed` decides what that costs)."""
+        sets = self._all_sets()
+        cached = self._cached_plan(sets, version)
+        if cached is not None:
+            return cached, []
+        while True:
+            candidate = _engine.plan(sets, self._read, version)
+            refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
+            if refusals and self.policy == "fail":
+                raise SurgeonError(refusals, {s.name: s for s in self.sets})
+            live = self._patch_candidate(candidate)
+            if live is None:
+                self._store(candidate, sets, version)
+                return candidate, refusals
+            sets = [s for s in sets if s.name != live.set_name]
+            self._in_place_failed(live)
+
+    def _patch_candidate(self, candidate: _engine.Plan) -> Refusal | None:
+        """Patch in place what `candidate` changes and this process imported; a refusal if it cannot be."""
+        # Patching in place may import a module the plan changes or creates (a new module-level
+        # `from pkg.new_module import X`): the hook serves it from this candidate plan.
+        self._pending = candidate
+        try:
+            return self._patch_imported(candidate)
+        finally:
+            self._pending = None
+
+    def _in_place_failed(self, refusal: Refusal) -> None:
+        """A set could not be patched in place (and was left out): for the internal set, vLLM's compile
+        cache is turned off instead; a user's set stops the start, or (warn) is reported."""
+        if refusal.set_name == INTERNAL:
+            self._compile_cache_off(refusal)
+        elif self.policy == "fail":
+            raise SurgeonError([refusal], {s.name: s for s in self.sets})
+        else:
+            self._warn([refusal])
+
+    def _keep(self, plan: _engine.Plan) -> None:
+        """Make `plan` this process's plan: what the hook serves, `applied()` reports and is logged."""
         internal = [r for r in plan.refusals if r.set_name == INTERNAL]
         if internal and self.sets:
             self._compile_cache_off(internal[0])
@@ -195,9 +230,6 @@ class Runtime:
         self.hash_sources = {p.source.path: p.compiled.display for p in plan.modules.values()}
         self._watch = set(plan.modules)
         self._log_when_known()
-        # A forked child inherits the patched modules and logs its own line, once its process
-        # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
-        os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
         self._log_pending = True
@@ -234,7 +266,7 @@ class Runtime:
         from ._cache import CodeCache, key, planned_modules
         from ._paths import resolve
 
-        if os.environ.get("VLLM_SURGEON_CODE_CACHE", "1") == "0":
+        if not _settings.code_cache():
             self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
             return None
         resolved = [resolve(s, self._read, version) for s in sets]
@@ -466,7 +498,7 @@ class Runtime:
 
     def _full(self, patched: _engine.PatchedModule) -> _engine.PatchedModule:
         """`patched` with its text and tree (a module from the code cache has neither): planned again."""
-        if patched.text is not None:
+        if not patched.from_cache:
             return patched
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
@@ -521,6 +553,7 @@ class Runtime:
             refusal = self._patch_imported(plan)
             if refusal is not None:
                 self._withdraw(refusal)
+                assert self.plan is not None  # _withdraw either raises or adopts a new plan
                 refusal = self._patch_imported(self.plan)
                 if refusal is not None:
                     raise SurgeonError([refusal], {s.name: s for s in self.sets})

@@ -18,7 +18,7 @@ class Scope:
     end: int
     # Reachable by attribute lookup from the module (not defined inside a function).
     addressable: bool
-    node: ast.AST
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module  # a Module for kind "module"
 
     def contains(self, start: int, end: int) -> bool:
         return self.start <= start and end <= self.end
@@ -60,6 +60,7 @@ class ScopeIndex:
             if isinstance(child, _DEFS):
                 qualname = prefix + child.name
                 first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                assert child.end_lineno is not None  # ast.parse sets it on every statement
                 is_class = isinstance(child, ast.ClassDef)
                 self.scopes.append(
                     Scope(qualname, "class" if is_class else "function", first - 1, child.end_lineno, addressable, child)
@@ -85,13 +86,6 @@ class ScopeIndex:
             if inside and scope.end - scope.start <= best.end - best.start and scope is not self.module:
                 best = scope
         return best
-
-    def unit(self, line: int) -> Scope | None:
-        """The outermost addressable function holding `line`: what in-place patching recompiles."""
-        for scope in self.scopes:
-            if scope.kind == "function" and scope.addressable and scope.start <= line < scope.end:
-                return scope
-        return None
 
     def names(self) -> list[str]:
         return [s.qualname for s in self.scopes if s.kind != "module"]

@@ -10,6 +10,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _settings
 from ._lines import normalize_newlines
 from ._model import HunkFileError, HunkSet, Origin
 
@@ -47,9 +48,8 @@ def bundled_dir() -> Path:
 def search_dirs() -> list[tuple[str, Path]]:
     """The search path in order, as (label, directory)."""
     dirs: list[tuple[str, Path]] = []
-    for entry in os.environ.get("VLLM_SURGEON_PATH", "").split(os.pathsep):
-        if entry.strip():
-            dirs.append(("VLLM_SURGEON_PATH", Path(entry.strip()).expanduser().absolute()))
+    for entry in _settings.search_path():
+        dirs.append((_settings.PATH, Path(entry).expanduser().absolute()))
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -247,5 +247,4 @@ def load(name: str) -> HunkSet:
 
 def enabled_names(value: str | None = None) -> list[str]:
     """The names in VLLM_SURGEON_HUNKS, in order, without repeats."""
-    value = os.environ.get("VLLM_SURGEON_HUNKS", "") if value is None else value
-    return list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    return _settings.hunks() if value is None else _settings.split_names(value)

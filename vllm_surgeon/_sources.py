@@ -9,7 +9,7 @@ import sys
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
-from ._engine import ModuleSource
+from ._state import ModuleSource
 
 _VERSION_LINE = re.compile(r"""^__version__\s*=\s*(?:\w+\s*=\s*)*['"]([^'"]+)['"]""", re.M)
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import ast
 import difflib
 import traceback
-from typing import TYPE_CHECKING
 
 from ._lines import normalize_newlines, split_lines
 from ._model import TransformHunk
 from ._refusal import Reason, Refusal
-
-if TYPE_CHECKING:
-    from ._engine import Placement, _Context, _State
+from ._scopes import Scope
+from ._state import Context, Placement, State
 
 
 def _dump(node: ast.AST) -> str:
@@ -89,12 +87,23 @@ def _blocks(stmt):
     return blocks
 
 
-def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Placement | Refusal:
+def locate_transform(ctx: Context, hunk: TransformHunk, state: State) -> Placement | Refusal:
     """Run the transform on its target in the current text; the changed lines become a placement."""
-    import libcst as cst
+    scope = _target_scope(ctx, hunk, state)
+    if isinstance(scope, Refusal):
+        return scope
+    new_lines = _transformed(ctx, hunk, state)
+    if isinstance(new_lines, Refusal):
+        return new_lines
+    tail = len(state.lines) - scope.end
+    region = new_lines[scope.start : len(new_lines) - tail]
+    if new_lines[: scope.start] != state.lines[: scope.start] or new_lines[len(new_lines) - tail :] != state.lines[scope.end :]:
+        return ctx.refuse(Reason.TRANSFORM_FAILED, hunk, f"{hunk.name} changed code outside {scope.qualname}", state.source)
+    return Placement(hunk, scope.start, scope.end, _line_ops(state.lines[scope.start : scope.end], region), scope)
 
-    from ._engine import Placement
 
+def _target_scope(ctx: Context, hunk: TransformHunk, state: State) -> Scope | Refusal:
+    """The one definition a transform targets, holding every anchor it expects (checked by `ast`)."""
     index = state.index()
     scopes = index.find(hunk.target.qualname)
     if not scopes:
@@ -118,8 +127,16 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
             state.source,
             expected=tuple(split_lines(missing[0].strip())),
         )
-    text = "\n".join(state.lines)
-    module = cst.parse_module(text)
+    return scope
+
+
+def _transformed(ctx: Context, hunk: TransformHunk, state: State) -> list[str] | Refusal:
+    """The module's lines after the set's function rewrote its target's LibCST node; a refusal when
+    it raised, returned another kind of node, changed nothing, or returned what cannot be written."""
+    import libcst as cst
+
+    module = cst.parse_module("\n".join(state.lines))
+    assert hunk.target.qualname is not None  # _pyfile refuses a transform of module scope
     nodes = _find_cst(module, hunk.target.qualname)
     if len(nodes) != 1:
         return ctx.refuse(Reason.TARGET_NOT_FOUND, hunk, f"LibCST finds {len(nodes)} definitions of {hunk.target.qualname}", state.source)
@@ -129,7 +146,7 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
         if isinstance(fn, type) and issubclass(fn, cst.CSTTransformer):
             new = old.visit(fn())
         else:
-            new = fn(old)
+            new = hunk.function(old)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a set's code: even sys.exit() is a refusal, never an exit (issue 7 item 9)
@@ -144,22 +161,21 @@ def locate_transform(ctx: _Context, hunk: TransformHunk, state: _State) -> Place
     try:
         if new.deep_equals(old):
             return ctx.refuse(Reason.UNCHANGED, hunk, f"{hunk.name} returned the target unchanged", state.source)
-        new_lines = normalize_newlines(module.deep_replace(old, new).code).split("\n")
+        return normalize_newlines(module.deep_replace(old, new).code).split("\n")
     except Exception as exc:  # a node LibCST cannot render back to source
         return ctx.refuse(
             Reason.TRANSFORM_FAILED, hunk, f"{hunk.name} returned a node that cannot be written as code: {type(exc).__name__}: {exc}",
             state.source,
         )
-    tail = len(state.lines) - scope.end
-    region = new_lines[scope.start : len(new_lines) - tail]
-    if new_lines[: scope.start] != state.lines[: scope.start] or new_lines[len(new_lines) - tail :] != state.lines[scope.end :]:
-        return ctx.refuse(Reason.TRANSFORM_FAILED, hunk, f"{hunk.name} changed code outside {scope.qualname}", state.source)
+
+
+def _line_ops(old: list[str], new: list[str]) -> list[tuple[str, str]]:
+    """The (op, text) pairs that turn `old` lines into `new` ones, as a placement holds them."""
     ops: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(None, state.lines[scope.start : scope.end], region, autojunk=False)
-    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+    for tag, a0, a1, b0, b1 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
         if tag == "equal":
-            ops += [(" ", line) for line in region[b0:b1]]
+            ops += [(" ", line) for line in new[b0:b1]]
         else:
-            ops += [("-", line) for line in state.lines[scope.start + a0 : scope.start + a1]]
-            ops += [("+", line) for line in region[b0:b1]]
-    return Placement(hunk, scope.start, scope.end, ops, scope)
+            ops += [("-", line) for line in old[a0:a1]]
+            ops += [("+", line) for line in new[b0:b1]]
+    return ops

@@ -146,31 +146,7 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
     if v.tree.version is None and any(r.hunk_set.vllm_range is not None for r in v.results):
         out.append(style.warn("  this tree records no vLLM version: `vllm:` ranges were not checked"))
     for r in v.results:
-        s = r.hunk_set
-        head = style.good("applies") if r.ok else style.bad("REFUSED")
-        out.append(f"\n{s.name}  {head}  {style.dim(s.path)}")
-        hunk_refusals = {id(h.refusal) for h in r.hunks if h.refusal is not None}
-        for refusal in r.refusals:
-            if id(refusal) not in hunk_refusals:
-                out.append("  " + style.bad("refused: ") + refusal.message(indent="    ").replace("\n", "\n  "))
-        commit = None
-        for h in r.hunks:
-            origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
-            if getattr(h.hunk, "commit", None) is not None and h.hunk.commit != commit:
-                commit = h.hunk.commit
-                out.append(f"  {style.dim(commit.label())}")
-            if h.refusal is not None:
-                out.append(f"  {style.bad('refused')}  {origin}  {h.located_target}")
-                out.append("    " + h.refusal.message(indent="    ").replace("\n", "\n    "))
-            elif h.reformatted:
-                out.append(f"  {style.warn('reformatted')}  {origin}  {h.hunk.target}  {_where(h, v.tree)}")
-            elif h.moved:
-                out.append(f"  {style.warn('moved  ')}  {origin}  {h.located_target}  {_where(h, v.tree)}")
-            else:
-                out.append(f"  {style.good('ok     ')}  {origin}  {h.located_target}  {_where(h, v.tree)}")
-        for k in r.skipped:
-            where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
-            out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
+        out += _render_set(r, v.tree, style)
     packages = getattr(v.tree, "packages", None)
     if packages is not None and packages.used:  # issue 6: where each other package was read from
         out.append("\nother packages read from:")
@@ -178,6 +154,39 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
     good = sum(1 for r in v.results if r.ok)
     out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
     return out
+
+
+def _render_set(r: SetResult, tree, style: Style) -> list[str]:
+    """One set's verdict: refusals of the set itself, each hunk (under its commit), skipped files."""
+    s = r.hunk_set
+    head = style.good("applies") if r.ok else style.bad("REFUSED")
+    out = [f"\n{s.name}  {head}  {style.dim(s.path)}"]
+    hunk_refusals = {id(h.refusal) for h in r.hunks if h.refusal is not None}
+    for refusal in r.refusals:
+        if id(refusal) not in hunk_refusals:
+            out.append("  " + style.bad("refused: ") + refusal.message(indent="    ").replace("\n", "\n  "))
+    commit = None
+    for h in r.hunks:
+        if h.hunk.commit is not None and h.hunk.commit != commit:
+            commit = h.hunk.commit
+            out.append(f"  {style.dim(h.hunk.commit.label())}")
+        out += _render_hunk(h, tree, style)
+    for k in r.skipped:
+        where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
+        out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
+    return out
+
+
+def _render_hunk(h: HunkResult, tree, style: Style) -> list[str]:
+    origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
+    if h.refusal is not None:
+        return [f"  {style.bad('refused')}  {origin}  {h.located_target}",
+                "    " + h.refusal.message(indent="    ").replace("\n", "\n    ")]
+    if h.reformatted:
+        return [f"  {style.warn('reformatted')}  {origin}  {h.hunk.target}  {_where(h, tree)}"]
+    if h.moved:
+        return [f"  {style.warn('moved  ')}  {origin}  {h.located_target}  {_where(h, tree)}"]
+    return [f"  {style.good('ok     ')}  {origin}  {h.located_target}  {_where(h, tree)}"]
 
 
 def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = None) -> list[str]:

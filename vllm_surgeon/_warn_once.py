@@ -14,7 +14,9 @@ import logging
 import multiprocessing
 import os
 
-MARK = "_VLLM_SURGEON_WARNED"  # entries "digest:pid:process", separated by ";"
+from . import _settings
+
+MARK = _settings.WARNED  # entries "digest:pid:process", separated by ";"
 _SAID: set[str] = set()
 
 

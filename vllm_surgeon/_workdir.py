@@ -84,7 +84,7 @@ def write_copies(
     header `fields` (description, why, ...) of the set it came from."""
     files = new(name, list(copies), tree, spec, directory, force=False)
     manifest = json.loads((directory / MANIFEST).read_text())
-    for entry, path in zip(manifest["targets"], files):
+    for entry, path in zip(manifest["targets"], files, strict=False):
         atomic_write(path, copies[entry["target"]])
     if fields:
         manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
@@ -135,7 +135,12 @@ def capture(name: str, directory: Path) -> Captured:
             )
         compile_check(new_text, path)
         qualname = entry["target"].split(":", 1)[1]
-        for draft in drafts(old, new, lambda i1, i2, q=qualname, n=len(old): (q, 0, n)):
+        size = len(old)
+
+        def whole(i1: int, i2: int, q: str = qualname, n: int = size) -> tuple[str | None, int, int]:
+            return (q, 0, n)
+
+        for draft in drafts(old, new, whole):
             out += render_hunk_section(entry["target"], draft)
             out.append("")
         changed += 1

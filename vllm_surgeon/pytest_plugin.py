@@ -30,9 +30,16 @@ from typing import Any
 import pytest
 
 MARKER = "surgeon"
-# Set in the fresh interpreter a `surgeon` marker starts: the file its test reports go to.
-CHILD_ENV = "VLLM_SURGEON_PYTEST_CHILD"
 _OUTPUT_TAIL = 60  # lines of a crashed child's output shown in the failure
+
+
+def _child_reports() -> str:
+    """In the fresh interpreter a `surgeon` marker starts: the file its test reports go to; else ''."""
+    if "VLLM_SURGEON_PYTEST_CHILD" not in os.environ:  # _settings.PYTEST_CHILD; unset: import nothing at collection
+        return ""
+    from ._settings import pytest_child
+
+    return pytest_child()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "with these vllm-surgeon sets enabled (VLLM_SURGEON_HUNKS), plus `env`; subprocess=False applies them in "
         "this process through the `surgeon` fixture",
     )
-    child = os.environ.get(CHILD_ENV)
+    child = _child_reports()
     if child:
         config.pluginmanager.register(_ChildReporter(config, child), "vllm_surgeon_child_reporter")
         _start_in_child()
@@ -74,8 +81,9 @@ def _start_in_child() -> None:
     import sys
 
     from ._search import enabled_names
+    from ._settings import bootstrap
 
-    if not enabled_names() or os.environ.get("VLLM_SURGEON_BOOTSTRAP", "1") == "0":
+    if not enabled_names() or not bootstrap():
         return
     waiting = sys.modules.get("vllm_surgeon._bootstrap")
     if waiting is not None:
@@ -92,15 +100,16 @@ def _start_in_child() -> None:
 
 
 def _enable_for_session(value: str) -> None:
+    from . import _settings
     from ._search import enabled_names
 
     wanted = enabled_names(value)
     present = enabled_names()
     if present and present != wanted:
         raise pytest.UsageError(
-            f"--surgeon-sets={value} but VLLM_SURGEON_HUNKS={os.environ['VLLM_SURGEON_HUNKS']!r} is already set; use one"
+            f"--surgeon-sets={value} but {_settings.HUNKS}={os.environ[_settings.HUNKS]!r} is already set; use one"
         )
-    os.environ["VLLM_SURGEON_HUNKS"] = ",".join(wanted)  # every process the tests start inherits it
+    os.environ[_settings.HUNKS] = ",".join(wanted)  # every process the tests start inherits it
     from ._runtime import runtime
 
     try:
@@ -158,7 +167,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not spec.subprocess and fixturenames is not None and "surgeon" not in fixturenames:
             fixturenames.append("surgeon")  # the fixture applies the marker's sets in this process
     strict = config.getoption("surgeon_strict") or config.getini("surgeon_strict")
-    if strict and not os.environ.get(CHILD_ENV):
+    if strict and not _child_reports():
         _check_strictly(specs)
 
 
@@ -203,7 +212,7 @@ def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A test marked `surgeon` (subprocess) runs in a fresh interpreter; its reports are replayed here."""
-    if os.environ.get(CHILD_ENV):
+    if _child_reports():
         return None
     spec = _spec(item)
     if spec is None or not spec.subprocess:
@@ -242,34 +251,23 @@ def _child_command(item: pytest.Item) -> list[str]:
 
 
 def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
+    from . import _settings
+
     config = item.config
     with tempfile.TemporaryDirectory(prefix="vllm-surgeon-pytest-") as scratch:
         reports_file = Path(scratch) / "reports.jsonl"
         env = dict(os.environ)
         env.update(spec.env)
-        env["VLLM_SURGEON_HUNKS"] = ",".join(spec.sets)
-        env[CHILD_ENV] = str(reports_file)
+        env[_settings.HUNKS] = ",".join(spec.sets)
+        env[_settings.PYTEST_CHILD] = str(reports_file)
         command = _child_command(item)
-        described = f"VLLM_SURGEON_HUNKS={env['VLLM_SURGEON_HUNKS']}" + "".join(f" {k}={v}" for k, v in spec.env.items())
+        described = f"{_settings.HUNKS}={env[_settings.HUNKS]}" + "".join(f" {k}={v}" for k, v in spec.env.items())
         proc = subprocess.Popen(
             command, env=env, cwd=str(config.invocation_params.dir), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
-        try:
-            output, _ = proc.communicate(timeout=spec.timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started (a vLLM engine)
-            output, _ = proc.communicate()
-            timed_out = True
-        reports = []
-        if reports_file.exists():
-            for line in reports_file.read_text().splitlines():
-                report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
-                if report is not None and isinstance(report.longrepr, list):
-                    report.longrepr = tuple(report.longrepr)  # a skip's (path, line, reason): JSON made it a list
-                if report is not None:
-                    reports.append(report)
+        output, timed_out = _wait(proc, spec.timeout)
+        reports = _child_reports_from(config, reports_file)
     tests = [r for r in reports if getattr(r, "when", None) in ("setup", "call", "teardown")]
     header = f"ran in a fresh interpreter with {described} (exit code {proc.returncode}):\n  {' '.join(command)}"
     if tests and not timed_out:
@@ -290,10 +288,34 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
     return _synthesized(item, f"{why}\n{header}\n--- its output (last {_OUTPUT_TAIL} lines) ---\n{tail}")
 
 
+def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[str, bool]:
+    """The child's output, and whether it was killed (with all it started: a vLLM engine) at `timeout`."""
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        return output, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return output, True
+
+
+def _child_reports_from(config: pytest.Config, reports_file: Path) -> list[Any]:
+    """The test reports the child wrote, one JSON line each, as pytest reports again."""
+    reports = []
+    if reports_file.exists():
+        for line in reports_file.read_text().splitlines():
+            report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
+            if report is not None and isinstance(report.longrepr, list):
+                report.longrepr = tuple(report.longrepr)  # a skip's (path, line, reason): JSON made it a list
+            if report is not None:
+                reports.append(report)
+    return reports
+
+
 def _synthesized(item: pytest.Item, text: str) -> list[Any]:
     from _pytest.reports import TestReport
 
-    common = dict(nodeid=item.nodeid, location=item.location, keywords={k: 1 for k in item.keywords})
+    common: dict[str, Any] = dict(nodeid=item.nodeid, location=item.location, keywords={k: 1 for k in item.keywords})
     return [
         TestReport(outcome="passed", longrepr=None, when="setup", **common),
         TestReport(outcome="failed", longrepr=text, when="call", **common),
@@ -304,7 +326,7 @@ def _synthesized(item: pytest.Item, text: str) -> list[Any]:
 # -- inside the fresh interpreter ----------------------------------------------------------------------
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if os.environ.get(CHILD_ENV) and item.get_closest_marker(MARKER) is not None:
+    if _child_reports() and item.get_closest_marker(MARKER) is not None:
         from ._runtime import runtime
 
         current = runtime()
@@ -386,7 +408,7 @@ def surgeon(request: pytest.FixtureRequest) -> Iterator[Surgeon]:
     with pytest.MonkeyPatch.context() as mp:
         value = Surgeon()
         try:
-            if spec is not None and not spec.subprocess and not os.environ.get(CHILD_ENV):
+            if spec is not None and not spec.subprocess and not _child_reports():
                 for key, env_value in spec.env.items():
                     mp.setenv(key, env_value)
                 value.apply(*spec.sets)

@@ -1,0 +1,114 @@
+"""Every `VLLM_SURGEON_*` environment variable: its name, default and parsing, read here only.
+
+A bad value is a `SettingError` naming the variable and the value (README "Environment"). Standard
+library only and nothing at import time but `os`: the bootstrap path asks it in every vLLM process.
+Two readers cannot ask it: the one-line `vllm_surgeon.pth` (it runs before any import, so it reads
+`HUNKS` and `BOOTSTRAP` itself, as `hunks_named()` and `bootstrap()` do) and the bundled `priority`
+set (it runs inside vLLM's scheduler and reads `PRIORITY_AGING` itself).
+"""
+
+from __future__ import annotations
+
+import os
+
+HUNKS = "VLLM_SURGEON_HUNKS"  # the sets enabled, by name, comma-separated, in order
+PATH = "VLLM_SURGEON_PATH"  # directories searched for sets first (os.pathsep-separated)
+ON_FAILURE = "VLLM_SURGEON_ON_FAILURE"  # fail (default: stop vLLM's start) or warn (run without the set)
+BOOTSTRAP = "VLLM_SURGEON_BOOTSTRAP"  # 0: the .pth installs nothing; the vLLM plugin patches in place
+CACHE_DIR = "VLLM_SURGEON_CACHE_DIR"  # the code cache and wheels; default $XDG_CACHE_HOME/vllm-surgeon
+CODE_CACHE = "VLLM_SURGEON_CODE_CACHE"  # 0: plan in every process, never read or write the code cache
+PRIORITY_AGING = "VLLM_SURGEON_PRIORITY_AGING"  # read by the bundled `priority` set inside vLLM
+# Every setting a user may set; anything else starting with VLLM_SURGEON_ is likely a typo (doctor).
+NAMES = (HUNKS, PATH, ON_FAILURE, BOOTSTRAP, CACHE_DIR, CODE_CACHE, PRIORITY_AGING)
+
+# Marks vllm-surgeon leaves for the processes it starts; never set by users.
+PYTEST_CHILD = "VLLM_SURGEON_PYTEST_CHILD"  # in the pytest plugin's child: the file its test reports go to
+WARNED = "_VLLM_SURGEON_WARNED"  # warnings said in full once per run (_warn_once)
+
+POLICIES = ("fail", "warn")
+
+
+class SettingError(ValueError):
+    """A VLLM_SURGEON_* variable holds a value vllm-surgeon does not understand."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"{name}={value!r} is not understood; {expected}")
+        self.name = name
+        self.value = value
+
+
+def _get(name: str) -> str:
+    return os.environ.get(name, "")
+
+
+def split_names(value: str) -> list[str]:
+    """Set names in a comma-separated list, in order, without repeats or blanks."""
+    return list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def hunks() -> list[str]:
+    """The names in VLLM_SURGEON_HUNKS, in order, without repeats."""
+    return split_names(_get(HUNKS))
+
+
+def hunks_named() -> bool:
+    """Whether VLLM_SURGEON_HUNKS names any set (" , " names none), as the .pth line decides it."""
+    return bool(_get(HUNKS).replace(",", "").strip())
+
+
+def search_path() -> list[str]:
+    """The VLLM_SURGEON_PATH entries, stripped, blanks left out (not yet made absolute)."""
+    return [e.strip() for e in _get(PATH).split(os.pathsep) if e.strip()]
+
+
+def on_failure() -> str:
+    """'fail' (the default) or 'warn'; case and surrounding blanks do not matter."""
+    value = _get(ON_FAILURE)
+    policy = value.strip().lower() or "fail"
+    if policy not in POLICIES:
+        raise SettingError(ON_FAILURE, value, "use 'fail' (the default: stop vLLM's start) or 'warn' (log and run without the set)")
+    return policy
+
+
+def bootstrap() -> bool:
+    """Whether the .pth bootstrap is on: off only for exactly '0', as the .pth line reads it (it cannot
+    raise; `problems()` reports any other value but '1')."""
+    return _get(BOOTSTRAP) != "0"
+
+
+def code_cache() -> bool:
+    """Whether the on-disk code cache is used: '1' or unset (default) on, '0' off."""
+    value = _get(CODE_CACHE)
+    if value.strip() not in ("", "0", "1"):
+        raise SettingError(CODE_CACHE, value, "use '0' (plan in every process) or '1' (the default: use the code cache)")
+    return value.strip() != "0"
+
+
+def cache_dir() -> str | None:
+    """VLLM_SURGEON_CACHE_DIR as set, or None when unset or empty (the default applies)."""
+    return _get(CACHE_DIR) or None
+
+
+def pytest_child() -> str:
+    """In the pytest plugin's child: the file its test reports go to; '' elsewhere."""
+    return _get(PYTEST_CHILD)
+
+
+def problems() -> list[SettingError]:
+    """Every setting whose value is not understood (the doctor lists them)."""
+    found = []
+    for check in (on_failure, code_cache):
+        try:
+            check()
+        except SettingError as exc:
+            found.append(exc)
+    value = _get(BOOTSTRAP)
+    if value not in ("", "0", "1"):
+        found.append(SettingError(BOOTSTRAP, value, "use '0' (no bootstrap: the vLLM plugin patches in place) or '1' "
+                                  "(the default); the .pth line reads every value but '0' as on"))
+    return found
+
+
+def unknown() -> list[str]:
+    """Variables starting with VLLM_SURGEON_ that are no setting (likely typos), sorted."""
+    return sorted(k for k in os.environ if k.startswith("VLLM_SURGEON_") and k not in NAMES and k != PYTEST_CHILD)
