@@ -213,10 +213,13 @@ def test_readme_pytest_example_is_the_test_file_that_runs_here():
 def test_readme_server_command_is_the_one_the_server_test_runs():
     from test_real_server import SERVE_ARGS, STREAMS
 
-    block = readme_block("VLLM_SURGEON_PRIORITY_AGING=20 .venv/bin/python -m vllm.entrypoints.openai.api_server")
+    block = readme_block("taskset -c 0 .venv/bin/python -m vllm.entrypoints.openai.api_server")
     command = " ".join(block.replace("\\\n", " ").split())
     assert " ".join(SERVE_ARGS) in command and "VLLM_SURGEON_HUNKS=priority" in command
+    # The test pins the server to one CPU and tells vLLM's worker the same, as the README does.
+    assert "VLLM_CPU_OMP_THREADS_BIND=0 " in command and "VLLM_SURGEON_PRIORITY_AGING=20 " in command
     client = readme_block("examples/server/low_priority_wait.py").split()
+    assert client[:3] == ["taskset", "-c", "1"]
     assert client[client.index("--stream-s") + 1] == f"{STREAMS[0]:g}"
 
 

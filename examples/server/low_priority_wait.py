@@ -3,21 +3,27 @@
     python examples/server/low_priority_wait.py --base-url http://127.0.0.1:8000/v1 --model MODEL --stream-s 8
 
 Start the server with `--scheduling-policy priority` (and `--max-num-seqs 1` to make the queue
-visible on a small machine). Clients send priority-0 requests back to back; their number follows
-the server's throughput so that about `--queue-s` seconds of high-priority work always wait in
-the engine, on a fast machine or a loaded one (a stall of the API server then never lets the
-queue run dry). After a one-second warm-up one priority-10 request is sent. The stream stops when
-the low request is done or after `--stream-s` seconds, whichever is first. Without vllm-surgeon's
-`priority` set the low request is served only once the stream stops: its wait grows with the
-stream. With it, it waits for the work queued ahead of it plus about 10 / VLLM_SURGEON_PRIORITY_AGING
-seconds of newer arrivals, however long the stream. Uses the `openai` client that vLLM installs.
+visible on a small machine). The client first times two requests alone, then sends priority-0
+requests in bursts that do not wait for answers: `--queue-s` seconds of work at once, then, after
+a one-second warm-up, one priority-10 request followed at once and every second by `--overload`
+seconds of work. The engine's queue so grows whatever the machine's speed, even when the client
+itself is starved of CPU for a few seconds (seen on a loaded 2-core machine): a late client sends a
+whole burst when it runs again. The stream stops when the low request is done or after
+`--stream-s` seconds; high-priority requests still unanswered then are cancelled (vLLM aborts a
+request whose client went away) and the client waits until the engine is idle.
+Without vllm-surgeon's `priority` set the low request is served only once the stream stops: its
+wait grows with the stream. With it, it waits for the work queued ahead of it plus about
+10 / VLLM_SURGEON_PRIORITY_AGING seconds of newer arrivals, however long the stream. Uses the
+`openai` client that vLLM installs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import sys
 import time
 
@@ -25,75 +31,80 @@ import httpx
 import openai
 
 
+async def engine_idle(base_url: str, timeout: float = 60.0) -> bool:
+    """Wait until the server's /metrics show no request running or waiting; False after `timeout` s."""
+    metrics_url = base_url.rstrip("/").removesuffix("/v1") + "/metrics"
+    deadline = time.time() + timeout
+    async with httpx.AsyncClient(timeout=30, verify=False) as http:  # plain HTTP: no certificates to load
+        while time.time() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError, IndexError):
+                text = (await http.get(metrics_url)).text
+                counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                          if line.startswith(("vllm:num_requests_waiting{", "vllm:num_requests_running{"))]
+                if counts and not any(counts):
+                    return True
+            await asyncio.sleep(0.5)
+    return False
+
+
 async def measure(
-    base_url: str, model: str, stream_s: float, queue_s: float = 3.0, max_tokens: int = 64, low_priority: int = 10,
-    warmup_s: float = 1.0, timeline: str | None = None, min_clients: int = 4, max_clients: int = 256,
+    base_url: str, model: str, stream_s: float, max_tokens: int = 64, low_priority: int = 10,
+    queue_s: float = 4.0, warmup_s: float = 1.0, overload: float = 2.0, burst_s: float = 1.0,
+    timeline: str | None = None, max_outstanding: int = 512,
 ) -> dict:
     # Retries: on a loaded machine a kept-alive connection can be closed by the server as it is reused.
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=2, timeout=300)
     done: list[tuple[str, float, float]] = []  # (name, sent, finished) in the order answers came back
-    low_done = asyncio.Event()
+    sent_at: dict[str, float] = {}
 
     async def one(name: str, priority: int) -> None:
-        sent = time.time()
+        sent_at[name] = sent = time.time()
         await client.completions.create(
             model=model, prompt="hello world", max_tokens=max_tokens, temperature=0.0,
             extra_body={"priority": priority, "ignore_eos": True},
         )
         done.append((name, sent, time.time()))
 
-    async def high_client(k: int, until: float) -> None:
-        n = 0
-        while time.time() < until and not low_done.is_set():
-            await one(f"high-{k}-{n}", 0)
-            n += 1
+    # Two requests alone before the clock starts: the first builds the client's models and connection,
+    # the faster one gives the server's time per request with nothing queued.
+    alone = []
+    for k in range(2):
+        began = time.time()
+        await one(f"calibrate-{k}", 0)
+        alone.append(time.time() - began)
+    done.clear()
 
-    async def low() -> None:
-        await one("low", low_priority)
-        low_done.set()
+    # Bursts, not a steady trickle: a client starved of CPU on a loaded machine (seen here for 1-2 s at
+    # a time beside three busy vLLM processes on 2 cores) still sends each burst whole when it next
+    # runs; the queued work outlasts such a stall, and each burst adds `overload` times what is served.
+    highs: dict[str, asyncio.Task[None]] = {}
+    n = 0
 
-    # One request before the clock starts: the client's first call builds its models and connection
-    # (seconds on a loaded machine, during which no finish time could be recorded).
-    await client.completions.create(model=model, prompt="hello", max_tokens=1, extra_body={"priority": 0})
+    def burst(seconds_of_work: float) -> None:
+        nonlocal n
+        for _ in range(max(1, math.ceil(seconds_of_work / min(alone)))):
+            if sum(1 for task in highs.values() if not task.done()) < max_outstanding:
+                highs[f"high-{n}"] = asyncio.create_task(one(f"high-{n}", 0))
+                n += 1
+
     started = time.time()
     stream_until = started + warmup_s + stream_s
-    highs = [asyncio.create_task(high_client(k, stream_until)) for k in range(min_clients)]
-
-    async def keep_queue_full() -> None:
-        """As many clients as the server answers in `queue_s` seconds (throughput over the last 2 s)."""
-        while time.time() < stream_until and not low_done.is_set():
-            await asyncio.sleep(0.25)
-            now = time.time()
-            rate = sum(1 for _, _, finished in done[-max_clients * 4:] if finished > now - 2.0) / 2.0
-            want = min(max_clients, max(min_clients, int(rate * queue_s) + 1))
-            while len(highs) < want:
-                highs.append(asyncio.create_task(high_client(len(highs), stream_until)))
-
-    waiting: list[tuple[float, float]] = []  # (time, requests waiting in the engine) from the server's /metrics
-
-    async def sample_queue() -> None:
-        metrics_url = base_url.rstrip("/").removesuffix("/v1") + "/metrics"
-        async with httpx.AsyncClient(timeout=30) as http:
-            while not low_done.is_set():
-                try:
-                    text = (await http.get(metrics_url)).text
-                    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                              if line.startswith("vllm:num_requests_waiting{")]
-                    if values:
-                        waiting.append((time.time(), sum(values)))
-                except (httpx.HTTPError, ValueError, IndexError):
-                    pass
-                await asyncio.sleep(0.1)
-
-    controller = asyncio.create_task(keep_queue_full())
-    sampler = asyncio.create_task(sample_queue())
-    await asyncio.sleep(warmup_s)  # the queue fills with high-priority work first
-    low_task = asyncio.create_task(low())
-    await controller
-    while not all(task.done() for task in highs):
-        await asyncio.gather(*highs)
+    burst(queue_s)  # the work queued ahead of the low request
+    await asyncio.sleep(warmup_s)
+    low_task = asyncio.create_task(one("low", low_priority))
+    await asyncio.sleep(0)  # the low request is timestamped before the next burst
+    next_burst = time.time()
+    while time.time() < stream_until and not low_task.done():
+        burst(overload * burst_s)
+        next_burst += burst_s
+        await asyncio.wait([low_task], timeout=max(0.0, min(next_burst, stream_until) - time.time()))
+    stream_stopped = time.time()
+    cancelled = {name for name, task in highs.items() if not task.done()}
+    for name in cancelled:
+        highs[name].cancel()  # vLLM aborts the request when its connection closes
+    await asyncio.gather(*highs.values(), return_exceptions=True)
     await low_task
-    await sampler
+    idle = await engine_idle(base_url)
     await client.close()
 
     if timeline:
@@ -102,21 +113,24 @@ async def measure(
     names = [name for name, _, _ in done]
     at = names.index("low")
     _, low_sent, low_finished = done[at]
-    later = {name for name, sent, _ in done if name != "low" and sent > low_sent}
-    # Requests waiting in the engine while the low one waited (it counts itself): 1 means the queue ran
-    # dry, and then vLLM rightly serves the low request, set or no set.
-    during = [n for t, n in waiting if low_sent + 0.2 < t < low_finished - 0.2]
+    later = {name for name, sent in sent_at.items() if name.startswith("high-") and sent > low_sent}
+    ahead = set(names[:at])
+    # Cancelled at the stream's end, before the low request was served: they were not behind it.
+    live_at_low = later - ahead if low_finished < stream_stopped else later - ahead - cancelled
     return {
         "stream_s": stream_s,
+        "alone_s": round(min(alone), 3),
         "low_wait_s": round(low_finished - low_sent, 3),
-        # Before the stream's deadline every client still sends high-priority requests back to back.
-        "low_finished_while_streaming": low_finished < stream_until,
-        "highs": len(done) - 1,
-        "clients": len(highs),
-        "fewest_waiting_in_engine": min(during) if during else None,
+        # Until the stream stopped high-priority requests kept arriving faster than they were served.
+        "low_finished_while_streaming": low_finished < stream_stopped,
+        "highs": n,
+        "highs_answered": len(done) - 1,
+        "highs_cancelled_at_stream_end": len(cancelled),
         "highs_sent_after_low": len(later),
-        "overtaken_by_later_highs": sum(1 for name in names[:at] if name in later),
-        "later_highs_served_after_low": sum(1 for name in names[at + 1 :] if name in later),
+        "overtaken_by_later_highs": len(later & ahead),
+        # Sent after the low request and still unanswered when it was served: they waited behind it.
+        "later_highs_behind_low": len(live_at_low),
+        "engine_idle_after": idle,
     }
 
 
@@ -125,13 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", required=True, help="the served model name")
     parser.add_argument("--stream-s", type=float, default=3.0, help="how long high-priority requests keep coming")
-    parser.add_argument("--queue-s", type=float, default=3.0, help="seconds of high-priority work to keep waiting")
+    parser.add_argument("--queue-s", type=float, default=4.0, help="seconds of work queued ahead of the low request")
+    parser.add_argument("--overload", type=float, default=2.0,
+                        help="seconds of work sent per second of stream (above 1: a growing queue)")
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens each request asks for")
     parser.add_argument("--json", action="store_true", help="print the measurement as JSON")
     parser.add_argument("--timeline", metavar="FILE", help="write every request's send and finish times (JSON) to FILE")
     args = parser.parse_args(argv)
     try:
-        result = asyncio.run(measure(args.base_url, args.model, args.stream_s, args.queue_s, args.max_tokens, timeline=args.timeline))
+        result = asyncio.run(measure(args.base_url, args.model, args.stream_s, args.max_tokens, queue_s=args.queue_s,
+                                     overload=args.overload, timeline=args.timeline))
     except openai.OpenAIError as exc:
         print(f"low_priority_wait: the server at {args.base_url} failed a request: {exc}", file=sys.stderr)
         return 1
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"low-priority request waited {result['low_wait_s']:.2f} s under a {args.stream_s:g} s stream of "
-            f"{result['highs']} high-priority requests ({result['clients']} clients); overtaken by {result['overtaken_by_later_highs']} of the "
+            f"{result['highs']} high-priority requests ({result['alone_s']:.2f} s each alone); "
+            f"overtaken by {result['overtaken_by_later_highs']} of the "
             f"{result['highs_sent_after_low']} sent after it; "
             + ("served while the stream went on" if result["low_finished_while_streaming"] else "served only once the stream stopped")
         )
