@@ -3,14 +3,15 @@
     python examples/server/low_priority_wait.py --base-url http://127.0.0.1:8000/v1 --model MODEL --stream-s 8
 
 Start the server with `--scheduling-policy priority` (and `--max-num-seqs 1` to make the queue
-visible on a small machine). The client first times two requests alone, then sends priority-0
-requests in bursts that do not wait for answers: `--queue-s` seconds of work at once, then, after
-a one-second warm-up, one priority-10 request followed at once and every second by `--overload`
-seconds of work. The engine's queue so grows whatever the machine's speed, even when the client
-itself is starved of CPU for a few seconds (seen on a loaded 2-core machine): a late client sends a
-whole burst when it runs again. The stream stops when the low request is done or after
-`--stream-s` seconds; high-priority requests still unanswered then are cancelled (vLLM aborts a
-request whose client went away) and the client waits until the engine is idle.
+visible on a small machine; there, give the server and this client CPUs of their own, as the
+README's `taskset` lines do: on 2 shared cores the busy server starved the client for seconds, the
+queue ran dry and the measurement said nothing). The client first times two requests alone, then
+sends priority-0 requests in bursts that do not wait for answers: `--queue-s` seconds of work at
+once, then, after a one-second warm-up, one priority-10 request, followed at once and every second
+by `--overload` seconds of work, so the engine's queue grows whatever the machine's speed. The
+stream stops when the low request is done or after `--stream-s` seconds; high-priority requests
+still unanswered then are cancelled (vLLM aborts a request whose client went away) and the client
+waits until the engine is idle.
 Without vllm-surgeon's `priority` set the low request is served only once the stream stops: its
 wait grows with the stream. With it, it waits for the work queued ahead of it plus about
 10 / VLLM_SURGEON_PRIORITY_AGING seconds of newer arrivals, however long the stream. Uses the
