@@ -80,7 +80,8 @@ def test(args: list[str]) -> int:
     if failed:
         print(f"tools/dev.py: {' and '.join(failed)} failed (see above); not running the tests", file=sys.stderr)
         return 1
-    code = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=REPO).returncode
+    # --durations: every run (CI's too) names its slowest tests, where the suite's time goes.
+    code = subprocess.run([str(PYTHON), "-m", "pytest", "--durations=20", *args], cwd=REPO).returncode
     if code == 5:  # pytest's "no tests ran": a suite that collects nothing has not passed
         print("tools/dev.py: pytest collected no tests; treating that as a failure", file=sys.stderr)
         return 1
