@@ -25,6 +25,11 @@ def surgeon_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def git(repo: Path, *args: str) -> str:
+    """`git ARGS` in `repo`; its output (a failure raises, with git's message in the exception)."""
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
 def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter of this venv (so the .pth bootstrap runs as in production)."""
     return subprocess.run(

