@@ -32,8 +32,7 @@ pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
 STREAMS = (10.0, 20.0)  # seconds of high-priority stream
-# Tokens per request (~0.4 s each here): long enough that a client's next request usually reaches the
-# engine before the one ahead of it finishes; with 64 the queue ran dry under load more often.
+# Tokens per request: 0.5-0.9 s each alone here (the server on one CPU); the README's table is measured with these.
 MAX_TOKENS = "128"
 # The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",

@@ -75,18 +75,17 @@ async def measure(
         alone.append(time.time() - began)
     done.clear()
 
-    # Bursts, not a steady trickle: a client starved of CPU on a loaded machine (seen here for 1-2 s at
-    # a time beside three busy vLLM processes on 2 cores) still sends each burst whole when it next
-    # runs; the queued work outlasts such a stall, and each burst adds `overload` times what is served.
+    # Bursts sent without waiting for answers: each adds `overload` times the work the server answers
+    # meanwhile, so the engine's queue grows (as long as the client itself gets CPU: see above).
     highs: dict[str, asyncio.Task[None]] = {}
     n = 0
 
     def burst(seconds_of_work: float) -> None:
         nonlocal n
-        for _ in range(max(1, math.ceil(seconds_of_work / min(alone)))):
-            if sum(1 for task in highs.values() if not task.done()) < max_outstanding:
-                highs[f"high-{n}"] = asyncio.create_task(one(f"high-{n}", 0))
-                n += 1
+        room = max_outstanding - sum(1 for task in highs.values() if not task.done())
+        for _ in range(min(room, max(1, math.ceil(seconds_of_work / min(alone))))):
+            highs[f"high-{n}"] = asyncio.create_task(one(f"high-{n}", 0))
+            n += 1
 
     started = time.time()
     stream_until = started + warmup_s + stream_s
