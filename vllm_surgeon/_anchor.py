@@ -61,12 +61,12 @@ def closest(lines: Sequence[str], anchor: Sequence[str], lo: int, hi: int, near:
     if n == 0 or hi <= lo:
         return None
     span = _Span([lines[i].strip() for i in range(lo, hi)])
-    votes = _votes(span, anchor)
+    stripped = [line.strip() for line in anchor]
+    side = _Side(stripped, [_words(text) for text in stripped])
+    votes = _votes(span, side)
     if not votes:
         return None
     band = min(_MAX_BAND, max(2, n // 4))
-    stripped = [line.strip() for line in anchor]
-    side = _Side(stripped, [_words(text) for text in stripped])
     best = None
     for d in _best_diagonals(votes, band):
         found = _aligned_on(side, span, d - (n - 1), band, lo, near)
@@ -99,22 +99,21 @@ class _Span:
         self.common = max(8, len(text) // 20)  # lines or words more frequent than this say nothing about where
 
 
-def _votes(span: _Span, anchor: Sequence[str]) -> dict[int, dict[int, float]]:
+def _votes(span: _Span, anchor: _Side) -> dict[int, dict[int, float]]:
     """votes[d][j]: how strongly anchor line j says the anchor sits on diagonal d (anchor line j at
     span line k = j + d - (n - 1)); each anchor line counts once per diagonal."""
-    n = len(anchor)
+    n = len(anchor.text)
     votes: dict[int, dict[int, float]] = {}
-    for j, line in enumerate(anchor):
-        text = line.strip()
+    for j, (text, words) in enumerate(zip(anchor.text, anchor.words, strict=True)):
         if not text:
             continue
-        for k, vote in _line_votes(span, text).items():
+        for k, vote in _line_votes(span, text, words).items():
             cell = votes.setdefault(k - j + n - 1, {})
             cell[j] = max(cell.get(j, 0.0), min(vote, 1.0))
     return votes
 
 
-def _line_votes(span: _Span, text: str) -> dict[int, float]:
+def _line_votes(span: _Span, text: str, words: frozenset[str]) -> dict[int, float]:
     """Span lines one anchor line points at: where it occurs (by its rarity), and where its words
     occur (each word by its share of the line's rarity)."""
     here: dict[int, float] = {}
@@ -122,7 +121,6 @@ def _line_votes(span: _Span, text: str) -> dict[int, float]:
     if 0 < len(exact) <= span.common:
         for k in exact:
             here[k] = 1.0 / len(exact)
-    words = _words(text)
     size = len(span.text)
     rarity = {w: math.log((size + 1) / (len(span.postings.get(w, ())) + 1)) for w in words}
     total = sum(rarity.values()) or 1.0

@@ -399,9 +399,9 @@ def _hunk_body(lines: list[str], start: int, end: int, path: str, old_count: int
     for i in range(start, end):
         line = lines[i]
         if line.startswith("\\"):  # "\ No newline at end of file": about the line before it
-            op = body[-1].op if body else ""
-            old_no_eol |= bool(op) and op in " -"
-            new_no_eol |= bool(op) and op in " +"
+            if body:
+                old_no_eol |= body[-1].op in " -"
+                new_no_eol |= body[-1].op in " +"
             continue
         op, content = (line[0], line[1:]) if line else (" ", "")  # some tools strip a blank context line's space
         if (old_seen >= old_count and new_seen >= new_count) or op not in " -+":
@@ -410,5 +410,3 @@ def _hunk_body(lines: list[str], start: int, end: int, path: str, old_count: int
         old_seen += op != "+"
         new_seen += op != "-"
     return body, old_no_eol, new_no_eol, end
-
-

@@ -965,8 +965,9 @@ def _extra_halves(target: _View, t_brackets: list[int], a_brackets: list[int], a
     """Each way the region's unmatched brackets include the anchor's (same text, same place) with
     the rest being parentheses the formatter added: yields the outside halves (`half`) of those."""
     toks = target.toks
+    texts = [toks[t].text for t in t_brackets]
     for keep in itertools.combinations(range(len(t_brackets)), len(a_brackets)):
-        if [toks[t_brackets[i]].text for i in keep] != a_text:
+        if [texts[i] for i in keep] != a_text:
             continue
         if not all(same(a, t_brackets[i]) for a, i in zip(a_brackets, keep, strict=True)):
             continue
