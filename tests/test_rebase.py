@@ -127,3 +127,20 @@ def test_a_conflict_says_the_next_step_and_proposals_are_not_sets(trees, monkeyp
     (sets / "thirty.rebased.hunk").write_text((sets / "thirty.hunk").read_text())
     assert "thirty.rebased" not in cli("list")[1]
     assert [line for line in cli("verify", "--against", str(onto))[1].splitlines() if "rebased" in line] == []
+
+
+def test_rebase_keeps_the_last_line_of_a_created_module_without_a_final_newline(trees):
+    """`convert` writes `\\ No newline at end of file` after such a module; rebase must carry it whole."""
+    root, sets, base = trees
+    (sets / "extra.hunk").write_text(
+        f"written-against: {base}\n"
+        "@@ vllm.engine.extra @@ new\n+A = 1\n+B = 2\n\\ No newline at end of file\n\n" + SET.format(base=base).split("\n", 1)[1])
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    for release in (base, onto):  # a module is created in a package
+        for package in ("vllm", "vllm/engine"):
+            (release / package / "__init__.py").write_text("")
+    code, out = cli("rebase", "extra", "--onto", str(onto))
+    assert code == 0, out
+    proposal = (sets / "extra.rebased.hunk").rename(sets / "extra_new.hunk").read_text()
+    assert "+A = 1\n+B = 2\n\\ No newline at end of file\n" in proposal, proposal
+    assert cli("verify", "extra_new", "--against", str(onto))[0] == 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _engine
-from ._drafts import drafts, render_hunk_section, same_named
+from ._drafts import drafts, render_hunk_section, render_new_module_section, same_named
 from ._hunkfile import parse_hunk_file
 from ._model import HunkSet, TransformHunk
 from ._releases import Tree
@@ -102,9 +102,7 @@ def _module_sections(module: str, patched: _engine.PatchedModule) -> tuple[list[
     if patched.created:
         if patched.source.path.replace("\\", "/").endswith("/__init__.py"):
             raise ConvertError(f"{module} is a package the set creates; a .hunk set creates modules only (keep the diff)")
-        if patched.text and not patched.text.endswith("\n"):  # its last line has no newline: say so, as diff does
-            return [f"@@ {module} @@ new"] + ["+" + line for line in new] + ["\\ No newline at end of file", ""], 1
-        return [f"@@ {module} @@ new"] + ["+" + line for line in new[:-1]] + [""], 1
+        return render_new_module_section(module, patched.text) + [""], 1
     old = patched.source.lines()
     index = ScopeIndex(patched.source.text, patched.source.path)
     try:

@@ -159,3 +159,12 @@ def render_hunk_section(target: str, draft: Draft) -> list[str]:
     for op, text in draft.lines:
         out.append(op + text if (text or op != " ") else " ")
     return out
+
+
+def render_new_module_section(module: str, text: str) -> list[str]:
+    """The `.hunk` section that creates `module` with `text` (for convert and rebase alike): a last
+    line without a final newline is kept and marked, as diff marks it."""
+    lines = text.split("\n")
+    if text and not text.endswith("\n"):
+        return [f"@@ {module} @@ new"] + ["+" + line for line in lines] + ["\\ No newline at end of file"]
+    return [f"@@ {module} @@ new"] + ["+" + line for line in lines[:-1]]

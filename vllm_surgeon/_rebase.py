@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import _engine
-from ._drafts import code_lines, drafts, render_hunk_section, same_named
+from ._drafts import code_lines, drafts, render_hunk_section, render_new_module_section, same_named
 from ._merge3 import Merge, merge3, render_conflicts
 from ._model import AnchoredHunk, HunkSet, TransformHunk
 from ._releases import Tree
@@ -153,7 +153,7 @@ class _Carried:
         elif hunk_set.kind == "diff":
             self.diffs += unified(relative_path(module, patched.source.path), None, patched.text)
         else:
-            self.sections += [f"@@ {module} @@ new"] + ["+" + line for line in patched.text.split("\n")[:-1]] + [""]
+            self.sections += render_new_module_section(module, patched.text) + [""]
 
     def changed(self, hunk_set: HunkSet, module: str, patched, theirs_source, base: Tree, onto: Tree) -> None:
         base_lines = patched.source.lines()
