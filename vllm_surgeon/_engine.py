@@ -157,8 +157,7 @@ def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int
     if not found:  # text first, structure second
         return _locate_by_layout(ctx, hunk, state, scopes)
     if len(found) == 1:
-        scope = next(s for s in scopes if s.start <= found[0] < s.end)
-        moved = None if hunk.hint_offset is None else (found[0] - scope.start) - hunk.hint_offset
+        scope, moved = _scope_and_moved(hunk, scopes, found[0])
         return Placement(hunk, found[0], found[0] + len(hunk.anchor), _ops(hunk), scope, moved)
     return ctx.refuse(
         Reason.ANCHOR_AMBIGUOUS,
@@ -174,6 +173,13 @@ def _locate_anchored(ctx: Context, hunk: AnchoredHunk, state: State, expect: int
 def _ops(hunk: AnchoredHunk) -> list[tuple[str, str]]:
     """A hunk's lines as the (op, text) pairs a placement replaces its anchor with."""
     return [(l.op, l.text) for l in hunk.lines]
+
+
+def _scope_and_moved(hunk: AnchoredHunk, scopes: list[Scope], first: int) -> tuple[Scope, int | None]:
+    """The scope holding line `first` (0-based), and the lines the anchor moved from the hunk's
+    offset in it (None: the hunk gives no offset)."""
+    scope = next(s for s in scopes if s.start <= first < s.end)
+    return scope, None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
 
 
 def _append_to_scope(ctx: Context, hunk: AnchoredHunk, state: State, scope: Scope) -> Placement | Refusal:
@@ -195,9 +201,8 @@ def _locate_by_layout(ctx: Context, hunk: AnchoredHunk, state: State, scopes: li
     """The anchor's text is not in its scopes: its code laid out anew, once (issue 10), or a refusal."""
     laid = _layout.search(state.lines, _ops(hunk), [(s.start, s.end) for s in scopes])
     if len(laid.places) == 1 and laid.places[0].match is not None:
-        first, m = laid.places[0].first, laid.places[0].match
-        scope = next(s for s in scopes if s.start <= first < s.end)
-        moved = None if hunk.hint_offset is None else (first - scope.start) - hunk.hint_offset
+        m = laid.places[0].match
+        scope, moved = _scope_and_moved(hunk, scopes, laid.places[0].first)
         return Placement(hunk, m.start, m.end, list(m.new), scope, moved, reformatted=True)
     if len(laid.places) > 1:
         return _layout_ambiguous(ctx, hunk, state, laid.places, f"in {_scope_label(scopes)}")
@@ -234,7 +239,7 @@ def _locate_creation(ctx: Context, hunk: AnchoredHunk, state: State) -> Placemen
             state.source, other_sets=tuple(s for s in state.sets if s != ctx.hunk_set.name),
         )
     anchor = hunk.anchor  # empty, or the empty last element of a file written without a final newline
-    return Placement(hunk, 0, len(anchor), [(l.op, l.text) for l in hunk.lines], state.index().module)
+    return Placement(hunk, 0, len(anchor), _ops(hunk), state.index().module)
 
 
 def _author_position(state: State, i: int, set_name: str) -> int:
@@ -650,12 +655,6 @@ def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk:
             state.source,
         )
     return None
-
-
-def _mark(result: SetResult, hunk: Hunk, refusal: Refusal) -> None:
-    for hr in result.hunks:
-        if hr.hunk is hunk and hr.refusal is None:
-            hr.refusal = refusal
 
 
 def _conflicts(ctx: Context, hunk_set: HunkSet, states: dict[str, State], read: Callable[[str], State | None],
