@@ -113,7 +113,8 @@ def parse_py_file(path: str, name: str, data: bytes | None = None) -> HunkSet:
 def _compiled(data: bytes, path: str) -> tuple[types.CodeType, ast.Module]:
     """The set's code and tree; a HunkFileError when it is no Python source."""
     try:
-        return compile(data, path, "exec", dont_inherit=True), ast.parse(data, path)
+        tree = ast.parse(data, path)  # parsed once: the code is compiled from the tree
+        return compile(tree, path, "exec", dont_inherit=True), tree
     except SyntaxError as exc:
         raise HunkFileError(Origin(path, exc.lineno or 1), f"syntax error: {exc.msg}") from None
     except (ValueError, UnicodeError) as exc:  # null bytes, a bad coding cookie or encoding
