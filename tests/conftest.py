@@ -97,7 +97,7 @@ def fakepkg(tmp_path: Path):
 # -- real vLLM -------------------------------------------------------------------------------------
 
 def _installed_vllm_dir() -> Path | None:
-    from vllm_surgeon._sources import installed_vllm
+    from vllm_surgeon.trees.installed import installed_vllm
 
     _, directory = installed_vllm()
     return Path(directory) if directory else None

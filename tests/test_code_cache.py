@@ -28,7 +28,7 @@ SET = '''
 '''
 
 PROBE = """
-import fakepkg.calc as calc, vllm_surgeon._runtime as r
+import fakepkg.calc as calc, vllm_surgeon.runtime.runtime as r
 print(calc.answer(), "|", r.runtime().cache_reason)
 """
 
@@ -109,7 +109,7 @@ as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, re
 
 def rewrite(entry, edit):
     """Re-encode a cache entry after `edit(payload_dict)`, with a valid digest (an attacker's or a bug's)."""
-    from vllm_surgeon._cache import _DIGEST, _MAGIC
+    from vllm_surgeon.runtime.cache import _DIGEST, _MAGIC
 
     data = entry.read_bytes()
     payload = marshal.loads(data[len(_MAGIC) + _DIGEST:])
@@ -198,7 +198,7 @@ def test_writable_by_others_directories_are_refused_unless_sticky(pkg, tmp_path)
 
 
 def test_stale_temporary_files_go_and_old_entries_are_evicted_when_storing(pkg):
-    from vllm_surgeon._cache import MAX_ENTRIES, STALE_TMP_SECONDS
+    from vllm_surgeon.runtime.cache import MAX_ENTRIES, STALE_TMP_SECONDS
 
     run(pkg)
     code = pkg.cache / "code"
@@ -308,7 +308,7 @@ def test_a_set_edited_between_reading_and_planning_is_keyed_on_what_was_planned(
     """Issue 7 item 2: the plan made from the old bytes was stored under the new file's key."""
     path = pkg.hunks / "fix.hunk"
     out = pkg.run(f"""
-        import pathlib, vllm_surgeon._runtime as r
+        import pathlib, vllm_surgeon.runtime.runtime as r
         rt = r.runtime()  # reads the set: value = 42
         path = pathlib.Path({str(path)!r})
         path.write_text(path.read_text().replace("value = 42", "value = 43"))

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._model import HunkFileError
-from vllm_surgeon._paths import candidates
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.engine.paths import candidates
+from vllm_surgeon.sets.difffile import parse_diff_file
 
 GIT_DIFF = """\
 From: someone

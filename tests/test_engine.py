@@ -2,11 +2,11 @@
 
 import textwrap
 
-from vllm_surgeon import _engine
-from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.difffile import parse_diff_file
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
 MOD = textwrap.dedent('''\
     import os
@@ -50,7 +50,7 @@ def hset(name: str, text: str):
 
 
 def plan(*sets, version="0.32.0", **modules):
-    return _engine.plan(list(sets), sources(**(modules or {"pkg_mod": MOD})), version)
+    return planner.plan(list(sets), sources(**(modules or {"pkg_mod": MOD})), version)
 
 
 WORKER_RUN = """

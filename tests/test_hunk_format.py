@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._model import HunkFileError
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
 
 def parse(text: str):
@@ -89,7 +89,8 @@ def test_bad_version_range_and_duplicate_field_name_their_lines():
 
 
 def test_the_bundled_priority_set_parses():
-    from vllm_surgeon._search import bundled_dir, load_file
+    from vllm_surgeon.sets.loader import load_file
+    from vllm_surgeon.sets.search import bundled_dir
 
     s = load_file(bundled_dir() / "priority.hunk")
     assert s.name == "priority" and s.kind == "hunk"
@@ -98,8 +99,8 @@ def test_the_bundled_priority_set_parses():
 
 
 def test_a_new_module_section_holds_only_added_lines():
-    from vllm_surgeon._hunkfile import parse_hunk_file
-    from vllm_surgeon._model import HunkFileError
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
     s = parse_hunk_file("@@ vllm.v1.core.sched.job_queue @@ new\n+X = 1\n+\n+Y = 2\n", "/s/new.hunk", "new")
     (hunk,) = s.hunks

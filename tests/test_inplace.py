@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from vllm_surgeon import _engine
-from vllm_surgeon._hook import register_source
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._inplace import LiveError, Transaction, patch_in_place
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.runtime.hook import register_source
+from vllm_surgeon.runtime.inplace import LiveError, Transaction, patch_in_place
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
 SOURCE = '''\
 import functools
@@ -118,7 +118,7 @@ def live(tmp_path, monkeypatch):
 
     def patched(hunks: str):
         s = parse_hunk_file(hunks.format(m=name), str(tmp_path / "set.hunk"), "set")
-        plan = _engine.plan([s], lambda m: ModuleSource(m, str(path), SOURCE) if m == name else None, None)
+        plan = planner.plan([s], lambda m: ModuleSource(m, str(path), SOURCE) if m == name else None, None)
         assert plan.refusals == [], [r.message() for r in plan.refusals]
         return plan.modules[name]
 
@@ -287,7 +287,7 @@ def readers(tmp_path, monkeypatch):
 
     def patched(hunks: str):
         s = parse_hunk_file(hunks.format(m=name), str(tmp_path / "set.hunk"), "set")
-        plan = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), READERS) if m == name else None, None)
+        plan = planner.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), READERS) if m == name else None, None)
         assert plan.refusals == []
         return plan.modules[name]
 
@@ -310,7 +310,7 @@ def test_a_changed_constant_read_only_inside_functions_is_patched_in_place_as_at
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module(name)
     s = parse_hunk_file(f"@@ {name}\n-LIMIT = 1\n+LIMIT = 5\n", str(tmp_path / "set.hunk"), "set")
-    result = _engine.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), source), None).modules[name]
+    result = planner.plan([s], lambda m: ModuleSource(m, str(tmp_path / f"{name}.py"), source), None).modules[name]
     patch_in_place(module, result, Transaction())
     assert module.reads_at_call() == 5 and _shape(vars(module)) == _shape(_as_imported(module, result))
     sys.modules.pop(name, None)

@@ -8,11 +8,12 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon import _engine, _layout
-from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.matching import layout as _layout
+from vllm_surgeon.sets.difffile import parse_diff_file
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
 OLD = textwrap.dedent('''\
     import os
@@ -90,7 +91,7 @@ def hunk_set(body: str, name="s"):
 
 
 def plan(hset, text=NEW):
-    return _engine.plan([hset], read(text), "0.11.1")
+    return planner.plan([hset], read(text), "0.11.1")
 
 
 def tree(text: str, qualname="Scheduler.schedule") -> str:
@@ -384,11 +385,11 @@ def test_plain_diff_against_the_old_layout_applies_to_the_new_one():
                  return outputs
     """)
     hset = parse_diff_file(diff, "/sets/d.patch", "d")
-    p = _engine.plan([hset], read(NEW), None)
+    p = planner.plan([hset], read(NEW), None)
     assert p.refusals == [], [r.message() for r in p.refusals]
     (result,) = p.results[0].hunks
     assert (result.status, result.scope, result.line) == ("reformatted", "Scheduler.schedule", 16)
-    expected = _engine.plan([hset], read(OLD), None).modules["pkg.sched"].text
+    expected = planner.plan([hset], read(OLD), None).modules["pkg.sched"].text
     assert tree(p.modules["pkg.sched"].text) == tree(expected)
     assert "        self.count = self.total = 0\n        assert len(set(outputs)) == 1" in p.modules["pkg.sched"].text
 

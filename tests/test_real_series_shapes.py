@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_series import check_diff_output, commit, git, make_repo, plan_on
 
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._search import load_file
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.sets.loader import load_file
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
@@ -153,7 +153,7 @@ def test_diff_N_epoch_time_stamps_create_a_module_from_a_trees_root(tmp_path):
 
 
 def test_root_is_checked_and_only_for_diff_sets(tmp_path):
-    from vllm_surgeon._model import HunkFileError
+    from vllm_surgeon.core.model import HunkFileError
 
     (tmp_path / "bad.patch").write_text("root: pkg/core\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n")
     with pytest.raises(HunkFileError, match=r"bad.patch:1: root: 'pkg/core' is not a package name"):
@@ -248,9 +248,9 @@ def test_a_new_package_whose_init_is_empty_is_created_and_imports(fakepkg, tmp_p
 
 
 def test_an_empty_new_module_converts_to_a_section_that_creates_it_empty(tmp_path):
-    from vllm_surgeon._convert import convert
-    from vllm_surgeon._hunkfile import parse_hunk_file
-    from vllm_surgeon._releases import directory
+    from vllm_surgeon.authoring.convert import convert
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+    from vllm_surgeon.trees.releases import directory
 
     mod = "import os\n"
     repo = make_repo(tmp_path / "src", {"pkg/__init__.py": "", "pkg/mod.py": mod})
@@ -306,9 +306,9 @@ def test_a_rename_of_a_file_whose_name_has_a_space_is_named_and_can_be_skipped(t
 def test_convert_writes_a_new_module_without_final_newline_and_leaves_out_modules_a_series_leaves_as_they_were(tmp_path):
     # Real series at vLLM 0.7-0.14 (Dynamo, llm-scaler, ServerlessLLM, ipex-llm) create modules whose last line
     # has no newline; others change a line to itself, or change a module in one commit and undo it in a later one.
-    from vllm_surgeon._convert import convert
-    from vllm_surgeon._hunkfile import parse_hunk_file
-    from vllm_surgeon._releases import directory
+    from vllm_surgeon.authoring.convert import convert
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+    from vllm_surgeon.trees.releases import directory
 
     files = {"pkg/__init__.py": "", "pkg/a.py": "import os\n\n\ndef f(x):\n    return x\n", "pkg/b.py": "X = 1\n"}
     repo = make_repo(tmp_path / "src", files)
@@ -331,9 +331,9 @@ def test_convert_writes_a_new_module_without_final_newline_and_leaves_out_module
 def test_convert_anchors_a_change_once_across_every_definition_of_an_overloaded_function(tmp_path):
     # Dynamo's vLLM 0.7.2 patch adds a parameter after `priority: int = 0,` in MQLLMEngineClient.generate,
     # which has two @overload stubs with that same line: the .hunk section must hold more context.
-    from vllm_surgeon._convert import convert
-    from vllm_surgeon._hunkfile import parse_hunk_file
-    from vllm_surgeon._releases import directory
+    from vllm_surgeon.authoring.convert import convert
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+    from vllm_surgeon.trees.releases import directory
 
     stub = (
         "    @overload\n    def generate(\n        self,\n        prompt: str,\n        priority: int = 0,\n    ) -> str:\n        ...\n\n"

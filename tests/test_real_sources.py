@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from vllm_surgeon import _engine
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._search import bundled_dir, load_file
-from vllm_surgeon._sources import installed_vllm, read_installed
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.loader import load_file
+from vllm_surgeon.sets.search import bundled_dir
+from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
 VERSION, _ = installed_vllm()
 PRIORITY = bundled_dir() / "priority.hunk"
@@ -17,7 +18,7 @@ SCHEDULE = "vllm.v1.core.sched.scheduler:Scheduler.schedule"
 
 
 def plan(*sets, read=read_installed):
-    return _engine.plan(list(sets), read, VERSION)
+    return planner.plan(list(sets), read, VERSION)
 
 
 def hunk_set(tmp_path: Path, name: str, text: str):

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from vllm_surgeon._cli import main
+from vllm_surgeon.commands.cli import main
 
 BASE = '''\
 class Engine:

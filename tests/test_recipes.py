@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import REPO, surgeon_env
 
-from vllm_surgeon._cli import _parser
+from vllm_surgeon.commands.cli import _parser
 
 README = (REPO / "README.md").read_text()
 STALE = "@@ vllm.v1.request:Request.__lt__\n-        return 42\n+        return 0\n"

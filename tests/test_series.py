@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from vllm_surgeon import _engine
-from vllm_surgeon._model import HunkFileError
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._search import load_file
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.loader import load_file
 
 BASE_MOD = textwrap.dedent("""\
     import os
@@ -91,7 +91,7 @@ def series(tmp_path: Path):
 
 
 def plan_on(s, root: Path):
-    return _engine.plan([s], tree_reader(root), None)
+    return planner.plan([s], tree_reader(root), None)
 
 
 def assert_same_as_git(plan, repo: Path, rev: str = "HEAD") -> None:
@@ -335,7 +335,7 @@ def test_a_new_module_and_a_series_give_diff_output_git_apply_and_patch_accept(s
 def check_diff_output(plan, root: Path) -> None:
     """`vllm-surgeon diff`'s text for `plan` (as cmd_diff makes it) passes `git apply --check` and
     `patch --dry-run -p1 -F0` on `root`, and applying it gives the planned text."""
-    from vllm_surgeon._udiff import relative_path, unified
+    from vllm_surgeon.authoring.udiff import relative_path, unified
 
     text = ""
     for module, patched in sorted(plan.modules.items()):
@@ -469,9 +469,9 @@ BLOCK = "    a = 1\n    b = 2\n    x = x + 1\n    c = 3\n    d = 4\n    return x
 
 def test_a_converted_set_stays_in_its_function_where_the_diff_jumps_or_is_refused(tmp_path):
     """A plain diff cannot say which function it meant; the converted `.hunk` set can."""
-    from vllm_surgeon._convert import convert
-    from vllm_surgeon._hunkfile import parse_hunk_file
-    from vllm_surgeon._releases import directory
+    from vllm_surgeon.authoring.convert import convert
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+    from vllm_surgeon.trees.releases import directory
 
     root = tmp_path / "tree"
     (root / "pkg").mkdir(parents=True)

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import surgeon_env
 
-from vllm_surgeon import _settings
+from vllm_surgeon.core import settings as _settings
 
 
 @pytest.mark.parametrize(("value", "policy"), [("", "fail"), (" WARN ", "warn"), ("fail", "fail")])
@@ -56,10 +56,10 @@ def test_only_settings_reads_the_environment_for_them():
 
 
 def test_settings_imports_nothing_but_os():
-    code = "import sys; before = set(sys.modules); import vllm_surgeon._settings; print(sorted(set(sys.modules) - before))"
+    code = "import sys; before = set(sys.modules); import vllm_surgeon.core.settings; print(sorted(set(sys.modules) - before))"
     out = subprocess.run([sys.executable, "-c", code], env=surgeon_env(), capture_output=True, text=True, check=True)
-    # __future__: its `annotations` import (a few microseconds, no other module)
-    assert json.loads(out.stdout.replace("'", '"')) == ["__future__", "vllm_surgeon", "vllm_surgeon._settings"]
+    # __future__: its `annotations` import (a few microseconds, no other module); vllm_surgeon.core: its empty __init__
+    assert json.loads(out.stdout.replace("'", '"')) == ["__future__", "vllm_surgeon", "vllm_surgeon.core", "vllm_surgeon.core.settings"]
 
 
 def test_a_bad_code_cache_value_fails_closed_at_import(fakepkg):

@@ -4,11 +4,11 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon import _engine
-from vllm_surgeon._model import HunkFileError
-from vllm_surgeon._pyfile import parse_py_file
-from vllm_surgeon._refusal import Reason
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.pyfile import parse_py_file
 
 SOURCE = textwrap.dedent('''\
     class Scheduler:
@@ -39,7 +39,7 @@ def load(tmp_path, body: str, name: str = "t", extra: str = ""):
 
 
 def plan(hunk_set, source=SOURCE):
-    return _engine.plan([hunk_set], lambda m: ModuleSource(m, "/src/pkg/sched.py", source) if m == "pkg.sched" else None, "0.32.0")
+    return planner.plan([hunk_set], lambda m: ModuleSource(m, "/src/pkg/sched.py", source) if m == "pkg.sched" else None, "0.32.0")
 
 
 MIN_TO_MAX = '''

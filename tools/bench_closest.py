@@ -5,7 +5,7 @@ of the file than a good anchor).
     .venv/bin/python tools/bench_closest.py [--repeat N]
 
 All on the installed vLLM's real scheduler.py (`Scheduler.schedule`, ~970 lines), read once;
-each case is `_engine.plan` of one set (parse, locate, compile or refuse), the median of N runs:
+each case is `planner.plan` of one set (parse, locate, compile or refuse), the median of N runs:
 - good: the bundled `priority` set's hunk in Scheduler.schedule (applies);
 - nowhere, invented: 7/20/200 lines that occur nowhere, not even one of them;
 - nowhere, real code: 7/20/200 lines of vLLM's engine core, which scheduler.py does not hold;
@@ -20,11 +20,11 @@ import statistics
 import sys
 import time
 
-from vllm_surgeon import _engine
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._model import AnchoredHunk
-from vllm_surgeon._search import bundled_dir
-from vllm_surgeon._sources import read_installed
+from vllm_surgeon.core.model import AnchoredHunk
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.sets.search import bundled_dir
+from vllm_surgeon.trees.installed import read_installed
 
 SCHED = "vllm.v1.core.sched.scheduler"
 TARGET = f"{SCHED}:Scheduler.schedule"
@@ -72,12 +72,12 @@ def main() -> int:
     for _ in range(args.repeat):
         for name, hunk_set in sets.items():
             start = time.perf_counter()
-            plan = _engine.plan([hunk_set], read, "0.32.0")
+            plan = planner.plan([hunk_set], read, "0.32.0")
             times[name].append(time.perf_counter() - start)
             details[name] = plan.refusals[0].detail.split("; ", 1)[-1] if plan.refusals else "applies"
     # The search alone, on the same span the engine searches.
-    from vllm_surgeon._anchor import closest
-    from vllm_surgeon._scopes import ScopeIndex
+    from vllm_surgeon.core.scopes import ScopeIndex
+    from vllm_surgeon.matching.anchor import closest
 
     lines = source.lines()
     (scope,) = ScopeIndex(source.text).find("Scheduler.schedule")

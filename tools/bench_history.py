@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon import _engine  # noqa: E402
-from vllm_surgeon._difffile import parse_diff_file  # noqa: E402
-from vllm_surgeon._releases import Tree, resolve  # noqa: E402
+from vllm_surgeon.engine import planner  # noqa: E402
+from vllm_surgeon.sets.difffile import parse_diff_file  # noqa: E402
+from vllm_surgeon.trees.releases import Tree, resolve  # noqa: E402
 
 HOT = [
     "vllm/v1/core/sched/scheduler.py",
@@ -112,7 +112,7 @@ def commit_all(repo: Path, message: str) -> bool:
 
 def plan(text: str, name: str, release: Release):
     s = parse_diff_file(text, f"{name}.patch", name)
-    return _engine.plan([s], release.read, release.version, require_version=False)
+    return planner.plan([s], release.read, release.version, require_version=False)
 
 
 def verdict(p, expected: dict[str, str]) -> tuple[str, str | None]:
@@ -240,7 +240,7 @@ def probes(a: Release, scratch: Path, per_file: int) -> list[tuple[str, str, str
     comment (`-x` / `+x  # vllm-surgeon probe`); as `git diff -U3` would write it. (rel, qualname, diff)."""
     import ast
 
-    from vllm_surgeon._scopes import ScopeIndex
+    from vllm_surgeon.core.scopes import ScopeIndex
 
     out = []
     for rel in HOT:
@@ -266,8 +266,8 @@ def probes(a: Release, scratch: Path, per_file: int) -> list[tuple[str, str, str
 
 def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, per_file: int, scratch: Path) -> dict:
     """Probe edits at each base release, as raw diffs and converted; tried on the next `ahead` releases."""
-    from vllm_surgeon._convert import ConvertError, convert
-    from vllm_surgeon._hunkfile import parse_hunk_file
+    from vllm_surgeon.authoring.convert import ConvertError, convert
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
     index = {r.version: i for i, r in enumerate(releases)}
     table: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -276,7 +276,7 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
     for a in a_list:
         for _rel, _qualname, text in probes(a, scratch, per_file):
             raw = parse_diff_file(text, "raw.patch", "raw")
-            at_base = _engine.plan([raw], a.read, a.version, require_version=False).results[0]
+            at_base = planner.plan([raw], a.read, a.version, require_version=False).results[0]
             if not at_base.ok:
                 failures[f"raw refused at its base: {at_base.refusals[0].reason.value}"] += 1
                 continue
@@ -300,8 +300,8 @@ def convert_ahead(a_list: list[Release], releases: list[Release], ahead: int, pe
 
 def _tally_ahead(row: collections.Counter, r: Release, raw, hunk, scope: str | None, targets: set) -> None:
     """The raw diff and its converted set on a later release `r`: which apply, and where."""
-    raw_result = _engine.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
-    conv_result = _engine.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    raw_result = planner.plan([raw], r.read, r.version, require_version=False, compile_modules=False).results[0]
+    conv_result = planner.plan([hunk], r.read, r.version, require_version=False, compile_modules=False).results[0]
     row["probes"] += 1
     raw_right = raw_result.ok and raw_result.hunks[0].scope == scope
     row["raw applies"] += raw_result.ok

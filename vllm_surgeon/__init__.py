@@ -11,22 +11,21 @@ and the vLLM plugin cost nothing when `VLLM_SURGEON_HUNKS` is unset.
 # VLLM_SURGEON_HUNKS is set, and importing typing alone costs more than the rest of its start.
 TYPE_CHECKING = False
 
-__version__ = "0.1.0"
 __all__ = ["applied", "transform", "load_set", "SurgeonError", "HunkFileError", "UnknownSetError", "__version__"]
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._model import HunkFileError, HunkSet
-    from ._pyfile import transform
-    from ._refusal import SurgeonError
-    from ._runtime import AppliedSet
-    from ._search import UnknownSetError
+    from vllm_surgeon.core.model import HunkFileError, HunkSet
+    from vllm_surgeon.core.refusal import SurgeonError
+    from vllm_surgeon.runtime.runtime import AppliedSet
+    from vllm_surgeon.sets.loader import UnknownSetError
+    from vllm_surgeon.sets.pyfile import transform
 
 
 def applied() -> "list[AppliedSet]":
     """The sets applied in this process: name, file, targets, per-module state, vLLM version, pid, process."""
-    from ._runtime import runtime
+    from vllm_surgeon.runtime.runtime import runtime
 
     current = runtime(create=False)
     return current.applied() if current is not None else []
@@ -34,16 +33,18 @@ def applied() -> "list[AppliedSet]":
 
 def load_set(name: str) -> "HunkSet":
     """Find set `name` on the search path and parse it (HunkFileError names the file and line at fault)."""
-    from ._search import load
+    from vllm_surgeon.sets.search import load
 
     return load(name)
 
 
 _LAZY = {
-    "transform": ("._pyfile", "transform"),
-    "SurgeonError": ("._refusal", "SurgeonError"),
-    "HunkFileError": ("._model", "HunkFileError"),
-    "UnknownSetError": ("._search", "UnknownSetError"),
+    "transform": ("vllm_surgeon.sets.pyfile", "transform"),
+    "SurgeonError": ("vllm_surgeon.core.refusal", "SurgeonError"),
+    "HunkFileError": ("vllm_surgeon.core.model", "HunkFileError"),
+    "UnknownSetError": ("vllm_surgeon.sets.loader", "UnknownSetError"),
+    # Lazy as the rest: the `.pth` bootstrap imports this package and nothing more (tests/test_bootstrap.py).
+    "__version__": ("vllm_surgeon.core.version", "__version__"),
 }
 
 
@@ -52,5 +53,5 @@ def __getattr__(name: str) -> "Any":
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module, __name__), attr)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'vllm_surgeon' has no attribute {name!r}")

@@ -59,7 +59,7 @@ class _StartThenLoad:
             spec.loader = self._real
         module.__loader__ = self._real
         disarm()
-        from ._runtime import start
+        from vllm_surgeon.runtime.runtime import start
 
         start()  # plans; a refused set raises SurgeonError here and `import vllm` fails (fail closed)
         self._real.exec_module(module)

@@ -4,13 +4,13 @@ Where the `.pth` bootstrap did not run, this installs the hook and patches in pl
 modules vLLM already imported (in vLLM 0.32/0.33 ~330 `vllm.*` modules, the scheduler among them).
 """
 
-from . import _settings
+from vllm_surgeon.core import settings as _settings
 
 
 def register() -> None:
     if not _settings.hunks_named():  # " , " names no set
         return
-    from ._runtime import runtime
+    from vllm_surgeon.runtime.runtime import runtime
 
     current = runtime()
     if current is not None:

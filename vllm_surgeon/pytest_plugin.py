@@ -37,7 +37,7 @@ def _child_reports() -> str:
     """In the fresh interpreter a `surgeon` marker starts: the file its test reports go to; else ''."""
     if "VLLM_SURGEON_PYTEST_CHILD" not in os.environ:  # _settings.PYTEST_CHILD; unset: import nothing at collection
         return ""
-    from ._settings import pytest_child
+    from vllm_surgeon.core.settings import pytest_child
 
     return pytest_child()
 
@@ -80,16 +80,16 @@ def _start_in_child() -> None:
     first. A refused set is raised again by the import of each of its targets, failing those tests."""
     import sys
 
-    from ._search import enabled_names
-    from ._settings import bootstrap
+    from vllm_surgeon.core.settings import bootstrap
+    from vllm_surgeon.sets.search import enabled_names
 
     if not enabled_names() or not bootstrap():
         return
     waiting = sys.modules.get("vllm_surgeon._bootstrap")
     if waiting is not None:
         waiting.disarm()
-    from ._refusal import SurgeonError
-    from ._runtime import runtime
+    from vllm_surgeon.core.refusal import SurgeonError
+    from vllm_surgeon.runtime.runtime import runtime
 
     current = runtime()
     if current is not None:
@@ -100,8 +100,8 @@ def _start_in_child() -> None:
 
 
 def _enable_for_session(value: str) -> None:
-    from . import _settings
-    from ._search import enabled_names
+    from vllm_surgeon.core import settings as _settings
+    from vllm_surgeon.sets.search import enabled_names
 
     wanted = enabled_names(value)
     present = enabled_names()
@@ -110,7 +110,7 @@ def _enable_for_session(value: str) -> None:
             f"--surgeon-sets={value} but {_settings.HUNKS}={os.environ[_settings.HUNKS]!r} is already set; use one"
         )
     os.environ[_settings.HUNKS] = ",".join(wanted)  # every process the tests start inherits it
-    from ._runtime import runtime
+    from vllm_surgeon.runtime.runtime import runtime
 
     try:
         current = runtime()
@@ -173,7 +173,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def _check_strictly(specs: list[MarkerSpec]) -> None:
     """Plan every set the session can enable against the installed vLLM; UsageError naming each refusal."""
-    from ._search import enabled_names
+    from vllm_surgeon.sets.search import enabled_names
 
     groups: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
     env_sets = enabled_names()
@@ -192,11 +192,12 @@ def _check_strictly(specs: list[MarkerSpec]) -> None:
 
 
 def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
-    from . import _engine
-    from ._model import HunkFileError
-    from ._refusal import SurgeonError
-    from ._search import UnknownSetError, load
-    from ._sources import installed_vllm, read_installed
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.core.refusal import SurgeonError
+    from vllm_surgeon.engine import planner
+    from vllm_surgeon.sets.loader import UnknownSetError
+    from vllm_surgeon.sets.search import load
+    from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
@@ -205,7 +206,7 @@ def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
             sets = [load(n) for n in names]
         except (UnknownSetError, HunkFileError) as exc:
             return str(exc)
-        plan = _engine.plan(sets, read_installed, installed_vllm()[0])
+        plan = planner.plan(sets, read_installed, installed_vllm()[0])
     return str(SurgeonError(plan.refusals, {s.name: s for s in sets})) if plan.refusals else None
 
 
@@ -251,7 +252,7 @@ def _child_command(item: pytest.Item) -> list[str]:
 
 
 def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
-    from . import _settings
+    from vllm_surgeon.core import settings as _settings
 
     config = item.config
     with tempfile.TemporaryDirectory(prefix="vllm-surgeon-pytest-") as scratch:
@@ -327,7 +328,7 @@ def _synthesized(item: pytest.Item, text: str) -> list[Any]:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _child_reports() and item.get_closest_marker(MARKER) is not None:
-        from ._runtime import runtime
+        from vllm_surgeon.runtime.runtime import runtime
 
         current = runtime()
         if current is not None:
@@ -362,7 +363,7 @@ class Surgeon:
     """What the `surgeon` fixture gives a test: apply sets in this process, get the patched modules back."""
 
     def __init__(self) -> None:
-        from ._inprocess import InProcess
+        from vllm_surgeon.runtime.inprocess import InProcess
 
         self._session = InProcess()
         self._applied = False
@@ -372,14 +373,14 @@ class Surgeon:
         order as VLLM_SURGEON_HUNKS would; return them by module name. against=SPEC (as for `verify`):
         build them from that release's source instead, outside sys.modules. A refused set raises SurgeonError."""
         __tracebackhide__ = True
-        from ._inprocess import resolve_sets
+        from vllm_surgeon.runtime.inprocess import resolve_sets
 
         if self._applied:
             raise RuntimeError("surgeon.apply() was already called in this test: name every set in one call, "
                                "surgeon.apply('a', 'b'), so they are planned together")
-        from ._model import HunkFileError
-        from ._refusal import SurgeonError
-        from ._search import UnknownSetError
+        from vllm_surgeon.core.model import HunkFileError
+        from vllm_surgeon.core.refusal import SurgeonError
+        from vllm_surgeon.sets.loader import UnknownSetError
 
         try:
             hunk_sets = resolve_sets(sets)

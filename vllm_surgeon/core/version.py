@@ -1,0 +1,3 @@
+"""The version of vllm-surgeon (pyproject.toml reads it from here: one place)."""
+
+__version__ = "0.1.0"

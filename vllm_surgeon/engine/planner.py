@@ -1,0 +1,158 @@
+"""The hunk engine: decides, on source text alone, which hunk sets apply and what each module becomes.
+
+It never imports vLLM. Every hunk of every set is checked against the original sources before
+anything is applied; a set applies whole or not at all. Sets stack in the order given: a later
+set whose anchor touches lines an earlier set changed (or no longer finds its anchor on top of
+that set, though it does alone) is refused as a conflict naming both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from packaging.version import InvalidVersion, Version
+
+from vllm_surgeon.core.model import HunkSet
+from vllm_surgeon.core.refusal import Reason
+from vllm_surgeon.core.source import SourceReader
+from vllm_surgeon.engine.apply import try_set
+from vllm_surgeon.engine.conflicts import conflicts_on_top
+from vllm_surgeon.engine.linemap import Compiled, compile_patched
+from vllm_surgeon.engine.paths import resolve as resolve_paths
+from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
+from vllm_surgeon.engine.state import Context, State
+
+
+def check_version(hunk_set: HunkSet, version: str | None, require_version: bool = True) -> str | None:
+    """Why `version` is outside the set's `vllm:` range, or None when it is inside (or no range).
+
+    require_version=False lets an unknown version pass (a source tree with no version recorded).
+    """
+    spec = hunk_set.vllm_range
+    if spec is None or (version is None and not require_version):
+        return None
+    if version is None:
+        return f"the set needs vllm {spec}, and the vLLM version could not be read"
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return f"the set needs vllm {spec}, and vLLM reports the unreadable version {version!r}"
+    if spec.contains(parsed, prereleases=True) or spec.contains(Version(parsed.public), prereleases=True):
+        return None
+    return f"the set needs vllm {spec}; this is {version}"
+
+
+def plan(
+    sets: Sequence[HunkSet],
+    read_source: SourceReader,
+    vllm_version: str | None,
+    *,
+    compile_modules: bool = True,
+    require_version: bool = True,
+) -> Plan:
+    """Check every set against the original sources, stack the ones that apply, compile the results."""
+    originals: dict[str, State | None] = {}
+
+    def read(module: str) -> State | None:
+        if module not in originals:
+            source = read_source(module)
+            originals[module] = None if source is None else State.initial(source)
+        return originals[module]
+
+    results: list[SetResult] = []
+    accepted: dict[str, State] = {}
+    for given in sets:
+        # A diff names files by path: which module each is depends on the tree (issue 6).
+        resolution = resolve_paths(given, read_source, vllm_version)
+        ctx = Context(resolution.hunk_set, vllm_version)
+        alone, alone_states = try_set(ctx, resolution.hunk_set, {}, read, resolution.created)
+        alone.skipped = resolution.skipped
+        alone.refusals[:0] = resolution.refusals
+        why = check_version(resolution.hunk_set, vllm_version, require_version)
+        if why is not None:
+            alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
+        results.append(alone)
+        if alone.ok:
+            _stack(ctx, alone, alone_states, accepted, read, resolution.created)
+    if not compile_modules:
+        return Plan(results, {}, vllm_version)
+    modules: dict[str, PatchedModule] = {}
+    for module, state in accepted.items():
+        patched = _compile(state, originals[module])
+        if isinstance(patched, SyntaxError):
+            owner = _refuse_uncompilable(module, state, patched, results, vllm_version)
+            # Never apply half a set: plan again without the set that broke it.
+            return _replan(sets, owner, results, read_source, vllm_version, require_version)
+        modules[module] = patched
+    return Plan(results, modules, vllm_version)
+
+
+def _stack(
+    ctx: Context, alone: SetResult, alone_states: dict[str, State], accepted: dict[str, State],
+    read: Callable[[str], State | None], created: dict[str, str],
+) -> None:
+    """A set that applies alone, put on top of the sets accepted before it (`accepted` grows), or
+    refused where it conflicts with them (its hunks then carry the conflict)."""
+    if not any(m in accepted for m in alone_states):
+        accepted.update(alone_states)
+        return
+    hunk_set = alone.hunk_set
+    stacked_on = {m: s for m in hunk_set.modules if (s := accepted.get(m) or read(m)) is not None}
+    conflicts = conflicts_on_top(ctx, hunk_set, stacked_on, read, created)
+    if conflicts:
+        alone.refusals.extend(conflicts)
+        for refusal in conflicts:
+            hunk = next(h for h in hunk_set.hunks if h.origin == refusal.origin)
+            for hr in alone.hunks:
+                if hr.hunk is hunk:
+                    hr.refusal = refusal
+        return
+    stacked, stacked_states = try_set(ctx, hunk_set, stacked_on, read, created)
+    if not stacked.ok:  # cannot happen after conflicts_on_top passed, but never apply half a set
+        alone.refusals.extend(stacked.refusals)
+        return
+    accepted.update(stacked_states)
+
+
+def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:
+    """Refuse the last set that changed `module` (its patched text does not compile); its name."""
+    owner = state.sets[-1]
+    result = next(r for r in results if r.hunk_set.name == owner)
+    ctx = Context(result.hunk_set, version)
+    hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
+    result.refusals.append(ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {error}", state.source))
+    return owner
+
+
+def _replan(
+    sets: Sequence[HunkSet], dropped: str, results: list[SetResult], read_source: SourceReader, version: str | None,
+    require_version: bool,
+) -> Plan:
+    """Plan again without `dropped`, keeping its refusal in the results."""
+    again = plan([s for s in sets if s.name != dropped], read_source, version, require_version=require_version)
+    keep = next(r for r in results if r.hunk_set.name == dropped)
+    merged = [keep if r.hunk_set.name == dropped else next(a for a in again.results if a.hunk_set.name == r.hunk_set.name) for r in results]
+    return Plan(merged, again.modules, version)
+
+
+def _compile(state: State, original: State | None) -> PatchedModule | SyntaxError:
+    text = "\n".join(state.lines)
+    note = "vllm-surgeon: " + ", ".join(state.sets)
+    tree = state.index().tree
+    state._index = None  # compile_patched renumbers the tree's lines: never reuse it
+    if state.created:  # no file on disk: its own text is what tracebacks and inspect show
+        display = text if text.endswith("\n") else text + "\n"
+        try:
+            code = compile(tree, state.source.path, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            return exc
+        return PatchedModule(state.source, text, state.sets, Compiled(display, code, tree, []), None, created=True)
+    assert original is not None  # a module on disk was read before any set changed it
+    try:
+        compiled = compile_patched(
+            original.lines, state.lines, tree, state.origin_of, state.source.path, note,
+            original_tree=original.index().tree, blame=state.blame,
+        )
+    except SyntaxError as exc:
+        return exc
+    return PatchedModule(state.source, text, state.sets, compiled, original.index())

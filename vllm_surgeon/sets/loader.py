@@ -1,0 +1,52 @@
+"""Parse one set file or folder by its suffix: `.hunk`, `.patch`/`.diff`, `.py`, or a folder of patches."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin
+from vllm_surgeon.sets.reader import decode_set_text, read_set_bytes
+
+SUFFIXES = (".hunk", ".patch", ".diff", ".py")
+
+
+class UnknownSetError(LookupError):
+    """A set name that is not on the search path (or is a path, not a name)."""
+
+
+def load_file(path: Path, name: str | None = None) -> HunkSet:
+    """Read one set file once and parse those bytes by its suffix; the set carries their digest.
+
+    Every way a set file can be bad ends as a HunkFileError naming the file (and line, where the
+    parser knows it): a parser that lets another exception escape is caught here as well.
+    """
+    from vllm_surgeon.sets.difffile import parse_diff_file
+    from vllm_surgeon.sets.hunkfile import parse_hunk_file
+
+    path = Path(path)
+    name = name or path.stem
+    if path.is_dir() and path.suffix not in SUFFIXES:  # a folder set: NAME/ (a directory `x.hunk` is no set file)
+        from vllm_surgeon.sets.patchdir import parse_patch_dir
+
+        return parse_patch_dir(path, name)
+    if path.suffix not in SUFFIXES:
+        raise UnknownSetError(f"{path}: unknown hunk set format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    data = read_set_bytes(path)
+    try:
+        if path.suffix == ".py":
+            from vllm_surgeon.sets.pyfile import parse_py_file
+
+            hunk_set = parse_py_file(str(path), name, data)
+        else:
+            text = decode_set_text(data, str(path))
+            parse = parse_hunk_file if path.suffix == ".hunk" else parse_diff_file
+            hunk_set = parse(text, str(path), name)
+    except (HunkFileError, UnknownSetError):
+        raise
+    except RecursionError:
+        raise HunkFileError(Origin(str(path), 1), "nested too deeply to read") from None
+    except Exception as exc:  # a parser let something through: still the file's fault, named
+        raise HunkFileError(Origin(str(path), 1), f"cannot read this set: {type(exc).__name__}: {exc}") from None
+    return dataclasses.replace(hunk_set, digest=hashlib.sha256(data).hexdigest())

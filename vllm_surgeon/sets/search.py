@@ -1,0 +1,155 @@
+"""Find hunk sets by name: `VLLM_SURGEON_PATH`, then sets installed packages register, then bundled ones."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_surgeon.core import settings as _settings
+from vllm_surgeon.core.model import HunkSet
+from vllm_surgeon.sets.loader import SUFFIXES, UnknownSetError, load_file
+
+# An installed package registers a directory of sets: [project.entry-points."vllm_surgeon.hunks"]
+# myteam = "myteam_patches.hunks"  (a package whose directory holds NAME.hunk files).
+ENTRY_POINT_GROUP = "vllm_surgeon.hunks"
+PROPOSAL = ".rebased"  # `rebase` writes NAME.rebased.SUFFIX beside the set
+
+
+class SearchPathError(UnknownSetError):
+    """A directory of the search path that cannot be listed: a set there cannot be ruled in or out."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a set file was found: its path and which part of the search path holds it."""
+
+    name: str
+    path: Path
+    source: str  # "VLLM_SURGEON_PATH", "package NAME" or "bundled"
+
+
+def bundled_dir() -> Path:
+    """The sets shipped with vllm-surgeon: inside the wheel, or the checkout's `hunks/`."""
+    package = Path(__file__).resolve().parent.parent  # vllm_surgeon/
+    packaged = package / "_bundled_hunks"
+    return packaged if packaged.is_dir() else package.parent / "hunks"
+
+
+def search_dirs() -> list[tuple[str, Path]]:
+    """The search path in order, as (label, directory)."""
+    dirs: list[tuple[str, Path]] = []
+    for entry in _settings.search_path():
+        dirs.append((_settings.PATH, Path(entry).expanduser().absolute()))
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            directory = _package_dir(ep.value)
+        except Exception:  # a broken package's registration must not stop the others
+            directory = None
+        if directory is not None:
+            dirs.append((f"package {ep.name}", directory))
+    dirs.append(("bundled", bundled_dir()))
+    return dirs
+
+
+def _package_dir(package: str) -> Path | None:
+    from vllm_surgeon.trees.installed import find_spec
+
+    spec = find_spec(package.split(":")[0].strip())
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _sets_in(directory: Path, label: str = "search path") -> dict[str, list[Path]]:
+    """Set files in `directory` by name; SearchPathError when it exists but cannot be listed."""
+    found: dict[str, list[Path]] = {}
+    if not directory.is_dir():
+        return found
+    from vllm_surgeon.sets.patchdir import is_set_dir
+
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        raise SearchPathError(
+            f"cannot list {directory} ({label}): {exc.strerror or exc}; make it readable "
+            "or take it off VLLM_SURGEON_PATH"
+        ) from None
+    for path in entries:
+        if path.name.startswith((".", "_")):
+            continue
+        if path.suffix in SUFFIXES and path.is_file() and not is_proposal(path):
+            found.setdefault(path.stem, []).append(path)
+        elif path.is_dir() and "." not in path.name and is_set_dir(path):  # a folder set: NAME/ (not NAME.surgeon/)
+            found.setdefault(path.name, []).append(path)
+    return found
+
+
+def is_proposal(path: Path) -> bool:
+    """`NAME.rebased.hunk` (or .patch, ...): a proposal `rebase` wrote for review, never a set (issue 8)."""
+    return path.stem.endswith(PROPOSAL)
+
+
+def available(errors: list[str] | None = None) -> list[Location]:
+    """Every set on the search path; a name found twice is listed where it wins (first).
+
+    A directory that cannot be listed is skipped, and why is appended to `errors` when given.
+    """
+    seen: dict[str, Location] = {}
+    for label, directory in search_dirs():
+        try:
+            sets = _sets_in(directory, label)
+        except SearchPathError as exc:
+            if errors is not None:
+                errors.append(str(exc))
+            continue
+        for name, paths in sets.items():
+            if name not in seen:
+                seen[name] = Location(name, paths[0], label)
+    return list(seen.values())
+
+
+def _check_name(name: str) -> None:
+    if not name or os.sep in name or "/" in name or name.endswith(SUFFIXES) or name in (".", ".."):
+        raise UnknownSetError(
+            f"{name!r} is not a hunk set name: sets are enabled by name, never by path. "
+            "Put the file in a directory listed in VLLM_SURGEON_PATH and use its name without the suffix."
+        )
+
+
+def locate(name: str) -> Location:
+    """The file for set `name`: the first directory on the search path that has one."""
+    _check_name(name)
+    dirs = search_dirs()
+    for label, directory in dirs:
+        # An unlistable directory before the one holding `name` might hold another `name`: refuse.
+        paths = _sets_in(directory, label).get(name)
+        if not paths:
+            continue
+        if len(paths) > 1:
+            raise UnknownSetError(
+                f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one"
+            )
+        return Location(name, paths[0], label)
+    names = sorted({loc.name for loc in available()})
+    where = "; ".join(f"{label}: {d}" for label, d in dirs)
+    if name.endswith(PROPOSAL):
+        raise UnknownSetError(
+            f"{name!r} is a proposal written by `vllm-surgeon rebase`, not a set: review it, then replace the set "
+            f"with it (or rebase again with --write). Available: {', '.join(names) if names else '(none)'}"
+        )
+    raise UnknownSetError(
+        f"unknown hunk set {name!r}. Available: {', '.join(names) if names else '(none)'}. Searched {where}"
+    )
+
+
+def load(name: str) -> HunkSet:
+    """Find and parse set `name`."""
+    return load_file(locate(name).path, name)
+
+
+def enabled_names(value: str | None = None) -> list[str]:
+    """The names in VLLM_SURGEON_HUNKS, in order, without repeats."""
+    return _settings.hunks() if value is None else _settings.split_names(value)

@@ -1,0 +1,123 @@
+"""Other packages beside vLLM in a checked tree: a set may change vllm-ascend, an LMCache connector,
+transformers... (issue 6). `--against SPEC` names where vLLM is read from; every other package comes
+from this environment, unless `--with DIST==VERSION` (repeatable) names a release of it, whose wheel is
+downloaded (never installed) and read like vLLM's. Reports say where each package was read from.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_surgeon.core.source import ModuleSource, SourceReader
+from vllm_surgeon.trees.installed import find_spec, read_installed
+from vllm_surgeon.trees.releases import SpecError, Tree, download
+
+_WITH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
+
+
+@dataclass
+class _Source:
+    """Where one group of top-level packages is read from."""
+
+    label: str
+    read: SourceReader
+    tops: set[str] | None  # the top-level names it holds (None: any, the environment)
+
+
+@dataclass
+class PackageLog:
+    """Which source each top-level package was read from, filled as modules are read."""
+
+    used: dict[str, str] = field(default_factory=dict)
+
+    def lines(self, vllm_label: str) -> list[str]:
+        return [f"{top}: {label}" for top, label in sorted(self.used.items())]
+
+
+def _wheel_tops(path: Path) -> set[str]:
+    with zipfile.ZipFile(path) as archive:
+        return {n.split("/", 1)[0] for n in archive.namelist() if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))} | {
+            n[:-3] for n in archive.namelist() if "/" not in n and n.endswith(".py")
+        }
+
+
+def _read_wheel(path: Path):
+    archive = zipfile.ZipFile(path)
+    names = set(archive.namelist())
+
+    def read(module: str) -> ModuleSource | None:
+        import importlib.util
+
+        base = module.replace(".", "/")
+        for member in (f"{base}.py", f"{base}/__init__.py"):
+            if member in names:
+                return ModuleSource(module, f"{path}!/{member}", importlib.util.decode_source(archive.read(member)))
+        return None
+
+    return read
+
+
+def _tree_tops(tree: Tree) -> set[str] | None:
+    """Top-level packages the --against tree holds (None: the environment itself)."""
+    location = Path(tree.location)
+    if tree.read is read_installed:
+        return None
+    if location.is_file() and location.suffix == ".whl":
+        return _wheel_tops(location)
+    if location.is_dir():
+        return {p.name for p in location.iterdir() if (p / "__init__.py").is_file() or p.is_dir() and p.name.isidentifier()} | {
+            p.stem for p in location.glob("*.py")
+        }
+    return {"vllm"}
+
+
+def _environment_label(top: str) -> str:
+    spec = find_spec(top)
+    where = ""
+    if spec is not None:
+        where = list(spec.submodule_search_locations)[0] if spec.submodule_search_locations else (spec.origin or "")
+    version = None
+    try:
+        from importlib.metadata import packages_distributions, version as dist_version
+
+        dists = packages_distributions().get(top) or []
+        if dists:
+            version = f"{dists[0]} {dist_version(dists[0])}"
+    except Exception:  # metadata is best effort: the label only
+        version = None
+    return f"the environment ({version or top}, {where or 'not installed'})"
+
+
+def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
+    """`tree` for vLLM (and whatever else it holds), other packages from `withs` or the environment."""
+    sources: list[_Source] = []
+    for spec in withs or []:
+        match = _WITH.match(spec)
+        if match is None:
+            raise SpecError(f"--with {spec!r}: expected DIST==VERSION, e.g. --with transformers==4.56.0")
+        path = download(match.group(1), match.group(2))
+        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", _read_wheel(path), _wheel_tops(path)))
+    tops = _tree_tops(tree)
+    if tops is None and not sources:
+        return tree  # the installed environment: everything is read from it already
+    log = PackageLog()
+    primary = _Source(tree.label, tree.read, tops)
+    # Named releases first (they say exactly which), then the --against tree, then the environment.
+    chain = sources + [primary] + ([_Source("", read_installed, None)] if tops is not None else [])
+
+    def read(module: str) -> ModuleSource | None:
+        top = module.split(".", 1)[0]
+        for source in chain:
+            if source.tops is None or top in source.tops:
+                found = source.read(module)
+                if found is not None and top not in log.used and source is not primary:
+                    log.used[top] = source.label or _environment_label(top)
+                return found
+        return None
+
+    composed = Tree(tree.label, tree.version, read, tree.location, tree.dist)
+    composed.packages = log  # type: ignore[attr-defined]
+    return composed
