@@ -138,8 +138,7 @@ def _replan(
 def _compile(state: State, original: State | None) -> PatchedModule | SyntaxError:
     text = "\n".join(state.lines)
     note = "vllm-surgeon: " + ", ".join(state.sets)
-    tree = state.index().tree
-    state._index = None  # compile_patched renumbers the tree's lines: never reuse it
+    tree = state.take_tree()
     if state.created:  # no file on disk: its own text is what tracebacks and inspect show
         display = text if text.endswith("\n") else text + "\n"
         try:

@@ -370,7 +370,7 @@ class Runtime:
         """Tracebacks, `inspect` and the module's loader show what it now runs: `patched`, or (None) its file."""
         base = module.__loader__
         while isinstance(base, SurgeonLoader):
-            base = base._base
+            base = base.base
         if patched is None:
             linecache.cache.pop(getattr(module, "__file__", None) or "", None)
             module.__loader__ = base
