@@ -1,0 +1,80 @@
+"""Module changes -> a `.hunk` set, checked with the engine before anyone sees it.
+
+Hunks are drafted as `capture` drafts them (the smallest anchors unique in their function, with
+three lines of code where the function has them); a method added to a class is an add-only section.
+The check (issue 16): the engine, given the set and the release, must produce exactly the text the
+adoption computed; the target's code must be the replacement's; and the patched module must read no
+undefined name the release's module does not. Never a hunk that gives other code.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from vllm_surgeon.adopt import code, names
+from vllm_surgeon.adopt.adoption import ModuleChange
+from vllm_surgeon.adopt.relayout import diff_edits
+from vllm_surgeon.authoring.convert import scope_finder
+from vllm_surgeon.authoring.drafts import drafts, render_hunk_section, same_named
+from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.core.scopes import ScopeIndex
+from vllm_surgeon.core.source import SourceReader
+from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
+
+
+def sections(change: ModuleChange) -> list[str]:
+    """The `.hunk` sections of one module's change, each followed by a blank line."""
+    old = change.text.lines
+    new, opcodes = diff_edits(old, change.all_edits(with_added=False))
+    out: list[str] = []
+    if new != old:
+        index = ScopeIndex(change.source.text, change.source.path)
+        for draft in drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index), opcodes=opcodes):
+            target = f"{change.module}:{draft.scope}" if draft.scope else change.module
+            out += render_hunk_section(target, draft) + [""]
+    for qualname, lines in change.added.items():
+        out += [f"@@ {change.module}:{qualname.rpartition('.')[0]}", "+"] + ["+" + line for line in lines] + [""]
+    return out
+
+
+def render(changes: list[ModuleChange], header: list[str]) -> str:
+    """The whole set file: header lines, then every module's sections."""
+    body: list[str] = []
+    for change in sorted(changes, key=lambda c: c.module):
+        body += sections(change)
+    return "\n".join(header + [""] + body).rstrip("\n") + "\n"
+
+
+def check(text: str, path: str, name: str, read: SourceReader, version: str | None, changes: list[ModuleChange]) -> str | None:
+    """Why the set must not be written (None: it gives exactly the adopted code)."""
+    try:
+        hunk_set = parse_hunk_file(text, path, name)
+    except HunkFileError as exc:  # a bug here, never the user's: say it plainly
+        return f"the drafted set does not read back ({exc})"
+    plan = planner.plan([hunk_set], read, version, require_version=False)
+    if plan.refusals:
+        return f"the engine refuses the drafted set: {plan.refusals[0].summary()}"
+    for change in changes:
+        patched = plan.modules.get(change.module)
+        if patched is None:
+            return f"the engine leaves {change.module} unchanged"
+        if patched.text.split("\n") != change.lines():
+            return f"the engine's {change.module} is not the adopted text"
+        why = _holds(patched.text, change)
+        if why:
+            return why
+        before = names.undefined(change.source.text, change.source.path)
+        after = names.undefined(patched.text, change.source.path)
+        if after - before:
+            return f"the patched {change.module} reads undefined names: {', '.join(sorted(after - before))}"
+    return None
+
+
+def _holds(text: str, change: ModuleChange) -> str | None:
+    index = ScopeIndex(text, change.source.path)
+    for qualname, key in change.expect.items():
+        found = [s.node for s in index.find(qualname)]
+        if len(found) != 1 or not isinstance(found[0], ast.FunctionDef | ast.AsyncFunctionDef) or code.function_key(found[0]) != key:
+            return f"the patched {change.module}:{qualname} is not the replacement's code"
+    return None
