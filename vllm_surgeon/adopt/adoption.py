@@ -58,6 +58,7 @@ class ModuleChange:
     expect: dict[str, str] = field(default_factory=dict)  # qualname -> the key of the code the patched module must hold
     import_at: int = 0
     defined: dict[str, list[str]] = field(default_factory=dict)  # globals carried in after the imports: name -> lines
+    index: ScopeIndex | None = None  # the module's scopes, when already parsed
 
     @property
     def module(self) -> str:
@@ -78,8 +79,10 @@ class ModuleChange:
             plain = not is_def
         if head:
             edits.append(Edit(self.import_at, self.import_at, head, -1))
-        if with_added:
-            index = ScopeIndex(self.source.text, self.source.path)
+        if with_added and self.added:
+            if self.index is None:
+                self.index = ScopeIndex(self.source.text, self.source.path)
+            index = self.index
             for qualname, lines in self.added.items():
                 holder = index.find(qualname.rpartition(".")[0])[0]
                 edits.append(Edit(holder.end, holder.end, [""] + lines, 10**6 + len(edits)))
@@ -157,8 +160,8 @@ def adopt(copy: Copy, target: Target, resolver: Resolver, where: str) -> Adoptio
         result.verdict = IDENTICAL
         result.reason = f"the copy is {label} as in {where} (layout, comments and docstrings aside)"
         return result
-    change = ModuleChange(up.source, Text.of(up.source.text), imports=set(need.imports),
-                          import_at=meaning.import_block_end(ast.parse(up.source.text)))
+    change = _change(resolver, up.source.module)
+    change.imports = set(need.imports)
     why = _edit(change, copy, up, wanted, key, same) or _carry(change, copy.file, need.carried)
     if why:
         result.reason = why
@@ -173,11 +176,10 @@ def find_upstream(target: Target, resolver: Resolver, where: str) -> Upstream | 
     """The one upstream def of `target` (followed through re-exports), or a verdict saying why not."""
     module, qualname = target.module, target.qualname or ""
     refused = Adoption("", str(target), REFUSED)
-    source = resolver.source(module)
-    if source is None:
-        refused.reason = f"no module {module} in {where}"
+    source, index = resolver.source(module), resolver.index(module)
+    if source is None or index is None:
+        refused.reason = f"no module {module} in {where}" if source is None else f"{module} does not parse in {where}"
         return refused
-    index = ScopeIndex(source.text, source.path)
     scopes = index.find(qualname)
     if not scopes:
         found = resolver.resolve_in(module, qualname.split("."))
@@ -282,22 +284,30 @@ def _edit(change: ModuleChange, copy: Copy, up: Upstream, wanted, key: str, same
         except Unclean as exc:
             reason = f"its code cannot be laid out in upstream's text ({exc})"
             continue
-        trial = apply_edits(change.text.lines, change.edits + edits)
-        if _holds(trial, up.qualname, key):
+        trial = apply_edits(change.text.lines, edits)
+        if _holds(trial, up, edits, key):
             change.edits += edits
             return None
         reason = "laid out in upstream's text it does not parse as the same code"
     return reason
 
 
-def _holds(lines: list[str], qualname: str, key: str) -> bool:
-    """Whether `lines` parse and define `qualname` once, as the code `key` says."""
+def _holds(lines: list[str], up: Upstream, edits: list[Edit], key: str) -> bool:
+    """Whether the function, as `edits` leave it in `lines`, parses as the code `key` says (only its
+    own text is parsed: inside an `if True:` when it is indented)."""
+    first, end = up.scope.start, up.scope.end
+    inside = [e for e in edits if first <= e.start and e.end <= end]
+    if len(inside) != len(edits):
+        return False
+    end += sum(len(e.lines) - (e.end - e.start) for e in inside)
+    text = "\n".join(lines[first:end])
+    indented = text[:1] in (" ", "\t")
     try:
-        index = ScopeIndex("\n".join(lines))
+        tree = ast.parse("if True:\n" + text if indented else text)
     except SyntaxError:
         return False
-    found = index.find(qualname)
-    return len(found) == 1 and isinstance(found[0].node, ast.FunctionDef | ast.AsyncFunctionDef) and code.function_key(found[0].node) == key
+    body = tree.body[0].body if indented and isinstance(tree.body[0], ast.If) else tree.body
+    return len(body) == 1 and isinstance(body[0], ast.FunctionDef | ast.AsyncFunctionDef) and code.function_key(body[0]) == key
 
 
 def _carry(change: ModuleChange, file: PatchFile, carried: list[meaning.Carried]) -> str | None:
@@ -327,6 +337,13 @@ def _carry(change: ModuleChange, file: PatchFile, carried: list[meaning.Carried]
     return None
 
 
+def _change(resolver: Resolver, module: str) -> ModuleChange:
+    """An empty change of `module`, on the text and scopes the resolver read once."""
+    source, index = resolver.source(module), resolver.index(module)
+    assert source is not None and index is not None
+    return ModuleChange(source, resolver.layout(module), index=index, import_at=meaning.import_block_end(index.tree))
+
+
 def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     """A method the target class does not have: added at its end where it is plain code, else it stays."""
     module, _, qualname = new.target.partition(":")
@@ -340,8 +357,11 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     if need.carried:
         new.reason = f"{new.target} is not in vLLM and reads globals the patch file redefines; it stays a monkey patch"
         return new
-    holder = ScopeIndex(source.text, source.path).find(holder_name)[0]
-    text = Text.of(source.text)
+    change = _change(resolver, module)
+    change.imports = set(need.imports)
+    assert change.index is not None
+    holder = change.index.find(holder_name)[0]
+    text = change.text
     body = getattr(holder.node, "body", [])
     indent = indent_of(text.lines[body[0].lineno - 1]) if body else "    "
     first, end = span(copy.node)
@@ -356,7 +376,6 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     site = [n for n in copy.site_decorators if n not in own]
     lines = [f"{indent}@{n}" for n in site] + lines
     decorators = [ast.Name(id=n, ctx=ast.Load()) for n in site] + list(copy.node.decorator_list)
-    change = ModuleChange(source, text, imports=set(need.imports), import_at=meaning.import_block_end(ast.parse(source.text)))
     change.added[qualname] = lines
     change.expect[qualname] = code.function_key(copy.node, decorators)
     new.change = change

@@ -29,7 +29,7 @@ def sections(change: ModuleChange) -> list[str]:
     new, opcodes = diff_edits(old, change.all_edits(with_added=False))
     out: list[str] = []
     if new != old:
-        index = ScopeIndex(change.source.text, change.source.path)
+        index = change.index or ScopeIndex(change.source.text, change.source.path)
         for draft in drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index), opcodes=opcodes):
             target = f"{change.module}:{draft.scope}" if draft.scope else change.module
             out += render_hunk_section(target, draft) + [""]
@@ -61,7 +61,7 @@ def check(text: str, path: str, name: str, read: SourceReader, version: str | No
             return f"the engine leaves {change.module} unchanged"
         if patched.text.split("\n") != change.lines():
             return f"the engine's {change.module} is not the adopted text"
-        why = _holds(patched.text, change)
+        why = _holds(patched.compiled.tree, change)
         if why:
             return why
         before = names.undefined(change.source.text, change.source.path)
@@ -71,10 +71,10 @@ def check(text: str, path: str, name: str, read: SourceReader, version: str | No
     return None
 
 
-def _holds(text: str, change: ModuleChange) -> str | None:
-    index = ScopeIndex(text, change.source.path)
+def _holds(tree: ast.Module, change: ModuleChange) -> str | None:
+    """Why the engine's patched tree does not hold the adopted code (None: it does)."""
     for qualname, key in change.expect.items():
-        found = [s.node for s in index.find(qualname)]
+        found = code.find_def(tree, qualname)
         if len(found) != 1 or not isinstance(found[0], ast.FunctionDef | ast.AsyncFunctionDef) or code.function_key(found[0]) != key:
             return f"the patched {change.module}:{qualname} is not the replacement's code"
     return None

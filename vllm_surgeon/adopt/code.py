@@ -118,6 +118,36 @@ def blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return out
 
 
+Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def find_def(tree: ast.Module, qualname: str) -> list[Def]:
+    """Every def or class named `qualname` (`Class.method`) in a module's tree, looked up by name
+    through class bodies and the blocks of `if`/`try` statements (never inside functions)."""
+    bodies: list[list[ast.stmt]] = [tree.body]
+    found: list[Def] = []
+    for name in qualname.split("."):
+        found = [d for body in bodies for d in _named(body, name)]
+        bodies = [d.body for d in found]
+    return found
+
+
+def _named(body: list[ast.stmt], name: str) -> list[Def]:
+    out: list[Def] = []
+    for stmt in body:
+        if isinstance(stmt, DEFS):
+            if stmt.name == name:
+                out.append(stmt)
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                out += _named(inner, name)
+        for handler in getattr(stmt, "handlers", []):
+            out += _named(handler.body, name)
+    return out
+
+
 def first_line(stmt: ast.stmt) -> int:
     """0-based line of a compound statement's first block statement (its docstring, for a def)."""
     for field in _BLOCKS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import symtable
 from dataclasses import dataclass
 
@@ -25,9 +26,14 @@ class Reads:
     closure: set[str]  # names of the functions around it
 
 
+@functools.lru_cache(maxsize=32)
+def _table(text: str, filename: str) -> symtable.SymbolTable:
+    return symtable.symtable(text, filename, "exec")
+
+
 def function_reads(text: str, filename: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> Reads:
     """The names def `node` of `text` reads from its module, and from enclosing functions."""
-    table = _find_table(symtable.symtable(text, filename, "exec"), node)
+    table = _find_table(_table(text, filename), node)
     found: set[str] = set()
     closure: set[str] = set()
     if table is not None:
@@ -83,10 +89,11 @@ def statement_reads(stmt: ast.stmt) -> set[str]:
     return _globals_below(module) - bound
 
 
-def undefined(text: str, filename: str, provided: frozenset[str] = frozenset()) -> set[str]:
+@functools.lru_cache(maxsize=32)
+def undefined(text: str, filename: str, provided: frozenset[str] = frozenset()) -> frozenset[str]:
     """Names read somewhere in a module that it never binds (nor are builtins, nor `provided`: names a
     star import brings)."""
-    module = symtable.symtable(text, filename, "exec")
+    module = _table(text, filename)
     bound = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
     read = _globals_below(module)
-    return {name for name in read - bound - BUILTINS - provided if not (name.startswith("__") and name.endswith("__"))}
+    return frozenset(name for name in read - bound - BUILTINS - provided if not (name.startswith("__") and name.endswith("__")))

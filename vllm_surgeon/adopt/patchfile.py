@@ -49,6 +49,11 @@ class PatchFile:
         module, is_package = _module_of(path)
         return cls(path, text, tree, module, is_package)
 
+    def rename(self, module: str) -> None:
+        """Name the file's module (discovery learns it from how other files import it)."""
+        self.module = module
+        self.__dict__.pop("bindings", None)  # relative imports are read from the package anew
+
     @property
     def label(self) -> str:
         return str(self.path)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from vllm_surgeon.adopt import bindings
 from vllm_surgeon.adopt.bindings import Binding
+from vllm_surgeon.adopt.relayout import Text
+from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import ModuleSource, SourceReader
 
 _MAX_DEPTH = 30
@@ -48,7 +50,8 @@ class Resolver:
         self._read = read
         self.tops = tops
         self._sources: dict[str, ModuleSource | None] = {}
-        self._trees: dict[str, ast.Module | None] = {}
+        self._indexes: dict[str, ScopeIndex | None] = {}
+        self._layouts: dict[str, Text] = {}
         self._bindings: dict[str, dict[str, list[Binding]]] = {}
 
     def inside(self, module: str) -> bool:
@@ -60,13 +63,25 @@ class Resolver:
         return self._sources[module]
 
     def tree(self, module: str) -> ast.Module | None:
-        if module not in self._trees:
+        index = self.index(module)
+        return None if index is None else index.tree
+
+    def index(self, module: str) -> ScopeIndex | None:
+        """The module's scopes (its syntax tree with them), parsed once; None when absent or unparsable."""
+        if module not in self._indexes:
             source = self.source(module)
             try:
-                self._trees[module] = None if source is None else ast.parse(source.text, filename=source.path)
+                self._indexes[module] = None if source is None else ScopeIndex(source.text, source.path)
             except SyntaxError:
-                self._trees[module] = None
-        return self._trees[module]
+                self._indexes[module] = None
+        return self._indexes[module]
+
+    def layout(self, module: str) -> Text:
+        """The module's lines and string continuations, read once (the text hunks are drafted on)."""
+        if module not in self._layouts:
+            source = self.source(module)
+            self._layouts[module] = Text.of(source.text if source is not None else "")
+        return self._layouts[module]
 
     def is_package(self, module: str) -> bool:
         source = self.source(module)

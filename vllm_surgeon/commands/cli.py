@@ -40,6 +40,16 @@ EXAMPLES = {
                "The base release is --against, else the set's written-against field, else the installed vLLM.",
     "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.33.0            # writes priority.rebased.hunk\n"
               "  vllm-surgeon rebase priority --onto latest --write    # replaces priority.hunk",
+    "adopt": (
+        "examples:\n"
+        "  vllm-surgeon adopt my_patches/sched.py::schedule --target vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
+        "  vllm-surgeon adopt my_patches/ --against 0.11.0                  # every patch site, with its verdict\n"
+        "  vllm-surgeon adopt my_patches/ --against 0.11.0 --out mine.hunk  # and the adopted hunks as one set\n"
+        "  vllm-surgeon adopt ucm/integration --helper patch_or_inject --json\n"
+        "Files are read, never imported. Verdicts: adopted, identical, wrapper (calls the original: stays a\n"
+        "monkey patch), new (no upstream definition), refused (with the reason). One copy: exit 0 when adopted\n"
+        "or identical, 1 when it cannot be adopted, 2 on bad input."
+    ),
     "doctor": (
         "examples:\n"
         "  vllm-surgeon doctor\n"
@@ -114,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    p = add("adopt", "turn monkey patches (copied-and-edited vLLM functions) into anchored hunks")
+    p.add_argument("paths", nargs="+", metavar="FILE::QUALNAME | PATH",
+                   help="one copy (with --target), or Python files and folders to search for patch sites")
+    p.add_argument("--target", metavar="MODULE:QUALNAME", help="the vLLM function the copy replaces (one copy)")
+    p.add_argument("--against", metavar="SPEC", help="vLLM to adopt against (default: the installed one)")
+    p.add_argument("--out", metavar="NAME.hunk", help="set to write (one copy: default FILE's name .hunk; discovery: none)")
+    p.add_argument("--json", action="store_true", help="write the sites as JSON (schema vllm-surgeon/adopt/1)")
+    p.add_argument("--helper", action="append", metavar="NAME", help="a call NAME(obj, 'attr', f) patches (repeatable)")
+    p.add_argument("--package", action="append", metavar="NAME",
+                   help="another package whose patches count as sites, e.g. vllm_ascend (repeatable)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
     p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
     return parser
@@ -456,6 +477,16 @@ def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
     out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
 
 
+def cmd_adopt(args, out) -> int:
+    from vllm_surgeon.adopt.command import run
+    from vllm_surgeon.adopt.patchfile import AdoptInputError
+
+    try:
+        return run(args, out, lambda: _tree(args.against))
+    except AdoptInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_doctor(args, out) -> int:
     from vllm_surgeon.commands.doctor import render, run, to_json
     from vllm_surgeon.commands.verify import Style
@@ -468,7 +499,7 @@ def cmd_doctor(args, out) -> int:
     return 0 if doctor.healthy else 1
 
 
-COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
+COMMANDS = {"adopt": cmd_adopt, "doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
             "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
 
 
