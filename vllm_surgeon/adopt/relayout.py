@@ -267,7 +267,7 @@ class Relayout:
             if tag == "delete":
                 self._delete(ub[i1:i2])
             elif tag == "insert":
-                self._insert(rb[j1:j2], before, uind)
+                self._insert(rb[j1:j2], before, uind, ub[i1] if i1 < len(ub) else None)
             elif tag == "replace":
                 self._replace(ub[i1:i2], rb[j1:j2], before, uind)
 
@@ -282,7 +282,7 @@ class Relayout:
             elif tag == "delete":
                 self._delete(us[i1:i2])
             elif tag == "insert":
-                self._insert(rs[j1:j2], span(us[i1 - 1])[1] if i1 > 0 else before, uind)
+                self._insert(rs[j1:j2], span(us[i1 - 1])[1] if i1 > 0 else before, uind, us[i1] if i1 < len(us) else None)
             else:
                 self.swap(us[i1:i2], rs[j1:j2])
 
@@ -317,20 +317,30 @@ class Relayout:
         self._check_group(self.up, us)
         self._edit(span(us[0])[0], span(us[-1])[1], [])
 
-    def _insert(self, rs: list[ast.stmt], at: int, uind: str) -> None:
+    def _insert(self, rs: list[ast.stmt], at: int, uind: str, following: ast.stmt | None) -> None:
+        """The replacement's statements `rs` added at line `at`, with the comment written just above
+        them; when that comment is upstream's own, above the `following` statement, they go below it."""
         self._check_group(self.rep, rs)
         r_first, r_end = span(rs[0])[0], span(rs[-1])[1]
-        while r_first > 0 and self.rep.lines[r_first - 1].lstrip().startswith("#") and r_first - 1 not in self.rep.verbatim:
-            r_first -= 1  # the comment written just above the added statements comes with them
-        self._edit(at, at, reindent(self.rep, r_first, r_end, indent_of(self.rep.lines[span(rs[0])[0]]), uind))
+        comments = self._comments_above(self.rep, r_first)
+        if comments and following is not None:
+            theirs = [line.strip() for line in self.rep.lines[comments:r_first]]
+            first = span(following)[0]
+            ours = [line.strip() for line in self.up.lines[self._comments_above(self.up, first):first]]
+            if ours[len(ours) - len(theirs):] == theirs:
+                at, comments = first, r_first  # upstream's comment stays where it is, above both
+        self._edit(at, at, reindent(self.rep, comments, r_end, indent_of(self.rep.lines[r_first]), uind))
 
-    # -- helpers
+    @staticmethod
+    def _comments_above(text: Text, first: int) -> int:
+        """The first line of the comments written directly above line `first` of `text`."""
+        while first > 0 and text.lines[first - 1].lstrip().startswith("#") and first - 1 not in text.verbatim:
+            first -= 1
+        return first
 
     def _above(self, first: int) -> int:
         """The first line of the comments written directly above upstream's line `first`."""
-        while first > 0 and self.up.lines[first - 1].lstrip().startswith("#") and first - 1 not in self.up.verbatim:
-            first -= 1
-        return first
+        return self._comments_above(self.up, first)
 
     def _check_group(self, text: Text, stmts: list[ast.stmt]) -> None:
         _check_clean(text, stmts[0])
