@@ -313,3 +313,18 @@ def test_an_existing_out_file_is_kept_unless_forced(tmp_path, tree, capsys):
     (tmp_path / "out.hunk").write_text("mine\n")
     rc, _, text = adopted(tmp_path, tree, REWRAPPED, "schedule")
     assert rc == 2 and text == "mine\n" and "exists; pass --force" in capsys.readouterr().err
+
+
+def test_the_upstream_digest_is_of_code_not_layout(tmp_path, tree):
+    """What a guard record of a wrapper keeps: the same for a re-laid function, another for changed code."""
+    from vllm_surgeon.adopt.adoption import upstream_digest
+
+    target = Target.parse(TARGET, None)
+    before = upstream_digest(target, Resolver(directory(tree).read), "tree")
+    module = tree / "vllm/v1/core/sched/scheduler.py"
+    text = module.read_text()
+    module.write_text(text.replace("        scheduled = []\n", "        scheduled = [\n        ]  # re-laid\n"))
+    assert upstream_digest(target, Resolver(directory(tree).read), "tree") == before
+    module.write_text(text.replace("        scheduled = []\n", "        scheduled = [None]\n"))
+    assert upstream_digest(target, Resolver(directory(tree).read), "tree") not in (before, None)
+    assert upstream_digest(Target.parse(f"{TARGET}x", None), Resolver(directory(tree).read), "tree") is None

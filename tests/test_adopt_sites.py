@@ -76,6 +76,18 @@ SHAPES = {
 
         s.Scheduler = MyScheduler
     ''',
+    "swap_attrs.py": '''
+        import vllm.v1.core.sched.scheduler as s
+
+        class LimitedScheduler(s.Scheduler):
+            LIMIT = 3
+
+            def finish(self, request) -> None:
+                if len(self.running) > self.LIMIT:
+                    self.running.remove(request)
+
+        s.Scheduler = LimitedScheduler
+    ''',
     "arctic.py": '''
         from arctic_inference.patching import ArcticPatch
         from vllm.v1.core.sched.scheduler import Scheduler
@@ -223,6 +235,12 @@ def test_a_class_swap_gives_a_site_per_method(tree, package):
     assert {r["line"] for r in rows} == {17}  # the line that swaps the class in
     new = by(rows, "swap.py", f"{SCHED}:Scheduler.waiting_count")
     assert new["hunks"].startswith(f"@@ {SCHED}:Scheduler\n+\n+    def waiting_count(self) -> int:")
+
+
+def test_a_swapped_in_method_reading_its_own_class_attribute_is_refused(tree, package):
+    (row,) = [r for r in sites(tree, package) if r["file"].endswith("swap_attrs.py")]
+    assert row["verdict"] == "refused"
+    assert row["reason"].startswith(f"reads LIMIT, class attribute(s) of LimitedScheduler that {SCHED}:Scheduler lacks")
 
 
 def test_patch_classes_apply_their_members(tree, package):

@@ -34,6 +34,9 @@ class Copy:
     holder: str | None = None  # the class it sits in, in the patch file
     site_decorators: tuple[str, ...] = ()  # `Target.f = staticmethod(f)`: what the site makes of it
     stands_for: dict[str, str] = field(default_factory=dict)  # patch-file class names meaning a vLLM class
+    # Class attributes the class holding the copy brings (a swapped-in subclass, a patch class) that
+    # vLLM's class lacks: `self.X` of one of them would not be there once the copy is adopted.
+    class_attrs: frozenset[str] = frozenset()
 
     @classmethod
     def named(cls, file: PatchFile, qualname: str) -> Copy:
@@ -150,6 +153,11 @@ def adopt(copy: Copy, target: Target, resolver: Resolver, where: str) -> Adoptio
     if isinstance(wanted, str):
         result.reason = wanted
         return result
+    brought = _class_attributes_read(copy)
+    if brought:
+        result.reason = (f"reads {', '.join(sorted(brought))}, class attribute(s) of {copy.holder} that "
+                         f"{up.source.module}:{up.qualname.rpartition('.')[0]} lacks")
+        return result
     key = code.function_key(copy.node, [node for _, node in wanted])
     holder = f"{up.source.module}:{up.qualname.rpartition('.')[0]}" if up.in_class else None
     need = _needs(copy, up.source.module, resolver, result, holder)
@@ -207,6 +215,24 @@ def find_upstream(target: Target, resolver: Resolver, where: str) -> Upstream | 
     holder = qualname.rpartition(".")[0]
     in_class = bool(holder) and any(s.kind == "class" for s in index.find(holder))
     return Upstream(source, qualname, scope.node, scope, in_class)
+
+
+def _class_attributes_read(copy: Copy) -> set[str]:
+    """`self.X` / `cls.X` the copy reads where X is one of the class attributes its class brings."""
+    if not copy.class_attrs:
+        return set()
+    args = copy.node.args.posonlyargs + copy.node.args.args
+    first = args[0].arg if args else None
+    return {n.attr for n in ast.walk(copy.node) if isinstance(n, ast.Attribute) and n.attr in copy.class_attrs
+            and isinstance(n.value, ast.Name) and n.value.id in {first, *copy.stands_for}}
+
+
+def upstream_digest(target: Target, resolver: Resolver, where: str) -> str | None:
+    """The code digest (code.code_digest) of `target`'s one upstream def in the tree `resolver` reads,
+    followed through re-exports; None when there is none. What a record of a monkey patch that stays
+    (a wrapper) keeps of the function it depends on, so a later release can be told apart."""
+    found = find_upstream(target, resolver, where)
+    return None if isinstance(found, Adoption) else code.code_digest(found.node)
 
 
 def _subclass_of(copy: Copy, holder: str, resolver: Resolver) -> bool:

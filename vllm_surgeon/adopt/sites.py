@@ -162,7 +162,8 @@ class Finder:
                 continue
             method = Site(site.file, site.line, kind, f"{site.written}.{member.name}", owner, member.name)
             method.copy = Copy(file, member, f"{qualname}.{member.name}", qualname, (),
-                               {qualname.rpartition(".")[2]: owner.qualname.rpartition(".")[2]} if subclass else {})
+                               {qualname.rpartition(".")[2]: owner.qualname.rpartition(".")[2]} if subclass else {},
+                               self._brought(node, owner))
             method.notes.append(f"{qualname} (line {member.lineno} of {file.path}) is swapped in for {owner.target}")
             if subclass and _calls_super(member, member.name):
                 method.wrapper = f"calls super().{member.name}(...), the original"
@@ -192,12 +193,21 @@ class Finder:
                 if qualname is None:
                     site.why = "the patch class is defined inside a function"
                 else:
-                    site.copy = Copy(ctx.file, member, f"{qualname}.{member.name}", qualname, (), {cls.name: owner.qualname or cls.name})
+                    site.copy = Copy(ctx.file, member, f"{qualname}.{member.name}", qualname, (), {cls.name: owner.qualname or cls.name},
+                                     self._brought(cls, owner) - saved)
                     used = {n.attr for n in ast.walk(member) if isinstance(n, ast.Attribute)} & saved
                     if used:
                         site.wrapper = f"calls the original saved as {', '.join(sorted(used))}"
                 out.append(site)
             return
+
+    def _brought(self, cls: ast.ClassDef, owner: Found) -> frozenset[str]:
+        """Class attributes `cls` defines (not methods) that vLLM's class `owner` does not."""
+        mine = {t.id for stmt in cls.body if isinstance(stmt, ast.Assign | ast.AnnAssign)
+                for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]) if isinstance(t, ast.Name)}
+        theirs = set(bindings.top_level(ast.Module(body=owner.node.body, type_ignores=[]), None)) \
+            if isinstance(owner.node, ast.ClassDef) else set()
+        return frozenset(mine - theirs)
 
     # -- names
 
@@ -237,15 +247,19 @@ class Finder:
         """The def or class a replacement expression names in the scanned files, or why there is none."""
         if isinstance(value, ast.Lambda):
             return "a lambda, not a def"
+        if isinstance(value, ast.Constant | ast.List | ast.Tuple | ast.Dict | ast.Set):
+            return f"sets a value ({ast.unparse(value)[:40]}), not a function"
         chain = attribute_chain(value)
         if chain is None:
             return f"installs {ast.unparse(value)[:60]} (not a def of the scanned files)"
         if len(chain) == 1:
             for fn in reversed(ctx.functions):  # a def nested in the function around the site
-                nested = [n for n in fn.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == chain[0]]
-                if nested:
+                if chain[0] in _nested_defs(fn):
                     return self._in_file(ctx.file, f"{_qualname(ctx.file, fn)}.<locals>.{chain[0]}")
         binding = ctx.file.binding(chain[0])
+        if binding is not None and binding.kind == "assign" and not self._shadowed(ctx, chain[0]) and \
+                attribute_chain(getattr(binding.node, "value", None)) is None:
+            return f"sets the value {chain[0]} (line {binding.line}), not a function"
         if binding is not None and binding.kind in ("def", "class") and not self._shadowed(ctx, chain[0]):
             return self._in_file(ctx.file, ".".join(chain))
         dotted = self._dotted(ctx, chain)
@@ -353,6 +367,24 @@ def name_modules(files: list[PatchFile]) -> None:
                    key=len, default=None)
         if best is not None:
             file.rename(best)
+
+
+def _nested_defs(fn: Func) -> set[str]:
+    """Names of the defs and classes a function defines in its own blocks (not inside nested defs)."""
+    found: set[str] = set()
+    stack: list[ast.stmt] = list(fn.body)
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(stmt.name)
+            continue
+        for block in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, block, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                stack += inner
+        for handler in getattr(stmt, "handlers", []):
+            stack += handler.body
+    return found
 
 
 def _callee(call: ast.Call) -> str | None:
