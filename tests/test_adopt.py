@@ -228,14 +228,21 @@ def test_a_re_exported_target_is_adopted_where_it_is_defined(tmp_path, tree):
     assert "@@ vllm.config.model:ModelConfig.verify @@" in text
 
 
-def test_an_inherited_target_is_refused_naming_the_base(tmp_path, tree):
+def test_an_inherited_target_becomes_an_override_in_the_class_named(tmp_path, tree):
+    """`PriorityScheduler.schedule = f` changes PriorityScheduler, not Scheduler, which defines schedule."""
     patch = '''
     def schedule(self) -> list:
-        return []
+        return sorted(self.waiting, key=lambda r: r.priority)
     '''
-    rc, output, _ = adopted(tmp_path, tree, patch, "schedule", "vllm.v1.core.sched.scheduler:PriorityScheduler.schedule")
-    assert rc == 1
-    assert "inherited" in output and "--target vllm.v1.core.sched.scheduler:Scheduler.schedule" in output
+    rc, output, text = adopted(tmp_path, tree, patch, "schedule", "vllm.v1.core.sched.scheduler:PriorityScheduler.schedule")
+    assert rc == 0, output
+    assert "@@ vllm.v1.core.sched.scheduler:PriorityScheduler\n+\n+    def schedule(self) -> list:" in text
+    result = patched(tree, text)
+    assert code.find_def(ast.parse(result), "PriorityScheduler.schedule")
+    assert '"""Pick what runs next."""' in result  # Scheduler.schedule itself is untouched
+    same = "def finish(self, request) -> None:\n    self.running.remove(request)\n"
+    rc, output, _ = adopted(tmp_path, tree, same, "finish", "vllm.v1.core.sched.scheduler:PriorityScheduler.finish", "b.hunk")
+    assert rc == 0 and output.startswith("identical: the copy is vllm.v1.core.sched.scheduler:Scheduler.finish, which")
 
 
 def test_a_method_the_class_lacks_is_added_at_its_end(tmp_path, tree):

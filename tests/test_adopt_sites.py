@@ -157,6 +157,13 @@ SHAPES = {
             return min(total, budget)
 
         mock.patch("vllm.v1.core.sched.scheduler.admit", identical_admit).start()
+
+        def later():
+            from vllm.v1.core.gone import Thing
+
+            path = "vllm.v1.core.sched.scheduler.Scheduler.describe"
+            patcher = mock.patch(path, identical_admit)
+            Thing.run = identical_admit
     ''',
 }
 
@@ -250,6 +257,9 @@ def test_patch_classes_apply_their_members(tree, package):
     assert wrapped["digest"] and len(wrapped["digest"]) == 64  # what a guard record of it keeps
     # ArcticPatch applies dunders too (the blog's VLLMPatch skips every _name)
     assert by(rows, "arctic.py", f"{SCHED}:Scheduler.__init__")["verdict"] == "adopted"
+    saved = by(rows, "arctic.py", f"{SCHED}:Scheduler._orig_finish")
+    assert saved["verdict"] == "wrapper" and "keeps the original Scheduler.finish" in saved["reason"]
+    assert saved["digest"] == wrapped["digest"]  # both depend on Scheduler.finish as it is at SPEC
     blog = [r for r in rows if r["file"].endswith("blog.py")]
     assert [(r["target"], r["verdict"]) for r in blog] == [(f"{SCHED}:Scheduler.schedule_with_priority", "new")]
 
@@ -260,7 +270,8 @@ def test_wrappers_are_never_turned_into_hunks(tree, package):
     assert verdicts[f"{SCHED}:Scheduler.schedule"][0] == "wrapper"
     assert "_orig_schedule" in verdicts[f"{SCHED}:Scheduler.schedule"][1]
     assert verdicts[f"{SCHED}:Scheduler.describe"][0] == "wrapper"  # lru_cache(Scheduler.describe)
-    assert verdicts[f"{SCHED}:Scheduler.admit_all"] == ("refused", "a lambda, not a def")
+    # a lambda installed as a method the class lacks: new, and it stays
+    assert verdicts[f"{SCHED}:Scheduler.admit_all"][0] == "new"
     assert all(r["hunks"] == "" for r in rows)
 
 
@@ -269,6 +280,11 @@ def test_values_and_identical_copies(tree, package):
     verdicts = {r["target"]: r["verdict"] for r in rows}
     assert verdicts[f"{SCHED}:admit"] == "identical"  # installed with mock.patch("...", f).start()
     assert verdicts[f"{SCHED}:MAX_WAITING"] == "refused"
+    # mock.patch of a path held in a name; a class the release does not have (a dead patch)
+    assert verdicts[f"{SCHED}:Scheduler.describe"] == "adopted"
+    dead = by(rows, "values.py", "vllm.v1.core.gone.Thing.run")
+    assert dead["verdict"] == "refused" and dead["reason"] == "vllm.v1.core.gone.Thing is not in vllm 0.99.0 (tree " + \
+        str(tree) + ")"
 
 
 def test_string_replacements_of_vllm_files_become_hunks_or_say_why_not(tmp_path, tree):
@@ -313,3 +329,8 @@ def test_discovery_of_nothing_and_of_a_missing_path(tmp_path, tree, capsys):
     assert rc == 2 and "nowhere: no such file or folder" in capsys.readouterr().err
     rc, output = cli("adopt", str(empty), "--against", str(tree), "--out", str(tmp_path / "x.hunk"))
     assert rc == 1 and "no site was adopted" in output and not (tmp_path / "x.hunk").exists()
+    broken = write(tmp_path, "empty/broken.py", "def f(:\n")
+    rc, output = cli("adopt", str(broken.parent), "--against", str(tree))
+    assert rc == 0 and f"unreadable: {broken}:1: does not parse" in output
+    rc, _ = cli("adopt", str(broken), "--against", str(tree))
+    assert rc == 2 and f"{broken}:1: does not parse" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from vllm_surgeon.adopt import code, meaning, names
 from vllm_surgeon.adopt.patchfile import PatchFile
 from vllm_surgeon.adopt.relayout import Edit, Relayout, Text, Unclean, apply_edits, indent_of, reindent, span
-from vllm_surgeon.adopt.resolve import Resolver, attribute_chain
+from vllm_surgeon.adopt.resolve import Found, Resolver, attribute_chain
 from vllm_surgeon.core.model import Target
 from vllm_surgeon.core.scopes import Scope, ScopeIndex
 from vllm_surgeon.core.source import ModuleSource
@@ -67,12 +67,13 @@ class ModuleChange:
     def module(self) -> str:
         return self.source.module
 
-    def lines(self, with_added: bool = True) -> list[str]:
-        """The module's lines with the edits made (and the methods added, unless told not to)."""
-        return apply_edits(self.text.lines, self.all_edits(with_added))
+    def lines(self) -> list[str]:
+        """The module's lines with the edits made and the methods added."""
+        return apply_edits(self.text.lines, self.all_edits())
 
-    def all_edits(self, with_added: bool = True) -> list[Edit]:
-        """The edits, the import lines and carried globals, and (unless told not) the added methods."""
+    def all_edits(self, with_added: bool | set[str] = True) -> list[Edit]:
+        """The edits, the import lines and carried globals, and the added methods (all, none, or those
+        named in `with_added`)."""
         edits = list(self.edits)
         head = meaning.render_imports(self.imports) if self.imports else []
         plain = False  # constants sit together; a def gets two blank lines around it, as PEP 8 has it
@@ -87,6 +88,8 @@ class ModuleChange:
                 self.index = ScopeIndex(self.source.text, self.source.path)
             index = self.index
             for qualname, lines in self.added.items():
+                if with_added is not True and qualname not in with_added:
+                    continue
                 holder = index.find(qualname.rpartition(".")[0])[0]
                 edits.append(Edit(holder.end, holder.end, [""] + lines, 10**6 + len(edits)))
         return edits
@@ -127,6 +130,7 @@ class Adoption:
     change: ModuleChange | None = None
     digest: str | None = None  # the upstream function's code digest (what a guard record keeps)
     notes: list[str] = field(default_factory=list)
+    override: Found | None = None  # the base class's def the target inherits (the copy is added as an override)
 
 
 @dataclass
@@ -193,8 +197,10 @@ def find_upstream(target: Target, resolver: Resolver, where: str) -> Upstream | 
         found = resolver.resolve_in(module, qualname.split("."))
         inherited = [n for n in found.notes if n.startswith("inherited")]
         if found.kind == "function" and inherited:
-            refused.reason = (f"{target} is inherited ({inherited[0]}): a hunk there changes every class that "
-                              f"inherits it; adopt it with --target {found.target} if that is meant")
+            # Assigning to Sub.m changes Sub (and its subclasses), not the base that defines m: the copy
+            # becomes an override added to Sub (a hunk in the base would change every class inheriting it).
+            owner = resolver.resolve_in(module, qualname.split(".")[:-1])
+            return Adoption("", f"{owner.target}.{qualname.rpartition('.')[2]}", NEW, override=found)
         elif found.kind == "function" and found.target != str(target):
             return find_upstream(Target(found.module, found.qualname), resolver, where)
         elif found.kind == "missing" and "." in qualname and resolver.resolve_in(module, qualname.split(".")[:-1]).kind == "class":
@@ -371,17 +377,20 @@ def _change(resolver: Resolver, module: str) -> ModuleChange:
 
 
 def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
-    """A method the target class does not have: added at its end where it is plain code, else it stays."""
+    """A method the target class does not define: added at its end where it is plain code (for a method
+    it inherits, as an override), else it stays (a new one) or is refused (an override)."""
     module, _, qualname = new.target.partition(":")
     holder_name, _, name = qualname.rpartition(".")
     new.digest = None
     need = _needs(copy, module, resolver, new, f"{module}:{holder_name}")
-    source = resolver.source(module)
-    if need is None or source is None:
-        new.reason = f"{new.target} is not in vLLM: {new.reason}; it stays a monkey patch"
-        return new
-    if need.carried:
-        new.reason = f"{new.target} is not in vLLM and reads globals the patch file redefines; it stays a monkey patch"
+    why = None if need is not None else new.reason
+    if need is not None and need.carried:
+        why = f"reads globals the patch file redefines ({', '.join(c.name for c in need.carried)})"
+    if need is None or why is not None:
+        if new.override is not None:
+            new.verdict, new.reason = REFUSED, str(why)
+        else:
+            new.reason = f"{new.target} is not in vLLM and {why}; it stays a monkey patch"
         return new
     change = _change(resolver, module)
     change.imports = set(need.imports)
@@ -394,7 +403,8 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     try:
         lines = reindent(copy.file.layout, first, end, indent_of(copy.file.layout.lines[first]), indent)
     except Unclean as exc:
-        new.reason = f"{new.target} is not in vLLM and its text cannot be moved ({exc}); it stays a monkey patch"
+        new.verdict = REFUSED if new.override is not None else NEW
+        new.reason = f"the copy's text cannot be moved into {holder_name} ({exc})" + ("" if new.override else "; it stays a monkey patch")
         return new
     def_at = copy.node.lineno - 1 - first
     lines[def_at] = lines[def_at].replace(f"def {copy.node.name}", f"def {name}", 1)
@@ -402,8 +412,19 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     site = [n for n in copy.site_decorators if n not in own]
     lines = [f"{indent}@{n}" for n in site] + lines
     decorators = [ast.Name(id=n, ctx=ast.Load()) for n in site] + list(copy.node.decorator_list)
+    key = code.function_key(copy.node, decorators)
+    base = new.override
+    if base is not None and isinstance(base.node, ast.FunctionDef | ast.AsyncFunctionDef):
+        new.digest = code.code_digest(base.node)
+        if code.function_key(base.node) == key and not need.imports:
+            new.verdict, new.reason = IDENTICAL, f"the copy is {base.target}, which {holder_name} inherits"
+            return new
+        new.verdict = ADOPTED
+        new.reason = (f"{holder_name} inherits {name} from {base.target}: the copy is added to {holder_name} "
+                      "as an override (a hunk in the base would change every class inheriting it)")
+    else:
+        new.reason = f"{new.target} is not in vLLM: added to {holder_name} as plain code"
     change.added[qualname] = lines
-    change.expect[qualname] = code.function_key(copy.node, decorators)
+    change.expect[qualname] = key
     new.change = change
-    new.reason = f"{new.target} is not in vLLM: added to {holder_name} as plain code"
     return new

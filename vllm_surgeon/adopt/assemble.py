@@ -24,18 +24,48 @@ from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
 
 def sections(change: ModuleChange) -> list[str]:
-    """The `.hunk` sections of one module's change, each followed by a blank line."""
+    """The `.hunk` sections of one module's change, each followed by a blank line. A method added to a
+    class is an add-only section, unless a drafted hunk reaches the class's end: then it is drafted
+    with the rest (two hunks of one set may not change the same place)."""
     old = change.text.lines
-    new, opcodes = diff_edits(old, change.all_edits(with_added=False))
+    index = change.index or ScopeIndex(change.source.text, change.source.path)
+    inline: set[str] = set()
+    while True:
+        new, opcodes = diff_edits(old, change.all_edits(with_added=inline))
+        class_ends = {index.find(q.rpartition(".")[0])[0].end for q in inline}
+        scope_of = _scope_finder(index, len(old), class_ends)
+        found = drafts(old, new, scope_of, same_named=same_named(index), opcodes=opcodes) if new != old else []
+        ends = {q: index.find(q.rpartition(".")[0])[0].end for q in change.added if q not in inline}
+        touched = {q for q, end in ends.items() if any(d.start <= end <= d.end for d in found)}
+        if not touched:
+            break
+        inline |= touched
     out: list[str] = []
-    if new != old:
-        index = change.index or ScopeIndex(change.source.text, change.source.path)
-        for draft in drafts(old, new, scope_finder(index, len(old)), same_named=same_named(index), opcodes=opcodes):
-            target = f"{change.module}:{draft.scope}" if draft.scope else change.module
-            out += render_hunk_section(target, draft) + [""]
+    for draft in found:
+        target = f"{change.module}:{draft.scope}" if draft.scope else change.module
+        out += render_hunk_section(target, draft) + [""]
     for qualname, lines in change.added.items():
-        out += [f"@@ {change.module}:{qualname.rpartition('.')[0]}", "+"] + ["+" + line for line in lines] + [""]
+        if qualname not in inline:
+            out += [f"@@ {change.module}:{qualname.rpartition('.')[0]}", "+"] + ["+" + line for line in lines] + [""]
     return out
+
+
+def _scope_finder(index: ScopeIndex, total: int, class_ends: set[int]):
+    """convert's scope_of, but lines added at the very end of a function belong to that function
+    (statements appended to its body), and a method added at a class's end (`class_ends`) to the class."""
+    base = scope_finder(index, total)
+
+    def scope_of(start: int, end: int) -> tuple[str | None, int, int]:
+        if start == end and start in class_ends:
+            holder = min((s for s in index.scopes if s.kind == "class" and s.end == start), key=lambda s: s.end - s.start)
+            return holder.qualname, holder.start, holder.end
+        if start == end and start > 0:
+            before = index.innermost(start - 1, start)
+            if before.kind == "function" and before.addressable and before.end == start:
+                return before.qualname, before.start, before.end
+        return base(start, end)
+
+    return scope_of
 
 
 def render(changes: list[ModuleChange], header: list[str]) -> str:

@@ -9,6 +9,7 @@ module and checks the whole set again.
 
 from __future__ import annotations
 
+import ast
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,13 +76,16 @@ def python_files(paths: list[Path]) -> list[Path]:
 def discover(paths: list[Path], tree: Tree, helpers: frozenset[str] = frozenset(), tops: frozenset[str] = frozenset()) -> Report:
     """Every site in `paths`, each with its verdict against `tree`."""
     files, unreadable = [], []
+    named = {p for p in paths if p.is_file()}
     for path in python_files(paths):
         try:
             files.append(PatchFile.read(path))
         except AdoptInputError as exc:
-            unreadable.append(str(exc))
+            if path in named:
+                raise  # a file named on the command line that cannot be read is bad input
+            unreadable.append(str(exc))  # one found in a folder: listed, the others still read
     resolver = Resolver(tree.read, frozenset({"vllm"}) | tops)
-    rows = [_row(site, resolver, tree) for site in Finder(files, resolver, helpers).sites()]
+    rows = [_row(site, resolver, tree) for site in Finder(files, resolver, helpers, tree.label).sites()]
     for file in files:
         rows += [_string_row(item, resolver, tree) for item in strings.replacements(file, resolver)]
     rows.sort(key=lambda r: (r.file, r.line, r.target))
@@ -90,17 +94,25 @@ def discover(paths: list[Path], tree: Tree, helpers: frozenset[str] = frozenset(
 
 def _row(site: Site, resolver: Resolver, tree: Tree) -> Row:
     row = Row(_show(site.file.path), site.line, site.kind, site.target, REFUSED, site.why)
-    upstream = find_upstream(_target(site), resolver, tree.label) if site.owner is not None and site.attr != "?" else None
+    attr = site.original or site.attr  # a saved original: the function it keeps is what the site depends on
+    upstream = find_upstream(_target(site, attr), resolver, tree.label) if site.owner is not None and attr != "?" else None
     if upstream is not None and not isinstance(upstream, Adoption):
         row.digest = code_digest(upstream.node)
-        row.target = f"{upstream.source.module}:{upstream.qualname}"
+        if site.original is None:
+            row.target = f"{upstream.source.module}:{upstream.qualname}"
+    elif isinstance(upstream, Adoption) and upstream.override is not None:
+        base = upstream.override.node  # what it calls when it wraps: the def it inherits
+        row.digest = code_digest(base) if isinstance(base, ast.FunctionDef | ast.AsyncFunctionDef) else None
     if site.wrapper:
         row.verdict, row.reason = WRAPPER, f"{site.wrapper}: it stays a monkey patch"
         return row
-    if site.copy is None or site.owner is None:
+    missing = isinstance(upstream, Adoption) and (upstream.verdict == NEW and upstream.override is None
+                                                  or upstream.verdict == REFUSED and "has no" in upstream.reason)
+    if site.owner is not None and missing and (site.copy is None or site.owner.kind == "module"):
+        where = site.owner.target
+        row.verdict, row.reason = NEW, f"{where} has no {site.attr}: the patch adds it; it stays a monkey patch"
         return row
-    if site.owner.kind == "module" and isinstance(upstream, Adoption) and upstream.verdict == REFUSED and "has no" in upstream.reason:
-        row.verdict, row.reason = NEW, f"{site.owner.module} has no {site.attr}: the patch adds it; it stays a monkey patch"
+    if site.copy is None or site.owner is None:
         return row
     adoption = adopt(site.copy, _target(site), resolver, tree.label)
     row.target, row.label = adoption.target, site.copy.label
@@ -129,11 +141,12 @@ def _checked(row: Row, change: ModuleChange | None, tree: Tree) -> Row:
     return row
 
 
-def _target(site: Site) -> Target:
+def _target(site: Site, attr: str | None = None) -> Target:
     assert site.owner is not None
+    attr = attr or site.attr
     if site.owner.kind == "module":
-        return Target(site.owner.module, site.attr)
-    return Target(site.owner.module, f"{site.owner.qualname}.{site.attr}")
+        return Target(site.owner.module, attr)
+    return Target(site.owner.module, f"{site.owner.qualname}.{attr}")
 
 
 def _alias(site: Site, resolver: Resolver) -> str:

@@ -38,6 +38,7 @@ class Site:
     why: str = ""  # why there is no def to adopt (a lambda, a value, a factory...)
     wrapper: str = ""  # evidence that the replacement calls the original
     notes: list[str] = field(default_factory=list)
+    original: str | None = None  # `_orig_f = Target.f`: the attribute kept (`f`), what its digest is of
 
     @property
     def location(self) -> str:
@@ -64,10 +65,11 @@ class _Context:
 class Finder:
     """Sites in `files` (read statically), resolved against `resolver`'s tree."""
 
-    def __init__(self, files: list[PatchFile], resolver: Resolver, helpers: frozenset[str] = frozenset()) -> None:
+    def __init__(self, files: list[PatchFile], resolver: Resolver, helpers: frozenset[str] = frozenset(), where: str = "") -> None:
         self.files = files
         self.resolver = resolver
         self.helpers = helpers
+        self.where = where or "the release"
         name_modules(files)
         self.by_module = {f.module: f for f in files if f.module}
         self._by_path = {f.path.absolute().with_suffix("").as_posix(): f for f in files}
@@ -77,6 +79,15 @@ class Finder:
         out: list[Site] = []
         for file in self.files:
             self._walk(_Context(file, []), file.tree.body, out)
+        # A copy calling an original that the package saves elsewhere (`cfg._orig_get_num_kv_heads()`,
+        # kept by another patch class) depends on that monkey patch staying: it stays one too.
+        saved = {site.attr: site for site in out if site.original}
+        for site in out:
+            if site.copy is not None and not site.wrapper:
+                used = sorted({n.attr for n in ast.walk(site.copy.node) if isinstance(n, ast.Attribute)} & set(saved))
+                if used:
+                    keeper = saved[used[0]]
+                    site.wrapper = f"calls {used[0]}, the original {keeper.written} keeps ({keeper.location})"
         return out
 
     # -- walking statements
@@ -85,10 +96,11 @@ class Finder:
         for stmt in body:
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Attribute):
                 self._assignment(ctx, stmt, stmt.targets[0], stmt.value, out)
-            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-                self._call(ctx, stmt.value, out)
+            elif isinstance(stmt, ast.Expr | ast.Assign) and isinstance(stmt.value, ast.Call):
+                self._call(ctx, stmt.value, out)  # `patch_or_inject(...)`, `patcher = mock.patch(...)`
             if isinstance(stmt, ast.ClassDef):
                 self._patch_class(ctx, stmt, out)
+                self._walk(ctx, [m for m in stmt.body if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)], out)
             elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._walk(_Context(ctx.file, ctx.functions + [stmt]), stmt.body, out)
             else:
@@ -101,8 +113,10 @@ class Finder:
 
     def _assignment(self, ctx: _Context, stmt: ast.stmt, target: ast.Attribute, value: ast.expr, out: list[Site]) -> None:
         owner = self._owner(ctx, target.value)
-        if owner is not None:
+        if isinstance(owner, Found):
             out += self._site(ctx, stmt.lineno, "assign", ast.unparse(target), owner, target.attr, value)
+        elif owner is not None:  # it names vLLM, and the release has no such thing: a dead patch
+            out.append(Site(ctx.file, stmt.lineno, "assign", f"{owner}.{target.attr}", why=f"{owner} is not in {self.where}"))
 
     def _call(self, ctx: _Context, call: ast.Call, out: list[Site]) -> None:
         if isinstance(call.func, ast.Attribute) and call.func.attr == "start" and isinstance(call.func.value, ast.Call):
@@ -110,7 +124,7 @@ class Finder:
         name = _callee(call)
         if name in ("setattr", *self.helpers) and len(call.args) >= 3:
             owner = self._owner(ctx, call.args[0])
-            if owner is None:
+            if not isinstance(owner, Found):
                 return
             kind = "setattr" if name == "setattr" else f"helper:{name}"
             literal = call.args[1]
@@ -120,12 +134,29 @@ class Finder:
                 return
             written = f"{ast.unparse(call.args[0])}.{literal.value}"
             out += self._site(ctx, call.lineno, kind, written, owner, literal.value, call.args[2])
-        elif name == "patch" and len(call.args) >= 2 and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
-            dotted, _, attr = call.args[0].value.rpartition(".")
+        elif name == "patch" and len(call.args) >= 2 and (path := self._string(ctx, call.args[0])) is not None:
+            dotted, _, attr = path.rpartition(".")
             if self.resolver.inside(dotted):
                 owner = self.resolver.resolve(dotted)
                 if owner.kind in ("class", "module"):
-                    out += self._site(ctx, call.lineno, "mock.patch", call.args[0].value, owner, attr, call.args[1])
+                    out += self._site(ctx, call.lineno, "mock.patch", path, owner, attr, call.args[1])
+                else:
+                    out.append(Site(ctx.file, call.lineno, "mock.patch", path, why=f"{dotted} is not in {self.where}"))
+
+    def _string(self, ctx: _Context, arg: ast.expr) -> str | None:
+        """A string literal, or a name the function around (or the module) binds once to one."""
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            return arg.value
+        if not isinstance(arg, ast.Name):
+            return None
+        scopes: list[ast.AST] = [*reversed(ctx.functions), ctx.file.tree]
+        for scope in scopes:
+            found = [n.value for n in ast.walk(scope) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                     and isinstance(n.targets[0], ast.Name) and n.targets[0].id == arg.id]
+            if found:
+                value = found[-1]  # the binding nearest before use is not tracked: the last one written
+                return value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else None
+        return None
 
     # -- one site
 
@@ -171,35 +202,50 @@ class Finder:
         return out or [Site(site.file, site.line, kind, site.written, owner, site.attr, why=f"{qualname} overrides no method")]
 
     def _patch_class(self, ctx: _Context, cls: ast.ClassDef, out: list[Site]) -> None:
-        """`class P(ArcticPatch[Target])`: each member it applies is a site on Target."""
+        """`class P(ArcticPatch[Target])`: each member it applies is a site on Target (a def, a value, or
+        `_orig_f = Target.f`: the original kept for the patch's wrappers)."""
         for base in cls.bases:
             patcher = _callee_name(base.value) if isinstance(base, ast.Subscript) else None
             if not isinstance(base, ast.Subscript) or patcher not in PATCH_CLASSES:
                 continue
-            mode = PATCH_CLASSES[patcher]
             owner = self._owner(ctx, base.slice)
-            if owner is None:
+            if not isinstance(owner, Found):
                 return
-            saved = {m.targets[0].id for m in cls.body if isinstance(m, ast.Assign) and len(m.targets) == 1
-                     and isinstance(m.targets[0], ast.Name) and m.targets[0].id.startswith("_orig")}
-            qualname = ".".join([f.name for f in ctx.functions] + [cls.name]) if not ctx.functions else None
+            kind, written = f"patch-class[{patcher}]", ast.unparse(base.slice)
+            saved = self._saved(ctx, cls, owner)
+            qualname = cls.name if not ctx.functions else None
             for member in cls.body:
-                if not isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = _member_name(member)
+                if name is None or (PATCH_CLASSES[patcher] == "public" and name.startswith("_")) or name in _ARCTIC_SKIPS:
                     continue
-                if (mode == "public" and member.name.startswith("_")) or member.name in _ARCTIC_SKIPS:
-                    continue
-                site = Site(ctx.file, member.lineno, f"patch-class[{patcher}]",
-                            f"{ast.unparse(base.slice)}.{member.name}", owner, member.name)
-                if qualname is None:
+                site = Site(ctx.file, member.lineno, kind, f"{written}.{name}", owner, name)
+                out.append(site)
+                if name in saved:
+                    site.original = saved[name]
+                    site.wrapper = f"keeps the original {written}.{saved[name]} as {name} for the patch's wrappers"
+                elif not isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                    site.why = f"sets a value ({ast.unparse(member)[:50]}), not a function"
+                elif qualname is None:
                     site.why = "the patch class is defined inside a function"
                 else:
-                    site.copy = Copy(ctx.file, member, f"{qualname}.{member.name}", qualname, (), {cls.name: owner.qualname or cls.name},
-                                     self._brought(cls, owner) - saved)
-                    used = {n.attr for n in ast.walk(member) if isinstance(n, ast.Attribute)} & saved
+                    site.copy = Copy(ctx.file, member, f"{qualname}.{name}", qualname, (), {cls.name: owner.qualname or cls.name},
+                                     self._brought(cls, owner) - set(saved))
+                    used = {n.attr for n in ast.walk(member) if isinstance(n, ast.Attribute)} & set(saved)
                     if used:
                         site.wrapper = f"calls the original saved as {', '.join(sorted(used))}"
-                out.append(site)
             return
+
+    def _saved(self, ctx: _Context, cls: ast.ClassDef, owner: Found) -> dict[str, str]:
+        """Members bound to an attribute of the patch's own target (`_orig_f = Target.f`): name -> 'f'."""
+        prefix = f"{owner.module}.{owner.qualname}." if owner.qualname else f"{owner.module}."
+        out = {}
+        for member in cls.body:
+            chain = attribute_chain(member.value) if isinstance(member, ast.Assign) and len(member.targets) == 1 else None
+            dotted = self._dotted(ctx, chain) if chain else None
+            name = _member_name(member)
+            if dotted and name and dotted.startswith(prefix) and "." not in dotted[len(prefix):]:
+                out[name] = dotted[len(prefix):]
+        return out
 
     def _brought(self, cls: ast.ClassDef, owner: Found) -> frozenset[str]:
         """Class attributes `cls` defines (not methods) that vLLM's class `owner` does not."""
@@ -211,14 +257,17 @@ class Finder:
 
     # -- names
 
-    def _owner(self, ctx: _Context, expr: ast.expr) -> Found | None:
-        """The vLLM class or module an expression names (None: not one)."""
+    def _owner(self, ctx: _Context, expr: ast.expr) -> Found | str | None:
+        """The vLLM class or module an expression names; its dotted name when it names vLLM but the
+        release has no such class or module; None when it does not name vLLM."""
         chain = attribute_chain(expr)
         dotted = self._dotted(ctx, chain) if chain else None
         if dotted is None or not self.resolver.inside(dotted):
             return None
         found = self.resolver.resolve(dotted)
-        return found if found.kind in ("class", "module") else None
+        if found.kind in ("class", "module"):
+            return found
+        return dotted if found.kind in ("missing", "external") else None
 
     def _dotted(self, ctx: _Context, chain: list[str], depth: int = 0) -> str | None:
         """The absolute dotted name a chain means where `ctx` is (imports, aliases, hook parameters)."""
@@ -367,6 +416,17 @@ def name_modules(files: list[PatchFile]) -> None:
                    key=len, default=None)
         if best is not None:
             file.rename(best)
+
+
+def _member_name(member: ast.stmt) -> str | None:
+    """The name a class-body statement binds: a def, a class, `name = ...` or `name: T = ...`."""
+    if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return member.name
+    if isinstance(member, ast.Assign) and len(member.targets) == 1 and isinstance(member.targets[0], ast.Name):
+        return member.targets[0].id
+    if isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name):
+        return member.target.id
+    return None
 
 
 def _nested_defs(fn: Func) -> set[str]:
