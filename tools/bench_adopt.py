@@ -27,6 +27,7 @@ import ast
 import collections
 import copy
 import csv
+import difflib
 import json
 import os
 import re
@@ -244,13 +245,23 @@ def discovery() -> tuple[dict, dict[str, Report]]:
         wrappers = {(s["file"], s["line"], s["target"]) for s in expected if s.get("class") == "wrapper"}
         adopted_wrappers = [f"{r.file}:{r.line} {r.target}" for r in report.rows
                             if (r.file, r.line, r.target) in wrappers and r.verdict in ("adopted", "identical")]
+        not_exact = [f"{r.file}:{r.line} {r.target}: {why}" for r in report.rows if (why := rechecked(r, tree))]
         lines = {(r.file, r.line) for r in report.rows}
         missed = sorted({f"{s['file']}:{s['line']} {s['kind']} {s['target']}" for s in expected if (s["file"], s["line"]) not in lines})
         results[f"{project} {ref}"] = {"sites": len(report.rows), "catalogue_sites": len(expected), **report.counts(),
                                        "catalogue_lines_missed": len(missed), "missed": missed,
-                                       "wrappers_adopted": adopted_wrappers, "seconds": round(seconds, 1)}
+                                       "wrappers_adopted": adopted_wrappers, "not_exact": not_exact, "seconds": round(seconds, 1)}
         reports[f"{project} {ref}"] = report
     return results, reports
+
+
+def rechecked(row, tree: Tree) -> str | None:
+    """The independent check of a site adopted by discovery (its own hunks, alone); None when exact
+    (or nothing to check: not adopted, or a string replacement, which has no def to compare)."""
+    if row.verdict not in ("adopted", "new") or not row.hunks or "::" not in row.label:
+        return None
+    path, qualname = split_node_id(row.label)
+    return exactly(row.hunks, tree, row.target, PatchFile.read(path).function(qualname)[0])
 
 
 # -- 3. UCM against its git series ----------------------------------------------------------------
@@ -259,6 +270,7 @@ def ucm_against_series(report: Report) -> dict:
     applied = CORPUS / "ucm" / "v0.4.0-sparse-patch-applied"
     tree = tree_for("0.11.0")
     out: dict[str, str] = {}
+    size: collections.Counter = collections.Counter()
     for line in (CORPUS / "ucm_sparse_patch_vs_monkey.tsv").read_text().splitlines():
         target = line.split("\t")[0]
         module, _, qualname = target.partition(":")
@@ -281,7 +293,23 @@ def ucm_against_series(report: Report) -> dict:
         defs = [n for n in ours + theirs if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         same = len(ours) == len(theirs) == 1 and len(defs) == 2 and normalised(defs[0]) == normalised(defs[1])
         out[target] = f"{row.verdict}: " + ("equals the series" if same else "differs from the series")
-    return {"functions": out, "equal": sum(1 for v in out.values() if v.endswith("equals the series"))}
+        if same:  # how many lines each changes in that function: the adopted hunks against the series' diff
+            size["ours"] += sum(1 for line in row.hunks.splitlines() if line.startswith(("+", "-")))
+            size["series"] += series_lines(tree, series_file, module, qualname)
+    return {"functions": out, "equal": sum(1 for v in out.values() if v.endswith("equals the series")),
+            "changed_lines": dict(size)}
+
+
+def series_lines(tree: Tree, series_file: Path, module: str, qualname: str) -> int:
+    """Lines the series adds or removes in one function (a unified diff of its text at 0.11.0 and after)."""
+    texts = []
+    for text in ((tree.read(module) or ModuleSource(module, "", "")).text, series_file.read_text()):
+        found = lookup(ast.parse(text), qualname)
+        node = found[0] if len(found) == 1 else None
+        lines = text.split("\n")
+        texts.append(lines[node.lineno - 1:node.end_lineno] if isinstance(node, ast.stmt) and node.end_lineno else [])
+    return sum(1 for line in difflib.unified_diff(texts[0], texts[1], lineterm="", n=0)
+               if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
 
 
 def upstream_same(tree: Tree, target: str, theirs: list[ast.AST]) -> bool:
@@ -329,7 +357,9 @@ def main() -> int:
         _print_discovery(results["discovery"])
         if "ucm" in parts:
             results["ucm_vs_series"] = ucm_against_series(reports["ucm v0.4.0"])
-            print(f"\nUCM sparse sites vs vllm-adapt-sparse.patch: {results['ucm_vs_series']['equal']} functions equal")
+            ucm = results["ucm_vs_series"]
+            print(f"\nUCM sparse sites vs vllm-adapt-sparse.patch: {ucm['equal']} functions equal; in those, the adopted hunks "
+                  f"change {ucm['changed_lines'].get('ours', 0)} lines, the series {ucm['changed_lines'].get('series', 0)}")
             for target, verdict in results["ucm_vs_series"]["functions"].items():
                 print(f"  {verdict:<45} {target}")
     if "time" in parts:
@@ -340,7 +370,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     wrong = len(results.get("one_copy", {}).get("wrong", [])) + sum(
-        len(r["wrappers_adopted"]) for r in results.get("discovery", {}).values())
+        len(r["wrappers_adopted"]) + len(r["not_exact"]) for r in results.get("discovery", {}).values())
     return 1 if wrong else 0
 
 
@@ -374,6 +404,8 @@ def _print_discovery(res: dict) -> None:
               f"{r['new']:>5}{r['refused']:>7}{r['catalogue_lines_missed']:>6}{r['seconds']:>7}")
         for wrapper in r["wrappers_adopted"]:
             print(f"    WRONG: a wrapper adopted: {wrapper}")
+        for line in r["not_exact"]:
+            print(f"    WRONG: not the replacement's code: {line}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_surgeon.adopt import assemble
-from vllm_surgeon.adopt.adoption import ADOPTED, IDENTICAL, NEW, Adoption, Copy, ModuleChange, adopt
+from vllm_surgeon.adopt.adoption import IDENTICAL, NEW, Adoption, Copy, adopt
 from vllm_surgeon.adopt.patchfile import AdoptInputError, PatchFile, split_node_id
 from vllm_surgeon.adopt.resolve import Resolver
 from vllm_surgeon.core.model import HunkFileError, Origin, Target
@@ -79,7 +79,3 @@ def set_header(tree: Tree, copies: list[str], notes: list[str]) -> list[str]:
 
 def count_hunks(text: str) -> int:
     return sum(1 for line in text.splitlines() if line.startswith("@@ "))
-
-
-def changes_of(adoptions: list[Adoption]) -> list[ModuleChange]:
-    return [a.change for a in adoptions if a.change is not None and a.verdict in (ADOPTED, NEW)]

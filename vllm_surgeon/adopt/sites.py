@@ -162,7 +162,7 @@ class Finder:
 
     def _site(self, ctx: _Context, line: int, kind: str, written: str, owner: Found, attr: str, value: ast.expr) -> list[Site]:
         site = Site(ctx.file, line, kind, written, owner, attr)
-        original = f"{owner.module}.{owner.qualname}.{attr}" if owner.qualname else f"{owner.module}.{attr}"
+        original = self._canonical(f"{owner.module}.{owner.qualname}.{attr}" if owner.qualname else f"{owner.module}.{attr}")
         decorators: list[str] = []
         while isinstance(value, ast.Call) and _callee(value) in ("staticmethod", "classmethod") and len(value.args) == 1:
             decorators.append(str(_callee(value)))
@@ -237,15 +237,23 @@ class Finder:
 
     def _saved(self, ctx: _Context, cls: ast.ClassDef, owner: Found) -> dict[str, str]:
         """Members bound to an attribute of the patch's own target (`_orig_f = Target.f`): name -> 'f'."""
-        prefix = f"{owner.module}.{owner.qualname}." if owner.qualname else f"{owner.module}."
         out = {}
         for member in cls.body:
             chain = attribute_chain(member.value) if isinstance(member, ast.Assign) and len(member.targets) == 1 else None
-            dotted = self._dotted(ctx, chain) if chain else None
+            dotted = self._dotted(ctx, chain) if chain and len(chain) > 1 else None
             name = _member_name(member)
-            if dotted and name and dotted.startswith(prefix) and "." not in dotted[len(prefix):]:
-                out[name] = dotted[len(prefix):]
+            if dotted and name and self.resolver.resolve(dotted.rpartition(".")[0]).target == owner.target:
+                out[name] = dotted.rpartition(".")[2]
         return out
+
+    def _canonical(self, dotted: str) -> str:
+        """A dotted name as the definition it names ('module:Qual.name'), so that re-exports compare equal."""
+        found = self.resolver.resolve(dotted) if self.resolver.inside(dotted) else None
+        return found.target if found is not None and found.defined else dotted
+
+    def _means(self, ctx: _Context, chain: list[str]) -> str | None:
+        dotted = self._dotted(ctx, chain)
+        return None if dotted is None else self._canonical(dotted)
 
     def _brought(self, cls: ast.ClassDef, owner: Found) -> frozenset[str]:
         """Class attributes `cls` defines (not methods) that vLLM's class `owner` does not."""
@@ -288,7 +296,7 @@ class Finder:
         if binding.kind == "from" and binding.module and binding.attr:
             return ".".join([binding.module, binding.attr] + rest)
         if binding.kind == "assign" and depth < 5:
-            alias = attribute_chain(getattr(binding.node, "value", None))
+            alias = _alias_chain(getattr(binding.node, "value", None))
             return self._dotted(ctx, alias + rest, depth + 1) if alias else None
         return None
 
@@ -364,7 +372,7 @@ class Finder:
         aliases = self._aliases(ctx, original)
         for node in ast.walk(value):
             chain = attribute_chain(node) if isinstance(node, ast.Attribute | ast.Name) else None
-            if chain and (chain[0] in aliases and len(chain) == 1 or self._dotted(ctx, chain) == original):
+            if chain and (chain[0] in aliases and len(chain) == 1 or self._means(ctx, chain) == original):
                 return f"wraps the original ({ast.unparse(node)})"
         return ""
 
@@ -385,14 +393,8 @@ class Finder:
         statements = list(ctx.file.tree.body) + [s for fn in ctx.functions for s in ast.walk(fn) if isinstance(s, ast.stmt)]
         for stmt in statements:
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-                value = stmt.value
-                if isinstance(value, ast.Call) and _callee(value) == "getattr" and len(value.args) >= 2 and \
-                        isinstance(value.args[1], ast.Constant):
-                    chain = attribute_chain(value.args[0])
-                    chain = chain + [str(value.args[1].value)] if chain else None
-                else:
-                    chain = attribute_chain(value)
-                if chain and self._dotted(ctx, chain) == original:
+                chain = _alias_chain(stmt.value)
+                if chain and self._means(ctx, chain) == original:
                     found.add(stmt.targets[0].id)
         return found
 
@@ -416,6 +418,16 @@ def name_modules(files: list[PatchFile]) -> None:
                    key=len, default=None)
         if best is not None:
             file.rename(best)
+
+
+def _alias_chain(value: ast.expr | None) -> list[str] | None:
+    """What an alias names: `a.b` -> ['a', 'b']; `getattr(mod, "Cls", None)` -> ['mod', 'Cls'] (vllm-gaudi's
+    guarded patches)."""
+    if isinstance(value, ast.Call) and _callee(value) == "getattr" and len(value.args) >= 2 \
+            and isinstance(value.args[1], ast.Constant) and isinstance(value.args[1].value, str):
+        chain = attribute_chain(value.args[0])
+        return chain + [value.args[1].value] if chain else None
+    return attribute_chain(value)
 
 
 def _member_name(member: ast.stmt) -> str | None:
