@@ -100,3 +100,13 @@ def test_statements_on_one_line_are_replaced_by_the_statement_around_them():
                                 "        for item in batch: self.run(item)\n")
     text, _ = relaid(COPY.replace("        self.run(item)\n", "        self.run(item, fast=True)\n"), upstream)
     assert "        for item in batch:\n            self.run(item, fast=True)\n" in text
+
+
+def test_a_changed_if_header_is_replaced_alone_and_its_body_keeps_upstreams_text():
+    upstream = UPSTREAM.replace("        self.log(", "        self.log(\n            # keep\n            ").replace(
+        '"""step done:\nbatch finished""")', '"""step done:\nbatch finished""",\n        )')
+    copy = COPY.replace("elif len(batch) > limit:", "elif len(batch) >= limit:").replace(
+        '    self.log("""step done:\nbatch finished""")', '    self.log("""step done:\nbatch finished""")')
+    text, edits = relaid(copy, upstream)
+    assert [e.lines for e in edits] == [["        elif len(batch) >= limit:"]]
+    assert "            # keep" in text  # the log call (the same code, laid out otherwise) is upstream's text

@@ -156,17 +156,21 @@ _DEF = re.compile(r"^(\s*(?:async\s+)?def\s+)([A-Za-z_]\w*)")
 
 
 Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+# Compound statements with one header and no handlers: a changed header is replaced alone (`_rehead`).
+_REHEAD = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith)
 
 
 def header_end(text: Text, node: ast.stmt) -> int:
-    """0-based line of the `:` that ends a def's or class's header."""
+    """0-based line of the `:` that ends a compound statement's header (`def f(...) -> T:`,
+    `if (a and\n b):`, `elif x:`, `for a in b:`, `with x as y:`)."""
     start = node.lineno - 1
     lines = iter(line + "\n" for line in text.lines[start:])
     depth = 0
     seen_keyword = False
+    keywords = ("def", "class") if isinstance(node, Def) else ("if", "elif", "while", "for", "with")
     try:
         for tok in tokenize.generate_tokens(lambda: next(lines, "")):
-            if tok.type == tokenize.NAME and tok.string in ("def", "class"):
+            if tok.type == tokenize.NAME and tok.string in keywords:
                 seen_keyword = True
             elif tok.type == tokenize.OP and tok.string in "([{":
                 depth += 1
@@ -283,8 +287,41 @@ class Relayout:
                 self._delete(us[i1:i2])
             elif tag == "insert":
                 self._insert(rs[j1:j2], span(us[i1 - 1])[1] if i1 > 0 else before, uind, us[i1] if i1 < len(us) else None)
+            elif i2 - i1 == j2 - j1:
+                for u, r in zip(us[i1:i2], rs[j1:j2], strict=True):
+                    if not self._rehead(u, r):
+                        self.swap([u], [r])
             else:
                 self.swap(us[i1:i2], rs[j1:j2])
+
+    def _rehead(self, u: ast.stmt, r: ast.stmt) -> bool:
+        """Two statements of one kind and shape whose headers differ (`if a:` / `if b:`): the header
+        line(s) replaced and their blocks compared, so unchanged statements inside keep upstream's
+        text. False (nothing done) when that cannot be cut out on whole lines."""
+        if type(u) is not type(r) or not isinstance(u, _REHEAD) or self._shape(u, self.up) != self._shape(r, self.rep):
+            return False
+        mark = len(self.edits)
+        try:
+            _check_clean(self.up, u)
+            _check_clean(self.rep, r)
+            u_end, r_end = header_end(self.up, u), header_end(self.rep, r)
+            if code.first_line(u) <= u_end or code.first_line(r) <= r_end:
+                raise Unclean(f"line {u.lineno}: the body starts on the header's line")
+            self._edit(u.lineno - 1, u_end + 1, reindent(self.rep, r.lineno - 1, r_end + 1, indent_of(self.rep.lines[r.lineno - 1]),
+                                                         indent_of(self.up.lines[u.lineno - 1])))
+            for ublock, rblock in zip(code.blocks(u), code.blocks(r), strict=True):
+                self._block(ublock, rblock, 0, indent_of(self.up.lines[span(ublock[0])[0]]))
+        except Unclean:
+            del self.edits[mark:]
+            return False
+        return True
+
+    def _shape(self, stmt: ast.stmt, text: Text) -> tuple:
+        """What must agree for `_rehead`: the blocks there are, and whether the else is an elif."""
+        orelse = getattr(stmt, "orelse", None)
+        elif_ = bool(isinstance(stmt, ast.If) and orelse and len(orelse) == 1 and isinstance(orelse[0], ast.If)
+                     and text.lines[orelse[0].lineno - 1].lstrip().startswith("elif"))
+        return type(stmt), len(code.blocks(stmt)), elif_
 
     def _pair(self, u: ast.stmt, r: ast.stmt) -> None:
         """Two compound statements with the same header: their blocks compared, or u swapped for r."""
