@@ -294,10 +294,21 @@ def ucm_against_series(report: Report) -> dict:
         same = len(ours) == len(theirs) == 1 and len(defs) == 2 and normalised(defs[0]) == normalised(defs[1])
         out[target] = f"{row.verdict}: " + ("equals the series" if same else "differs from the series")
         if same:  # how many lines each changes in that function: the adopted hunks against the series' diff
-            size["ours"] += sum(1 for line in row.hunks.splitlines() if line.startswith(("+", "-")))
+            size["ours"] += function_lines(row.hunks, target)
             size["series"] += series_lines(tree, series_file, module, qualname)
     return {"functions": out, "equal": sum(1 for v in out.values() if v.endswith("equals the series")),
             "changed_lines": dict(size)}
+
+
+def function_lines(hunks: str, target: str) -> int:
+    """Lines the adopted sections of one function add or remove (import lines at module scope aside)."""
+    count, inside = 0, False
+    for line in hunks.splitlines():
+        if line.startswith("@@ "):
+            inside = line.split()[1] == target
+        elif inside and line.startswith(("+", "-")):
+            count += 1
+    return count
 
 
 def series_lines(tree: Tree, series_file: Path, module: str, qualname: str) -> int:
@@ -359,7 +370,7 @@ def main() -> int:
             results["ucm_vs_series"] = ucm_against_series(reports["ucm v0.4.0"])
             ucm = results["ucm_vs_series"]
             print(f"\nUCM sparse sites vs vllm-adapt-sparse.patch: {ucm['equal']} functions equal; in those, the adopted hunks "
-                  f"change {ucm['changed_lines'].get('ours', 0)} lines, the series {ucm['changed_lines'].get('series', 0)}")
+                  f"change {ucm['changed_lines'].get('ours', 0)} lines in them, the series {ucm['changed_lines'].get('series', 0)}")
             for target, verdict in results["ucm_vs_series"]["functions"].items():
                 print(f"  {verdict:<45} {target}")
     if "time" in parts:
