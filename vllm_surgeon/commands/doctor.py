@@ -348,7 +348,7 @@ class Doctor:
     def enabled_sets(self) -> None:
         from vllm_surgeon.engine import planner
         from vllm_surgeon.sets.search import enabled_names
-        from vllm_surgeon.trees.installed import installed_vllm, read_installed
+        from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
 
         names = enabled_names()
         if not names:
@@ -363,7 +363,7 @@ class Doctor:
             return
         if not sets:
             return
-        for result in planner.plan(sets, read_installed, version).results:
+        for result in planner.plan(sets, read_installed, version, exists=installed_exists).results:
             s = result.hunk_set
             if result.ok:
                 targets = ", ".join(result.located_targets)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vllm_surgeon.core.model import HunkSet
-from vllm_surgeon.core.refusal import Refusal
+from vllm_surgeon.core.refusal import Reason, Refusal
 from vllm_surgeon.engine import planner
-from vllm_surgeon.engine.results import HunkResult, SetResult
+from vllm_surgeon.engine.results import Finding, HunkResult, SetResult
 from vllm_surgeon.trees.releases import Tree
 
 SCHEMA = "vllm-surgeon/verify/1"
@@ -32,13 +32,21 @@ class Verdict:
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
+    @property
+    def warnings(self) -> int:
+        return sum(len(r.warnings) for r in self.results)
+
+    def passes(self, strict: bool = False) -> bool:
+        """Exit 0 or not: every set applies (and, strict, nothing warns: `attribute-gone`)."""
+        return self.ok and not (strict and self.warnings)
+
 
 def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False) -> Verdict:
     """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them)."""
     # A source tree may record no version: its sets' `vllm:` ranges cannot be checked, so they are
     # reported (render) rather than refused; installed vLLM and wheels always know theirs.
     def run(group):
-        return planner.plan(list(group), tree.read, tree.version, require_version=False).results
+        return planner.plan(list(group), tree.read, tree.version, require_version=False, exists=tree.exists).results
 
     if together:
         return Verdict(tree, spec, run(sets))
@@ -62,6 +70,15 @@ def _refusal_json(r: Refusal) -> dict:
     }
 
 
+# Refusals made of a finding (issue 14): shown under their hunk with its findings, never as the set's own.
+_FINDING_REASONS = (Reason.NAME_GONE, Reason.IMPORT_GONE)
+
+
+def _finding_json(f: Finding) -> dict:
+    return {"kind": f.kind, "origin": str(f.origin), "name": f.name, "detail": f.detail,
+            "severity": "refused" if f.refuses else "warning"}
+
+
 def _hunk_json(h: HunkResult) -> dict:
     out = {
         "origin": str(h.hunk.origin),
@@ -71,6 +88,7 @@ def _hunk_json(h: HunkResult) -> dict:
         "scope": h.scope,
         "moved": h.moved,
         "refusal": _refusal_json(h.refusal) if h.refusal is not None else None,
+        "findings": [_finding_json(f) for f in h.findings],
     }
     commit = getattr(h.hunk, "commit", None)
     if commit is not None:  # a series (issue 6): which commit the hunk belongs to
@@ -90,6 +108,7 @@ def verdict_json(v: Verdict) -> dict:
                 "path": r.hunk_set.path,
                 "kind": r.hunk_set.kind,
                 "status": "applies" if r.ok else "refused",
+                "warnings": len(r.warnings),
                 "vllm_range": r.hunk_set.fields.get("vllm"),
                 "written_against": r.hunk_set.written_against,
                 "hunks": [_hunk_json(h) for h in r.hunks],
@@ -152,7 +171,9 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
         out.append("\nother packages read from:")
         out += [f"  {line}" for line in packages.lines(v.tree.label)]
     good = sum(1 for r in v.results if r.ok)
-    out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
+    warned = f", {v.warnings} warning{'s' if v.warnings != 1 else ''}" if v.warnings else ""
+    checked = f"{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked"
+    out.append(f"\n{checked}: {good} apply, {len(v.results) - good} refused{warned}.")
     return out
 
 
@@ -163,7 +184,7 @@ def _render_set(r: SetResult, tree, style: Style) -> list[str]:
     out = [f"\n{s.name}  {head}  {style.dim(s.path)}"]
     hunk_refusals = {id(h.refusal) for h in r.hunks if h.refusal is not None}
     for refusal in r.refusals:
-        if id(refusal) not in hunk_refusals:
+        if id(refusal) not in hunk_refusals and refusal.reason not in _FINDING_REASONS:
             out.append("  " + style.bad("refused: ") + refusal.message(indent="    ").replace("\n", "\n  "))
     commit = None
     for h in r.hunks:
@@ -178,7 +199,13 @@ def _render_set(r: SetResult, tree, style: Style) -> list[str]:
 
 
 def _render_hunk(h: HunkResult, tree, style: Style) -> list[str]:
+    return _hunk_line(h, tree, style) + [_finding_line(f, style) for f in h.findings]
+
+
+def _hunk_line(h: HunkResult, tree, style: Style) -> list[str]:
     origin = f"{os.path.basename(h.hunk.origin.path)}:{h.hunk.origin.line}"
+    if h.refusal is not None and h.refusal.reason in _FINDING_REASONS:  # the anchor applies: the findings say why not
+        return [f"  {style.bad('refused')}  {origin}  {h.located_target}  {_where(h, tree)}, but:"]
     if h.refusal is not None:
         return [f"  {style.bad('refused')}  {origin}  {h.located_target}",
                 "    " + h.refusal.message(indent="    ").replace("\n", "\n    ")]
@@ -187,6 +214,28 @@ def _render_hunk(h: HunkResult, tree, style: Style) -> list[str]:
     if h.moved:
         return [f"  {style.warn('moved  ')}  {origin}  {h.located_target}  {_where(h, tree)}"]
     return [f"  {style.good('ok     ')}  {origin}  {h.located_target}  {_where(h, tree)}"]
+
+
+def _finding_line(f: Finding, style: Style) -> str:
+    """`    name-gone  x.hunk:9  helper: ...`, refusing ones in red, warnings in yellow."""
+    where = f"{os.path.basename(f.origin.path)}:{f.origin.line}"
+    kind = style.bad(f.kind) if f.refuses else style.warn(f"warning: {f.kind}")
+    return f"    {kind}  {where}  {f.name}: {f.detail}"
+
+
+def _cell(result: SetResult | None, style: Style, cell: int) -> str:
+    """One set's word in a release's column: -, warning, reformatted, moved, ok or REFUSED."""
+    if result is None:
+        return f"{'-':>{cell}}"
+    if not result.ok:
+        return style.bad(f"{'REFUSED':>{cell}}")
+    if result.warnings:
+        return style.warn(f"{'warning':>{cell}}")
+    if any(h.reformatted for h in result.hunks):
+        return style.warn(f"{'reformatted':>{cell}}")
+    if any(h.moved for h in result.hunks):
+        return style.warn(f"{'moved':>{cell}}")
+    return style.good(f"{'ok':>{cell}}")
 
 
 def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = None) -> list[str]:
@@ -201,22 +250,13 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
     header = "set".ljust(width) + "  " + "  ".join(f"{v.tree.version or '?':>{cell}}" for v in verdicts)
     out = [title + (f" (--against {spec})" if spec else ""), "", header.rstrip() + f"    <- {' / '.join(dists)} release"]
     for name in names:
-        cells = []
-        for v in verdicts:
-            result = next((r for r in v.results if r.hunk_set.name == name), None)
-            if result is None:
-                cells.append(f"{'-':>{cell}}")
-            elif result.ok and any(h.reformatted for h in result.hunks):
-                cells.append(style.warn(f"{'reformatted':>{cell}}"))
-            elif result.ok:
-                moved = any(h.moved for h in result.hunks)
-                cells.append(style.warn(f"{'moved':>{cell}}") if moved else style.good(f"{'ok':>{cell}}"))
-            else:
-                cells.append(style.bad(f"{'REFUSED':>{cell}}"))
+        cells = [_cell(next((r for r in v.results if r.hunk_set.name == name), None), style, cell) for v in verdicts]
         out.append(name.ljust(width) + "  " + "  ".join(cells))
     out.append("")
     for v in verdicts:
         for r in v.results:
             for refusal in r.refusals:
                 out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
+            for finding in r.warnings:
+                out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: warning: {finding.summary()}")
     return out

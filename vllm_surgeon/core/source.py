@@ -19,3 +19,7 @@ class ModuleSource:
 
 
 SourceReader = Callable[[str], "ModuleSource | None"]
+
+ModuleExists = Callable[[str], bool]
+"""Whether a tree holds a module in any form (source, extension, sourceless, namespace package): what
+`import` would find. A reader returns only Python source, so a missing source is not a missing module."""

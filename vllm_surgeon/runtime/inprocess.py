@@ -136,10 +136,10 @@ class InProcess:
     def _apply_installed(self, sets: list[HunkSet]) -> PatchedModules:
         from vllm_surgeon.runtime.hook import register_source
         from vllm_surgeon.runtime.inplace import LiveError, Transaction, patch_in_place
-        from vllm_surgeon.trees.installed import installed_vllm, read_installed
+        from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
 
         version, directory = installed_vllm()
-        plan = planner.plan(sets, read_installed, version)
+        plan = planner.plan(sets, read_installed, version, exists=installed_exists)
         _refuse(sets, plan)
         busy = sorted(_modules_of_process_runtime() & set(plan.modules))
         if busy:
@@ -201,7 +201,7 @@ class InProcess:
             tree = resolve(against)
         except SpecError as exc:
             raise SurgeonError(extra=f"vllm-surgeon cannot read against={against!r}: {exc}") from None
-        plan = planner.plan(sets, tree.read, tree.version)
+        plan = planner.plan(sets, tree.read, tree.version, exists=tree.exists)
         _refuse(sets, plan)
 
         def build(name: str) -> types.ModuleType:

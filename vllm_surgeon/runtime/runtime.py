@@ -30,7 +30,7 @@ from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new
 from vllm_surgeon.runtime.warn_once import warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
 from vllm_surgeon.sets.search import enabled_names, load
-from vllm_surgeon.trees.installed import installed_vllm, read_installed
+from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -153,6 +153,7 @@ class Runtime:
         plan, refusals = self._plan_and_patch(version)
         if refusals:
             self._warn(refusals)
+        self._warn_findings(plan)
         self._keep(plan)
         # A forked child inherits the patched modules and logs its own line, once its process
         # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
@@ -193,7 +194,7 @@ class Runtime:
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._read, version)
+            candidate = planner.plan(sets, self._read, version, exists=installed_exists)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
@@ -305,6 +306,8 @@ class Runtime:
 
         if self._cache_key is None or plan.refusals or self.status or [s.name for s in sets] != [s.name for s in self._all_sets()]:
             return
+        if plan.warnings:  # planned again at every start, so every start says them (_warn_findings)
+            return
         cache = CodeCache()
         cache.reason = self.cache_reason
         cache.store(self._cache_key, plan.modules, {r.hunk_set.name: r.located_targets for r in plan.results})
@@ -338,6 +341,22 @@ class Runtime:
             "Other vLLM processes of this run say this in one line.",
             f"{{process}}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
             f"{first.title} at {first.origin} ({first.target}){more}; the full refusal was logged by {{where}}",
+        )
+
+    def _warn_findings(self, plan: Plan) -> None:
+        """What applied sets' added lines read that static analysis says is gone but cannot be sure of
+        (`attribute-gone`, issue 14): the set runs, and every start says so (such a plan is not cached)."""
+        warnings = [(name, f) for name, f in plan.warnings if name != INTERNAL]
+        if not warnings:
+            return
+        text = "\n".join(f"  set {name!r}: {f.summary()}" for name, f in warnings)
+        first = warnings[0][1]
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        self._say(
+            "findings:" + text,
+            f"{{process}}: applied, but an added line reads what this vLLM may not have "
+            f"(`vllm-surgeon verify` shows it; the set still runs):\n{text}\nOther vLLM processes of this run say this in one line.",
+            f"{{process}}: {first.kind} at {first.origin} ({first.name}){more}; logged in full by {{where}}",
         )
 
     def _patch_imported(self, plan: Plan) -> Refusal | None:
@@ -452,7 +471,7 @@ class Runtime:
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._read, version)
+        plan = planner.plan(keep, self._read, version, exists=installed_exists)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -507,7 +526,7 @@ class Runtime:
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._read, version)
+            self._full_plans[patched.sets] = planner.plan(sets, self._read, version, exists=installed_exists)
         return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
@@ -68,6 +69,27 @@ def read_installed(module: str) -> ModuleSource | None:
             return None
         text = importlib.util.decode_source(Path(spec.origin).read_bytes())
     return ModuleSource(module, spec.origin, text)
+
+
+def installed_exists(module: str) -> bool:
+    """Whether this environment has `module` in any form (source, extension, namespace package)."""
+    return find_spec(module) is not None
+
+
+def modules_in(paths: Iterable[str]) -> set[str]:
+    """Every module a package tree's file paths (`vllm/x/y.py`, `/`-separated) make importable: each
+    `.py`, sourceless `.pyc` and extension (`_C.abi3.so`, `.pyd`), and each folder (a namespace package
+    at least); what `import` finds, where a source reader sees only `.py` files."""
+    out: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if not parts[0] or not parts[0].isidentifier():
+            continue
+        out.update(".".join(parts[:k]) for k in range(1, len(parts)))
+        stem, _, suffix = parts[-1].partition(".")
+        if stem.isidentifier() and suffix.rpartition(".")[2] in ("py", "pyc", "so", "pyd"):
+            out.add(".".join([*parts[:-1], stem]))
+    return out
 
 
 def version_from_tree(package_dir: Path) -> str | None:

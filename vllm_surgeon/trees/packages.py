@@ -11,8 +11,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_surgeon.core.source import ModuleSource, SourceReader
-from vllm_surgeon.trees.installed import find_spec, read_installed
+from vllm_surgeon.core.source import ModuleExists, ModuleSource, SourceReader
+from vllm_surgeon.trees.installed import find_spec, installed_exists, modules_in, read_installed
 from vllm_surgeon.trees.releases import SpecError, Tree, download
 
 _WITH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
@@ -25,6 +25,7 @@ class _Source:
     label: str
     read: SourceReader
     tops: set[str] | None  # the top-level names it holds (None: any, the environment)
+    exists: ModuleExists | None = None
 
 
 @dataclass
@@ -42,6 +43,11 @@ def _wheel_tops(path: Path) -> set[str]:
         return {n.split("/", 1)[0] for n in archive.namelist() if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))} | {
             n[:-3] for n in archive.namelist() if "/" not in n and n.endswith(".py")
         }
+
+
+def _wheel_modules(path: Path) -> ModuleExists:
+    with zipfile.ZipFile(path) as archive:
+        return modules_in(n for n in archive.namelist() if not n.split("/", 1)[0].endswith((".dist-info", ".data"))).__contains__
 
 
 def _read_wheel(path: Path):
@@ -99,14 +105,15 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
         if match is None:
             raise SpecError(f"--with {spec!r}: expected DIST==VERSION, e.g. --with transformers==4.56.0")
         path = download(match.group(1), match.group(2))
-        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", _read_wheel(path), _wheel_tops(path)))
+        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", _read_wheel(path), _wheel_tops(path),
+                               _wheel_modules(path)))
     tops = _tree_tops(tree)
     if tops is None and not sources:
         return tree  # the installed environment: everything is read from it already
     log = PackageLog()
-    primary = _Source(tree.label, tree.read, tops)
+    primary = _Source(tree.label, tree.read, tops, tree.exists)
     # Named releases first (they say exactly which), then the --against tree, then the environment.
-    chain = sources + [primary] + ([_Source("", read_installed, None)] if tops is not None else [])
+    chain = sources + [primary] + ([_Source("", read_installed, None, installed_exists)] if tops is not None else [])
 
     def read(module: str) -> ModuleSource | None:
         top = module.split(".", 1)[0]
@@ -118,6 +125,13 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
                 return found
         return None
 
-    composed = Tree(tree.label, tree.version, read, tree.location, tree.dist)
+    def exists(module: str) -> bool:
+        top = module.split(".", 1)[0]
+        source = next((s for s in chain if s.tops is None or top in s.tops), None)
+        if source is None:
+            return False
+        return True if source.exists is None else source.exists(module)  # unknown: never called gone
+
+    composed = Tree(tree.label, tree.version, read, tree.location, tree.dist, exists)
     composed.packages = log  # type: ignore[attr-defined]
     return composed

