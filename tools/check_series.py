@@ -87,6 +87,8 @@ class Outcome:
     seconds: float = 0.0
     index: str = ""  # `index <blob>..` lines that name the base release's own file: k/n
     convert: str = ""  # with --convert: what `convert` made of an exact series
+    # What verify says the added lines read and is gone (issue 14): on a series patch accepts, each is a false alarm.
+    findings: list[str] = field(default_factory=list)
 
 
 # -- the series' files, read independently of vllm-surgeon's parser ---------------------------------------
@@ -330,6 +332,8 @@ def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
         out.status, out.detail = "error", (verify.stdout + verify.stderr).strip()[-600:]
         return _done(out, started)
     result = verdict["sets"][0]
+    out.findings = [f"{f['severity']} {f['kind']} {f['origin']}: {f['name']}: {f['detail']}"
+                    for h in result["hunks"] for f in h.get("findings", [])]
     if result["status"] != "applies":
         _refused_verdict(out, result["refusals"])
         return _done(out, started)
@@ -462,6 +466,8 @@ def _print_outcome(entry: Entry, outcome: Outcome, verbose: bool) -> None:
         print(f"{'':14}patch -F0 rejects hunks in: {', '.join(outcome.patch_rejects)}")
     if outcome.truth_invalid:
         print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
+    for line in outcome.findings:
+        print(f"{'':14}verify finding: {line[:400]}")
 
 
 def main() -> int:

@@ -10,9 +10,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
 from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal
 from vllm_surgeon.engine import planner
+from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import Finding, HunkResult, SetResult
 from vllm_surgeon.trees.releases import Tree
 
@@ -48,9 +52,50 @@ def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool 
     def run(group):
         return planner.plan(list(group), tree.read, tree.version, require_version=False, exists=tree.exists).results
 
-    if together:
-        return Verdict(tree, spec, run(sets))
-    return Verdict(tree, spec, [run([s])[0] for s in sets])
+    results = run(sets) if together else [run([s])[0] for s in sets]
+    for result in results:
+        _judge_findings(result, tree)
+    return Verdict(tree, spec, results)
+
+
+# -- what is gone since a set was written (issue 14) -----------------------------------------------
+
+_BASES: dict[str, Tree | None] = {}  # written-against spec -> its tree (None: cannot be read), once per process
+
+
+def _base_tree(spec: str) -> Tree | None:
+    if spec not in _BASES:
+        from vllm_surgeon.trees.packages import compose
+        from vllm_surgeon.trees.releases import SpecError, resolve
+
+        try:
+            _BASES[spec] = compose(resolve(spec))
+        except SpecError:
+            _BASES[spec] = None
+    return _BASES[spec]
+
+
+def _same_release(spec: str, tree: Tree) -> bool:
+    dist, sep, version = spec.partition("==")
+    dist, version = (dist, version) if sep else ("vllm", spec)
+    try:
+        return canonicalize_name(dist) == canonicalize_name(tree.dist) and Version(version) == Version(tree.version or "")
+    except InvalidVersion:
+        return False
+
+
+def _judge_findings(result: SetResult, tree: Tree) -> None:
+    """A set's findings compared with the release it was written against (its `written-against:`
+    field): what is new since then is gone (names.judge). Without one, or at that very release,
+    every finding stays a warning."""
+    spec = result.hunk_set.written_against
+    if not spec or not any(h.findings for h in result.hunks) or _same_release(spec, tree):
+        return
+    base = _base_tree(spec)
+    if base is None:
+        return
+    planned = planner.plan([result.hunk_set], base.read, base.version, require_version=False, exists=base.exists)
+    judge(result, planned.results[0], base.release or spec, tree.version)
 
 
 # -- JSON -------------------------------------------------------------------------------------------
@@ -75,8 +120,8 @@ _FINDING_REASONS = (Reason.NAME_GONE, Reason.IMPORT_GONE)
 
 
 def _finding_json(f: Finding) -> dict:
-    return {"kind": f.kind, "origin": str(f.origin), "name": f.name, "detail": f.detail,
-            "severity": "refused" if f.refuses else "warning"}
+    return {"kind": f.kind, "origin": str(f.origin), "name": f.name, "missing": f.missing, "detail": f.detail,
+            "severity": "refused" if f.refuses else "warning", "new_since": f.new_since}
 
 
 def _hunk_json(h: HunkResult) -> dict:
@@ -220,7 +265,8 @@ def _finding_line(f: Finding, style: Style) -> str:
     """`    name-gone  x.hunk:9  helper: ...`, refusing ones in red, warnings in yellow."""
     where = f"{os.path.basename(f.origin.path)}:{f.origin.line}"
     kind = style.bad(f.kind) if f.refuses else style.warn(f"warning: {f.kind}")
-    return f"    {kind}  {where}  {f.name}: {f.detail}"
+    since = f" (there in {f.new_since}, which the set was written against)" if f.new_since else ""
+    return f"    {kind}  {where}  {f.name}: {f.detail}{since}"
 
 
 def _cell(result: SetResult | None, style: Style, cell: int) -> str:

@@ -105,11 +105,7 @@ def _absolute(module: str, is_package: bool, level: int, name: str | None) -> st
     return f"{base}.{name}" if name else base
 
 
-def _parse(source: ModuleSource) -> _Module | None:
-    try:
-        tree = ast.parse(source.text)
-    except SyntaxError:
-        return None
+def _parse(source: ModuleSource, tree: ast.Module) -> _Module:
     is_package = source.path.replace("\\", "/").endswith("/__init__.py")
     info = _Module(source.module, is_package, tree, {}, {}, set(), {})
     _module_level(info)
@@ -204,15 +200,15 @@ def _dynamic(node: ast.ClassDef) -> bool:
 class AttributeCheck:
     """`attribute-gone` findings for one set; modules and class models are parsed once per check."""
 
-    def __init__(self, source_of: Callable[[str], ModuleSource | None]) -> None:
-        self.source_of = source_of
+    def __init__(self, parsed: Callable[[str], tuple[ModuleSource, ast.Module] | None]) -> None:
+        self.parsed = parsed
         self._modules: dict[str, _Module | None] = {}
         self._models: dict[int, Model] = {}
 
     def module(self, name: str) -> _Module | None:
         if name not in self._modules:
-            source = self.source_of(name)
-            self._modules[name] = None if source is None else _parse(source)
+            found = self.parsed(name)
+            self._modules[name] = None if found is None else _parse(*found)
         return self._modules[name]
 
     def check(self, module: str, state: State, added: dict[int, Origin]) -> list[Finding]:
@@ -234,7 +230,7 @@ class AttributeCheck:
                     "attribute-gone", added[line], f"{receiver}.{attr}",
                     f"{cls.name} in {module} as patched has no attribute {attr!r}: nothing defines or assigns it in "
                     f"{cls.name}{bases}, nor mentions it in their modules (an AttributeError when the line runs)",
-                    refuses=False))
+                    refuses=False, missing=f"{module}:{cls.name}.{attr}"))
         return out
 
     def _mentioned(self, model: Model, attr: str, own: str, added: dict[int, Origin]) -> bool:
@@ -286,8 +282,7 @@ class AttributeCheck:
                 module, inner = info.imports[name]
                 return None if inner is None else self._class(module, inner, depth + 1)
             value = getattr(builtins, name, None)
-            return Model(set(dir(value)), True) if isinstance(value, type) and name != "object" else (
-                Model(set(), True) if name == "object" else None)
+            return _python_class(value) if isinstance(value, type) else None
         head = info.imports.get(parts[0])
         if head is None:
             return None
@@ -298,7 +293,7 @@ class AttributeCheck:
         """The model of class `name` as module `module` binds it (following re-exports)."""
         known = _KNOWN.get((module, name))
         if known is not None:
-            return Model(set(dir(known)), True)
+            return _python_class(known)
         if depth > _DEPTH:
             return None
         info = self.module(module)
@@ -319,6 +314,16 @@ class AttributeCheck:
             out.modules |= m.modules
             out.chain += [c for c in m.chain if c not in out.chain]
         return out
+
+
+def _python_class(cls: object) -> Model:
+    """A class Python defines (a builtin, abc.ABC, typing.Generic): dir() is all it has; object's own
+    attribute lookup (`__getattribute__`) is no dynamic attribute."""
+    names = set(dir(cls))
+    for hook in ("__getattribute__", "__getattr__"):
+        if getattr(cls, hook, None) is getattr(object, hook, None):
+            names.discard(hook)
+    return Model(names, True)
 
 
 def _receiver(func: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:

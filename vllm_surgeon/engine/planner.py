@@ -8,7 +8,6 @@ that set, though it does alone) is refused as a conflict naming both.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 from packaging.version import InvalidVersion, Version
@@ -140,7 +139,7 @@ def _check_needs(
     read_source: SourceReader, exists: ModuleExists | None,
 ) -> None:
     """What the set's added lines read, on the modules as it leaves them: each finding goes on the hunk
-    that wrote the line; `name-gone` and `import-gone` also refuse the set (see Finding)."""
+    that wrote the line, as a warning (names.judge makes the ones gone since written-against refuse)."""
     findings = NeedsCheck(result.hunk_set.name, states, read, read_source, exists).run()
     if not findings:
         return
@@ -148,15 +147,8 @@ def _check_needs(
     by_hunk = {hr.hunk.origin: hr for hr in result.hunks}
     for finding in findings:
         hr = by_line.get(finding.origin) or by_hunk.get(finding.origin)
-        if hr is None:  # every added line comes from one of the set's hunks
-            continue
-        hr.findings.append(finding)
-        if finding.refuses:
-            refusal = ctx.refuse(Reason(finding.kind), hr.hunk, f"{finding.name}: {finding.detail}",
-                                 states[hr.hunk.target.module].source if hr.hunk.target.module in states else None)
-            refusal = dataclasses.replace(refusal, origin=finding.origin)
-            hr.refusal = hr.refusal or refusal
-            result.refusals.append(refusal)
+        if hr is not None:  # every added line comes from one of the set's hunks
+            hr.findings.append(finding)
 
 
 def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:

@@ -15,9 +15,11 @@ from vllm_surgeon.engine.linemap import Compiled, FromCacheError
 class Finding:
     """Something a hunk's added line reads that the patched module does not have (issue 14 part 3).
 
-    kind: `name-gone` and `import-gone` refuse the set (the analysis is the compiler's own and the
-    tree's files: it is right unless code rebinds globals at run time, which then silences it);
-    `attribute-gone` only warns (an attribute can be set from another module, or by a subclass).
+    Every finding warns; `name-gone` and `import-gone` refuse the set when they are new since the
+    release the set was written against (engine/names.py `judge`, called by verify): the code the line
+    needs was there when the set was written and is gone now. Found at the written-against release too,
+    the line is dead or reached only where the tree read is not what runs (seen on real series), so it
+    only warns; `attribute-gone` always only warns (another module can assign an attribute).
     """
 
     kind: str  # "name-gone", "import-gone" or "attribute-gone"
@@ -25,6 +27,10 @@ class Finding:
     name: str  # as the line writes it: `helper`, `vllm.x.y`, `from vllm.x import y`, `self._free_request`
     detail: str  # why, in words: what is missing where
     refuses: bool
+    # What is missing, fully qualified: `vllm.x.y` (a module), `vllm.x:y` (a global of a module: the
+    # patched one for name-gone, the imported one for import-gone), `vllm.x:Class.attr` (an attribute).
+    missing: str = ""
+    new_since: str | None = None  # the written-against release it was not missing in (judge)
 
     def summary(self) -> str:
         return f"{self.origin}: {self.kind}: {self.name}: {self.detail}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_surgeon.core.source import ModuleExists, ModuleSource, SourceReader
-from vllm_surgeon.trees.installed import find_spec, installed_exists, modules_in, read_installed
+from vllm_surgeon.trees.installed import find_spec, modules_in, read_installed
 from vllm_surgeon.trees.releases import SpecError, Tree, download
 
 _WITH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
@@ -113,7 +113,8 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
     log = PackageLog()
     primary = _Source(tree.label, tree.read, tops, tree.exists)
     # Named releases first (they say exactly which), then the --against tree, then the environment.
-    chain = sources + [primary] + ([_Source("", read_installed, None, installed_exists)] if tops is not None else [])
+    # The environment is not the release checked: what it lacks says nothing of production (exists unknown).
+    chain = sources + [primary] + ([_Source("", read_installed, None)] if tops is not None else [])
 
     def read(module: str) -> ModuleSource | None:
         top = module.split(".", 1)[0]
