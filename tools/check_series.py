@@ -147,6 +147,7 @@ def index_agreement(texts: list[str], archive: zipfile.ZipFile, prefix: str) -> 
 def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
     """{path after -pN: "new" | "modify" | "delete"}, number of `From <sha>` messages, number of hunks."""
     files: dict[str, str] = {}
+    guessed: set[str] = set()  # kinds taken from a `diff --git` line: its `---`/`+++` lines say better
     lines = text.replace("\r\n", "\n").split("\n")
     for i, line in enumerate(lines):
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
@@ -155,9 +156,15 @@ def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
             if path is None:
                 continue
             kind = "new" if old is None else "delete" if new is None else "modify"
+            if path in guessed:  # a new file's `diff --git` line came first: it is "new", not "modify" (issue 14)
+                files[path] = kind
+                guessed.discard(path)
             files.setdefault(path, kind)
         elif (m := _DIFF_GIT.match(line)) and strip == 1:
-            files.setdefault(_stripped(m.group(2), 1) or "", "modify")
+            path = _stripped(m.group(2), 1) or ""
+            if path not in files:
+                files[path] = "modify"
+                guessed.add(path)
         elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):  # never a/ b/ here
             files.setdefault(line.split(" ", 2)[2], "delete" if line.startswith("rename from ") else "modify")
     files.pop("", None)
