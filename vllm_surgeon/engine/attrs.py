@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import ast
+import bisect
 import builtins
 import typing
 from collections.abc import Callable, Iterator
@@ -63,8 +64,9 @@ class _Module:
     tree: ast.Module
     classes: dict[str, list[ast.ClassDef]]  # module level (through if/try blocks)
     imports: dict[str, tuple[str, str | None]]  # bound name -> (module, name in it; None: the module itself)
-    stored: set[str]  # attribute names assigned anywhere: `x.X = ...`, `setattr(x, "X", ...)`
-    mentions: dict[str, set[int]]  # `.X` or the string "X" -> 0-based lines where it appears
+    # Filled on first need (_words): a walk of every node, which most checks never need.
+    stored: set[str] | None = None  # attribute names assigned anywhere: `x.X = ...`, `setattr(x, "X", ...)`
+    mentions: dict[str, set[int]] | None = None  # `.X` or the string "X" -> 0-based lines where it appears
 
 
 def _dotted(expr: ast.expr) -> list[str] | None:
@@ -107,9 +109,8 @@ def _absolute(module: str, is_package: bool, level: int, name: str | None) -> st
 
 def _parse(source: ModuleSource, tree: ast.Module) -> _Module:
     is_package = source.path.replace("\\", "/").endswith("/__init__.py")
-    info = _Module(source.module, is_package, tree, {}, {}, set(), {})
+    info = _Module(source.module, is_package, tree, {}, {})
     _module_level(info)
-    _attribute_words(info)
     return info
 
 
@@ -132,19 +133,25 @@ def _module_level(info: _Module) -> None:
                     info.imports[alias.asname or alias.name] = (base, alias.name)
 
 
-def _attribute_words(info: _Module) -> None:
+def _words(info: _Module) -> tuple[set[str], dict[str, set[int]]]:
     """Every attribute the module assigns, and where it mentions each attribute name or identifier string."""
+    if info.stored is not None and info.mentions is not None:
+        return info.stored, info.mentions
+    stored: set[str] = set()
+    mentions: dict[str, set[int]] = {}
     for node in ast.walk(info.tree):
         if isinstance(node, ast.Attribute):
-            info.mentions.setdefault(node.attr, set()).add(node.lineno - 1)
+            mentions.setdefault(node.attr, set()).add(node.lineno - 1)
             if isinstance(node.ctx, (ast.Store, ast.Del)):
-                info.stored.add(node.attr)
+                stored.add(node.attr)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-            info.mentions.setdefault(node.value, set()).add(node.lineno - 1)
+            mentions.setdefault(node.value, set()).add(node.lineno - 1)
         elif isinstance(node, ast.Call) and _last(node.func) in ("setattr", "__setattr__"):
             literal = _setattr_name(node)
             if literal is not None:
-                info.stored.add(literal)
+                stored.add(literal)
+    info.stored, info.mentions = stored, mentions
+    return stored, mentions
 
 
 def _setattr_name(call: ast.Call) -> str | None:
@@ -217,7 +224,8 @@ class AttributeCheck:
             return []
         out: list[Finding] = []
         seen: set[tuple[str, int]] = set()
-        for cls in (n for n in ast.walk(info.tree) if isinstance(n, ast.ClassDef)):
+        lines = sorted(added)
+        for cls in _classes_holding(info.tree, lines):
             for receiver, attr, line in _reads(cls, added):
                 if (attr, line) in seen:
                     continue
@@ -239,9 +247,10 @@ class AttributeCheck:
             info = self.module(name)
             if info is None:
                 return True
-            if attr in info.stored:
+            stored, mentions = _words(info)
+            if attr in stored:
                 return True
-            lines = info.mentions.get(attr, set())
+            lines = mentions.get(attr, set())
             if any(line not in added for line in lines) if name == own else lines:
                 return True
         return False
@@ -324,6 +333,17 @@ def _python_class(cls: object) -> Model:
         if getattr(cls, hook, None) is getattr(object, hook, None):
             names.discard(hook)
     return Model(names, True)
+
+
+def _classes_holding(tree: ast.Module, lines: list[int]) -> Iterator[ast.ClassDef]:
+    """Every class (nested ones too) whose span holds one of the 0-based `lines`: statements only,
+    expressions are never entered."""
+    for stmt in _statements(tree.body, into_defs=True):
+        if isinstance(stmt, ast.ClassDef):
+            first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
+            i = bisect.bisect_left(lines, first)
+            if i < len(lines) and lines[i] <= last:
+                yield stmt
 
 
 def _receiver(func: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
