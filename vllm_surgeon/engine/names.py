@@ -15,7 +15,14 @@ import moved, an attribute gone. Three checks, on text (nothing is imported):
 - `attribute-gone` (attrs.py): `self.X` / `cls.X` where the class and its bases define X nowhere.
 
 Where the text cannot know, nothing is said: a module with a star import, or that calls `globals()` or
-`exec` (names may appear that no line shows); a module the import reads with a module `__getattr__`.
+`exec` (names may appear that no line shows); a module the import reads with a module `__getattr__`;
+a module below an extension module (what a build compiles is not the tree's to judge).
+
+The planner attaches every finding to its hunk as a warning. `judge` (called by `verify` with the set
+planned against its `written-against:` release) makes the `name-gone` and `import-gone` findings that
+are new since then refuse the set: what was there when the set was written and is gone now breaks at
+the first call. One also found at written-against is code the set ran with (a dead module, a branch
+only another platform takes): real third-party series carry such lines, so it never refuses.
 """
 
 from __future__ import annotations
