@@ -61,6 +61,7 @@ def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool 
 # -- what is gone since a set was written (issue 14) -----------------------------------------------
 
 _BASES: dict[str, Tree | None] = {}  # written-against spec -> its tree (None: cannot be read), once per process
+_AT_BASE: dict[tuple[int, str], tuple[HunkSet, SetResult]] = {}  # (set, spec) -> the set planned there
 
 
 def _base_tree(spec: str) -> Tree | None:
@@ -94,8 +95,14 @@ def _judge_findings(result: SetResult, tree: Tree) -> None:
     base = _base_tree(spec)
     if base is None:
         return
-    planned = planner.plan([result.hunk_set], base.read, base.version, require_version=False, exists=base.exists)
-    judge(result, planned.results[0], base.release or spec, tree.version)
+    # A matrix judges one set against its base once, not once per release. The key holds the set itself
+    # (sets parsed from text have no digest; the same object is what every release of a matrix checks).
+    key = (id(result.hunk_set), spec)
+    cached = _AT_BASE.get(key)
+    if cached is None or cached[0] is not result.hunk_set:
+        planned = planner.plan([result.hunk_set], base.read, base.version, require_version=False, exists=base.exists)
+        cached = _AT_BASE[key] = (result.hunk_set, planned.results[0])
+    judge(result, cached[1], base.release or spec, tree.version)
 
 
 # -- JSON -------------------------------------------------------------------------------------------
