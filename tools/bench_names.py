@@ -314,6 +314,8 @@ def explained_by(finding, b: Release) -> bool:
     if finding.kind == "attribute-gone":
         cls, _, attr = name.rpartition(".")
         return re.search(rf"\b{re.escape(attr)}\b", source.text) is not None or _in_bases(b, module, cls, attr)
+    if finding.kind == "name-gone":  # bound anywhere in B's module: a global, or a local another hunk binds
+        return re.search(rf"\b{re.escape(name)}\b", source.text) is not None
     from vllm_surgeon.engine.names import compiled_bindings
 
     found = compiled_bindings(ast.parse(source.text), source.path, lines=set())
