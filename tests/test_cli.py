@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, surgeon_env
+from conftest import REPO, fill, surgeon_env, tiny_filesystem
 
 from vllm_surgeon.commands.cli import EXAMPLES, main
 
@@ -328,6 +328,18 @@ def test_new_on_a_full_disk_names_the_file_and_leaves_nothing_half_made(tmp_path
     assert not (tmp_path / "x.surgeon" / "vllm.v1.core.sched.request_queue").exists()
     assert [p.name for p in (tmp_path / "x.surgeon").iterdir()] == ["surgeon.json", "vllm.v1.request"] or sorted(
         p.name for p in (tmp_path / "x.surgeon").iterdir()) == ["surgeon.json", "vllm.v1.request"]
+
+
+def test_new_on_a_really_full_filesystem_leaves_nothing(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    with tiny_filesystem(work, "64k"):
+        monkeypatch.chdir(work)
+        fill(work)
+        assert cli("new", "x", LT)[0] == 2
+        assert "x.surgeon" in capsys.readouterr().err and sorted(p.name for p in work.iterdir()) == ["filler"]
+        (work / "filler").unlink()
+        assert cli("new", "x", LT)[0] == 0 and (work / "x.surgeon" / "surgeon.json").is_file()
+        monkeypatch.chdir(tmp_path)
 
 
 def test_the_writer_writes_through_a_symlink_and_names_the_file_it_cannot_write(tmp_path):

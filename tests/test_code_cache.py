@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import surgeon_env
+from conftest import fill, surgeon_env, tiny_filesystem
 
 PKG = '''
 def answer():
@@ -389,3 +389,27 @@ def test_a_set_edited_between_reading_and_planning_is_keyed_on_what_was_planned(
     assert run(pkg) == "miss: no entry; stored"  # the new bytes have their own key (and answer 43)
     path.write_text(path.read_text().replace("value = 43", "value = 42"))
     assert run(pkg) == "hit"  # the old bytes' entry, stored by the first process
+
+
+def test_eight_cold_processes_at_once_all_run_patched_and_leave_one_entry(pkg):
+    """What held in issue 13's second round (keep it holding): concurrent first starts race only to
+    write the same entry; none reads half of another's, none removes another's."""
+    env = pkg.env("fix", VLLM_SURGEON_CACHE_DIR=str(pkg.cache))
+    code = "import vllm\n" + PROBE
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert all(out.startswith("42 | ") for out, _ in outs), outs
+    assert len(entries(pkg)) == 1 and [p.name for p in (pkg.cache / "code").iterdir() if p.name.startswith(".")] == []
+    assert run(pkg) == "hit"
+
+
+def test_a_full_cache_filesystem_only_costs_the_write(pkg):
+    """Held in issue 13's second round: a full cache is a write that fails, never a failed start."""
+    with tiny_filesystem(pkg.cache, "64k"):
+        (pkg.cache / "code").mkdir(mode=0o700)
+        fill(pkg.cache)
+        reason = run(pkg)
+        assert "not stored" in reason and "No space left on device" in reason, reason
+        assert not entries(pkg) and [p.name for p in (pkg.cache / "code").iterdir()] == []  # no temporary file left
