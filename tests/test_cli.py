@@ -258,6 +258,7 @@ LT = "vllm.v1.request:Request.__lt__"
 INIT = "vllm.v1.core.sched.request_queue:FCFSRequestQueue.remove_requests"
 
 
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
 def test_new_force_adds_targets_and_keeps_every_earlier_copy_and_edit(tmp_path, monkeypatch, capsys):
     """Issue 13: `new X --force` dropped earlier targets from the manifest; `capture` then ignored their
     edited copies, and an edit was lost."""
@@ -278,6 +279,7 @@ def test_new_force_adds_targets_and_keeps_every_earlier_copy_and_edit(tmp_path, 
     assert "# mine" in hunk and "# in place" in hunk and "2 target(s)" in out
 
 
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
 def test_new_force_from_another_release_never_drops_an_edited_copy(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     tree = tmp_path / "checkout" / "vllm" / "v1"
@@ -296,6 +298,7 @@ def test_new_force_from_another_release_never_drops_an_edited_copy(tmp_path, mon
     assert [e["target"] for e in manifest["targets"]] == [INIT] and manifest["against"] is None
 
 
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
 def test_new_on_a_full_disk_names_the_file_and_leaves_nothing_half_made(tmp_path, monkeypatch, capsys):
     """Issue 13: `new` on a full disk left copies without surgeon.json and named no file."""
     import errno
@@ -330,6 +333,7 @@ def test_new_on_a_full_disk_names_the_file_and_leaves_nothing_half_made(tmp_path
         p.name for p in (tmp_path / "x.surgeon").iterdir()) == ["surgeon.json", "vllm.v1.request"]
 
 
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
 def test_new_on_a_really_full_filesystem_leaves_nothing(tmp_path, monkeypatch, capsys):
     work = tmp_path / "work"
     with tiny_filesystem(work, "64k"):
@@ -363,6 +367,7 @@ def test_the_writer_writes_through_a_symlink_and_names_the_file_it_cannot_write(
     assert os.listdir(real.parent) == ["x.hunk"]
 
 
+@pytest.mark.needs_vllm  # verify and doctor read the installed vLLM
 @pytest.mark.parametrize("variable", ["VLLM_SURGEON_PATH", "VLLM_SURGEON_CACHE_DIR"])
 def test_a_path_setting_that_cannot_be_expanded_is_named_by_every_command(variable):
     """Issue 13: `~nouser/x` raised a bare RuntimeError in list, doctor, verify (and `import vllm`)."""
