@@ -335,8 +335,10 @@ def test_a_marker_test_whose_interpreter_dies_fails_saying_how(project):
     assert alone.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_ctrl_c_on_pytest_stops_the_marker_tests_child_and_what_it_started(project, tmp_path):
-    """Issue 13: the child runs in a session of its own, so Ctrl-C left it running until its timeout."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_on_pytest_stops_the_marker_tests_child_and_what_it_started(project, tmp_path, stop):
+    """Issue 13: the child runs in a session of its own, so Ctrl-C left it running until its timeout (and a
+    SIGTERM, as CI sends to cancel a job, ended pytest at once, leaving it too)."""
     pids = tmp_path / "pids"
     project.makepyfile(test_long=f'''
         import os, subprocess, sys, time, pytest
@@ -357,12 +359,12 @@ def test_ctrl_c_on_pytest_stops_the_marker_tests_child_and_what_it_started(proje
             assert outer.poll() is None, outer.stdout.read()
             time.sleep(0.2)
         child, helper = map(int, pids.read_text().split())
-        outer.send_signal(signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group: pytest
+        outer.send_signal(stop)  # Ctrl-C: SIGINT to the terminal's foreground group, pytest's, not the child's session
         output, _ = outer.communicate(timeout=60)
     finally:
         if outer.poll() is None:
             outer.kill()
-    assert "KeyboardInterrupt" in output
+    assert "KeyboardInterrupt" in output or "_Stopped: signal SIGTERM" in output, output
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in (child, helper)) and time.monotonic() < deadline:
         time.sleep(0.2)

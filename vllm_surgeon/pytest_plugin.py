@@ -17,12 +17,14 @@ Disable it with `-p no:vllm_surgeon`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -317,18 +319,43 @@ def _death(code: int | None, tests: list[Any]) -> str | None:
 
 def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[str, bool]:
     """The child's output, and whether it was killed at `timeout`. The child runs in a session of its own
-    (a vLLM engine it starts is killed with it), so Ctrl-C on pytest does not reach it: whatever stops
-    this wait (KeyboardInterrupt, pytest.exit) stops the child and all it started too (issue 13)."""
+    (a vLLM engine it starts is killed with it), so neither Ctrl-C nor a SIGTERM or SIGHUP sent to pytest
+    reaches it: whatever stops this wait stops the child and all it started too (issue 13)."""
+    with _stop_signals_interrupt():
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+            return output, False
+        except subprocess.TimeoutExpired:
+            _stop_group(proc, grace=0)
+            output, _ = proc.communicate()
+            return output, True
+        except BaseException:
+            _stop_group(proc, grace=_GRACE)
+            raise
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a marker test's child runs: pytest stops as on Ctrl-C, after the child."""
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the child runs, SIGTERM and SIGHUP interrupt pytest as Ctrl-C does, instead of ending it at once
+    (their default) with the child, in a session of its own, left running. Only in the main thread, where
+    Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        output, _ = proc.communicate(timeout=timeout)
-        return output, False
-    except subprocess.TimeoutExpired:
-        _stop_group(proc, grace=0)
-        output, _ = proc.communicate()
-        return output, True
-    except BaseException:
-        _stop_group(proc, grace=_GRACE)
-        raise
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 _GRACE = 5.0  # seconds an interrupted child gets to stop on SIGTERM (vLLM shuts its engine down) before SIGKILL
