@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,27 @@ def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout:
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: Path, size: str):
+    """A private tmpfs of `size` mounted at `path`, to fill up for real (root only; skipped where
+    mounting is not allowed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Fill the filesystem holding `directory` to the last byte."""
+    with open(directory / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
 
 
 @pytest.fixture
