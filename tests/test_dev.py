@@ -29,3 +29,32 @@ def test_the_checks_are_the_configured_ruff_and_mypy_and_pinned():
     assert any(t.startswith("ruff==") for t in dev.TOOLS) and any(t.startswith("mypy==") for t in dev.TOOLS)
     config = (REPO / "pyproject.toml").read_text()
     assert "[tool.ruff]" in config and "[tool.mypy]" in config
+
+
+def test_every_claimed_python_runs_the_tests_that_need_no_vllm_and_a_failure_fails_the_run(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(dev, "setup", lambda: None)
+    monkeypatch.setattr(dev, "lint", lambda: [])
+    monkeypatch.setattr(dev, "find_python", lambda v: None if v == "3.13" else f"/py{v}")
+    monkeypatch.setattr(dev, "setup_other", lambda v, p: f"/venv-{v}/python")
+
+    def run(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1 if argv[0] == "/venv-3.12/python" else 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    assert dev.test([]) == 1
+    others = [c for c in calls if c[0].startswith("/venv-")]
+    assert [c[0] for c in others] == ["/venv-3.10/python", "/venv-3.12/python"]
+    assert all(c[c.index("-m", 2) + 1] == "not needs_vllm" for c in others)
+    err = capsys.readouterr().err
+    assert "no Python 3.13 on this machine" in err and "failed on Python 3.12" in err
+
+
+def test_the_other_pythons_are_every_version_pyproject_claims_but_the_main_one():
+    import re
+
+    floor = re.search(r'requires-python = ">=3\.(\d+)"', (REPO / "pyproject.toml").read_text())
+    assert floor is not None
+    claimed = {f"3.{minor}" for minor in range(int(floor.group(1)), 14)}
+    assert set(dev.OTHER_PYTHONS) | {"3.11"} == claimed

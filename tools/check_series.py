@@ -413,9 +413,13 @@ def git_series(base: Path, files: list[tuple[Path, int]], where: Path, prefix: s
     run("-c", "user.email=c@s", "-c", "user.name=cs", "commit", "-q", "--allow-empty", "-m", "base")
     for patch, strip in files:
         text = patch.read_text(errors="replace")
+        done = None
         if re.search(r"^From [0-9a-f]{40} ", text, re.M):
             done = run("-c", "user.email=c@s", "-c", "user.name=cs", "am", "-q", "--keep-cr", f"-p{strip}", str(patch.absolute()))
-        else:
+            if done.returncode:  # e.g. SPDX lines before the first `From` (dynamo v0.20.1): git am cannot read it
+                run("am", "--abort")
+                done = None
+        if done is None:
             done = git_apply(top, patch, strip)
         if done.returncode:
             return None

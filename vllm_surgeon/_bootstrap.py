@@ -18,7 +18,7 @@ _TRIGGER = "vllm"
 class WaitForVllm:
     """First on `sys.meta_path` until `vllm` is imported; answers None for every other name at once."""
 
-    # `_sources._other_finders` skips finders with this mark: reading vLLM's source never wakes us.
+    # `trees.installed.other_finders` skips finders with this mark: reading vLLM's source never wakes us.
     _vllm_surgeon_finder = True
 
     def find_spec(self, fullname, path=None, target=None):

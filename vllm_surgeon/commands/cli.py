@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
     p.add_argument("--against", metavar="SPEC", help="vLLM to copy from (default: the installed one)")
     p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
-    p.add_argument("--force", action="store_true", help="replace an existing work folder's manifest")
+    p.add_argument("--force", action="store_true",
+                   help="add these targets to an existing work folder (its copies, edited or not, are kept)")
     p = add("capture", "turn the edited copies into the smallest hunk file")
     p.add_argument("name")
     p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the release the set was written against (default: its written-against field)")
     p.add_argument("--out", help="where to write the proposal (default: NAME.rebased.SUFFIX beside the set)")
     p.add_argument("--write", action="store_true", help="replace the set file itself")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (or an earlier proposal)")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
     p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
@@ -311,19 +313,20 @@ def cmd_verify(args, out) -> int:
 
 def _sets_to_verify(args) -> list:
     """The sets `verify` names (set files with --files), else every set on the search path."""
+    from vllm_surgeon.sets.loader import distinct
     from vllm_surgeon.sets.search import available
 
     if args.files:
         if not args.names:
             raise UsageError("--files needs the paths of the set files to verify")
-        return [_load_path(n) for n in args.names]
+        return distinct([_load_path(n) for n in dict.fromkeys(args.names)], args.together)
     errors: list[str] = []
     names = args.names or [loc.name for loc in available(errors)]
     if errors and not args.names:
         raise UsageError("; ".join(errors))
     if not names:
         raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    return [_load(n) for n in names]
+    return [_load(n) for n in dict.fromkeys(names)]  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
 
 
 def cmd_new(args, out) -> int:
@@ -343,15 +346,15 @@ def cmd_new(args, out) -> int:
 
 
 def cmd_capture(args, out) -> int:
-    from vllm_surgeon.authoring.capture import WorkdirError, atomic_write, capture, workdir_for
+    from vllm_surgeon.authoring.capture import WorkdirError, capture, workdir_for
+    from vllm_surgeon.authoring.files import write_text
+    from vllm_surgeon.core.model import HunkFileError
     from vllm_surgeon.engine import planner
     from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
     directory = workdir_for(args.name, args.dir)
     target = Path(args.out) if args.out else Path(f"{args.name}.hunk")
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
-    from vllm_surgeon.core.model import HunkFileError
+    _writable(target, args.force)
 
     try:
         captured = capture(args.name, directory)
@@ -367,20 +370,29 @@ def cmd_capture(args, out) -> int:
     if plan.refusals:
         out.write("the captured hunks would be refused; nothing written:\n")
         return _refused(plan, out)
-    atomic_write(target, captured.text)
+    write_text(target, captured.text)
     hunks = len(hunk_set.hunks)
     out.write(f"wrote {target}: {hunks} hunk{'s' if hunks != 1 else ''} on {captured.targets} target(s), checked against {tree.label}\n")
     return 0
 
 
 def cmd_rebase(args, out) -> int:
-    from vllm_surgeon.authoring.capture import atomic_write
+    from vllm_surgeon.authoring.files import write_text
     from vllm_surgeon.authoring.rebase import RebaseError, rebase
     from vllm_surgeon.engine import planner
     from vllm_surgeon.sets.difffile import parse_diff_file
     from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
     hunk_set = _load(args.name)
+    source = Path(hunk_set.path)
+    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
+        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
+    if args.write and args.out:
+        raise UsageError("--write replaces the set file itself; --out writes elsewhere: pass one of them")
+    suffix = ".patch" if source.is_dir() else source.suffix
+    target = source if args.write else Path(args.out) if args.out else _beside(source, ".rebased", suffix)
+    if not args.write:  # --write is the request to replace the set
+        _writable(target, args.force)
     base_spec = args.base or hunk_set.written_against
     if not base_spec:
         raise UsageError(f"{hunk_set.path} records no written-against version; name its base release with --from")
@@ -394,18 +406,13 @@ def cmd_rebase(args, out) -> int:
         out.write("\n".join(result.conflicts) + "\n")
         _conflict_next_step(hunk_set, result, args, onto, out)
         return 1
-    source = Path(hunk_set.path)
-    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
-        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
-    suffix = ".patch" if source.is_dir() else source.suffix
-    target = source if args.write else Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.rebased{suffix}")
     parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
     proposed = parse(result.text, str(target), hunk_set.name)
     plan = planner.plan([proposed], onto.read, onto.version, exists=onto.exists)
     if plan.refusals:
         out.write("the merged set would still be refused; nothing written:\n")
         return _refused(plan, out)
-    atomic_write(target, result.text)
+    write_text(target, result.text)
     out.write(f"rebased {hunk_set.name} from {base.label} onto {onto.label}: wrote {target}\n")
     if not args.write:
         out.write(f"review it, then replace {source} (or run again with --write)\n")
@@ -413,24 +420,39 @@ def cmd_rebase(args, out) -> int:
 
 
 def cmd_convert(args, out) -> int:
-    from vllm_surgeon.authoring.capture import atomic_write
     from vllm_surgeon.authoring.convert import ConvertError, convert
+    from vllm_surgeon.authoring.files import write_text
 
     hunk_set = _load(args.name)
     tree = _tree(args.against or hunk_set.written_against, args.withs)
     source = Path(hunk_set.path)
-    target = Path(args.out) if args.out else source.with_name(f"{source.name.split('.')[0]}.converted.hunk")
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} exists; pass --force to overwrite it, or --out to write elsewhere")
+    target = Path(args.out) if args.out else _beside(source, ".converted", ".hunk")
+    _writable(target, args.force)
     try:
         converted = convert(hunk_set, tree, str(target))
     except ConvertError as exc:
         out.write(f"{hunk_set.name}: cannot convert: {exc}\n")
         return 1
-    atomic_write(target, converted.text)
+    write_text(target, converted.text)
     out.write(f"wrote {target}: {converted.hunks} hunk{'s' if converted.hunks != 1 else ''} on {converted.modules} module(s), "
               f"identical to {hunk_set.name} on {tree.label}\n")
     return 0
+
+
+def _beside(source: Path, tag: str, suffix: str) -> Path:
+    """Where a command writes what it made of set `source` by default: NAME.TAG.SUFFIX beside it, NAME
+    the set's whole name (issue 13: `s.v2` was cut to `s`, and its proposal replaced set `s`'s)."""
+    return source.with_name(f"{source.name if source.is_dir() else source.stem}{tag}{suffix}")
+
+
+def _writable(target: Path, force: bool) -> None:
+    """A file a command writes may replace an existing one only with --force (capture, convert, rebase)."""
+    from vllm_surgeon.authoring.files import refuse_existing
+
+    try:
+        refuse_existing(target, force)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
@@ -483,11 +505,16 @@ def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     from vllm_surgeon.core.model import HunkFileError
+    from vllm_surgeon.core.settings import SettingError
     from vllm_surgeon.sets.loader import UnknownSetError
+    from vllm_surgeon.trees.releases import SpecError
+    from vllm_surgeon.trees.wheels import WheelError
 
     try:
         return COMMANDS[args.command](args, out)
-    except (UsageError, HunkFileError, UnknownSetError) as exc:
+    except (UsageError, HunkFileError, UnknownSetError, SpecError, WheelError, SettingError) as exc:
+        # A SPEC that breaks only when read (a damaged wheel member, an oversized file): bad input, not a
+        # refusal (issue 13: a traceback and exit 1 read as "refused" in CI).
         sys.stderr.write(f"vllm-surgeon {args.command}: {exc}\n")
         return 2
     except BrokenPipeError:

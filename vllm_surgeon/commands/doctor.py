@@ -225,8 +225,13 @@ class Doctor:
     def cache(self) -> None:
         from vllm_surgeon.trees.releases import cache_dir
 
-        root = cache_dir()
-        how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
+        try:
+            root = cache_dir()
+            how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
+        except _settings.SettingError as exc:
+            self.fail("cache", f"{exc}: no code cache (every vLLM process plans again), and verify cannot keep wheels",
+                      f"set {exc.name} to a directory's full path, or unset it")
+            return
         elsewhere = "point VLLM_SURGEON_CACHE_DIR at a directory you own (e.g. ~/.cache/vllm-surgeon)"
         existing = root
         while not existing.exists() and existing != existing.parent:
@@ -273,8 +278,14 @@ class Doctor:
         from vllm_surgeon.sets.search import search_dirs
 
         before = len(self.checks)
-        for entry in _settings.search_path():
-            self._path_entry(Path(entry).expanduser().absolute())
+        try:
+            entries = _settings.search_dirs()
+        except _settings.SettingError as exc:
+            self.fail("search-path", f"{exc}: no set can be found there, and vLLM refuses to start with sets enabled",
+                      f"write that entry of {exc.name} as a full path")
+            return
+        for entry in entries:
+            self._path_entry(Path(entry))
         self._registered_packages()
         dirs = search_dirs()
         count = self._sets_on_path(dirs)

@@ -61,6 +61,31 @@ def search_path() -> list[str]:
     return [e.strip() for e in _get(PATH).split(os.pathsep) if e.strip()]
 
 
+def user_path(value: str, absolute: bool = True) -> str:
+    """A path as a user wrote it (a setting, an --against argument): `~` and `~user` expanded, made
+    absolute unless told not to. The one place that expands them (issue 13: `Path.expanduser` raised a bare RuntimeError
+    for `~nouser/x` from list, doctor, verify and `import vllm`); ValueError saying why it cannot be."""
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):  # os.path.expanduser leaves what it cannot expand as it was
+        user = expanded[1:].split(os.sep, 1)[0].split("/", 1)[0]
+        if user:
+            raise ValueError(f"~{user} names no user on this system; write the directory's full path")
+        raise ValueError("the home directory (~) cannot be determined (HOME is unset); write the full path")
+    return os.path.join(os.getcwd(), expanded) if absolute and not os.path.isabs(expanded) else expanded
+
+
+def search_dirs() -> list[str]:
+    """The VLLM_SURGEON_PATH directories, expanded and absolute; SettingError for one that cannot be."""
+    dirs = []
+    for entry in search_path():
+        try:
+            dirs.append(user_path(entry))
+        except ValueError as exc:
+            which = f"entry {entry!r}: " if entry != _get(PATH).strip() else ""
+            raise SettingError(PATH, _get(PATH), f"{which}{exc}") from None
+    return dirs
+
+
 def on_failure() -> str:
     """'fail' (the default) or 'warn'; case and surrounding blanks do not matter."""
     value = _get(ON_FAILURE)
@@ -85,8 +110,15 @@ def code_cache() -> bool:
 
 
 def cache_dir() -> str | None:
-    """VLLM_SURGEON_CACHE_DIR as set, or None when unset or empty (the default applies)."""
-    return _get(CACHE_DIR) or None
+    """VLLM_SURGEON_CACHE_DIR expanded and absolute, or None when unset or empty (the default applies);
+    SettingError when it cannot be expanded."""
+    value = _get(CACHE_DIR)
+    if not value:
+        return None
+    try:
+        return user_path(value)
+    except ValueError as exc:
+        raise SettingError(CACHE_DIR, value, str(exc)) from None
 
 
 def pytest_child() -> str:
@@ -97,7 +129,7 @@ def pytest_child() -> str:
 def problems() -> list[SettingError]:
     """Every setting whose value is not understood (the doctor lists them)."""
     found = []
-    for check in (on_failure, code_cache):
+    for check in (on_failure, code_cache):  # PATH and CACHE_DIR: the doctor checks them as what they are
         try:
             check()
         except SettingError as exc:

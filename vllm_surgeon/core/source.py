@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +21,39 @@ class ModuleSource:
 
 
 SourceReader = Callable[[str], "ModuleSource | None"]
+
+# A source file or a set file is text someone wrote: nothing larger is read into memory (issue 13:
+# wheel members and --against directory files had no limit; set files had this one).
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+
+
+class SourceTooLarge(ValueError):
+    """A file past MAX_SOURCE_BYTES, named."""
+
+
+def read_source_file(path: str) -> bytes | None:
+    """The bytes of a regular file of a source tree, at most MAX_SOURCE_BYTES; None when `path` is no
+    regular file (a FIFO is never opened for reading in blocking mode, so it cannot hang the reader).
+    OSError or SourceTooLarge, naming the file, otherwise."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > MAX_SOURCE_BYTES:
+                raise SourceTooLarge(f"{path}: larger than any source file read (the limit is {MAX_SOURCE_BYTES} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
 
 ModuleExists = Callable[[str], bool]
 """Whether a tree holds a module in any form (source, extension, sourceless, namespace package): what

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from vllm_surgeon.core.model import Hunk, HunkSet, Origin, TransformHunk
+from vllm_surgeon.core.model import AnchoredHunk, Hunk, HunkSet, Origin, TransformHunk
 from vllm_surgeon.core.refusal import Reason, Refusal
 from vllm_surgeon.engine.locate import author_position, locate
 from vllm_surgeon.engine.results import HunkResult, SetResult
@@ -61,7 +61,7 @@ def apply_placements(state: State, placements: list[Placement], set_name: str) -
 
 def _line_origins(p: Placement) -> list[Origin]:
     """The hunk-file line behind each of a placement's (op, text) pairs (a transform: its def line)."""
-    hunk_lines = getattr(p.hunk, "lines", None)
+    hunk_lines = p.hunk.lines if isinstance(p.hunk, AnchoredHunk) else None
     if hunk_lines is not None and len(hunk_lines) == len(p.new) and all(l.op == op for l, (op, _) in zip(hunk_lines, p.new, strict=True)):
         return [l.origin for l in hunk_lines]
     return [p.hunk.origin] * len(p.new)
@@ -71,7 +71,7 @@ def steps(hunks: Sequence[Hunk]) -> list[list[Hunk]]:
     """Hunks grouped by step, in order: each step is located on the text the earlier ones produced."""
     by_step: dict[int, list[Hunk]] = {}
     for hunk in hunks:
-        by_step.setdefault(getattr(hunk, "step", 0), []).append(hunk)
+        by_step.setdefault(hunk.step, []).append(hunk)
     return [by_step[k] for k in sorted(by_step)]
 
 
@@ -88,7 +88,7 @@ class Series:
     def state_for(self, hunk: Hunk) -> State | Refusal:
         module = hunk.target.module
         state = self.states.get(module) or self.read(module)
-        if state is None and getattr(hunk, "creates", False):
+        if state is None and hunk.creates:
             if module not in self.created:
                 return self.ctx.refuse(Reason.MODULE_NOT_FOUND, hunk, f"cannot create {module}: its package "
                                        f"{module.rpartition('.')[0] or '(none: a top-level module)'} is not here")
@@ -117,7 +117,7 @@ class Series:
                 self.failed.setdefault(hunk.target.module, hunk)
                 on_refused(hunk, state)
                 continue
-            section = getattr(hunk, "file", None)
+            section = hunk.file
             expect = None
             if section is not None and id(section) in offsets and hunk.hint_line is not None:
                 expect = hunk.hint_line - 1 + offsets[id(section)]

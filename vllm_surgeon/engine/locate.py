@@ -101,24 +101,6 @@ def _locate_by_layout(ctx: Context, hunk: AnchoredHunk, state: State, scopes: li
     return _layout_note(refusal, state, laid.places)
 
 
-def _changed_span(hunk: AnchoredHunk, start: int) -> tuple[int, int]:
-    """The 0-based old-text span [a, b) of the lines a hunk removes (empty: where it inserts)."""
-    pos = start
-    first = last = None
-    for line in hunk.lines:
-        if line.op == "-":
-            first = pos if first is None else first
-            last = pos + 1
-            pos += 1
-        elif line.op == "+":
-            if first is None:
-                first = last = pos
-        else:
-            pos += 1
-    assert first is not None and last is not None
-    return first, last
-
-
 def _locate_creation(ctx: Context, hunk: AnchoredHunk, state: State) -> Placement | Refusal:
     """A hunk that creates its module: only '+' lines, on the empty text of a module that is not there."""
     if not state.created or state.lines != [""]:
@@ -150,7 +132,7 @@ def _locate_diff(
     patch_pick, wanted = None, None
     if laid is None and len(found) > 1 and hunk.hint_line is not None:
         found, patch_pick, wanted = _as_patch_would(ctx, hunk, state, found, expect)
-    candidates = [(i, index.innermost(*(laid[i].changed if laid is not None else _changed_span(hunk, i)))) for i in found]
+    candidates = [(i, index.innermost(*(laid[i].changed if laid is not None else _layout.changed_span(i, _ops(hunk))))) for i in found]
     if len(candidates) > 1 and hunk.hint_scope:
         narrowed = _by_function_name(ctx, hunk, state, index, candidates, patch_pick, wanted)
         if isinstance(narrowed, Refusal):

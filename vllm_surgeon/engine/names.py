@@ -240,13 +240,13 @@ class NeedsCheck:
         for node in unguarded_imports(state.index().tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    line = getattr(alias, "lineno", node.lineno) - 1
+                    line = alias.lineno - 1
                     if line in added:
                         out += self._gone_module(alias.name, f"import {alias.name}", added[line])
                 continue
             source = absolute(module, is_package, node)
             from_added = node.lineno - 1 in added
-            names = [(a, getattr(a, "lineno", node.lineno) - 1) for a in node.names]
+            names = [(a, a.lineno - 1) for a in node.names]
             names = [(a, line) for a, line in names if from_added or line in added]
             if source is None or not names:
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from packaging.version import InvalidVersion, Version
 
-from vllm_surgeon.core.model import HunkSet
+from vllm_surgeon.core.model import AnchoredHunk, HunkSet
 from vllm_surgeon.core.refusal import Reason
 from vllm_surgeon.core.source import ModuleExists, SourceReader
 from vllm_surgeon.engine.apply import try_set
@@ -143,7 +143,7 @@ def _check_needs(
     findings = NeedsCheck(result.hunk_set.name, states, read, read_source, exists).run()
     if not findings:
         return
-    by_line = {line.origin: hr for hr in result.hunks for line in getattr(hr.hunk, "lines", ())}
+    by_line = {line.origin: hr for hr in result.hunks if isinstance(hr.hunk, AnchoredHunk) for line in hr.hunk.lines}
     by_hunk = {hr.hunk.origin: hr for hr in result.hunks}
     for finding in findings:
         hr = by_line.get(finding.origin) or by_hunk.get(finding.origin)
@@ -175,8 +175,7 @@ def _replan(
 def _compile(state: State, original: State | None) -> PatchedModule | SyntaxError:
     text = "\n".join(state.lines)
     note = "vllm-surgeon: " + ", ".join(state.sets)
-    tree = state.index().tree
-    state._index = None  # compile_patched renumbers the tree's lines: never reuse it
+    tree = state.take_tree()
     if state.created:  # no file on disk: its own text is what tracebacks and inspect show
         display = text if text.endswith("\n") else text + "\n"
         try:

@@ -60,7 +60,7 @@ class HunkResult:
     def located_target(self) -> str:
         """The target as located: a diff hunk names only its file, so add the function it landed in."""
         hunk = self.hunk
-        if getattr(hunk, "from_diff", False) and hunk.target.qualname is None and self.scope:
+        if hunk.from_diff and hunk.target.qualname is None and self.scope:
             return f"{hunk.target.module}:{self.scope}"
         return str(hunk.target)
 

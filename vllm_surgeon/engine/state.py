@@ -7,6 +7,7 @@ Its own module so data flows one way (issue 7 item 13): `_engine` plans with the
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 from vllm_surgeon.core.model import Hunk, HunkSet, Origin
@@ -47,6 +48,13 @@ class State:
         if self._index is None:
             self._index = ScopeIndex("\n".join(self.lines), self.source.path)
         return self._index
+
+    def take_tree(self) -> ast.Module:
+        """The parsed text for compiling, handed over: compiling renumbers the tree's lines, so the
+        index that held it is dropped and never reused."""
+        tree = self.index().tree
+        self._index = None
+        return tree
 
 
 @dataclass

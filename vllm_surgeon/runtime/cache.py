@@ -13,7 +13,7 @@ vLLM version). An entry is believed only if all of these hold, else it is a miss
   patched by exactly the sets planned.
 Writes are atomic (a private temporary file, then rename). Stale temporary files of killed writers
 are removed and the least recently used entries evicted past a size or count cap: only when an
-entry is written (a miss), never on the hit path. An unusable directory only costs the write.
+entry is written (a miss), never on the hit path, and only files it wrote (by name and header). An unusable directory only costs the write.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import re
 import stat
 import sys
 import time
@@ -46,6 +47,9 @@ MAX_TOTAL_BYTES = 512 * 1024 * 1024
 STALE_TMP_SECONDS = 600  # a writer takes milliseconds: a temporary file this old was left by a kill
 TOUCH_SECONDS = 3600  # a hit refreshes its entry's mtime (the LRU clock) at most this often
 
+# The only names this cache writes in its folder: entries (the key) and its writers' temporary files.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.bin\Z")
+_TMP_NAME = re.compile(r"\.tmp-[0-9]+-[0-9a-f]{12}\Z")
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
@@ -371,10 +375,10 @@ class CodeCache:
                     continue
                 if not stat.S_ISREG(info.st_mode) or (euid is not None and info.st_uid != euid):
                     continue
-                if item.name.startswith(".tmp-"):
+                if _TMP_NAME.match(item.name):
                     if now - info.st_mtime > STALE_TMP_SECONDS:
                         self._remove(item.name, dir_fd)
-                elif item.name.endswith(".bin") and item.name != keep:
+                elif _ENTRY_NAME.match(item.name) and item.name != keep and self._is_entry(item.name, dir_fd):
                     entries.append((info.st_mtime, info.st_size, item.name))
         entries.sort()
         count = len(entries) + 1
@@ -385,6 +389,21 @@ class CodeCache:
             self._remove(name, dir_fd)
             count -= 1
             total -= size
+
+    def _is_entry(self, name: str, dir_fd: int | None) -> bool:
+        """Whether file `name` begins as this cache's entries do: eviction removes only its own files
+        (issue 13: it deleted any *.bin someone kept in the folder)."""
+        target, kw = self._at(name, dir_fd)
+        try:
+            fd = os.open(target, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _FLAGS, **kw)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, len(_MAGIC)) == _MAGIC
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _remove(self, name: str, dir_fd: int | None) -> None:
         target, kw = self._at(name, dir_fd)

@@ -16,7 +16,7 @@ from typing import Any
 
 from vllm_surgeon.core.lines import lines_with_ends
 from vllm_surgeon.engine.results import PatchedModule
-from vllm_surgeon.trees.installed import _other_finders
+from vllm_surgeon.trees.installed import other_finders
 
 
 def register_source(patched: PatchedModule) -> None:
@@ -30,6 +30,27 @@ def register_source(patched: PatchedModule) -> None:
 _IMPORT_ATTRS = frozenset(("__name__", "__loader__", "__package__", "__spec__", "__path__", "__file__", "__cached__"))
 
 OnFail = Callable[[ModuleType, PatchedModule, Exception], "PatchedModule | None"]
+
+
+def run_withdrawing(module: ModuleType, patched: PatchedModule, on_fail: OnFail | None) -> PatchedModule | None:
+    """Execute `patched` in `module`. If it raises, `on_fail` decides: it raises (the set stops vLLM, or
+    the error is not the patched code's), or it names what to run instead, in a cleared namespace: the
+    code without the failed set, or (None) nothing of ours (issue 7 item 4). What ran, or None."""
+    current: PatchedModule | None = patched
+    while current is not None:
+        register_source(current)
+        try:
+            exec(current.compiled.code, module.__dict__)
+        except Exception as exc:
+            if on_fail is None:
+                raise
+            current = on_fail(module, current, exc)
+            for name in [n for n in module.__dict__ if n not in _IMPORT_ATTRS]:
+                del module.__dict__[name]
+            continue
+        return current
+    linecache.cache.pop(patched.source.path, None)  # nothing patched runs: the file on disk is what tracebacks show
+    return None
 
 
 class SurgeonLoader(Loader):
@@ -51,26 +72,18 @@ class SurgeonLoader(Loader):
         create = getattr(self._base, "create_module", None)
         return create(spec) if create is not None else None
 
+    @property
+    def base(self) -> Any:
+        """The real loader this one wraps."""
+        return self._base
+
     def exec_module(self, module: ModuleType) -> None:
-        """Run the patched code. If it raises, `on_fail` decides: it raises (the set stops vLLM, or the
-        error is not the patched code's), or it names what to run instead, in a cleared namespace:
-        the code without the failed set, or (None) the module's own code (issue 7 item 4)."""
-        patched: PatchedModule | None = self._patched
-        while patched is not None:
-            register_source(patched)
-            try:
-                exec(patched.compiled.code, module.__dict__)
-            except Exception as exc:
-                if self._on_fail is None:
-                    raise
-                patched = self._on_fail(module, patched, exc)
-                for name in [n for n in module.__dict__ if n not in _IMPORT_ATTRS]:
-                    del module.__dict__[name]
-                continue
-            self._patched = patched
-            self._on_exec(module, patched)
+        """Run the patched code (see run_withdrawing); with every set withdrawn, the module's own code."""
+        ran = run_withdrawing(module, self._patched, self._on_fail)
+        if ran is not None:
+            self._patched = ran
+            self._on_exec(module, ran)
             return
-        linecache.cache.pop(self._patched.source.path, None)  # the file on disk is what runs
         module.__loader__ = self._base
         spec = getattr(module, "__spec__", None)
         if spec is not None:
@@ -107,24 +120,13 @@ class NewModuleLoader(Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        """Run the created module; if it raises, `on_fail` decides as for SurgeonLoader. Without the set
-        that created it the module does not exist: importing it then fails as it would without the set."""
-        patched: PatchedModule | None = self._patched
-        while patched is not None:
-            register_source(patched)
-            try:
-                exec(patched.compiled.code, module.__dict__)
-            except Exception as exc:
-                if self._on_fail is None:
-                    raise
-                patched = self._on_fail(module, patched, exc)
-                for name in [n for n in module.__dict__ if n not in _IMPORT_ATTRS]:
-                    del module.__dict__[name]
-                continue
-            self._patched = patched
-            self._on_exec(module, patched)
+        """Run the created module (see run_withdrawing). Without the set that created it the module does
+        not exist: importing it then fails as it would without the set."""
+        ran = run_withdrawing(module, self._patched, self._on_fail)
+        if ran is not None:
+            self._patched = ran
+            self._on_exec(module, ran)
             return
-        linecache.cache.pop(self._patched.source.path, None)
         raise ModuleNotFoundError(
             f"No module named {module.__name__!r} (vllm-surgeon withdrew the set that creates it)", name=module.__name__
         )
@@ -179,7 +181,7 @@ class SurgeonFinder:
 
 def real_spec(fullname: str, path: Any, target: Any) -> ModuleSpec | None:
     """The spec the other finders give for `fullname`."""
-    for finder in _other_finders():
+    for finder in other_finders():
         find = getattr(finder, "find_spec", None)
         if find is None:
             continue

@@ -22,6 +22,7 @@ from vllm_surgeon.engine.linemap import Unit
 from vllm_surgeon.engine.results import PatchedModule
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_COMPREHENSIONS = frozenset(("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"))
 
 
 class LiveError(Exception):
@@ -47,13 +48,69 @@ class Transaction:
             self.undo.pop()()
 
 
+def code_qualname(code: types.CodeType) -> str | None:
+    """A code object's qualified name: `co_qualname` on Python 3.11+. Python 3.10 has none (and a
+    wrapper's `__qualname__` lies): there it is read from the code compiled from its file, on disk or
+    by vllm-surgeon itself (issue 15)."""
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is not None:
+        return qualname
+    return qualnames_of(code.co_filename).get((code.co_name, code.co_firstlineno))
+
+
+# filename -> (name, first line) -> qualified name, or None where two code objects share the key.
+_QUALNAMES: dict[str, dict[tuple[str, int], str | None]] = {}
+
+
+def qualnames_of(filename: str) -> dict[tuple[str, int], str | None]:
+    """Qualified names of every code object compiled from `filename`'s source, named as 3.11 names them."""
+    names = _QUALNAMES.get(filename)
+    if names is None:
+        import linecache
+
+        names = _QUALNAMES[filename] = {}
+        try:
+            note_compiled(compile("".join(linecache.getlines(filename)), filename, "exec", dont_inherit=True))
+        except (SyntaxError, ValueError):
+            pass
+    return names
+
+
+def note_compiled(module_code: types.CodeType) -> None:
+    """Record the qualified names of code that vllm-surgeon compiled (only needed where co_qualname is not)."""
+    if not hasattr(module_code, "co_qualname"):
+        names = _QUALNAMES.setdefault(module_code.co_filename, {})
+        for key, qualname in compiled_qualnames(module_code).items():
+            names[key] = qualname if names.get(key, qualname) == qualname else None
+
+
+def compiled_qualnames(module_code: types.CodeType) -> dict[tuple[str, int], str | None]:
+    """(name, first line) -> qualified name of every code object inside `module_code`, as CPython 3.11
+    names them; None where two share the key (two lambdas on one line: never a guess)."""
+    names: dict[tuple[str, int], str | None] = {}
+
+    def walk(code: types.CodeType, prefix: str, in_function: bool) -> None:
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                qualname = prefix + ("<locals>." if in_function else "") + const.co_name
+                key = (const.co_name, const.co_firstlineno)
+                names[key] = qualname if names.get(key, qualname) == qualname else None
+                # Only a function or lambda adds `<locals>.` to what it holds: a class body (`Class.method`)
+                # and a comprehension (`f.<locals>.<listcomp>.<genexpr>`) do not.
+                is_function = bool(const.co_flags & 0x02) and const.co_name not in _COMPREHENSIONS  # CO_NEWLOCALS
+                walk(const, qualname + ".", is_function)
+
+    walk(module_code, "", False)
+    return names
+
+
 def _unwrap_all(obj: object, qualname: str, filename: str, depth: int = 0) -> list[types.FunctionType]:
     """Functions with this qualname behind `obj`: through methods, properties, wrappers and closures."""
     if depth > 6 or obj is None:
         return []
     if isinstance(obj, types.FunctionType):
         code = obj.__code__
-        if code.co_qualname == qualname and code.co_filename == filename:
+        if code.co_filename == filename and code_qualname(code) == qualname:
             return [obj]
         found = _unwrap_all(getattr(obj, "__wrapped__", None), qualname, filename, depth + 1)
         for cell in obj.__closure__ or ():
@@ -114,6 +171,7 @@ def _define(
     """Execute `node` (in stand-in classes) and return the object it binds."""
     namespace: dict[str, object] = {}
     code = compile(_wrapped(unit, node, tree), filename, "exec", dont_inherit=True)
+    note_compiled(code)
     exec(code, module.__dict__, namespace)
     obj: type | dict[str, object] = namespace
     for stmt in [s for s in unit.chain if isinstance(s, ast.ClassDef)]:

@@ -274,6 +274,19 @@ class Runtime:
         if not _settings.code_cache():
             self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
             return None
+        if any(s.kind == "py" for s in sets):
+            # A transform is Python: what it makes may depend on helper modules it imports, files it reads,
+            # libcst's version. No key covers all that, and a stale module is worse than a slower start
+            # (issue 13: a changed helper was served stale), so plans with a .py set are never cached.
+            self.cache_reason = "not used: a .py set runs code the cache key cannot cover"
+            return None
+        try:
+            cache = CodeCache()
+        except _settings.SettingError as exc:  # a cache directory that cannot be named: plan, and say so
+            self.cache_reason = f"not used: {exc}"
+            self._say(str(exc), f"{{process}}: {exc}; the code cache is not used (every vLLM process plans again)",
+                      f"{{process}}: the code cache is not used ({exc.name} cannot be read); said in full by {{where}}")
+            return None
         resolved = [resolve(s, self._read, version) for s in sets]
         if any(r.refusals or r.created for r in resolved):
             self.cache_reason = "not used: a diff path does not resolve, or a set creates a module"
@@ -291,7 +304,6 @@ class Runtime:
         if self._cache_key is None:
             self.cache_reason = "not used: a set was not read from a file"
             return None
-        cache = CodeCache()
         cached = cache.load(self._cache_key, sources, planned_modules(sets))
         self.cache_reason = cache.reason
         log.debug("code cache: %s", cache.reason)
@@ -389,7 +401,7 @@ class Runtime:
         """Tracebacks, `inspect` and the module's loader show what it now runs: `patched`, or (None) its file."""
         base = module.__loader__
         while isinstance(base, SurgeonLoader):
-            base = base._base
+            base = base.base
         if patched is None:
             linecache.cache.pop(getattr(module, "__file__", None) or "", None)
             module.__loader__ = base

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin
@@ -50,3 +52,20 @@ def load_file(path: Path, name: str | None = None) -> HunkSet:
     except Exception as exc:  # a parser let something through: still the file's fault, named
         raise HunkFileError(Origin(str(path), 1), f"cannot read this set: {type(exc).__name__}: {exc}") from None
     return dataclasses.replace(hunk_set, digest=hashlib.sha256(data).hexdigest())
+
+
+def distinct(sets: Iterable[HunkSet], together: bool) -> list[HunkSet]:
+    """`sets` with a set given again (same name, same file) kept once, where first given, as the runtime
+    reads VLLM_SURGEON_HUNKS=a,a (issue 13: `verify a a --together` refused the second copy). Sets
+    planned `together` are told apart by name: two different files of one name are an UnknownSetError."""
+    kept: dict[tuple[str, str], HunkSet] = {}
+    names: dict[str, HunkSet] = {}
+    for hunk_set in sets:
+        kept.setdefault((hunk_set.name, os.path.realpath(hunk_set.path)), hunk_set)
+        first = names.setdefault(hunk_set.name, hunk_set)
+        if together and os.path.realpath(first.path) != os.path.realpath(hunk_set.path):
+            raise UnknownSetError(
+                f"two different sets are named {hunk_set.name!r} ({first.path} and {hunk_set.path}): "
+                "they cannot be planned together; rename one"
+            )
+    return list(kept.values())

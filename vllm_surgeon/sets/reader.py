@@ -9,9 +9,10 @@ from pathlib import Path
 
 from vllm_surgeon.core.lines import normalize_newlines
 from vllm_surgeon.core.model import HunkFileError, Origin
+from vllm_surgeon.core.source import MAX_SOURCE_BYTES
 
 # A set file is text someone wrote: anything larger is not one (and is not read into memory).
-MAX_SET_BYTES = 16 * 1024 * 1024
+MAX_SET_BYTES = MAX_SOURCE_BYTES
 
 
 def read_set_bytes(path: Path) -> bytes:

@@ -38,9 +38,10 @@ def bundled_dir() -> Path:
 
 def search_dirs() -> list[tuple[str, Path]]:
     """The search path in order, as (label, directory)."""
-    dirs: list[tuple[str, Path]] = []
-    for entry in _settings.search_path():
-        dirs.append((_settings.PATH, Path(entry).expanduser().absolute()))
+    try:
+        dirs = [(_settings.PATH, Path(entry)) for entry in _settings.search_dirs()]
+    except _settings.SettingError as exc:  # a load error like any other: `warn` runs without the sets (issue 13)
+        raise SearchPathError(str(exc)) from None
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -15,7 +15,7 @@ from vllm_surgeon.core.source import ModuleSource
 _VERSION_LINE = re.compile(r"""^__version__\s*=\s*(?:\w+\s*=\s*)*['"]([^'"]+)['"]""", re.M)
 
 
-def _other_finders():
+def other_finders():
     """sys.meta_path without vllm-surgeon's own finder (it asks the others; they must not ask it)."""
     return [f for f in sys.meta_path if not getattr(f, "_vllm_surgeon_finder", False)]
 
@@ -36,7 +36,7 @@ def find_spec(module: str) -> ModuleSpec | None:
                 return None
             path = list(path)
         spec = None
-        for finder in _other_finders():
+        for finder in other_finders():
             find = getattr(finder, "find_spec", None)
             if find is None:
                 continue
