@@ -191,6 +191,7 @@ def _judge(probe: dict, b: Release, kind: str) -> dict:
            "kind": kind, "applies": applies, "flagged": [f.kind for f in findings]}
     if applies and kind == "gone" and not findings:
         row["why_not"] = _why_not_flagged(probe, b)
+        row["class"] = probe["class"]
     if findings:
         row["truly_gone"] = _truly_gone(probe, b)
     return row
@@ -255,7 +256,9 @@ def _history_summary(made, no_anchor, pairs, gone, present, sample, rows, refuse
            "of them X still in the file": len(present), "present sampled": len(sample),
            "probes that do not apply cleanly at their base (skipped)": refused_at_base,
            "counts": dict(count), "gone but not flagged, why": dict(why), "flagged where X is in the file": flagged_present,
-           "examples flagged": [r for r in rows if r["flagged"]][:12]}
+           "examples flagged": [r for r in rows if r["flagged"]][:12],
+           "flagged attributes": sorted({f"{r['probe'].split(':')[1].split('.')[0]}.{r['attr']}" for r in rows if r["flagged"]}),
+           "rows": rows}
     return out
 
 
@@ -407,7 +410,7 @@ def main() -> int:
     if not args.skip_history:
         releases = [Release(args.dist, v.strip()) for v in args.releases.split(",") if v.strip()]
         results["history"] = history_part(releases, args.ahead, args.present_sample)
-        summary = {k: v for k, v in results["history"].items() if k not in ("examples flagged",)}
+        summary = {k: v for k, v in results["history"].items() if k not in ("examples flagged", "rows")}
         print(json.dumps(summary, indent=1, default=str))
         for row in results["history"]["examples flagged"]:
             print(f"  flagged: {row}")
