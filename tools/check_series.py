@@ -272,7 +272,12 @@ def _patch_fails_verdict(out: Outcome, base: Path, files, scratch: Path, prefix:
 def _modules_and_skip(entry: Entry, paths: dict[str, str], prefix: str, members: set[str]) -> tuple[set[str], list[str]]:
     """The Python modules the series changes, as the release's tree names them (`vllm/...`), and the
     other paths (as the patches name them) for the set's skip: patterns."""
-    created = {prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
+    # New packages: a new __init__.py counts only inside a package the wheel has or the series creates
+    # (grown to a fixpoint), never a new tests/ or examples/ tree.
+    inits = [prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")]
+    created: set[str] = set()
+    while grown := {p for p in inits if p not in created and module_file(p, members, created)}:
+        created |= grown
     modules = {prefix + p for p, kind in paths.items() if kind != "delete" and module_file(prefix + p, members, created)}
     skip = sorted(p for p in paths if prefix + p not in modules)
     for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
