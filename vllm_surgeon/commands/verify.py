@@ -90,10 +90,11 @@ def _judge_findings(result: SetResult, tree: Tree) -> None:
     field): what is new since then is gone (names.judge). Without one, or at that very release,
     every finding stays a warning."""
     spec = result.hunk_set.written_against
-    if not spec or not any(h.findings for h in result.hunks) or _same_release(spec, tree):
+    if not any(h.findings for h in result.hunks):
         return
-    base = _base_tree(spec)
-    if base is None:
+    base = None if not spec or _same_release(spec, tree) else _base_tree(spec)
+    if spec is None or base is None:
+        judge(result, None, spec or "", tree.version)
         return
     # A matrix judges one set against its base once, not once per release. The key holds the set itself
     # (sets parsed from text have no digest; the same object is what every release of a matrix checks).

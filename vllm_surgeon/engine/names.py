@@ -368,26 +368,33 @@ REFUSING = (NAME_GONE, IMPORT_GONE)
 
 
 def judge(result: SetResult, base: SetResult | None, base_label: str, version: str | None) -> None:
-    """Make the findings that are new since the set's written-against release refuse (`name-gone`,
-    `import-gone`) or say so (`attribute-gone`). `base`: the same set planned against that release;
-    when it does not apply there, nothing can be compared and every finding stays a warning.
+    """Settle a set's findings against the release it was written against. `base`: the same set planned
+    there (None: no such release named, this is it, or it cannot be read).
 
-    The same finding there means the set ran with it (dead code, a guarded path, a module installed
-    beside vLLM): not gone, so never refused (issue 14: real series carry such lines at their base).
+    New since then (not a finding there): `name-gone` and `import-gone` refuse, `attribute-gone` warns,
+    each saying since when. Also found there: the set ran with it (dead code, a guarded path, a module
+    installed beside vLLM; real third-party series carry such lines at their base), so never a refusal.
+    `attribute-gone` is said only when new: a base class reading what its subclasses in other modules
+    assign (seen on a real series: ExecutorBase's `driver_worker`) looks the same to the text of the
+    class and its bases, and only a release where the attribute was there tells the two apart.
+    Without a base that applies, `name-gone`/`import-gone` stay warnings and `attribute-gone` is dropped.
     """
-    if base is None or not base.ok:
-        return
-    before = {(f.kind, f.missing, f.origin) for h in base.hunks for f in h.findings}
+    comparable = base is not None and base.ok
+    before = {(f.kind, f.missing, f.origin) for h in base.hunks for f in h.findings} if comparable and base else set()
     ctx = Context(result.hunk_set, version)
     for hr in result.hunks:
-        for i, finding in enumerate(hr.findings):
-            if (finding.kind, finding.missing, finding.origin) in before:
+        settled: list[Finding] = []
+        for finding in hr.findings:
+            new = comparable and (finding.kind, finding.missing, finding.origin) not in before
+            if not new:
+                if finding.kind != ATTRIBUTE_GONE:
+                    settled.append(finding)
                 continue
-            new = dataclasses.replace(finding, new_since=base_label, refuses=finding.kind in REFUSING)
-            hr.findings[i] = new
-            if not new.refuses:
-                continue
-            detail = f"{new.name}: {new.detail}; it was there in {base_label}, which the set was written against"
-            refusal = dataclasses.replace(ctx.refuse(Reason(new.kind), hr.hunk, detail), origin=new.origin)
-            hr.refusal = hr.refusal or refusal
-            result.refusals.append(refusal)
+            finding = dataclasses.replace(finding, new_since=base_label, refuses=finding.kind in REFUSING)
+            settled.append(finding)
+            if finding.refuses:
+                detail = f"{finding.name}: {finding.detail}; it was there in {base_label}, which the set was written against"
+                refusal = dataclasses.replace(ctx.refuse(Reason(finding.kind), hr.hunk, detail), origin=finding.origin)
+                hr.refusal = hr.refusal or refusal
+                result.refusals.append(refusal)
+        hr.findings = settled

@@ -19,7 +19,8 @@ class Finding:
     release the set was written against (engine/names.py `judge`, called by verify): the code the line
     needs was there when the set was written and is gone now. Found at the written-against release too,
     the line is dead or reached only where the tree read is not what runs (seen on real series), so it
-    only warns; `attribute-gone` always only warns (another module can assign an attribute).
+    only warns; `attribute-gone` is said only when new since then, and only warns (a subclass or another
+    module can assign an attribute).
     """
 
     kind: str  # "name-gone", "import-gone" or "attribute-gone"
@@ -81,7 +82,7 @@ class SetResult:
 
     @property
     def warnings(self) -> list[Finding]:
-        """Findings that do not refuse the set (`attribute-gone`): said by verify and at start-up."""
+        """Findings that do not refuse the set: said by verify and at start-up."""
         return [f for h in self.hunks for f in h.findings if not f.refuses]
 
     @property

@@ -24,6 +24,7 @@ from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.model import HunkFileError, HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
 from vllm_surgeon.engine import planner
+from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
@@ -357,7 +358,10 @@ class Runtime:
 
     def _warn_findings(self, plan: Plan) -> None:
         """What applied sets' added lines read that static analysis says is gone but cannot be sure of
-        (`attribute-gone`, issue 14): the set runs, and every start says so (such a plan is not cached)."""
+        (`name-gone`, `import-gone`: issue 14): the set runs, and every start says so (such a plan is not
+        cached). Nothing is compared with another release here, so `attribute-gone` is never said (judge)."""
+        for result in plan.results:  # no other release to compare with here (names.judge)
+            judge(result, None, "", plan.vllm_version)
         warnings = [(name, f) for name, f in plan.warnings if name != INTERNAL]
         if not warnings:
             return
