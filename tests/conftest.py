@@ -150,7 +150,7 @@ def vllm_source_dir() -> Path:
 
 # Fixtures that read or run the installed vLLM.
 _VLLM_FIXTURES = frozenset(("vllm_dir", "tiny_model", "engine_run"))
-# Files that import vLLM and cannot say so themselves: the README shows this one verbatim as what a user writes.
+# Files that import vLLM and cannot say so themselves: docs/testing-sets.md shows this one verbatim as what a user writes.
 _VLLM_FILES = frozenset(("test_priority_set_in_vllms_scheduler.py",))
 
 

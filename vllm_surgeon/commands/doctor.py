@@ -29,7 +29,7 @@ SCHEMA = "vllm-surgeon/doctor/1"
 PTH = "vllm_surgeon.pth"
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_VALUE = "vllm_surgeon._plugin:register"
-# Every setting vllm-surgeon reads (README "Environment"); anything else starting so is likely a typo.
+# Every setting vllm-surgeon reads (docs/running.md "Environment variables"); anything else starting so is likely a typo.
 SETTINGS = _settings.NAMES
 
 

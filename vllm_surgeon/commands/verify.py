@@ -1,6 +1,6 @@
 """`verify`: does each hunk of each set apply to a given vLLM, and if not, why; as text or JSON.
 
-The JSON schema (`"schema": "vllm-surgeon/verify/1"`) is stable; see README.md "verify --json".
+The JSON schema (`"schema": "vllm-surgeon/verify/1"`) is stable; see docs/upgrading.md "verify --json".
 """
 
 from __future__ import annotations
