@@ -18,10 +18,10 @@ inside one commit, each apply to the text the steps before them produced.
 from __future__ import annotations
 
 import keyword
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from vllm_surgeon.core.globs import compile_glob
 from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target
 from vllm_surgeon.core.refusal import Reason, Refusal
 from vllm_surgeon.sets.difffile import path_parts
@@ -90,48 +90,28 @@ def watch_names(hunk_set: HunkSet) -> set[str]:
 
 # -- skip: patterns -----------------------------------------------------------------------------------
 
-def _glob_regex(pattern: str) -> re.Pattern:
-    """gitignore-like: `**` crosses folders, `*` and `?` do not; a trailing `/` means the folder's files."""
-    if pattern.endswith("/"):
-        pattern += "**"
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-        elif pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif pattern[i] == "?":
-            out += "[^/]"
-            i += 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out + r"\Z")
-
-
 def skipped_by(path: str, patterns: tuple[str, ...]) -> str | None:
     """The first `skip:` pattern that matches `path` (None: not skipped).
 
     A pattern without `/` matches the file name anywhere (`*.md`); one with `/` matches the path
     from its start or from any folder in it (`tests/**` also skips `vllm/tests/x.py` of a monorepo).
+    A trailing `/` means the folder's files (`docs/`, `vllm/legacy/`). Globs are matched in linear
+    time (core/globs.py): a pattern of many `*` cannot stall a start (issue 13 item 17).
     """
     parts = path_parts(path)
+    joined = "/".join(parts)
     for pattern in patterns:
         bare = pattern.strip("/")
-        rx = _glob_regex(bare)
+        folder = pattern.endswith("/")
         if "/" not in bare:
             # `*.md`: a file name anywhere; `tests/`: a folder of that name anywhere.
-            names = parts[:-1] if pattern.endswith("/") else parts[-1:]
-            if any(rx.match(n) for n in names):
+            glob = compile_glob(bare)
+            names = parts[:-1] if folder else parts[-1:]
+            if any(glob.match(n) for n in names):
                 return pattern
             continue
-        starts = [0] if pattern.startswith("/") else range(len(parts))
-        if any(rx.match("/".join(parts[k:])) for k in starts):
+        glob = compile_glob(bare + "/**" if folder else bare)
+        if glob.match(joined, from_any_folder=not pattern.startswith("/")):
             return pattern
     return None
 
