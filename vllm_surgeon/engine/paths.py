@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from vllm_surgeon.core.globs import compile_glob
 from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target
 from vllm_surgeon.core.refusal import Reason, Refusal
+from vllm_surgeon.core.source import module_form
 from vllm_surgeon.sets.difffile import path_parts
 
 _ROOTS = ("site-packages", "dist-packages")
@@ -148,7 +149,7 @@ _WHY = {
 def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:
     """Map each diff file of `hunk_set` to a module of `read`'s tree; order hunks into steps."""
     if not hunk_set.files:
-        return _hunk_creations(hunk_set, read)
+        return _hunk_creations(hunk_set, read, version)
     out = Resolution(hunk_set)
     modules: dict[int, str] = {}  # id(DiffFile) -> module
     new_found = _new_files(hunk_set, read)
@@ -207,9 +208,9 @@ def _module_of(
         return None
     (candidate, where), = found
     if f.change == "new":
-        existing = read(candidate.module)
+        existing = module_form(read, candidate.module)  # any importable form: `vllm/_C.abi3.so` too (issue 13)
         if existing is not None:
-            refuse(Reason.MODULE_EXISTS, f"this diff creates {candidate.module}, which already exists here ({existing.path})")
+            refuse(Reason.MODULE_EXISTS, f"this diff creates {candidate.module}, which already exists here: {existing}")
             return None
         out.created[candidate.module] = where
     return candidate.module
@@ -239,16 +240,58 @@ def _in_steps(hunk_set: HunkSet, modules: dict[int, str]) -> tuple[Hunk, ...]:
     return tuple(hunks)
 
 
-def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
-    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package)."""
+def _hunk_creations(hunk_set: HunkSet, read: Callable, version: str | None) -> Resolution:
+    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package).
+
+    A target module without source (`vllm._C`, a folder without `__init__.py`) is refused here, named
+    for what it is; a module already there in a form without Python source (an extension such as `vllm._C`, a
+    namespace folder), or a package that is no regular package, is refused here: the engine only sees
+    sources (issue 13 items 2-3). A module with source is refused where its hunk is located."""
     out = Resolution(hunk_set)
+    refused: set[str] = set()
     for h in hunk_set.hunks:
-        if isinstance(h, AnchoredHunk) and h.creates and h.target.module not in out.created:
-            package, _, name = h.target.module.rpartition(".")
-            source = read(package) if package else None
-            if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
-                out.created[h.target.module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
+        module = h.target.module
+        if module in out.created or module in refused:
+            continue
+        why = _cannot_create(module, read) if isinstance(h, AnchoredHunk) and h.creates else _no_source(module, read)
+        if why is not None:
+            refused.add(module)
+            out.refusals.append(Refusal(why[0], hunk_set.name, h.origin, str(h.target), why[1], version))
+            continue
+        package, _, name = module.rpartition(".")
+        source = read(package) if package else None
+        if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+            out.created[module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
+    if refused:
+        out.hunk_set = replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if h.target.module not in refused))
     return out
+
+
+def _no_source(module: str, read: Callable) -> tuple[Reason, str] | None:
+    """Why a target module that is there has no source to patch (an extension, a namespace folder)."""
+    if read(module) is not None:
+        return None
+    what = module_form(read, module)
+    return None if what is None else (Reason.MODULE_NOT_FOUND, f"{module} is {what}: it has no Python source to patch")
+
+
+def _cannot_create(module: str, read: Callable) -> tuple[Reason, str] | None:
+    """Why `module` cannot be created in `read`'s tree though it has no source there (None: no such
+    reason; a module with source, or no package at all, is refused where its hunk is located)."""
+    if read(module) is not None:
+        return None
+    existing = module_form(read, module)
+    if existing is not None:
+        return Reason.MODULE_EXISTS, f"this hunk creates {module}, which already exists here: {existing}"
+    package = module.rpartition(".")[0]
+    source = read(package) if package else None
+    if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+        return None
+    what = module_form(read, package) if package else None
+    if what is None:
+        return None
+    return Reason.MODULE_NOT_FOUND, (f"cannot create {module}: {package} is {what}, not a package with an "
+                                     "__init__.py to create a module in")
 
 
 def _existing(f: DiffFile, read: Callable, created: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
