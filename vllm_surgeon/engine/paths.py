@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from vllm_surgeon.core.globs import compile_glob
-from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target
+from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target, printable_path
 from vllm_surgeon.core.refusal import Reason, Refusal
 from vllm_surgeon.core.source import module_form
 from vllm_surgeon.sets.difffile import path_parts
@@ -203,7 +203,7 @@ def _module_of(
         refuse(Reason.PATH_NOT_FOUND, found + _SKIP_HINT)
         return None
     if len(found) > 1:
-        refuse(Reason.PATH_AMBIGUOUS, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
+        refuse(Reason.PATH_AMBIGUOUS, f"the paths of {f.name} ({' and '.join(map(printable_path, f.paths))}) are two different modules "
                "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
         return None
     (candidate, where), = found
