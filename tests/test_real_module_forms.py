@@ -138,6 +138,17 @@ def test_import_vllm_refuses_and_honours_warn(sets, stem):
     assert EXPECT[stem][1] in failed.stderr
 
 
+def test_a_set_that_only_edits_modules_creates_nothing_so_the_code_cache_serves_it(tmp_path):
+    """The resolver asks each target's form; only a creating section may record a created module
+    (a created module turns the code cache off for the set)."""
+    from vllm_surgeon.engine.paths import resolve
+    from vllm_surgeon.trees.installed import read_installed
+
+    (tmp_path / "edit.hunk").write_text('@@ vllm.v1.request:Request.__lt__\n         """\n+        pass\n')
+    resolution = resolve(load_file(tmp_path / "edit.hunk"), read_installed, "0.32.0")
+    assert resolution.created == {} and resolution.refusals == []
+
+
 def _fake_wheel(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("vllm/__init__.py", "")

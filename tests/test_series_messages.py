@@ -22,7 +22,10 @@ from conftest import git
 
 from vllm_surgeon.commands.cli import main
 from vllm_surgeon.core.model import HunkFileError
+from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.engine import planner
 from vllm_surgeon.sets.difffile import parse_diff_file
+from vllm_surgeon.sets.hunkfile import parse_hunk_file
 from vllm_surgeon.sets.loader import load_file
 from vllm_surgeon.trees.installed import read_installed
 
@@ -56,6 +59,7 @@ def change(repo: Path, old: str, new: str, message: str) -> None:
     git(repo, "commit", "-q", "-am", message)
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 @pytest.mark.parametrize("object_format", ["sha1", "sha256"])
 def test_a_format_patch_series_of_either_hash_is_a_series_whose_messages_are_never_fields(tmp_path, monkeypatch, object_format):
     repo = repo_of_request(tmp_path, object_format)
@@ -92,6 +96,7 @@ def test_a_mailbox_from_a_mail_client_is_a_series_too():
 
 # -- all or nothing ------------------------------------------------------------------------------------
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_a_series_with_a_message_that_holds_no_diff_is_refused_as_git_am_refuses_it(tmp_path):
     repo = repo_of_request(tmp_path, "sha1")
     change(repo, LINE, LINE.rstrip("\n") + "  # by priority first\n", "request: say why")
@@ -107,6 +112,7 @@ def test_a_series_with_a_message_that_holds_no_diff_is_refused_as_git_am_refuses
     assert str(info.value).startswith(f"{patch}:{second}: message 2 of 2 ('request: the rest (lost)') holds no diff")
 
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_a_cover_letter_in_one_file_is_still_left_out(tmp_path):
     repo = repo_of_request(tmp_path, "sha1")
     change(repo, LINE, LINE.rstrip("\n") + "  # by priority first\n", "request: say why")
@@ -145,6 +151,7 @@ def test_what_git_records_without_a_hunk_is_still_read(tmp_path):
 
 # -- smaller ----------------------------------------------------------------------------------------
 
+@pytest.mark.needs_vllm  # reads the installed vLLM
 def test_a_nul_byte_in_an_added_line_is_refused_at_a_numbered_patched_line(tmp_path, monkeypatch):
     (tmp_path / "nul.hunk").write_bytes(
         b'@@ vllm.v1.request:Request.__lt__\n         """\n         if self.priority != other.priority:\n'
@@ -163,13 +170,24 @@ def test_a_nul_byte_in_an_added_line_is_refused_at_a_numbered_patched_line(tmp_p
     assert f"(the + line at {tmp_path / 'nul.hunk'}:4)" in refusal["detail"]
 
 
+def test_a_nul_byte_is_refused_at_its_line_on_every_python():
+    """No vLLM needed: ast raises ValueError for it on Python 3.10, SyntaxError without a line later."""
+    s = parse_hunk_file('@@ pkg.mod:f\n     x = 1\n+    y = "\0"\n', "nul.hunk", "nul")
+    source = ModuleSource("pkg.mod", "/src/pkg/mod.py", "def f():\n    x = 1\n    return x\n")
+    (refusal,) = planner.plan([s], lambda m: source if m == "pkg.mod" else None, None).results[0].refusals
+    assert refusal.reason.value == "invalid-python" and "null bytes at patched line 3: " in refusal.detail
+    assert "(the + line at nul.hunk:3)" in refusal.detail
+
+
 def test_a_path_holding_a_nul_is_printed_escaped(tmp_path, monkeypatch):
     (tmp_path / "n.patch").write_text(
         'diff --git "a/vllm/x\\000y.py" "b/vllm/x\\000y.py"\n--- "a/vllm/x\\000y.py"\n+++ "b/vllm/x\\000y.py"\n'
         "@@ -1 +1 @@\n-a = 1\n+a = 2\n"
     )
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(tmp_path))
-    for args in (["verify", "n"], ["list"]):
+    (tmp_path / "tree" / "vllm").mkdir(parents=True)
+    (tmp_path / "tree" / "vllm" / "__init__.py").write_text("")
+    for args in (["verify", "n", "--against", str(tmp_path / "tree")], ["list"]):
         code, out = cli(*args)
         assert code == 1 if args[0] == "verify" else code == 0
         assert "\0" not in out and 'vllm/x\\000y.py"' in out, out

@@ -74,6 +74,8 @@ def test_a_pattern_of_many_stars_does_not_stall_verify(tmp_path, pattern):
     (tmp_path / "s.patch").write_text(
         f"skip: {pattern}\n--- a/vllm/{'a' * 70}/x.py\n+++ b/vllm/{'a' * 70}/x.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
     )
-    out = subprocess.run([sys.executable, "-m", "vllm_surgeon", "verify", "s"], capture_output=True, text=True, timeout=120,
-                         env=surgeon_env(VLLM_SURGEON_PATH=str(tmp_path)))
+    (tmp_path / "tree" / "vllm").mkdir(parents=True)
+    (tmp_path / "tree" / "vllm" / "__init__.py").write_text("")
+    out = subprocess.run([sys.executable, "-m", "vllm_surgeon", "verify", "s", "--against", str(tmp_path / "tree")], capture_output=True,
+                         text=True, timeout=120, env=surgeon_env(VLLM_SURGEON_PATH=str(tmp_path)))
     assert out.returncode == 1 and "path-not-found" in out.stdout + out.stderr or "no installed package" in out.stdout, out

@@ -243,23 +243,24 @@ def _in_steps(hunk_set: HunkSet, modules: dict[int, str]) -> tuple[Hunk, ...]:
 def _hunk_creations(hunk_set: HunkSet, read: Callable, version: str | None) -> Resolution:
     """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package).
 
-    A target module without source (`vllm._C`, a folder without `__init__.py`) is refused here, named
-    for what it is; a module already there in a form without Python source (an extension such as `vllm._C`, a
-    namespace folder), or a package that is no regular package, is refused here: the engine only sees
-    sources (issue 13 items 2-3). A module with source is refused where its hunk is located."""
+    Refused here, named for what is there, since the engine only sees sources (issue 13 items 2-3): a
+    target module that has no source (an extension such as `vllm._C`, a folder without `__init__.py`),
+    and a new module that exists in such a form or whose package is no regular package. A module with
+    source is refused where its hunk is located."""
     out = Resolution(hunk_set)
     refused: set[str] = set()
     for h in hunk_set.hunks:
         module = h.target.module
         if module in out.created or module in refused:
             continue
-        why = _cannot_create(module, read) if isinstance(h, AnchoredHunk) and h.creates else _no_source(module, read)
+        creates = isinstance(h, AnchoredHunk) and h.creates
+        why = _cannot_create(module, read) if creates else _no_source(module, read)
         if why is not None:
             refused.add(module)
             out.refusals.append(Refusal(why[0], hunk_set.name, h.origin, str(h.target), why[1], version))
             continue
         package, _, name = module.rpartition(".")
-        source = read(package) if package else None
+        source = read(package) if creates and package else None
         if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
             out.created[module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
     if refused:
