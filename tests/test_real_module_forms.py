@@ -39,6 +39,9 @@ SETS = {
         f"diff --git a/{STATIC}/__init__.py b/{STATIC}/__init__.py\nnew file mode 100644\n--- /dev/null\n"
         f"+++ b/{STATIC}/__init__.py\n@@ -0,0 +1 @@\n+X = 1\n"
     ),
+    "ns_new.patch": (
+        "--- /dev/null\n+++ b/vllm/model_executor/layers/fused_moe/configs/mine.py\n@@ -0,0 +1 @@\n+X = 1\n"
+    ),
     "ext_create.hunk": "@@ vllm._C @@ new\n+X = 1\n",
     "ext_create.patch": (
         "diff --git a/vllm/_C.py b/vllm/_C.py\nnew file mode 100644\n--- /dev/null\n+++ b/vllm/_C.py\n@@ -0,0 +1 @@\n+X = 1\n"
@@ -47,6 +50,7 @@ SETS = {
 EXPECT = {
     "ns_target": ("module-not-found", f"{NAMESPACE} is a folder without __init__.py"),
     "ns_create": ("module-exists", "a folder without __init__.py, imported as a namespace package"),
+    "ns_new": ("path-not-found", f", {NAMESPACE} (a folder without __init__.py, imported as a namespace package"),
     "ext_create": ("module-exists", "already exists here: an extension module ("),
 }
 
@@ -86,7 +90,7 @@ def test_the_installed_tree_knows_namespace_folders_and_extensions_without_impor
     assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr[-3000:]
 
 
-@pytest.mark.parametrize("name", ["ns_target", "ns_create", "ext_create_hunk", "ext_create_patch"])
+@pytest.mark.parametrize("name", ["ns_target", "ns_create", "ns_new", "ext_create_hunk", "ext_create_patch"])
 def test_verify_refuses_each_located_with_exit_1_and_no_traceback(sets, name, capsys):
     stem = name.replace("_hunk", "").replace("_patch", "")
     if name.startswith("ext_create"):  # two sets may not share a name: one at a time
@@ -118,7 +122,7 @@ def test_show_diff_and_convert_refuse_without_a_traceback(sets, command, tmp_pat
 
 def test_doctor_fails_the_sets_check_for_each(sets, monkeypatch):
     (sets / "ext_create.patch").unlink()
-    monkeypatch.setenv("VLLM_SURGEON_HUNKS", "ns_target,ns_create,ext_create")
+    monkeypatch.setenv("VLLM_SURGEON_HUNKS", ",".join(EXPECT))
     code, out = cli("doctor")
     assert code == 1
     for stem, (_, words) in EXPECT.items():

@@ -330,6 +330,8 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str
         else:
             source = read(package)
             parent = c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0]
+            if source is None and (form := module_form(read, package)) is not None:
+                tried[-1] += f" ({form})"  # a folder without __init__.py: no package to create a module in
             if source is None or not _is(source.path, parent + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]
