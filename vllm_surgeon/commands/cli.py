@@ -195,6 +195,8 @@ def cmd_list(args, out) -> int:
 
 def _list_files(s, out) -> None:
     """A diff set's files for `list`, under the commit that changes each (a series)."""
+    from vllm_surgeon.core.model import printable_path
+
     if s.skip:
         out.write(f"  skip: {', '.join(s.skip)}\n")
     commit = None
@@ -203,7 +205,7 @@ def _list_files(s, out) -> None:
             commit = f.commit
             out.write(f"  {commit.label()}\n")
         change = "" if f.change == "modify" else f" ({f.change})"
-        out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+        out.write(f"  {'  ' if commit else ''}-> {printable_path(f.path)}{change}\n")
 
 
 def _planned(name: str, spec: str | None, withs: list[str] | None = None):

@@ -53,3 +53,23 @@ def read_source_file(path: str) -> bytes | None:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+@dataclass(frozen=True)
+class TreeReader:
+    """A tree's reader: called like a SourceReader (a module's Python source), and `form` says what a
+    module is there in any importable form (an extension, a namespace folder...; None: nothing)."""
+
+    source: SourceReader
+    form: Callable[[str], str | None]
+
+    def __call__(self, module: str) -> ModuleSource | None:
+        return self.source(module)
+
+
+def module_form(read: SourceReader, module: str) -> str | None:
+    """What `module` is in `read`'s tree, for a set about to create it (issue 13 item 3); a reader that
+    knows only sources can say only whether it has one."""
+    if isinstance(read, TreeReader):
+        return read.form(module)
+    source = read(module)
+    return None if source is None else f"a module ({source.path})"

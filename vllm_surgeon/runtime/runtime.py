@@ -23,6 +23,7 @@ from typing import Any
 from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.model import HunkFileError, HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
+from vllm_surgeon.core.source import TreeReader
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
@@ -30,7 +31,7 @@ from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new
 from vllm_surgeon.runtime.warn_once import warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
 from vllm_surgeon.sets.search import enabled_names, load
-from vllm_surgeon.trees.installed import installed_vllm, read_installed
+from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -109,6 +110,7 @@ class Runtime:
         self._pending: Plan | None = None  # the plan being applied in place, before it is kept
         self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
+        self._tree = TreeReader(self._read, installed_form)  # sources cached; forms for creations (issue 13)
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
         self.policy = "fail"
@@ -193,7 +195,7 @@ class Runtime:
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._read, version)
+            candidate = planner.plan(sets, self._tree, version)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
@@ -286,7 +288,7 @@ class Runtime:
             self._say(str(exc), f"{{process}}: {exc}; the code cache is not used (every vLLM process plans again)",
                       f"{{process}}: the code cache is not used ({exc.name} cannot be read); said in full by {{where}}")
             return None
-        resolved = [resolve(s, self._read, version) for s in sets]
+        resolved = [resolve(s, self._tree, version) for s in sets]
         if any(r.refusals or r.created for r in resolved):
             self.cache_reason = "not used: a diff path does not resolve, or a set creates a module"
             return None
@@ -464,7 +466,7 @@ class Runtime:
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._read, version)
+        plan = planner.plan(keep, self._tree, version)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -519,7 +521,7 @@ class Runtime:
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._read, version)
+            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version)
         return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------

@@ -24,7 +24,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core import settings as _settings
-from vllm_surgeon.core.source import ModuleSource, SourceTooLarge, read_source_file
+from vllm_surgeon.core.source import ModuleSource, SourceTooLarge, TreeReader, read_source_file
+from vllm_surgeon.trees.forms import form_on_disk
 from vllm_surgeon.trees.installed import dist_from_tree, installed_vllm, read_installed, version_from_tree
 from vllm_surgeon.trees.wheels import Wheel
 
@@ -88,7 +89,7 @@ def wheel(path: Path) -> Tree:
         raise SpecError(f"{path}: this wheel holds no vllm/ package")
     version = archive.version()
     dist = path.name.split("-", 1)[0].replace("_", "-")
-    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, archive.module, str(path), dist)
+    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, archive.reader(), str(path), dist)
 
 
 def directory(path: Path) -> Tree:
@@ -116,7 +117,8 @@ def directory(path: Path) -> Tree:
         return None
 
     label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
-    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"))
+    forms = TreeReader(read, lambda module: form_on_disk(root, module))
+    return Tree(label, version, forms, str(root), dist_from_tree(root / "vllm"))
 
 
 def download(dist: str, version: str, progress: Progress | None = None) -> Path:

@@ -13,7 +13,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from vllm_surgeon.core.source import MAX_SOURCE_BYTES, ModuleSource
+from vllm_surgeon.core.source import MAX_SOURCE_BYTES, ModuleSource, TreeReader
+from vllm_surgeon.trees.forms import form_in_listing
 
 # What zipfile raises for a member it cannot give back: a bad CRC or a broken stream (BadZipFile,
 # zlib.error, EOFError), an encrypted member (RuntimeError), an unknown compression (NotImplementedError).
@@ -62,6 +63,14 @@ class Wheel:
                     raise WheelError(f"{self.path}: member {member} is not Python source text ({exc})") from None
                 return ModuleSource(module, f"{self.path}!/{member}", text)
         return None
+
+    def form(self, module: str) -> str | None:
+        """What `module` is in the wheel in any importable form (an extension `vllm/_C.abi3.so` too), or None."""
+        return form_in_listing(self.names, module, str(self.path))
+
+    def reader(self) -> TreeReader:
+        """Its modules' sources, and their forms (issue 13: no set creates a module over an extension)."""
+        return TreeReader(self.module, self.form)
 
     def tops(self) -> set[str]:
         """The top-level packages and modules it installs."""
