@@ -27,7 +27,8 @@ def function_json(f: FunctionCheck) -> dict:
         "status": f.status,
         "digest_now": code.digest if code is not None else None,
         "module_path": f.found.module_path,
-        "line": code.start if code is not None else None,
+        "line": code.start if code is not None else None,  # where it starts in the release verified against
+        "recorded_line": f.function.line,  # where it started at the recorded release
         "relaid": f.relaid,  # unchanged code whose layout, comments or docstrings differ from the record's
         "gone": f.found.gone,  # "module-missing" or "name-missing" when upstream-gone
         "detail": f.found.detail or None,
