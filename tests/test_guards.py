@@ -453,7 +453,7 @@ def test_copied_from_shows_the_upstream_diff_when_a_record_holds_the_source(patc
     core.write_text(core.read_text().replace("x + 41", "x + 40"))
     out = fake.run("import fakepkg.mypatch", VLLM_SURGEON_PATH=str(fake.hunks))
     assert out.returncode == 1
-    assert "what changed upstream ('-' 1.0.0, '+' installed" in out.stderr
+    assert "what changed upstream ('-' vllm 1.0.0, '+' installed" in out.stderr
     assert "-    return x + 41\n" in out.stderr and "+    return x + 40\n" in out.stderr
 
 

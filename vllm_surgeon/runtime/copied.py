@@ -158,9 +158,9 @@ def message(refusal: Refusal, release: str, digest: str, found: Found, name: str
                    f"(`vllm-surgeon guard {refusal.target} --against {release} --out NAME.guard` in a directory of "
                    "VLLM_SURGEON_PATH records it; `vllm-surgeon verify NAME` shows the whole diff)")
         return "\n".join(out)
-    diff = function_diff(recorded.source, found.code.text, f"{refusal.target} ({release})",
+    diff = function_diff(recorded.source, found.code.text, f"{refusal.target} ({recorded.release_label})",
                          f"{refusal.target} (installed {label})", recorded.line or 1, found.code.start)
-    out.append(f"  what changed upstream ('-' {release}, '+' installed {label}):")
+    out.append(f"  what changed upstream ('-' {recorded.release_label}, '+' installed {label}):")
     out += ["    " + line for line in diff[:MAX_DIFF_LINES]]
     if len(diff) > MAX_DIFF_LINES:
         out.append(f"    ... {len(diff) - MAX_DIFF_LINES} more lines (`vllm-surgeon verify` shows the whole diff)")
