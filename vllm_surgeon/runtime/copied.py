@@ -98,8 +98,8 @@ def check(target: Target, release: str, digest: str, origin: Origin, name: str) 
     text = message(refusal, release, digest, found, name, label, recorded)
     policy = _settings.on_failure()  # SettingError for a value not understood: as vLLM's start does
     if policy == "fail":
-        error = SurgeonError(extra=text + "\nThe patch was not run with code it was not written for: compare it with "
-                             "the upstream code installed and update it (`vllm-surgeon guard TARGET` prints the new line), "
+        error = SurgeonError(extra=text + "\nThe import of its module stops here: the monkey patch is not installed. Compare it "
+                             "with the upstream code installed and update it (`vllm-surgeon guard TARGET` prints the new line), "
                              "or set VLLM_SURGEON_ON_FAILURE=warn to run it unchecked.")
         error.refusals = [refusal]
         raise error
