@@ -254,6 +254,15 @@ def test_verify_files_takes_a_record_by_path_and_an_unknown_name_is_bad_usage(re
     assert "missing.guard:1: no such guard record" in capsys.readouterr().err
 
 
+def test_a_name_that_is_a_set_and_a_record_verifies_both(releases):
+    _, v2, guards = releases
+    (guards / "team.hunk").write_text("@@ vllm.sched:helper\n def helper(x):\n-    return x + 1\n+    return x + 2\n")
+    code, out = cli("verify", "team", "--against", str(v2), "--json")
+    report = json.loads(out)
+    assert code == 1 and [s["name"] for s in report["sets"]] == ["team"] and report["sets"][0]["status"] == "applies"
+    assert [g["name"] for g in report["guards"]] == ["team"] and report["ok"] is False  # the record's functions changed
+
+
 def test_the_release_matrix_has_a_row_per_record(releases):
     v1, v2, guards = releases
     record = read_guard_file(guards / "team.guard")
