@@ -219,6 +219,13 @@ def test_verify_names_exactly_what_upstream_changed_with_the_diff_and_exits_1(re
     assert "1 guard record checked, 5 functions: 2 unchanged, 1 upstream-changed, 2 upstream-gone." in out
 
 
+def test_a_module_that_is_there_without_source_is_unreadable_not_gone(releases):
+    v1, v2, guards = releases
+    (v2 / "vllm" / "old").mkdir()  # vllm.old is a namespace folder now: there, with no source to compare
+    code, out = cli("verify", "team", "--against", str(v2))
+    assert code == 1 and "unreadable        team.guard:26  vllm.old:legacy: vllm.old is a folder without __init__.py" in out, out
+
+
 def test_verify_json_reports_each_function_in_the_verify_schema(releases):
     _, v2, _ = releases
     code, out = cli("verify", "team", "--against", str(v2), "--json")

@@ -5,8 +5,8 @@ Each recorded function is looked up in the release by its target, its code diges
 was (core/codedigest.py), and compared: `unchanged` (same digest: layout, comments and docstrings may
 differ), `upstream-changed` (with the unified diff of the function from the recorded source to the
 release's), `upstream-gone` (its module or its name is not in the release), or `unreadable` (the
-release's module does not parse here). Only `unchanged` is good: a team must look at the others
-before upgrading.
+release's module does not parse here, or has no Python source: an extension module). Only
+`unchanged` is good: a team must look at the others before upgrading.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from vllm_surgeon.core.codedigest import Code, code_of
 from vllm_surgeon.core.model import Target
 from vllm_surgeon.core.scopes import ScopeIndex
-from vllm_surgeon.core.source import ModuleSource, SourceReader
+from vllm_surgeon.core.source import ModuleSource, SourceReader, module_form
 from vllm_surgeon.sets.guardfile import GuardedFunction, GuardRecord
 
 UNCHANGED = "unchanged"
@@ -106,6 +106,9 @@ def lookup(modules: Modules, target: Target, label: str) -> Found:
     qualname = target.qualname or ""
     source, index, error = modules.get(target.module)
     if source is None:
+        form = module_form(modules.read, target.module)  # an extension, a namespace folder: there, but no source
+        if form is not None:
+            return Found(None, status=UNREADABLE, detail=f"{target.module} is {form} in {label}: no Python source to compare")
         return Found(None, status=GONE, gone=MODULE_MISSING, detail=f"module {target.module} is not in {label}")
     if index is None:
         return Found(None, source.path, UNREADABLE,
