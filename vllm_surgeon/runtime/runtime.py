@@ -28,7 +28,7 @@ from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
-from vllm_surgeon.runtime.warn_once import warn_once
+from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
 from vllm_surgeon.sets.search import enabled_names, load
 from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
@@ -40,15 +40,6 @@ _RUNTIME: Runtime | None = None
 # reported as theirs, never fail-closed; when refused, vLLM's compile cache is turned off instead.
 INTERNAL = "_compile_cache"
 _INTERNAL_FILE = Path(__file__).resolve().parent / "compile_cache.hunk"
-
-
-def _setup_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [vllm-surgeon] %(message)s", "%m-%d %H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 # How a module of an applied set was patched in this process: one vocabulary for the log line and
@@ -148,7 +139,7 @@ class Runtime:
     def _make_plan(self) -> None:
         """The plan for this process, in named steps: the failure policy, sets that did not load, the
         plan itself (cache or planned and patched in place, with fallbacks), then keeping and logging it."""
-        _setup_logging()
+        setup_logging(log)
         self.policy = self._read_policy()
         self._report_load_errors()
         version, _ = installed_vllm()
