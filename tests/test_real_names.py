@@ -174,7 +174,7 @@ def _planned_findings(sets: Path, name: str, release: str) -> list:
     """The engine's findings before verify settles them against written-against (at that very release
     verify says no `attribute-gone`, so the scope rules are shown here, on the planner's own result)."""
     tree = resolve(release)
-    result = planner.plan([load_file(sets / f"{name}.hunk", name)], tree.read, tree.version, exists=tree.exists).results[0]
+    result = planner.plan([load_file(sets / f"{name}.hunk", name)], tree.read, tree.version).results[0]
     assert result.ok, result.refusals
     return [f for h in result.hunks for f in h.findings]
 

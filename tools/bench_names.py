@@ -47,6 +47,7 @@ import bench_history as history  # noqa: E402
 from bench_history import HOT, Release, module_of  # noqa: E402
 
 from vllm_surgeon.commands.verify import check  # noqa: E402
+from vllm_surgeon.core.source import module_form  # noqa: E402
 from vllm_surgeon.engine.attrs import AttributeCheck  # noqa: E402
 from vllm_surgeon.sets.difffile import parse_diff_file  # noqa: E402
 from vllm_surgeon.sets.hunkfile import parse_hunk_file  # noqa: E402
@@ -310,7 +311,7 @@ def explained_by(finding, b: Release) -> bool:
     code that other hunks or files of the release add: a true finding, not a false alarm)."""
     module, _, name = finding.missing.partition(":")
     if not name:  # a module
-        return bool(b.tree.exists and b.tree.exists(module))
+        return module_form(b.tree.read, module) is not None
     source = b.read(module)
     if source is None:
         return False
@@ -322,7 +323,7 @@ def explained_by(finding, b: Release) -> bool:
     from vllm_surgeon.engine.names import compiled_bindings
 
     found = compiled_bindings(ast.parse(source.text), source.path, lines=set())
-    return found is not None and (name in found.bound or bool(b.tree.exists and b.tree.exists(f"{module}.{name}")))
+    return found is not None and (name in found.bound or module_form(b.tree.read, f"{module}.{name}") is not None)
 
 
 def _in_bases(b: Release, module: str, cls: str, attr: str) -> bool:

@@ -199,7 +199,7 @@ def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
     from vllm_surgeon.engine import planner
     from vllm_surgeon.sets.loader import UnknownSetError
     from vllm_surgeon.sets.search import load
-    from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
+    from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
@@ -208,7 +208,7 @@ def _plan_problem(names: list[str], env: dict[str, str]) -> str | None:
             sets = [load(n) for n in names]
         except (UnknownSetError, HunkFileError) as exc:
             return str(exc)
-        plan = planner.plan(sets, read_installed, installed_vllm()[0], exists=installed_exists)
+        plan = planner.plan(sets, read_installed, installed_vllm()[0])
     return str(SurgeonError(plan.refusals, {s.name: s for s in sets})) if plan.refusals else None
 
 

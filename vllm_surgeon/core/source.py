@@ -54,7 +54,22 @@ def read_source_file(path: str) -> bytes | None:
     finally:
         os.close(fd)
 
+@dataclass(frozen=True)
+class TreeReader:
+    """A tree's reader: called like a SourceReader (a module's Python source), and `form` says what a
+    module is there in any importable form (an extension, a namespace folder...; None: nothing)."""
 
-ModuleExists = Callable[[str], bool]
-"""Whether a tree holds a module in any form (source, extension, sourceless, namespace package): what
-`import` would find. A reader returns only Python source, so a missing source is not a missing module."""
+    source: SourceReader
+    form: Callable[[str], str | None]
+
+    def __call__(self, module: str) -> ModuleSource | None:
+        return self.source(module)
+
+
+def module_form(read: SourceReader, module: str) -> str | None:
+    """What `module` is in `read`'s tree, for a set about to create it (issue 13 item 3); a reader that
+    knows only sources can say only whether it has one."""
+    if isinstance(read, TreeReader):
+        return read.form(module)
+    source = read(module)
+    return None if source is None else f"a module ({source.path})"

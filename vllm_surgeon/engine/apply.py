@@ -207,11 +207,16 @@ def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk:
     try:
         new_state.index()
     except SyntaxError as exc:
-        at = new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else ""
+        lineno = exc.lineno
+        if lineno is None:  # a NUL byte: the parser names no line (issue 13); Python source cannot hold one
+            lineno = next((i + 1 for i, text in enumerate(new_state.lines) if "\0" in text), None)
+        at = new_state.lines[lineno - 1] if lineno and lineno <= len(new_state.lines) else ""
+        written = next((line.origin for line in getattr(hunk, "lines", ()) if line.op == "+" and at and line.text == at), None)
         return ctx.refuse(
             Reason.INVALID_PYTHON,
             hunk,
-            f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: {at.strip()!r}",
+            f"the patched {module} does not parse: {exc.msg} at patched line {lineno}: {at.strip()!r}"
+            + (f" (the + line at {written})" if written is not None else ""),
             state.source,
         )
     return None

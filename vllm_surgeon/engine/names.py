@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from vllm_surgeon.core.model import Origin
 from vllm_surgeon.core.refusal import Reason
 from vllm_surgeon.core.scopes import blocks
-from vllm_surgeon.core.source import ModuleExists, ModuleSource, SourceReader
+from vllm_surgeon.core.source import ModuleSource, SourceReader, TreeReader
 from vllm_surgeon.engine.attrs import AttributeCheck
 from vllm_surgeon.engine.results import Finding, SetResult
 from vllm_surgeon.engine.state import Context, State
@@ -147,17 +147,16 @@ class NeedsCheck:
     """The checks of one set's added lines, over the modules the set leaves patched.
 
     `states`: the patched modules (the set applied, on top of the sets before it); `original`: a
-    module's unpatched state; `read`: the tree's sources; `exists`: whether the tree has a module in
-    any form (None: unknown, and nothing is said about imports).
+    module's unpatched state; `read`: the tree's reader (a TreeReader also says whether the tree has a
+    module in any form, `form`; another reader cannot, and nothing is said about imports).
     """
 
     def __init__(self, set_name: str, states: dict[str, State], original: Callable[[str], State | None],
-                 read: SourceReader, exists: ModuleExists | None) -> None:
+                 read: SourceReader) -> None:
         self.set_name = set_name
         self.states = states
         self.original = original
         self.read = read
-        self.exists = exists
         self._bindings: dict[str, Bindings | None] = {}
         self.attributes = AttributeCheck(self.parsed)
 
@@ -178,9 +177,9 @@ class NeedsCheck:
         """True/False when the tree (or this set, creating it) has the module; None: unknown."""
         if module in self.states or any(m.startswith(module + ".") for m in self.states):
             return True  # the set creates it, or a module in it (a namespace package at least)
-        if self.exists is None:
+        if not isinstance(self.read, TreeReader):
             return None
-        return self.exists(module)
+        return self.read.form(module) is not None
 
     def parsed(self, module: str) -> tuple[ModuleSource, ast.Module] | None:
         """The module and its tree as this set leaves it (a patched module's parse is the planner's own)."""
@@ -233,7 +232,7 @@ class NeedsCheck:
 
     # -- import-gone -------------------------------------------------------------------------------
     def imports(self, module: str, state: State, added: dict[int, Origin]) -> list[Finding]:
-        if self.exists is None:
+        if not isinstance(self.read, TreeReader):
             return []
         is_package = state.source.path.replace("\\", "/").endswith("/__init__.py")
         out: list[Finding] = []

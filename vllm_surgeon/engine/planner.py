@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core.model import AnchoredHunk, HunkSet
 from vllm_surgeon.core.refusal import Reason
-from vllm_surgeon.core.source import ModuleExists, SourceReader
+from vllm_surgeon.core.source import SourceReader
 from vllm_surgeon.engine.apply import try_set
 from vllm_surgeon.engine.conflicts import conflicts_on_top
 from vllm_surgeon.engine.linemap import Compiled, compile_patched
@@ -50,12 +50,11 @@ def plan(
     *,
     compile_modules: bool = True,
     require_version: bool = True,
-    exists: ModuleExists | None = None,
 ) -> Plan:
     """Check every set against the original sources, stack the ones that apply, compile the results.
 
-    A set that applies is then checked for what its added lines read (engine/names.py, issue 14):
-    `exists` says whether the tree has a module in any form (None: unknown, imports are not judged).
+    A set that applies is then checked for what its added lines read (engine/names.py, issue 14); a
+    TreeReader's `form` says whether the tree has a module in any form (another reader: imports are not judged).
     """
     originals: dict[str, State | None] = {}
 
@@ -68,7 +67,7 @@ def plan(
     results: list[SetResult] = []
     accepted: dict[str, State] = {}
     for given in sets:
-        results.append(_plan_set(given, read_source, read, vllm_version, require_version, exists, accepted))
+        results.append(_plan_set(given, read_source, read, vllm_version, require_version, accepted))
     if not compile_modules:
         return Plan(results, {}, vllm_version)
     modules: dict[str, PatchedModule] = {}
@@ -84,7 +83,7 @@ def plan(
 
 def _plan_set(
     given: HunkSet, read_source: SourceReader, read: Callable[[str], State | None], vllm_version: str | None,
-    require_version: bool, exists: ModuleExists | None, accepted: dict[str, State],
+    require_version: bool, accepted: dict[str, State],
 ) -> SetResult:
     """One set: located alone, version checked, stacked on the sets before it, its added lines' needs
     checked; `accepted` takes its modules when all of that passes."""
@@ -102,7 +101,7 @@ def _plan_set(
     stacked = _stack(ctx, alone, alone_states, accepted, read, resolution.created)
     if stacked is None:
         return alone
-    _check_needs(ctx, alone, stacked, read, read_source, exists)
+    _check_needs(ctx, alone, stacked, read, read_source)
     if alone.ok:
         accepted.update(stacked)
     return alone
@@ -136,11 +135,11 @@ def _stack(
 
 def _check_needs(
     ctx: Context, result: SetResult, states: dict[str, State], read: Callable[[str], State | None],
-    read_source: SourceReader, exists: ModuleExists | None,
+    read_source: SourceReader,
 ) -> None:
     """What the set's added lines read, on the modules as it leaves them: each finding goes on the hunk
     that wrote the line, as a warning (names.judge makes the ones gone since written-against refuse)."""
-    findings = NeedsCheck(result.hunk_set.name, states, read, read_source, exists).run()
+    findings = NeedsCheck(result.hunk_set.name, states, read, read_source).run()
     if not findings:
         return
     by_line = {line.origin: hr for hr in result.hunks if isinstance(hr.hunk, AnchoredHunk) for line in hr.hunk.lines}

@@ -142,10 +142,10 @@ class InProcess:
     def _apply_installed(self, sets: list[HunkSet]) -> PatchedModules:
         from vllm_surgeon.runtime.hook import register_source
         from vllm_surgeon.runtime.inplace import LiveError, Transaction, patch_in_place
-        from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
+        from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
         version, directory = installed_vllm()
-        plan = planner.plan(sets, read_installed, version, exists=installed_exists)
+        plan = planner.plan(sets, read_installed, version)
         _refuse(sets, plan)
         busy = sorted(_modules_of_process_runtime() & set(plan.modules))
         if busy:
@@ -206,7 +206,7 @@ class InProcess:
 
         try:  # a damaged wheel member or an oversized file breaks only when read: while planning
             tree = resolve(against)
-            plan = planner.plan(sets, tree.read, tree.version, exists=tree.exists)
+            plan = planner.plan(sets, tree.read, tree.version)
         except (SpecError, WheelError) as exc:
             raise SurgeonError(extra=f"vllm-surgeon cannot read against={against!r}: {exc}") from None
         _refuse(sets, plan)

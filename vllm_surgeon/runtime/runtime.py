@@ -23,15 +23,16 @@ from typing import Any
 from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.model import HunkFileError, HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
+from vllm_surgeon.core.source import TreeReader
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
-from vllm_surgeon.runtime.warn_once import warn_once
+from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
 from vllm_surgeon.sets.search import enabled_names, load
-from vllm_surgeon.trees.installed import installed_exists, installed_vllm, read_installed
+from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -40,15 +41,6 @@ _RUNTIME: Runtime | None = None
 # reported as theirs, never fail-closed; when refused, vLLM's compile cache is turned off instead.
 INTERNAL = "_compile_cache"
 _INTERNAL_FILE = Path(__file__).resolve().parent / "compile_cache.hunk"
-
-
-def _setup_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [vllm-surgeon] %(message)s", "%m-%d %H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 # How a module of an applied set was patched in this process: one vocabulary for the log line and
@@ -110,6 +102,7 @@ class Runtime:
         self._pending: Plan | None = None  # the plan being applied in place, before it is kept
         self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
+        self._tree = TreeReader(self._read, installed_form)  # sources cached; forms for creations (issue 13)
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
         self.policy = "fail"
@@ -147,7 +140,7 @@ class Runtime:
     def _make_plan(self) -> None:
         """The plan for this process, in named steps: the failure policy, sets that did not load, the
         plan itself (cache or planned and patched in place, with fallbacks), then keeping and logging it."""
-        _setup_logging()
+        setup_logging(log)
         self.policy = self._read_policy()
         self._report_load_errors()
         version, _ = installed_vllm()
@@ -195,7 +188,7 @@ class Runtime:
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._read, version, exists=installed_exists)
+            candidate = planner.plan(sets, self._tree, version)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
@@ -288,7 +281,7 @@ class Runtime:
             self._say(str(exc), f"{{process}}: {exc}; the code cache is not used (every vLLM process plans again)",
                       f"{{process}}: the code cache is not used ({exc.name} cannot be read); said in full by {{where}}")
             return None
-        resolved = [resolve(s, self._read, version) for s in sets]
+        resolved = [resolve(s, self._tree, version) for s in sets]
         if any(r.refusals or r.created for r in resolved):
             self.cache_reason = "not used: a diff path does not resolve, or a set creates a module"
             return None
@@ -487,7 +480,7 @@ class Runtime:
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._read, version, exists=installed_exists)
+        plan = planner.plan(keep, self._tree, version)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -542,7 +535,7 @@ class Runtime:
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._read, version, exists=installed_exists)
+            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version)
         return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------

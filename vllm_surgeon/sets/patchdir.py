@@ -29,7 +29,6 @@ def _number(path: Path) -> int | None:
     """The number a patch file's name starts with (`0002-...`), None when it has none."""
     found = _NUMBERED.match(path.name)
     return int(found.group(1)) if found else None
-_COVER_LETTER = re.compile(r"^Subject: \[[^\]]*\b0+/\d+\]", re.M)  # [PATCH 0/3], [PATCH v2 00/12]
 
 
 def is_set_dir(path: Path) -> bool:
@@ -125,8 +124,9 @@ def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
         text = _read_text(path, digest)
         parsed = parse_patch(text, str(path), strip)
         if not parsed.messages:
-            if parsed.mbox and _COVER_LETTER.search(text):
-                continue  # `git format-patch --cover-letter -o NAME/`: 0000-cover-letter.patch holds no diff
+            if parsed.mbox:
+                continue  # `git format-patch --cover-letter -o NAME/`: 0000-cover-letter.patch holds no diff (any
+                # other message without one is refused by parse_patch)
             raise HunkFileError(Origin(str(path), 1), "no diff in this patch: expected '--- a/...', '+++ b/...' and '@@' lines")
         for key, value in parsed.fields.items():  # fields in a patch's own preamble count for the set
             if key in fields:

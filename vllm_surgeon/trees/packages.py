@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_surgeon.core.source import ModuleExists, ModuleSource, SourceReader
+from vllm_surgeon.core.source import ModuleSource, SourceReader, TreeReader, module_form
 from vllm_surgeon.trees.installed import find_spec, read_installed
 from vllm_surgeon.trees.releases import SpecError, Tree, download
 from vllm_surgeon.trees.wheels import Wheel
@@ -25,7 +25,6 @@ class _Source:
     label: str
     read: SourceReader
     tops: set[str] | None  # the top-level names it holds (None: any, the environment)
-    exists: ModuleExists | None = None
 
 
 @dataclass
@@ -78,33 +77,33 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
             raise SpecError(f"--with {spec!r}: expected DIST==VERSION, e.g. --with transformers==4.56.0")
         path = download(match.group(1), match.group(2))
         archive = Wheel(path)
-        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", archive.module, archive.tops()))
+        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", archive.reader(), archive.tops()))
     tops = _tree_tops(tree)
     if tops is None and not sources:
         return tree  # the installed environment: everything is read from it already
     log = PackageLog()
-    primary = _Source(tree.label, tree.read, tops, tree.exists)
+    primary = _Source(tree.label, tree.read, tops)
     # Named releases first (they say exactly which), then the --against tree, then the environment.
-    # The environment is not the release checked: what it lacks says nothing of production (exists unknown).
     chain = sources + [primary] + ([_Source("", read_installed, None)] if tops is not None else [])
 
+    def holder(module: str) -> _Source | None:
+        top = module.split(".", 1)[0]
+        return next((s for s in chain if s.tops is None or top in s.tops), None)
+
     def read(module: str) -> ModuleSource | None:
-        top = module.split(".", 1)[0]
-        for source in chain:
-            if source.tops is None or top in source.tops:
-                found = source.read(module)
-                if found is not None and top not in log.used and source is not primary:
-                    log.used[top] = source.label or _environment_label(top)
-                return found
-        return None
-
-    def exists(module: str) -> bool:
-        top = module.split(".", 1)[0]
-        source = next((s for s in chain if s.tops is None or top in s.tops), None)
+        source = holder(module)
         if source is None:
-            return False
-        return True if source.exists is None else source.exists(module)  # unknown: never called gone
+            return None
+        found = source.read(module)
+        top = module.split(".", 1)[0]
+        if found is not None and top not in log.used and source is not primary:
+            log.used[top] = source.label or _environment_label(top)
+        return found
 
-    composed = Tree(tree.label, tree.version, read, tree.location, tree.dist, exists)
+    def form(module: str) -> str | None:
+        source = holder(module)
+        return None if source is None else module_form(source.read, module)
+
+    composed = Tree(tree.label, tree.version, TreeReader(read, form), tree.location, tree.dist)
     composed.packages = log  # type: ignore[attr-defined]
     return composed

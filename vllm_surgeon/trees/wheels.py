@@ -13,8 +13,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from vllm_surgeon.core.source import MAX_SOURCE_BYTES, ModuleSource
-from vllm_surgeon.trees.installed import modules_in
+from vllm_surgeon.core.source import MAX_SOURCE_BYTES, ModuleSource, TreeReader
+from vllm_surgeon.trees.forms import form_in_listing
 
 # What zipfile raises for a member it cannot give back: a bad CRC or a broken stream (BadZipFile,
 # zlib.error, EOFError), an encrypted member (RuntimeError), an unknown compression (NotImplementedError).
@@ -30,7 +30,6 @@ class Wheel:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._modules: set[str] | None = None
         try:
             self._zip = zipfile.ZipFile(path)
             self.names = {info.filename: info for info in self._zip.infolist()}
@@ -65,12 +64,13 @@ class Wheel:
                 return ModuleSource(module, f"{self.path}!/{member}", text)
         return None
 
-    def exists(self, module: str) -> bool:
-        """Whether the wheel installs `module` in any form: source, extension, sourceless or a folder
-        (what the check of a hunk's imports needs; issue 14)."""
-        if self._modules is None:
-            self._modules = modules_in(n for n in self.names if not n.split("/", 1)[0].endswith((".dist-info", ".data")))
-        return module in self._modules
+    def form(self, module: str) -> str | None:
+        """What `module` is in the wheel in any importable form (an extension `vllm/_C.abi3.so` too), or None."""
+        return form_in_listing(self.names, module, str(self.path))
+
+    def reader(self) -> TreeReader:
+        """Its modules' sources, and their forms (issue 13: no set creates a module over an extension)."""
+        return TreeReader(self.module, self.form)
 
     def tops(self) -> set[str]:
         """The top-level packages and modules it installs."""
