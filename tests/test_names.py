@@ -189,3 +189,9 @@ def test_at_start_up_a_finding_warns_in_the_log_and_the_set_still_runs(fakepkg):
         assert "result 2" in run.stdout
         assert "name-gone: helper_gone" in run.stderr and "reads.hunk:3" in run.stderr
         assert "applied set 'reads'" in run.stderr
+
+
+def test_imports_of_packages_the_set_does_not_change_are_not_judged():
+    """A package the set does not target may be read from an environment other than production's."""
+    extra = {"other": "", "other.mod": "x = 1\n"}
+    assert kinds(plan("from other.mod import gone\nimport other.missing", extra=extra)) == []
