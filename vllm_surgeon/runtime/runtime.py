@@ -25,6 +25,7 @@ from vllm_surgeon.core.model import HunkFileError, HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
 from vllm_surgeon.core.source import TreeReader
 from vllm_surgeon.engine import planner
+from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
@@ -146,6 +147,7 @@ class Runtime:
         plan, refusals = self._plan_and_patch(version)
         if refusals:
             self._warn(refusals)
+        self._warn_findings(plan)
         self._keep(plan)
         # A forked child inherits the patched modules and logs its own line, once its process
         # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
@@ -310,6 +312,8 @@ class Runtime:
 
         if self._cache_key is None or plan.refusals or self.status or [s.name for s in sets] != [s.name for s in self._all_sets()]:
             return
+        if plan.warnings:  # planned again at every start, so every start says them (_warn_findings)
+            return
         cache = CodeCache()
         cache.reason = self.cache_reason
         cache.store(self._cache_key, plan.modules, {r.hunk_set.name: r.located_targets for r in plan.results})
@@ -343,6 +347,25 @@ class Runtime:
             "Other vLLM processes of this run say this in one line.",
             f"{{process}}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
             f"{first.title} at {first.origin} ({first.target}){more}; the full refusal was logged by {{where}}",
+        )
+
+    def _warn_findings(self, plan: Plan) -> None:
+        """What applied sets' added lines read that static analysis says is gone but cannot be sure of
+        (`name-gone`, `import-gone`: issue 14): the set runs, and every start says so (such a plan is not
+        cached). Nothing is compared with another release here, so `attribute-gone` is never said (judge)."""
+        for result in plan.results:  # no other release to compare with here (names.judge)
+            judge(result, None, "", plan.vllm_version)
+        warnings = [(name, f) for name, f in plan.warnings if name != INTERNAL]
+        if not warnings:
+            return
+        text = "\n".join(f"  set {name!r}: {f.summary()}" for name, f in warnings)
+        first = warnings[0][1]
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        self._say(
+            "findings:" + text,
+            f"{{process}}: applied, but an added line reads what this vLLM may not have "
+            f"(`vllm-surgeon verify` shows it; the set still runs):\n{text}\nOther vLLM processes of this run say this in one line.",
+            f"{{process}}: {first.kind} at {first.origin} ({first.name}){more}; logged in full by {{where}}",
         )
 
     def _patch_imported(self, plan: Plan) -> Refusal | None:
