@@ -122,7 +122,7 @@ def bindings(code: types.CodeType, lines: set[int] | None = None, names: set[str
         loads: list[tuple[str, int]] = []
         for ins, line in _instructions(co):
             op = ins.opname
-            if op == "IMPORT_STAR":
+            if op == "IMPORT_STAR" or (op == "CALL_INTRINSIC_1" and ins.argrepr == "INTRINSIC_IMPORT_STAR"):  # 3.12+
                 out.dynamic = True
             elif op == "STORE_GLOBAL" or (is_module and op in _NAME_STORES):
                 out.bound.add(ins.argval)
