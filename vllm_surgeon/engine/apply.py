@@ -99,10 +99,13 @@ class Series:
         return state
 
     def not_reached(self, hunk: Hunk) -> Refusal | None:
+        """A hunk of a later step on a module where an earlier step's hunk was refused: it applies to text
+        that was never made. Hunks of one step (every hunk of a `.hunk` set) are each checked on their
+        own (issue 15: a `.hunk` set's unrelated hunks read "after an earlier commit was refused")."""
         earlier = self.failed.get(hunk.target.module)
-        if earlier is None:
+        if earlier is None or earlier.step >= hunk.step:
             return None
-        where = f" ({earlier.commit.label()})" if earlier.commit is not None else ""
+        where = f" ({earlier.commit.label()})" if earlier.commit is not None else " (an earlier section of this file)"
         return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
                                "and this one applies to the text it would have made")
 
