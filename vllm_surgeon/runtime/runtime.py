@@ -173,8 +173,9 @@ class Runtime:
             f"vllm-surgeon {'refused' if isinstance(e, UntrustedSetError) else 'cannot load'} hunk set {n!r}: {e}"
             for n, e in self.load_errors
         )
-        if self.policy == "fail":
-            raise SurgeonError(extra=text)
+        if self.policy == "fail":  # the advice a refusal gives (SurgeonError), for sets refused before planning
+            raise SurgeonError(extra=text + "\nNothing of the enabled sets was applied. Fix or disable these "
+                               "(VLLM_SURGEON_HUNKS), or set VLLM_SURGEON_ON_FAILURE=warn to run without them.")
         names = ", ".join(repr(n) for n, _ in self.load_errors)
         self._say(
             text,

@@ -132,8 +132,9 @@ def locate(name: str) -> Location:
         if not paths:
             continue
         if len(paths) > 1:
+            unsafe = "".join(f"\n  and vLLM refuses every set in that folder: {p}" for p in untrusted(directory))
             raise UnknownSetError(
-                f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one"
+                f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one{unsafe}"
             )
         return Location(name, paths[0], label)
     names = sorted({loc.name for loc in available()})
