@@ -246,13 +246,17 @@ class Doctor:
             else:
                 self.fail("cache", f"{root} ({how}) cannot be made: {existing} is not writable", elsewhere)
             return
+        from vllm_surgeon.core import trust as _trust
+
         for directory in [root] + [root / sub for sub in ("code", "wheels") if (root / sub).is_dir()]:
             info = directory.stat()
-            if hasattr(os, "getuid") and info.st_uid != os.getuid():
-                self.fail("cache", f"{directory} ({how}) belongs to uid {info.st_uid}, not to you (uid {os.getuid()}): every "
-                          "cached entry there is ignored", f"{elsewhere}, or chown -R {os.getuid()} {root}")
+            # Judged as the code cache judges what is inside its root (core/trust.py: one rule, issue 13).
+            ours = _trust.Rule(frozenset({_trust.euid() if _trust.SUPPORTED else info.st_uid}))
+            if _trust.owner_problem(str(directory), info, ours):
+                self.fail("cache", f"{directory} ({how}) belongs to uid {info.st_uid}, not to you (uid {_trust.euid()}): every "
+                          "cached entry there is ignored", f"{elsewhere}, or chown -R {_trust.euid()} {root}")
                 return
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            if _trust.write_problem(str(directory), info, ours, lambda: False):  # mode bits: a read-only cache is reported below
                 self.fail("cache", f"{directory} ({how}) is writable by others (mode {stat.filemode(info.st_mode)}): another "
                           "user could put wheels there for verify to read", f"chmod -R go-w {root}")
                 return
