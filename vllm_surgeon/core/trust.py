@@ -205,20 +205,16 @@ class Walker:
         non-blocking (a FIFO does not hang); OSError when it cannot be opened."""
         directory, name = os.path.split(_absolute(path))
         stack, problems = self._directory(directory)
-        stack, last, problems = self._resolve(stack, [name], list(problems), keep_last=True)
-        if last is None:
+        stack, opened, problems = self._resolve(stack, [name], list(problems), open_last=True)
+        if opened is None:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-        here = stack[-1]
-        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
-        fd = os.open(last, flags, dir_fd=here.fd)
         try:
-            info = os.fstat(fd)
-            resolved = _join(here.path, last)
-            problems += self._problems_of(resolved, fd, info)
+            problems += self._problems_of(opened.path, opened.fd, opened.info)
         except BaseException:
-            os.close(fd)
+            os.close(opened.fd)
             raise
-        return Opened(fd, info, resolved, _unique(problems))
+        opened.problems = _unique(problems)
+        return opened
 
     def open_dir(self, path: str | os.PathLike[str]) -> Opened:
         """The directory at `path`, opened for reading (listing, *at calls); OSError when it cannot be."""
@@ -238,21 +234,21 @@ class Walker:
         path under it; callers copy the list before adding to it)."""
         if path not in self._dirs:
             if path == "/":
-                root = self._open_dir("/", None, "/")
-                self._dirs[path] = ([root], self._problems_of("/", root.fd, os.fstat(root.fd), root))
+                root, info = self._open_dir("/", None, "/")
+                self._dirs[path] = ([root], self._problems_of("/", root.fd, info, root))
             else:
                 parent, name = os.path.split(path)
                 stack, problems = self._directory(parent)
-                stack, _, problems = self._resolve(stack, [name], list(problems), keep_last=False)
+                stack, _, problems = self._resolve(stack, [name], list(problems), open_last=False)
                 self._dirs[path] = (stack, problems)
         return self._dirs[path]
 
     def _resolve(
-        self, stack: list[_Step], todo: list[str], problems: list[Problem], keep_last: bool
-    ) -> tuple[list[_Step], str | None, list[Problem]]:
+        self, stack: list[_Step], todo: list[str], problems: list[Problem], open_last: bool
+    ) -> tuple[list[_Step], Opened | None, list[Problem]]:
         """Walk the components of `todo` (last first; "/" restarts from the root) down from `stack`,
-        following symlinks, opening and checking each directory. keep_last: the final component, when
-        no symlink, is returned by name (a file to open) instead of being opened as a directory."""
+        following symlinks, opening and checking each directory. open_last: the final component, when
+        no symlink, is opened as a file (without following a symlink) and returned."""
         links = 0
         while todo:
             name = todo.pop()
@@ -266,19 +262,34 @@ class Walker:
                 continue
             here = stack[-1]
             last = not todo
-            info = os.stat(name, dir_fd=here.fd, follow_symlinks=False)
-            if stat.S_ISLNK(info.st_mode):
+            try:  # never through a symlink: a symlink fails here (ENOTDIR, ELOOP) and is walked below
+                if last and open_last:
+                    return stack, self._open_file(name, here), self._place(here, problems)
+                step, info = self._open_dir(name, here, _join(here.path, name))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                info = os.stat(name, dir_fd=here.fd, follow_symlinks=False)
+                if not stat.S_ISLNK(info.st_mode):
+                    raise
                 if last:  # the name is looked up here: who can add names here matters
                     problems = self._place(here, problems)
                 links += 1
                 self._push_link(here, name, info, todo, problems, links)
                 continue
-            if last and keep_last:
-                return stack, name, self._place(here, problems)
-            step = self._open_dir(name, here, _join(here.path, name))
-            problems += self._problems_of(step.path, step.fd, os.fstat(step.fd), step)
+            problems += self._problems_of(step.path, step.fd, info, step)
             stack = stack + [step]
         return stack, None, problems
+
+    @staticmethod
+    def _open_file(name: str, here: _Step) -> Opened:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+        fd = os.open(name, flags, dir_fd=here.fd)
+        try:
+            return Opened(fd, os.fstat(fd), _join(here.path, name))
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _push_link(self, here: _Step, name: str, info: os.stat_result, todo: list[str], problems: list[Problem], links: int) -> None:
         """A symlink: its owner checked (in a sticky folder its owner could swap it), its target's
@@ -294,7 +305,7 @@ class Walker:
         if target.startswith("/"):
             todo.append("/")
 
-    def _open_dir(self, name: str, here: _Step | None, path: str) -> _Step:
+    def _open_dir(self, name: str, here: _Step | None, path: str) -> tuple[_Step, os.stat_result]:
         """Open a directory (never through a symlink) for walking; note whether only its sticky bit
         makes it safe, where the rule accepts that above the place."""
         fd = os.open(name, _WALK | _CLOEXEC, dir_fd=here.fd if here is not None else None)
@@ -304,7 +315,7 @@ class Walker:
         shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         if info.st_mode & stat.S_ISVTX and shared and self._rule_at(path).sticky_above and not readonly(fd)():
             sticky = sticky_problem(path, info)
-        return _Step(path, fd, sticky)
+        return _Step(path, fd, sticky), info
 
     def _problems_of(self, path: str, fd: int, info: os.stat_result, step: _Step | None = None) -> list[Problem]:
         """Its owner, and who else can write it (not asked of a sticky directory accepted above the place)."""
