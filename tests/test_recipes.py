@@ -220,6 +220,18 @@ def test_dockerfile_makes_sets_copied_from_a_group_writable_checkout_readable_by
     assert load_file(copied / f"{name}.hunk").name == name
 
 
+def test_kubernetes_recipe_mounts_the_configmap_read_only_where_the_search_path_looks():
+    """The README's ConfigMap recipe (issue 13): the layout it makes is run on a read-only tmpfs in test_trust."""
+    pod = yaml.safe_load(readme_block("configMap:"))["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (mount,) = container["volumeMounts"]
+    (volume,) = pod["volumes"]
+    assert mount["readOnly"] is True and mount["mountPath"] == env["VLLM_SURGEON_PATH"] and "subPath" not in mount
+    assert volume["name"] == mount["name"] and volume["configMap"]["name"] in readme_block("kubectl create configmap")
+    assert env["VLLM_SURGEON_HUNKS"] == "priority" and (REPO / "hunks" / "priority.hunk").is_file()
+
+
 @pytest.mark.vllm
 def test_dockerfile_sets_apply_to_the_vllm_release_of_its_base_image():
     """What the image's build runs (`vllm-surgeon verify ...`), against that release's wheel, here."""

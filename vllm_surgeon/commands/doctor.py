@@ -424,8 +424,8 @@ class Doctor:
             except UntrustedSetError as exc:  # issue 13
                 first = exc.problems[0]
                 more = f" (and {len(exc.problems) - 1} more: see search-path)" if len(exc.problems) > 1 else ""
-                self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which vLLM refuses: someone other than you or root "
-                          f"can change it: {first.path} {first.what}{more}", first.fix)
+                self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which vLLM refuses: {first.path} {first.what}{more}",
+                          first.fix)
             except HunkFileError as exc:
                 self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which cannot be read: {exc}",
                           f"edit {exc.origin.path} at line {exc.origin.line}, or take {name!r} out of VLLM_SURGEON_HUNKS")
