@@ -82,14 +82,20 @@ def euid() -> int:
 
 
 @lru_cache(maxsize=64)
-def user(uid: int) -> str:
-    """`name (uid N)`, or `uid N` for an id with no name."""
+def login(uid: int) -> str | None:
+    """The user name of `uid`, None for an id with no name."""
     try:
         import pwd
 
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
-        return f"uid {uid}"
+        return None
+
+
+def user(uid: int) -> str:
+    """`name (uid N)`, or `uid N` for an id with no name."""
+    name = login(uid)
+    return f"{name} (uid {uid})" if name else f"uid {uid}"
 
 
 @lru_cache(maxsize=64)
@@ -122,7 +128,8 @@ def _mode(info: os.stat_result) -> str:
 def euid_words(group: int | None = None) -> str:
     """Who is trusted, in words: `root (the user running this)`, `you (alice, uid 1000) or root`, ..."""
     me = euid()
-    who = "root (the user running this)" if me == 0 else f"you ({user(me).replace(' (', ', ').rstrip(')')}) or root"
+    name = login(me)
+    who = "root (the user running this)" if me == 0 else f"you ({name + ', ' if name else ''}uid {me}) or root"
     return who + (f" or a member of group {group_name(group)}" if group is not None else "")
 
 
@@ -132,7 +139,7 @@ def owner_problem(path: str, info: os.stat_result, rule: Rule) -> Problem | None
     if uid in rule.owners or (rule.group is not None and _member(uid, rule.group)):
         return None
     me = euid()
-    fix = f"chown {'root' if me == 0 else user(me).split(' ')[0]} {path}"
+    fix = f"chown {login(me) or me} {path}"
     if me != 0:
         fix += " (as root), or copy it to a folder of yours"
     return Problem(path, f"is owned by {user(uid)}, not by {euid_words(rule.group)}: its owner can change it", fix)
@@ -162,7 +169,7 @@ def sticky_problem(path: str, info: os.stat_result) -> Problem:
 
 
 def readonly(fd: int) -> Callable[[], bool]:
-    """Whether the filesystem holding `fd` is mounted read-only (asked when it matters, once)."""
+    """Whether the filesystem holding `fd` is mounted read-only (asked only when a write bit makes it matter)."""
 
     def ask() -> bool:
         try:

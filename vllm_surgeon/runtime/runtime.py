@@ -31,7 +31,7 @@ from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
-from vllm_surgeon.sets.reader import OWN, UntrustedSetError
+from vllm_surgeon.sets.reader import OWN
 from vllm_surgeon.sets.search import enabled_names, load
 from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
@@ -169,10 +169,7 @@ class Runtime:
         """Sets that could not be found or parsed: stop the start, or (warn) say so and go on without them."""
         if not self.load_errors:
             return
-        text = "\n".join(
-            f"vllm-surgeon {'refused' if isinstance(e, UntrustedSetError) else 'cannot load'} hunk set {n!r}: {e}"
-            for n, e in self.load_errors
-        )
+        text = "\n".join(f"vllm-surgeon {getattr(e, 'verb', 'cannot load')} hunk set {n!r}: {e}" for n, e in self.load_errors)
         if self.policy == "fail":  # the advice a refusal gives (SurgeonError), for sets refused before planning
             raise SurgeonError(extra=text + "\nNothing of the enabled sets was applied. Fix or disable these "
                                "(VLLM_SURGEON_HUNKS), or set VLLM_SURGEON_ON_FAILURE=warn to run without them.")

@@ -29,6 +29,8 @@ class UntrustedSetError(HunkFileError):
     """A set file, or a folder above it, that someone other than this user or root can change: refused,
     like a broken anchor, since whoever can change it would run code in every vLLM process."""
 
+    verb = "refused"  # what vLLM's start says of the set: "vllm-surgeon refused hunk set 'x': ..."
+
     def __init__(self, path: str, problems: Sequence[Problem], group: int | None = None) -> None:
         self.problems = tuple(problems)
         lines = "".join(f"\n  {p}" for p in self.problems)
