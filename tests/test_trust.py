@@ -81,17 +81,11 @@ class Layout:
 
 
 @pytest.fixture
-def world(tmp_path: Path):
-    """A fake package, a marker file, and a root-owned 0755 folder to lay the sets out in."""
-    src = tmp_path / "src"
-    write(src / "fakepkg" / "__init__.py", "")
-    write(src / "fakepkg" / "calc.py", CALC)
-    (src / "vllm").mkdir()
-    write(src / "vllm" / "__init__.py", "# stub vllm: importing it starts vllm-surgeon, as the real one does\n")
-    real = Path(__import__("vllm_surgeon.trees.installed", fromlist=["x"]).installed_vllm()[1] or "")
-    if (real / "compilation").is_dir():  # the internal set reads vllm.compilation's source
-        (src / "vllm" / "compilation").symlink_to(real / "compilation", target_is_directory=True)
-        (src / "vllm" / "_version.py").symlink_to(real / "_version.py")
+def world(fakepkg, tmp_path: Path):
+    """The fake package (its stub `vllm` starts vllm-surgeon), a marker file, and a root-owned 0755 folder
+    to lay the sets out in."""
+    fakepkg.module("fakepkg.calc", CALC)
+    src = fakepkg.src
     base = tmp_path / "case"
     base.mkdir(mode=0o755)
 
