@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin
-from vllm_surgeon.sets.reader import ENFORCE, SetReader, UntrustedSetError, decode_set_text
+from vllm_surgeon.sets.reader import ENFORCE, SetReader, decode_set_text
 
 SUFFIXES = (".hunk", ".patch", ".diff", ".py")
 
@@ -50,7 +50,7 @@ def _parse(path: Path, name: str, reader: SetReader) -> HunkSet:
     try:
         if path.suffix == ".py":
             if reader.problems:  # reading a .py set runs it: never one someone else can change
-                raise UntrustedSetError(str(path), reader.problems)
+                raise reader.refusal(path)
             from vllm_surgeon.sets.pyfile import parse_py_file
 
             hunk_set = parse_py_file(str(path), name, data)

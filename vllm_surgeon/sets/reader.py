@@ -92,9 +92,13 @@ class SetReader:
         if opened.problems:
             if self.mode == ENFORCE:
                 os.close(opened.fd)
-                raise UntrustedSetError(str(path), opened.problems, self._rule.group if self._rule else None)
+                raise self.refusal(path, opened.problems)
             self.problems += [p for p in opened.problems if p not in self.problems]
         return opened.fd
+
+    def refusal(self, path: Path, problems: Sequence[Problem] | None = None) -> UntrustedSetError:
+        """The refusal of `path` for `problems` (default: all this reader found)."""
+        return UntrustedSetError(str(path), self.problems if problems is None else problems, self._rule.group if self._rule else None)
 
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
