@@ -15,6 +15,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+# Sets the tests write must be readable by vLLM, which refuses group-writable ones (issue 13): under a
+# umask of 002 (user-private groups) every folder a test made would be 0775.
+os.umask(0o022)
 # Release wheels downloaded by tests are kept between runs here (git-ignored).
 os.environ["VLLM_SURGEON_CACHE_DIR"] = str(REPO / ".cache" / "surgeon-cache")
 

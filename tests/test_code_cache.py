@@ -170,7 +170,7 @@ def test_a_cache_directory_owned_by_another_user_is_not_trusted_nor_written(pkg)
     run(pkg)
     os.chown(pkg.cache / "code", NOBODY, NOBODY)
     reason = run(pkg)
-    assert reason.startswith("miss: cache directory not safe, ignored") and "owned by uid 65534" in reason
+    assert reason.startswith("miss: cache directory not safe, ignored") and "is owned by nobody (uid 65534)" in reason
     assert "not stored" in reason
 
 
@@ -180,7 +180,8 @@ def test_a_foreign_directory_above_the_cache_root_is_not_trusted(pkg, tmp_path):
     foreign.mkdir()
     os.chown(foreign, NOBODY, NOBODY)
     pkg.cache = foreign / "cache"
-    why = f"{foreign} is owned by uid 65534, neither this user nor root"
+    why = (f"{foreign} is owned by nobody (uid 65534), not by root (the user running this): its owner can change it "
+           f"— fix: chown root {foreign}")
     assert run(pkg) == f"miss: no entry; not stored ({why})"
     assert not pkg.cache.exists()  # nothing made where it would not be trusted
     (pkg.cache / "code").mkdir(parents=True)  # made by someone: we still do not read from it
@@ -192,7 +193,7 @@ def test_writable_by_others_directories_are_refused_unless_sticky(pkg, tmp_path)
     open_dir.mkdir()
     open_dir.chmod(0o777)
     pkg.cache = open_dir / "cache"
-    assert "writable by group or others and not sticky" in run(pkg)
+    assert f"{open_dir} is writable by group root and by others (mode drwxrwxrwx, 0777)" in run(pkg)
     open_dir.chmod(0o1777)  # like /tmp: others cannot rename or remove what is ours in it
     assert run(pkg).endswith("stored") and run(pkg) == "hit"
 

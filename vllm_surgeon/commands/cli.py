@@ -146,26 +146,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(name: str):
+def _load(name: str, say=None):
+    """Set `name`, read even where vLLM would refuse it (someone else can change it: issue 13), which
+    `say` (default: stderr) is told; a `.py` set of that kind is not run (UsageError)."""
     from vllm_surgeon.core.model import HunkFileError
     from vllm_surgeon.sets.loader import UnknownSetError
+    from vllm_surgeon.sets.reader import REPORT
     from vllm_surgeon.sets.search import load
 
     try:
-        return load(name)
+        hunk_set = load(name, REPORT)
     except (UnknownSetError, HunkFileError) as exc:
         raise UsageError(str(exc)) from None
+    _say_untrusted(hunk_set, say or sys.stderr.write)
+    return hunk_set
+
+
+def _render_says(line: str) -> None:
+    """verify's `say`: its report (text and JSON) says why vLLM would refuse a set (issue 13), not stderr."""
+
+
+def _say_untrusted(hunk_set, say) -> None:
+    """Why vLLM refuses this set here, one line per file or folder at fault, in the words vLLM uses."""
+    from vllm_surgeon.commands.verify import untrusted_lines
+
+    for line in untrusted_lines(hunk_set):
+        say(line + "\n")
 
 
 def _load_path(path: str):
     from vllm_surgeon.core.model import HunkFileError
     from vllm_surgeon.sets.loader import UnknownSetError, load_file
+    from vllm_surgeon.sets.reader import REPORT
 
     file = Path(path)
     if not file.exists():
         raise UsageError(f"{path}: no such set file")
     try:
-        return load_file(file.absolute())
+        return load_file(file.absolute(), mode=REPORT)
     except (UnknownSetError, HunkFileError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -189,23 +207,27 @@ def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
 def cmd_list(args, out) -> int:
     from vllm_surgeon.core.model import HunkFileError
     from vllm_surgeon.sets.loader import UnknownSetError, load_file
-    from vllm_surgeon.sets.search import available, search_dirs
+    from vllm_surgeon.sets.reader import REPORT, UntrustedSetError
+    from vllm_surgeon.sets.search import available
 
     errors: list[str] = []
     locations = available(errors)
-    for label, directory in search_dirs():
-        out.write(f"# {label}: {directory}\n")
+    _list_dirs(out)
     for error in errors:  # a directory that cannot be listed: say so, list the others
         out.write(f"# UNREADABLE: {error}\n")
     if not locations:
         out.write("no hunk sets found\n")
     for loc in locations:
         try:
-            s = load_file(loc.path, loc.name)
+            s = load_file(loc.path, loc.name, REPORT)
+        except UntrustedSetError as exc:  # a .py set others can change: not run, here either
+            out.write(f"\n{loc.name}  REFUSED  {exc}\n")
+            continue
         except (HunkFileError, UnknownSetError) as exc:
             out.write(f"\n{loc.name}  UNREADABLE  {exc}\n")
             continue
         out.write(f"\n{loc.name}  [{s.kind}, {loc.source}]  {loc.path}\n")
+        _say_untrusted(s, lambda line: out.write("  " + line))
         if s.description:
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
@@ -218,6 +240,16 @@ def cmd_list(args, out) -> int:
 
     list_guards(out)
     return 0
+
+
+def _list_dirs(out) -> None:
+    """The search path's directories, each with why vLLM refuses every set in it (issue 13), if it does."""
+    from vllm_surgeon.sets.search import search_dirs, untrusted
+
+    for label, directory in search_dirs():
+        out.write(f"# {label}: {directory}\n")
+        for problem in untrusted(directory):
+            out.write(f"#   UNSAFE: vLLM refuses every set in it: {problem}\n")
 
 
 def _list_files(s, out) -> None:
@@ -235,10 +267,10 @@ def _list_files(s, out) -> None:
         out.write(f"  {'  ' if commit else ''}-> {printable_path(f.path)}{change}\n")
 
 
-def _planned(name: str, spec: str | None, withs: list[str] | None = None):
+def _planned(name: str, spec: str | None, withs: list[str] | None = None, say=None):
     from vllm_surgeon.engine import planner
 
-    hunk_set = _load(name)
+    hunk_set = _load(name, say)
     tree = _tree(spec, withs)
     plan = planner.plan([hunk_set], tree.read, tree.version)
     return hunk_set, tree, plan
@@ -252,7 +284,7 @@ def _refused(plan, out) -> int:
 
 
 def cmd_show(args, out) -> int:
-    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
+    hunk_set, tree, plan = _planned(args.name, args.against, args.withs, lambda line: out.write("# " + line))
     if plan.refusals:
         return _refused(plan, out)
     out.write(f"# {hunk_set.name} on {tree.label}\n")
@@ -347,14 +379,14 @@ def _to_verify(args) -> tuple[list, list]:
         return distinct([_load_path(n) for n in paths], args.together), records
     if args.names:  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
         names, records = guardcli.split_names(list(dict.fromkeys(args.names)))
-        return [_load(n) for n in names], records
+        return [_load(n, say=_render_says) for n in names], records
     errors: list[str] = []
     locations, records = available(errors), guardcli.all_records(errors)
     if errors:
         raise UsageError("; ".join(dict.fromkeys(errors)))
     if not locations and not records:
         raise UsageError("no hunk sets or guard records to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    return [_load(loc.name) for loc in locations], records
+    return [_load(loc.name, say=_render_says) for loc in locations], records
 
 
 def cmd_guard(args, out) -> int:

@@ -16,6 +16,7 @@ from vllm_surgeon.core.model import HunkFileError, Origin
 from vllm_surgeon.sets.guardfile import SUFFIX, GuardRecord
 from vllm_surgeon.sets.guardsearch import available_guards, locate_guard, read_guard_file
 from vllm_surgeon.sets.loader import UnknownSetError
+from vllm_surgeon.sets.reader import REPORT
 from vllm_surgeon.sets.search import locate
 from vllm_surgeon.trees.releases import Tree
 
@@ -29,7 +30,7 @@ def split_files(paths: list[str]) -> tuple[list[str], list[GuardRecord]]:
         if path.endswith(SUFFIX):
             if not Path(path).exists():
                 raise HunkFileError(Origin(path, 1), "no such guard record")
-            records.append(read_guard_file(Path(path).absolute()))
+            records.append(read_guard_file(Path(path).absolute(), mode=REPORT))
     return [p for p in paths if not p.endswith(SUFFIX)], records
 
 
@@ -50,13 +51,13 @@ def split_names(names: list[str]) -> tuple[list[str], list[GuardRecord]]:
         else:
             sets.append(name)
         if guard is not None:
-            records.append(read_guard_file(guard.path, name))
+            records.append(read_guard_file(guard.path, name, REPORT))
     return sets, records
 
 
 def all_records(errors: list[str]) -> list[GuardRecord]:
     """Every guard record on the search path (directories that cannot be listed: appended to `errors`)."""
-    return [read_guard_file(loc.path, loc.name) for loc in available_guards(errors)]
+    return [read_guard_file(loc.path, loc.name, REPORT) for loc in available_guards(errors)]
 
 
 def guard(args, tree: Tree, out) -> int:
@@ -85,7 +86,7 @@ def list_guards(out) -> None:
     """`list`: the guard records on the search path, what each records, and at which release."""
     for loc in available_guards():
         try:
-            record = read_guard_file(loc.path, loc.name)
+            record = read_guard_file(loc.path, loc.name, REPORT)
         except HunkFileError as exc:
             out.write(f"\n{loc.name}  UNREADABLE  {exc}\n")
             continue

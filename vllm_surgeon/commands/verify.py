@@ -174,6 +174,8 @@ def verdict_json(v: Verdict) -> dict:
                 "hunks": [_hunk_json(h) for h in r.hunks],
                 "refusals": [_refusal_json(f) for f in r.refusals],
                 "skipped": [{"path": k.file.name, "origin": str(k.file.origin), "pattern": k.pattern} for k in r.skipped],
+                # issue 13: vLLM refuses this set here, someone other than the user or root can change it
+                "untrusted": [{"path": p.path, "problem": p.what, "fix": p.fix} for p in r.hunk_set.untrusted],
             }
             for r in v.results
         ],
@@ -244,6 +246,7 @@ def _render_set(r: SetResult, tree, style: Style) -> list[str]:
     s = r.hunk_set
     head = style.good("applies") if r.ok else style.bad("REFUSED")
     out = [f"\n{s.name}  {head}  {style.dim(s.path)}"]
+    out += untrusted_lines(s, style, indent="  ")
     hunk_refusals = {id(h.refusal) for h in r.hunks if h.refusal is not None}
     for refusal in r.refusals:
         if id(refusal) not in hunk_refusals and refusal.reason not in _FINDING_REASONS:
@@ -258,6 +261,13 @@ def _render_set(r: SetResult, tree, style: Style) -> list[str]:
         where = f"{os.path.basename(k.file.origin.path)}:{k.file.origin.line}"
         out.append(f"  {style.warn('skipped')}  {where}  {k.file.name}  (skip: {k.pattern})")
     return out
+
+
+def untrusted_lines(s: HunkSet, style: Style | None = None, indent: str = "") -> list[str]:
+    """Why vLLM refuses this set's files here (issue 13), in its words (list, show, diff, verify say it:
+    they read the set all the same)."""
+    head = "vLLM refuses this set here: "
+    return [indent + (style.bad(head) if style else head) + str(p) for p in s.untrusted]
 
 
 def _render_hunk(h: HunkResult, tree, style: Style) -> list[str]:
@@ -318,6 +328,14 @@ def render_matrix(verdicts: Sequence[Verdict], style: Style, spec: str | None = 
         out.append(name.ljust(width) + "  " + "  ".join(cells))
     out += guardreport.matrix_rows([v.guards for v in verdicts], style, width, cell)  # issue 16
     out.append("")
+    return out + _matrix_notes(verdicts, style)
+
+
+def _matrix_notes(verdicts: Sequence[Verdict], style: Style) -> list[str]:
+    """Below the matrix: why vLLM refuses a set's files here (the same files for every release), then each refusal."""
+    out = []
+    for r in verdicts[0].results if verdicts else []:
+        out += untrusted_lines(r.hunk_set, style, indent=f"{r.hunk_set.name}: ")
     for v in verdicts:
         for r in v.results:
             for refusal in r.refusals:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from vllm_surgeon.core.trust import Problem
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -221,6 +223,9 @@ class HunkSet:
     # sha256 of the exact bytes this set was parsed from (issue 7 item 2: the code cache keys on
     # what was planned, never on the file as it is later); "" for text parsed from elsewhere.
     digest: str = ""
+    # Read for a report (verify, list, show): why vLLM would refuse these files here (issue 13:
+    # someone other than the user or root can change them). Empty when read by vLLM: it refuses.
+    untrusted: tuple[Problem, ...] = ()
 
     @property
     def root(self) -> str | None:

@@ -18,8 +18,11 @@ BOOTSTRAP = "VLLM_SURGEON_BOOTSTRAP"  # 0: the .pth installs nothing; the vLLM p
 CACHE_DIR = "VLLM_SURGEON_CACHE_DIR"  # the code cache and wheels; default $XDG_CACHE_HOME/vllm-surgeon
 CODE_CACHE = "VLLM_SURGEON_CODE_CACHE"  # 0: plan in every process, never read or write the code cache
 PRIORITY_AGING = "VLLM_SURGEON_PRIORITY_AGING"  # read by the bundled `priority` set inside vLLM
+# A group (name or gid) whose members may own and write set files and folders (issue 13); unset: none.
+# Every member can then run code as whoever starts vLLM: README "Sets are code" says so.
+TRUSTED_GROUP = "VLLM_SURGEON_TRUSTED_GROUP"
 # Every setting a user may set; anything else starting with VLLM_SURGEON_ is likely a typo (doctor).
-NAMES = (HUNKS, PATH, ON_FAILURE, BOOTSTRAP, CACHE_DIR, CODE_CACHE, PRIORITY_AGING)
+NAMES = (HUNKS, PATH, ON_FAILURE, BOOTSTRAP, CACHE_DIR, CODE_CACHE, PRIORITY_AGING, TRUSTED_GROUP)
 
 # Marks vllm-surgeon leaves for the processes it starts; never set by users.
 PYTEST_CHILD = "VLLM_SURGEON_PYTEST_CHILD"  # in the pytest plugin's child: the file its test reports go to
@@ -109,6 +112,22 @@ def code_cache() -> bool:
     return value.strip() != "0"
 
 
+def trusted_group() -> int | None:
+    """The gid VLLM_SURGEON_TRUSTED_GROUP names (a group name or a number), None when unset or empty."""
+    value = _get(TRUSTED_GROUP)
+    name = value.strip()
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    try:
+        import grp
+
+        return grp.getgrnam(name).gr_gid
+    except (ImportError, KeyError):
+        raise SettingError(TRUSTED_GROUP, value, "name a group that exists (`getent group NAME`) or its gid, or unset it") from None
+
+
 def cache_dir() -> str | None:
     """VLLM_SURGEON_CACHE_DIR expanded and absolute, or None when unset or empty (the default applies);
     SettingError when it cannot be expanded."""
@@ -129,7 +148,7 @@ def pytest_child() -> str:
 def problems() -> list[SettingError]:
     """Every setting whose value is not understood (the doctor lists them)."""
     found = []
-    for check in (on_failure, code_cache):  # PATH and CACHE_DIR: the doctor checks them as what they are
+    for check in (on_failure, code_cache, trusted_group):  # PATH and CACHE_DIR: the doctor checks them as what they are
         try:
             check()
         except SettingError as exc:

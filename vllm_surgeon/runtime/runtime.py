@@ -31,6 +31,7 @@ from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
 from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
+from vllm_surgeon.sets.reader import OWN
 from vllm_surgeon.sets.search import enabled_names, load
 from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
@@ -91,7 +92,7 @@ class Runtime:
                 self.sets.append(load(name))
             except (UnknownSetError, HunkFileError) as exc:
                 self.load_errors.append((name, exc))
-        self.internal = load_file(_INTERNAL_FILE, INTERNAL) if self.sets else None
+        self.internal = load_file(_INTERNAL_FILE, INTERNAL, OWN) if self.sets else None
         self.plan: Plan | None = None
         self.hash_sources: dict[str, str] = {}
         self.error: Exception | None = None
@@ -159,6 +160,7 @@ class Runtime:
         try:
             policy = _settings.on_failure()
             _settings.code_cache()  # a typo in it must not leave the code cache on silently
+            _settings.trusted_group()  # nor a group that does not exist be read as "no group"
         except _settings.SettingError as exc:
             raise SurgeonError(extra=str(exc)) from None
         return policy
@@ -167,9 +169,10 @@ class Runtime:
         """Sets that could not be found or parsed: stop the start, or (warn) say so and go on without them."""
         if not self.load_errors:
             return
-        text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
-        if self.policy == "fail":
-            raise SurgeonError(extra=text)
+        text = "\n".join(f"vllm-surgeon {getattr(e, 'verb', 'cannot load')} hunk set {n!r}: {e}" for n, e in self.load_errors)
+        if self.policy == "fail":  # the advice a refusal gives (SurgeonError), for sets refused before planning
+            raise SurgeonError(extra=text + "\nNothing of the enabled sets was applied. Fix or disable these "
+                               "(VLLM_SURGEON_HUNKS), or set VLLM_SURGEON_ON_FAILURE=warn to run without them.")
         names = ", ".join(repr(n) for n, _ in self.load_errors)
         self._say(
             text,

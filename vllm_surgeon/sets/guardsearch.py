@@ -13,17 +13,18 @@ from pathlib import Path
 from vllm_surgeon.core.model import HunkFileError, Origin
 from vllm_surgeon.sets.guardfile import SUFFIX, GuardedFunction, GuardRecord, parse_guard_file
 from vllm_surgeon.sets.loader import UnknownSetError
-from vllm_surgeon.sets.reader import decode_set_text, read_set_bytes
+from vllm_surgeon.sets.reader import ENFORCE, SetReader, decode_set_text
 from vllm_surgeon.sets.search import Location, SearchPathError, search_dirs
 
 
-def read_guard_file(path: Path, name: str | None = None) -> GuardRecord:
-    """Read one `.guard` file through the set reader and parse it; HunkFileError names file and line."""
+def read_guard_file(path: Path, name: str | None = None, mode: str = ENFORCE) -> GuardRecord:
+    """Read one `.guard` file through the set reader and parse it; HunkFileError names file and line.
+    `mode` as for sets (sets/reader.py, issue 13): the commands read records as they read sets (REPORT);
+    in vLLM (a refusal's message) a record someone else can change is not read."""
     path = Path(path)
     name = name or path.name.removesuffix(SUFFIX)
-    # The set reader's public function, so a record gets every check a set file gets (on branch `trust`
-    # this becomes `SetReader(REPORT).read(path)`, as verify reads sets: owner and mode checks included).
-    data = read_set_bytes(path)
+    with SetReader(mode) as reader:
+        data = reader.read(path)
     text = decode_set_text(data, str(path))
     try:
         return parse_guard_file(text, str(path), name)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin
-from vllm_surgeon.sets.reader import decode_set_text, read_set_bytes
+from vllm_surgeon.sets.reader import ENFORCE, SetReader, decode_set_text
 
 SUFFIXES = (".hunk", ".patch", ".diff", ".py")
 
@@ -18,26 +18,39 @@ class UnknownSetError(LookupError):
     """A set name that is not on the search path (or is a path, not a name)."""
 
 
-def load_file(path: Path, name: str | None = None) -> HunkSet:
-    """Read one set file once and parse those bytes by its suffix; the set carries their digest.
+def load_file(path: Path, name: str | None = None, mode: str = ENFORCE) -> HunkSet:
+    """Read one set file (or folder) once and parse those bytes by its suffix; the set carries their digest.
 
     Every way a set file can be bad ends as a HunkFileError naming the file (and line, where the
-    parser knows it): a parser that lets another exception escape is caught here as well.
+    parser knows it): a parser that lets another exception escape is caught here as well. `mode`
+    (sets/reader.py): ENFORCE refuses a set someone other than this user or root can change
+    (UntrustedSetError); REPORT reads it and lists why on the set, except a `.py` set: reading that
+    runs it, so it is refused in every mode.
     """
+    path = Path(path)
+    name = name or path.stem
+    with SetReader(mode) as reader:
+        hunk_set = _parse(path, name, reader)
+    if reader.problems:
+        hunk_set = dataclasses.replace(hunk_set, untrusted=tuple(reader.problems))
+    return hunk_set
+
+
+def _parse(path: Path, name: str, reader: SetReader) -> HunkSet:
     from vllm_surgeon.sets.difffile import parse_diff_file
     from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
-    path = Path(path)
-    name = name or path.stem
     if path.is_dir() and path.suffix not in SUFFIXES:  # a folder set: NAME/ (a directory `x.hunk` is no set file)
         from vllm_surgeon.sets.patchdir import parse_patch_dir
 
-        return parse_patch_dir(path, name)
+        return parse_patch_dir(path, name, reader)
     if path.suffix not in SUFFIXES:
         raise UnknownSetError(f"{path}: unknown hunk set format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
-    data = read_set_bytes(path)
+    data = reader.read(path)
     try:
         if path.suffix == ".py":
+            if reader.problems:  # reading a .py set runs it: never one someone else can change
+                raise reader.refusal(path)
             from vllm_surgeon.sets.pyfile import parse_py_file
 
             hunk_set = parse_py_file(str(path), name, data)
