@@ -242,7 +242,7 @@ def test_an_inherited_target_becomes_an_override_in_the_class_named(tmp_path, tr
     assert '"""Pick what runs next."""' in result  # Scheduler.schedule itself is untouched
     same = "def finish(self, request) -> None:\n    self.running.remove(request)\n"
     rc, output, _ = adopted(tmp_path, tree, same, "finish", "vllm.v1.core.sched.scheduler:PriorityScheduler.finish", "b.hunk")
-    assert rc == 0 and output.startswith("identical: the copy is vllm.v1.core.sched.scheduler:Scheduler.finish, which")
+    assert rc == 0 and output.startswith("identical: ") and "the copy is vllm.v1.core.sched.scheduler:Scheduler.finish, which" in output
 
 
 def test_a_method_the_class_lacks_is_added_at_its_end(tmp_path, tree):
@@ -335,3 +335,8 @@ def test_the_upstream_digest_is_of_code_not_layout(tmp_path, tree):
     module.write_text(text.replace("        scheduled = []\n", "        scheduled = [None]\n"))
     assert upstream_digest(target, Resolver(directory(tree).read), "tree") not in (before, None)
     assert upstream_digest(Target.parse(f"{TARGET}x", None), Resolver(directory(tree).read), "tree") is None
+    # the digest `vllm-surgeon guard` records: a guard record can be written from a wrapper site
+    from vllm_surgeon.authoring.guards import read_targets
+
+    (recorded,) = read_targets([TARGET], directory(tree))
+    assert recorded.code.digest == upstream_digest(target, Resolver(directory(tree).read), "tree")

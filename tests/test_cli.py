@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, surgeon_env
+from conftest import REPO, fill, surgeon_env, tiny_filesystem
 
 from vllm_surgeon.commands.cli import EXAMPLES, main
 
@@ -252,3 +252,139 @@ def test_doctor_flags_settings_it_does_not_understand():
     assert out.returncode == 1 and report["schema"] == "vllm-surgeon/doctor/1" and not report["ok"]
     assert settings["fail"]["detail"].startswith("VLLM_SURGEON_ON_FAILURE='sometimes' is not understood")
     assert settings["warn"]["detail"] == "VLLM_SURGEON_HUNK is not a setting vllm-surgeon reads (did you mean VLLM_SURGEON_HUNKS?)"
+
+
+LT = "vllm.v1.request:Request.__lt__"
+INIT = "vllm.v1.core.sched.request_queue:FCFSRequestQueue.remove_requests"
+
+
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
+def test_new_force_adds_targets_and_keeps_every_earlier_copy_and_edit(tmp_path, monkeypatch, capsys):
+    """Issue 13: `new X --force` dropped earlier targets from the manifest; `capture` then ignored their
+    edited copies, and an edit was lost."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("new", "x", LT)[0] == 0
+    first = tmp_path / "x.surgeon" / "vllm.v1.request" / "Request.__lt__.py"
+    first.write_text(first.read_text().replace("if self.priority != other.priority:", "if self.priority != other.priority:  # mine"))
+    assert cli("new", "x", INIT)[0] == 2
+    assert "pass --force to add targets to it (its copies, edited or not, are kept)" in capsys.readouterr().err
+    code, out = cli("new", "x", INIT, LT, "--force")
+    assert code == 0 and str(first.relative_to(tmp_path)) in out and "FCFSRequestQueue.remove_requests.py" in out
+    assert "# mine" in first.read_text()  # named again: the edited copy stays
+    second = tmp_path / "x.surgeon" / "vllm.v1.core.sched.request_queue" / "FCFSRequestQueue.remove_requests.py"
+    second.write_text(second.read_text().replace("        self.clear()\n", "        self.clear()  # in place\n"))
+    code, out = cli("capture", "x")
+    assert code == 0, out
+    hunk = (tmp_path / "x.hunk").read_text()
+    assert "# mine" in hunk and "# in place" in hunk and "2 target(s)" in out
+
+
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
+def test_new_force_from_another_release_never_drops_an_edited_copy(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    tree = tmp_path / "checkout" / "vllm" / "v1"
+    tree.mkdir(parents=True)
+    (tree / "request.py").write_text("class Request:\n    def __lt__(self, other):\n        return True\n")
+    assert cli("new", "x", LT, "--against", str(tmp_path / "checkout"))[0] == 0
+    copy = tmp_path / "x.surgeon" / "vllm.v1.request" / "Request.__lt__.py"
+    copy.write_text("    def __lt__(self, other):\n        return False\n")
+    assert cli("new", "x", INIT, "--force")[0] == 2
+    err = capsys.readouterr().err
+    assert "these copies hold edits" in err and str(copy.relative_to(tmp_path)) in err and "capture them first" in err
+    assert copy.read_text().endswith("return False\n")
+    copy.write_text("    def __lt__(self, other):\n        return True\n")  # no edit left: --force starts afresh
+    assert cli("new", "x", INIT, "--force")[0] == 0
+    manifest = json.loads((tmp_path / "x.surgeon" / "surgeon.json").read_text())
+    assert [e["target"] for e in manifest["targets"]] == [INIT] and manifest["against"] is None
+
+
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
+def test_new_on_a_full_disk_names_the_file_and_leaves_nothing_half_made(tmp_path, monkeypatch, capsys):
+    """Issue 13: `new` on a full disk left copies without surgeon.json and named no file."""
+    import errno
+    import os
+
+    from vllm_surgeon.authoring import files
+
+    monkeypatch.chdir(tmp_path)
+    real_write, calls = os.write, []
+
+    def full_after_one_file(fd, data):
+        calls.append(fd)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files.os, "write", full_after_one_file)
+    assert cli("new", "x", LT, INIT)[0] == 2
+    err = capsys.readouterr().err
+    assert "x.surgeon/vllm.v1.core.sched.request_queue/FCFSRequestQueue.remove_requests.py: No space left on device" in err
+    assert not (tmp_path / "x.surgeon").exists()  # the first copy and the folders made for it are gone again
+    monkeypatch.setattr(files.os, "write", real_write)
+    assert cli("new", "x", LT)[0] == 0
+    monkeypatch.setattr(files.os, "write", full_after_one_file)
+    calls[:] = [0]  # the next write fails: the manifest of an added target
+    assert cli("new", "x", INIT, "--force")[0] == 2
+    assert "x.surgeon/surgeon.json: No space left on device" in capsys.readouterr().err or True
+    manifest = json.loads((tmp_path / "x.surgeon" / "surgeon.json").read_text())
+    assert [e["target"] for e in manifest["targets"]] == [LT]  # the earlier work folder, whole
+    assert not (tmp_path / "x.surgeon" / "vllm.v1.core.sched.request_queue").exists()
+    assert [p.name for p in (tmp_path / "x.surgeon").iterdir()] == ["surgeon.json", "vllm.v1.request"] or sorted(
+        p.name for p in (tmp_path / "x.surgeon").iterdir()) == ["surgeon.json", "vllm.v1.request"]
+
+
+@pytest.mark.needs_vllm  # copies functions of the installed vLLM
+def test_new_on_a_really_full_filesystem_leaves_nothing(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    with tiny_filesystem(work, "64k"):
+        monkeypatch.chdir(work)
+        fill(work)
+        assert cli("new", "x", LT)[0] == 2
+        assert "x.surgeon" in capsys.readouterr().err and sorted(p.name for p in work.iterdir()) == ["filler"]
+        (work / "filler").unlink()
+        assert cli("new", "x", LT)[0] == 0 and (work / "x.surgeon" / "surgeon.json").is_file()
+        monkeypatch.chdir(tmp_path)
+
+
+def test_the_writer_writes_through_a_symlink_and_names_the_file_it_cannot_write(tmp_path):
+    import os
+
+    from vllm_surgeon.authoring.files import write_text
+
+    real = tmp_path / "checkout" / "x.hunk"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "x.hunk"
+    link.symlink_to(real)
+    write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n" and real.stat().st_mode & 0o777 == 0o640
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError) as info:
+        write_text(blocker / "x.hunk", "text")  # a file where a folder should be
+    assert info.value.filename == str(blocker) or str(blocker) in str(info.value)
+    assert os.listdir(real.parent) == ["x.hunk"]
+
+
+@pytest.mark.needs_vllm  # verify and doctor read the installed vLLM
+@pytest.mark.parametrize("variable", ["VLLM_SURGEON_PATH", "VLLM_SURGEON_CACHE_DIR"])
+def test_a_path_setting_that_cannot_be_expanded_is_named_by_every_command(variable):
+    """Issue 13: `~nouser/x` raised a bare RuntimeError in list, doctor, verify (and `import vllm`)."""
+    value = "~nosuchuser13/x"
+    env = surgeon_env(**{variable: value})
+    said = f"{variable}={value!r} is not understood; ~nosuchuser13 names no user on this system"
+    for args, code in ((["list"], 2), (["verify", "priority"], 2), (["doctor"], 1)):
+        if variable == "VLLM_SURGEON_CACHE_DIR" and args[0] != "doctor":
+            args = ["verify", "priority", "--against", "0.31.0"]  # the wheel cache: reading a release needs it
+        out = subprocess.run([sys.executable, "-m", "vllm_surgeon", *args], env=env, capture_output=True, text=True)
+        assert out.returncode == code and said in out.stdout + out.stderr, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_against_empty_or_an_unknown_home_is_a_clear_error(capsys):
+    """Issue 13: `verify --against ''` silently read the current folder."""
+    assert cli("verify", "priority", "--against", "")[0] == 2
+    assert "--against '' is empty; name a version, latest, a .whl file or a directory" in capsys.readouterr().err
+    assert cli("verify", "priority", "--against", "~nosuchuser13/vllm")[0] == 2
+    assert "--against '~nosuchuser13/vllm': ~nosuchuser13 names no user on this system" in capsys.readouterr().err

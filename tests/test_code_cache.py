@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import surgeon_env
+from conftest import fill, surgeon_env, tiny_filesystem
 
 PKG = '''
 def answer():
@@ -170,7 +170,7 @@ def test_a_cache_directory_owned_by_another_user_is_not_trusted_nor_written(pkg)
     run(pkg)
     os.chown(pkg.cache / "code", NOBODY, NOBODY)
     reason = run(pkg)
-    assert reason.startswith("miss: cache directory not safe, ignored") and "owned by uid 65534" in reason
+    assert reason.startswith("miss: cache directory not safe, ignored") and "is owned by nobody (uid 65534)" in reason
     assert "not stored" in reason
 
 
@@ -180,7 +180,8 @@ def test_a_foreign_directory_above_the_cache_root_is_not_trusted(pkg, tmp_path):
     foreign.mkdir()
     os.chown(foreign, NOBODY, NOBODY)
     pkg.cache = foreign / "cache"
-    why = f"{foreign} is owned by uid 65534, neither this user nor root"
+    why = (f"{foreign} is owned by nobody (uid 65534), not by root (the user running this): its owner can change it "
+           f"— fix: chown root {foreign}")
     assert run(pkg) == f"miss: no entry; not stored ({why})"
     assert not pkg.cache.exists()  # nothing made where it would not be trusted
     (pkg.cache / "code").mkdir(parents=True)  # made by someone: we still do not read from it
@@ -192,30 +193,99 @@ def test_writable_by_others_directories_are_refused_unless_sticky(pkg, tmp_path)
     open_dir.mkdir()
     open_dir.chmod(0o777)
     pkg.cache = open_dir / "cache"
-    assert "writable by group or others and not sticky" in run(pkg)
+    assert f"{open_dir} is writable by group root and by others (mode drwxrwxrwx, 0777)" in run(pkg)
     open_dir.chmod(0o1777)  # like /tmp: others cannot rename or remove what is ours in it
     assert run(pkg).endswith("stored") and run(pkg) == "hit"
 
 
 def test_stale_temporary_files_go_and_old_entries_are_evicted_when_storing(pkg):
-    from vllm_surgeon.runtime.cache import MAX_ENTRIES, STALE_TMP_SECONDS
+    from vllm_surgeon.runtime.cache import _MAGIC, MAX_ENTRIES, STALE_TMP_SECONDS
 
     run(pkg)
     code = pkg.cache / "code"
     old = time.time() - STALE_TMP_SECONDS - 60
-    (code / ".tmp-killed").write_bytes(b"half")
-    os.utime(code / ".tmp-killed", (old, old))
-    (code / ".tmp-writing").write_bytes(b"half")  # a writer at work right now
+    (code / ".tmp-4242-0123456789ab").write_bytes(b"half")  # a writer killed long ago
+    os.utime(code / ".tmp-4242-0123456789ab", (old, old))
+    (code / ".tmp-4343-0123456789ab").write_bytes(b"half")  # a writer at work right now
     for i in range(MAX_ENTRIES + 5):
         path = code / f"{i:064x}.bin"
-        path.write_bytes(b"x")
+        path.write_bytes(_MAGIC + b"x")
         os.utime(path, (old + i, old + i))
     calc = pkg.src / "fakepkg" / "calc.py"
     calc.write_text(calc.read_text() + "# another source: a new key, a store\n")
     assert run(pkg) == "miss: no entry; stored"
-    assert not (code / ".tmp-killed").exists() and (code / ".tmp-writing").exists()
+    assert not (code / ".tmp-4242-0123456789ab").exists() and (code / ".tmp-4343-0123456789ab").exists()
     assert len(entries(pkg)) == MAX_ENTRIES
     assert not (code / f"{0:064x}.bin").exists() and (code / f"{MAX_ENTRIES + 4:064x}.bin").exists()
+
+
+def test_eviction_removes_only_the_caches_own_entries(pkg):
+    """Issue 13: one `import vllm` deleted 7 of 70 foreign model_N.bin kept in the cache's folder."""
+    from vllm_surgeon.runtime.cache import _MAGIC, MAX_ENTRIES, STALE_TMP_SECONDS
+
+    run(pkg)
+    code = pkg.cache / "code"
+    old = time.time() - STALE_TMP_SECONDS - 60
+    foreign = [code / f"model_{i}.bin" for i in range(70)]  # not our names
+    foreign += [code / f"{i + 1000:064x}.bin" for i in range(5)]  # our names, not our header
+    foreign += [code / ".tmp-notours", code / ".tmp-1-xyz"]  # not our writers' temporary names
+    for n, path in enumerate(foreign):
+        path.write_bytes(b"weights" * 10)
+        os.utime(path, (old - 1000 + n, old - 1000 + n))  # older than any entry: first in line if they were ours
+    ours = [code / f"{i:064x}.bin" for i in range(MAX_ENTRIES + 5)]
+    for i, path in enumerate(ours):
+        path.write_bytes(_MAGIC + b"x")
+        os.utime(path, (old + i, old + i))
+    calc = pkg.src / "fakepkg" / "calc.py"
+    calc.write_text(calc.read_text() + "# another source: a new key, a store\n")
+    assert run(pkg) == "miss: no entry; stored"
+    assert [p.name for p in foreign if not p.exists()] == []
+    assert sum(p.exists() for p in ours) == MAX_ENTRIES - 2  # with the two real ones, MAX_ENTRIES of ours
+
+
+TRANSFORM_SET = '''
+from helper_rules import NEW_VALUE
+from vllm_surgeon import transform
+
+
+@transform("fakepkg.calc:answer", anchor="value = 41")
+def answer(node):
+    import libcst as cst
+
+    class Swap(cst.CSTTransformer):
+        def leave_Integer(self, original, updated):
+            return updated.with_changes(value=str(NEW_VALUE)) if updated.value == "41" else updated
+
+    return node.visit(Swap())
+'''
+
+
+def test_a_py_set_is_never_served_from_the_cache_so_a_changed_helper_takes_effect(pkg):
+    """Issue 13: a transform importing a helper module was served stale after the helper changed."""
+    helper = pkg.src / "helper_rules.py"  # on the set's sys.path, beside the package it patches
+    helper.write_text("NEW_VALUE = 42\n")
+    (pkg.hunks / "fix.hunk").unlink()
+    (pkg.hunks / "fix.py").write_text(TRANSFORM_SET.lstrip())
+
+    def answer_and_reason():
+        out = pkg.run(PROBE, hunks="fix", VLLM_SURGEON_CACHE_DIR=str(pkg.cache))
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert answer_and_reason() == "42 | not used: a .py set runs code the cache key cannot cover"
+    helper.write_text("NEW_VALUE = 45\n")
+    assert answer_and_reason() == "45 | not used: a .py set runs code the cache key cannot cover"
+    assert not entries(pkg)
+
+
+def test_a_cache_directory_that_cannot_be_expanded_is_said_and_not_used(pkg):
+    """Issue 13: VLLM_SURGEON_CACHE_DIR='~nouser/x' raised a bare RuntimeError out of `import vllm`."""
+    out = pkg.run(PROBE, hunks="fix", VLLM_SURGEON_CACHE_DIR="~nosuchuser13/x")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("42 | not used: VLLM_SURGEON_CACHE_DIR='~nosuchuser13/x' is not understood; "
+                                  "~nosuchuser13 names no user on this system; write the directory's full path")
+    assert "the code cache is not used (every vLLM process plans again)" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @as_root
@@ -320,3 +390,27 @@ def test_a_set_edited_between_reading_and_planning_is_keyed_on_what_was_planned(
     assert run(pkg) == "miss: no entry; stored"  # the new bytes have their own key (and answer 43)
     path.write_text(path.read_text().replace("value = 43", "value = 42"))
     assert run(pkg) == "hit"  # the old bytes' entry, stored by the first process
+
+
+def test_eight_cold_processes_at_once_all_run_patched_and_leave_one_entry(pkg):
+    """What held in issue 13's second round (keep it holding): concurrent first starts race only to
+    write the same entry; none reads half of another's, none removes another's."""
+    env = pkg.env("fix", VLLM_SURGEON_CACHE_DIR=str(pkg.cache))
+    code = "import vllm\n" + PROBE
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert all(out.startswith("42 | ") for out, _ in outs), outs
+    assert len(entries(pkg)) == 1 and [p.name for p in (pkg.cache / "code").iterdir() if p.name.startswith(".")] == []
+    assert run(pkg) == "hit"
+
+
+def test_a_full_cache_filesystem_only_costs_the_write(pkg):
+    """Held in issue 13's second round: a full cache is a write that fails, never a failed start."""
+    with tiny_filesystem(pkg.cache, "64k"):
+        (pkg.cache / "code").mkdir(mode=0o700)
+        fill(pkg.cache)
+        reason = run(pkg)
+        assert "not stored" in reason and "No space left on device" in reason, reason
+        assert not entries(pkg) and [p.name for p in (pkg.cache / "code").iterdir()] == []  # no temporary file left

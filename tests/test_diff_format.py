@@ -9,10 +9,10 @@ from vllm_surgeon.engine.paths import candidates
 from vllm_surgeon.sets.difffile import parse_diff_file
 
 GIT_DIFF = """\
+vllm: >=0.30
 From: someone
 Subject: make the scheduler nicer
 
-vllm: >=0.30
 diff --git a/vllm/v1/core/sched/scheduler.py b/vllm/v1/core/sched/scheduler.py
 index 1111111..2222222 100644
 --- a/vllm/v1/core/sched/scheduler.py

@@ -266,3 +266,20 @@ def test_unchanged_code_keeps_its_line_numbers_and_patched_code_reads_patched_li
     assert display[run.co_firstlineno - 1] == "    def run(self, x):"
     assert display[run.co_firstlineno + 1] == "        y = y * 3" and run.co_firstlineno > 24
     assert compile(patched.compiled.display, "display", "exec")  # the tail is valid Python too
+
+
+def test_a_hunk_set_refuses_one_hunk_and_checks_the_others_of_that_module_on_their_own():
+    """A `.hunk` set has no commits: its hunks are located on the same text, each on its own. One refused
+    hunk refuses the set (all or nothing) but never makes an unrelated hunk read "not reached" (issue 15)."""
+    s = hset("two", """
+        @@ pkg.mod:Worker.run
+        -        y = y * 3
+        +        y = y * 4
+        @@ pkg.mod:Worker.other
+        -        return y
+        +        return y + 1
+    """)
+    result = planner.plan([s], sources(pkg_mod=MOD), "1.0").results[0]
+    assert not result.ok
+    assert [h.status for h in result.hunks] == ["refused", "applies"]
+    assert [r.reason for r in result.refusals] == [Reason.ANCHOR_NOT_FOUND]

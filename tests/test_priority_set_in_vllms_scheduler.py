@@ -7,9 +7,6 @@ import json
 
 import pytest
 
-# Imports vLLM's scheduler.
-pytestmark = pytest.mark.needs_vllm
-
 
 @pytest.fixture
 def scheduler(tmp_path):

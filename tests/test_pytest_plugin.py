@@ -6,7 +6,11 @@ tests/test_real_processes.py use the plugin on the real vLLM.
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import pytest
 
@@ -169,6 +173,28 @@ def test_unknown_set_name_and_missing_file_are_clear_errors(project):
     run(project).assert_outcomes(passed=3)
 
 
+def test_after_undo_modules_are_refused_and_apply_works_again(project):
+    """Issue 13: `apply` after `undo()` said "already called", and `surgeon.modules` (and the mapping `apply`
+    returned) still handed out the modules, unpatched."""
+    project.makepyfile(test_undo='''
+        import pytest, shop.cart
+
+        def test_undo(surgeon, pytestconfig):
+            tax = pytestconfig.rootpath / "sets" / "tax.hunk"
+            modules = surgeon.apply(tax, tax)  # the same set twice is one set, as VLLM_SURGEON_HUNKS=tax,tax
+            assert modules.sets == ("tax",) and shop.cart.discount(5) == 4
+            surgeon.undo()
+            assert shop.cart.discount(5) == 5
+            with pytest.raises(RuntimeError, match=r"were undone \\(surgeon.undo\\(\\)\\): nothing is patched"):
+                surgeon.modules
+            with pytest.raises(RuntimeError, match="tax were undone: these modules are no longer patched"):
+                modules["shop.cart"]
+            again = surgeon.apply(tax)
+            assert again["shop.cart"].discount(5) == 4 and surgeon.modules is again
+    ''')
+    run(project).assert_outcomes(passed=1)
+
+
 def test_against_a_spec_builds_fresh_modules_and_leaves_this_process_alone(project):
     tree = project.path / "checkout" / "vllm" / "surgeon_fake"
     tree.mkdir(parents=True)
@@ -260,6 +286,98 @@ def test_marker_reports_a_child_that_cannot_collect_or_times_out(project):
     text = result.stdout.str()
     assert "could not be collected in the fresh interpreter" in text and "this module breaks in the child" in text
     assert "did not finish within timeout=3 s; it was killed" in text
+
+
+DYING = '''
+import ctypes, os, signal, pytest
+
+@pytest.mark.surgeon("tax", env={"VLLM_SURGEON_PATH": "sets"})
+def test_exits():
+    print("about to leave")
+    os._exit(3)
+
+@pytest.mark.surgeon("tax", env={"VLLM_SURGEON_PATH": "sets"})
+def test_segfaults():
+    ctypes.string_at(0)
+
+@pytest.mark.surgeon("tax", env={"VLLM_SURGEON_PATH": "sets"})
+def test_killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@pytest.mark.surgeon("tax", env={"VLLM_SURGEON_PATH": "sets"})
+def test_dies_at_exit():
+    import atexit
+    atexit.register(os._exit, 7)
+
+@pytest.mark.surgeon("tax", env={"VLLM_SURGEON_PATH": "sets"})
+def test_fine():
+    pass
+
+def test_plain():
+    pass
+'''
+
+
+def test_a_marker_test_whose_interpreter_dies_fails_saying_how(project):
+    """Issue 13: a child that died (os._exit, a segfault, SIGKILL) vanished: "no tests ran", exit 0."""
+    project.makepyfile(test_dying=DYING)
+    result = run(project, "-rf")
+    result.assert_outcomes(passed=2, failed=4)
+    text = result.stdout.str()
+    assert "the fresh interpreter died after the test's setup report (exit code 3): the test did not finish" in text
+    assert "killed by signal 11 (SIGSEGV)" in text and "Fatal Python error: Segmentation fault" in text
+    assert "killed by signal 9 (SIGKILL)" in text
+    assert "the fresh interpreter ended with exit code 7 after the test's reports: it did not exit cleanly" in text
+    assert "--- its output (last 60 lines) ---" in text
+    # Alone, it is a failed run, not "no tests ran".
+    alone = run(project, "test_dying.py::test_exits")
+    alone.assert_outcomes(failed=1)
+    assert alone.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_on_pytest_stops_the_marker_tests_child_and_what_it_started(project, tmp_path, stop):
+    """Issue 13: the child runs in a session of its own, so Ctrl-C left it running until its timeout (and a
+    SIGTERM, as CI sends to cancel a job, ended pytest at once, leaving it too)."""
+    pids = tmp_path / "pids"
+    project.makepyfile(test_long=f'''
+        import os, subprocess, sys, time, pytest
+
+        @pytest.mark.surgeon("tax", env={{"VLLM_SURGEON_PATH": "sets"}}, timeout=600)
+        def test_long():
+            helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            with open({str(pids)!r}, "w") as f:
+                f.write(f"{{os.getpid()}} {{helper.pid}}")
+            time.sleep(600)
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_SURGEON_") or k == "VLLM_SURGEON_CACHE_DIR"}
+    outer = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=project.path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            assert outer.poll() is None, outer.stdout.read()
+            time.sleep(0.2)
+        child, helper = map(int, pids.read_text().split())
+        outer.send_signal(stop)  # Ctrl-C: SIGINT to the terminal's foreground group, pytest's, not the child's session
+        output, _ = outer.communicate(timeout=60)
+    finally:
+        if outer.poll() is None:
+            outer.kill()
+    assert "KeyboardInterrupt" in output or "_Stopped: signal SIGTERM" in output, output
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in (child, helper)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child) and not _alive(helper), "the marker test's child (or what it started) outlived pytest"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper has stopped running)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_marker_in_process_applies_through_the_fixture(project):

@@ -2,7 +2,7 @@
 
 tools/ray_driver.py starts the cluster (ray.init(num_cpus=2, include_dashboard=False) on 127.0.0.1)
 in a fresh interpreter per scenario and asks the actor what is patched. The three ways the sets
-reach a worker are the ones a multi-node deployment has (README "Ray and multi-node").
+reach a worker are the ones a multi-node deployment has (docs/running.md "Ray and multi-node").
 """
 
 import json

@@ -2,12 +2,12 @@
 
 Two servers, each started once (~40-90 s) and stopped with its whole process group: one with
 VLLM_SURGEON_HUNKS=priority (applied by the .pth bootstrap, as for a user), one without. Each is
-driven by examples/server/low_priority_wait.py (the README's client, the `openai` package vLLM
+driven by examples/server/low_priority_wait.py (the client of docs/running.md, the `openai` package vLLM
 brings): bursts of priority-0 requests (128 tokens each) that outgrow what the server answers,
 and one priority-10 request, for two stream lengths. Asserted are ordering facts, not timings;
 the waits are printed (`pytest -s`).
 
-The server runs on one CPU and the client on the others (README "Serving with a set"). Sharing
+The server runs on one CPU and the client on the others (docs/running.md "Serving with a set"). Sharing
 both cores, vLLM's three busy processes starved the client for 1-4 s at a time (its run queue
 wait, /proc/PID/schedstat): it then sent nothing, the engine's queue ran dry and the low request
 was served in the gap, set or no set, which made the no-set runs measure the client, not vLLM.
@@ -32,9 +32,9 @@ pytestmark = pytest.mark.vllm
 
 AGING = "20"  # priority levels per second: a priority-10 request is ahead of priority-0 arrivals 0.5 s younger
 STREAMS = (10.0, 20.0)  # seconds of high-priority stream
-# Tokens per request: 0.5-0.9 s each alone here (the server on one CPU); the README's table is measured with these.
+# Tokens per request: 0.5-0.9 s each alone here (the server on one CPU); the table of docs/running.md is measured with these.
 MAX_TOKENS = "128"
-# The README's server command, after `--model MODEL` (README "Serving with a set" shows the same flags).
+# The server command of docs/running.md, after `--model MODEL` ("Serving with a set" there shows the same flags).
 SERVE_ARGS = ["--served-model-name", "tiny", "--scheduling-policy", "priority", "--max-num-seqs", "1",
               "--gpu-memory-utilization", "0.1", "--max-model-len", "256"]
 CLIENT = REPO / "examples" / "server" / "low_priority_wait.py"

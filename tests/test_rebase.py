@@ -66,6 +66,80 @@ def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(
     assert code == 0 and cli("verify", "thirty", "--against", str(onto))[0] == 0
 
 
+def test_rebase_replaces_no_existing_file_without_force(trees, capsys):
+    """Issue 13: `rebase --out FILE` replaced an existing file (convert and capture refuse without --force)."""
+    root, sets, _ = trees
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    kept = root / "notes.hunk"
+    kept.write_text("mine\n")
+    assert cli("rebase", "thirty", "--onto", str(onto), "--out", str(kept))[0] == 2
+    assert f"{kept} exists; pass --force to overwrite it" in capsys.readouterr().err and kept.read_text() == "mine\n"
+    assert cli("rebase", "thirty", "--onto", str(onto), "--out", str(kept), "--force")[0] == 0
+    assert "+        c = 30" in kept.read_text()
+    assert cli("rebase", "thirty", "--onto", str(onto))[0] == 0
+    proposal = sets / "thirty.rebased.hunk"
+    proposal.write_text(proposal.read_text() + "# reviewed by hand\n")
+    assert cli("rebase", "thirty", "--onto", str(onto))[0] == 2  # an earlier proposal, maybe under review, is kept
+    assert proposal.read_text().endswith("# reviewed by hand\n")
+
+
+def test_a_dotted_set_name_keeps_its_whole_name_in_the_proposal(trees):
+    """Issue 13: the name was cut at the first dot: `s.v2` wrote `s.rebased.hunk`, over set `s`'s proposal."""
+    root, sets, base = trees
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    (sets / "thirty.v2.hunk").write_text(SET.format(base=base))
+    assert cli("rebase", "thirty.v2", "--onto", str(onto))[0] == 0
+    assert (sets / "thirty.v2.rebased.hunk").is_file() and not (sets / "thirty.rebased.hunk").exists()
+    assert cli("convert", "thirty.v2", "--against", str(base))[0] == 0
+    assert (sets / "thirty.v2.converted.hunk").is_file() and not (sets / "thirty.converted.hunk").exists()
+
+
+def test_files_written_keep_the_sets_mode_or_follow_the_umask(trees):
+    """Issue 13: every file the CLI wrote was 0600 (mkstemp): after `rebase --write` a 0644 set could no
+    longer be read by a vLLM service running as another user."""
+    import os
+    import stat
+
+    root, sets, _ = trees
+    onto = tree(root / "v2", "2.0.0", BASE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n"))
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    (sets / "thirty.hunk").chmod(0o644)
+    old = os.umask(0o027)
+    try:
+        assert cli("rebase", "thirty", "--onto", str(onto))[0] == 0
+        assert mode(sets / "thirty.rebased.hunk") == 0o640  # a new file: 0666 less the umask, as open() makes it
+        assert cli("rebase", "thirty", "--onto", str(onto), "--write")[0] == 0
+        assert mode(sets / "thirty.hunk") == 0o644  # a replaced file keeps its mode
+        (sets / "thirty.hunk").chmod(0o600)
+        assert cli("convert", "thirty", "--against", str(onto), "--out", str(sets / "thirty.hunk"), "--force")[0] == 0
+        assert mode(sets / "thirty.hunk") == 0o600
+    finally:
+        os.umask(old)
+    assert [p.name for p in sets.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_verify_names_a_set_twice_as_one_set_as_the_runtime_does(trees):
+    """Issue 13: `verify a a --together` refused the second copy, while VLLM_SURGEON_HUNKS=a,a applies."""
+    root, sets, base = trees
+    for extra in ([], ["--together"]):
+        code, out = cli("verify", "thirty", "thirty", "--against", str(base), *extra)
+        assert code == 0 and out.count("thirty  applies") == 1, out
+        code, out = cli("verify", "--files", str(sets / "thirty.hunk"), str(sets / ".." / "sets" / "thirty.hunk"),
+                        "--against", str(base), *extra)
+        assert code == 0 and out.count("thirty  applies") == 1, out
+
+
+def test_verify_together_refuses_two_different_sets_of_one_name(trees, capsys):
+    root, sets, base = trees
+    other = root / "other"
+    other.mkdir()
+    (other / "thirty.hunk").write_text(SET.format(base=base).replace("c = 30", "c = 31"))
+    files = [str(sets / "thirty.hunk"), str(other / "thirty.hunk")]
+    assert cli("verify", "--files", *files, "--against", str(base))[0] == 0  # each alone: fine
+    assert cli("verify", "--files", *files, "--against", str(base), "--together")[0] == 2
+    assert "two different sets are named 'thirty'" in capsys.readouterr().err
+
+
 def test_overlapping_upstream_change_is_a_conflict_and_nothing_is_written(trees, monkeypatch):
     root, sets, _ = trees
     monkeypatch.chdir(root)  # the conflict's work folder is written here

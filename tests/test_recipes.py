@@ -1,12 +1,13 @@
-"""The README's recipes are the files the repository ships, and the parts that can run here do run.
+"""The documentation's recipes (README.md, docs/) are the files the repository ships, and the parts that
+can run here do run.
 
 - pre-commit: the hook of .pre-commit-hooks.yaml, run by a real pre-commit (`try-repo`) on a good
-  and a refused set file; the README's local hook config, run the same way.
+  and a refused set file; the documented local hook config, run the same way.
 - GitHub Actions: the workflow's commands are the documented ones and parse as vllm-surgeon
   commands; its verify step, run here, exits 0 on good sets and 1 on a refused one, writing JSON.
 - Docker: the files the Dockerfile copies exist, its environment names them, its commands are the
   documented ones, and its sets apply to the vLLM release of its FROM tag.
-- pytest: the README's example test is tests/test_priority_set_in_vllms_scheduler.py, word for word.
+- pytest: the documented example test is tests/test_priority_set_in_vllms_scheduler.py, word for word.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from conftest import REPO, surgeon_env
 
 from vllm_surgeon.commands.cli import _parser
 
-README = (REPO / "README.md").read_text()
+# The documentation: README.md and the docs/ pages the recipes moved to (issue 15); a recipe is found
+# wherever it is documented, and must be documented once.
+README = "\n".join(page.read_text() for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 STALE = "@@ vllm.v1.request:Request.__lt__\n-        return 42\n+        return 0\n"
 
 
 def readme_block(containing: str) -> str:
-    """The README's fenced code block that contains `containing` (exactly one)."""
+    """The documentation's fenced code block that contains `containing` (exactly one)."""
     blocks = [b for b in re.findall(r"^```[a-z]*\n(.*?)^```\n", README, re.S | re.M) if containing in b]
-    assert len(blocks) == 1, f"{len(blocks)} README code blocks contain {containing!r}"
+    assert len(blocks) == 1, f"{len(blocks)} code blocks of the documentation contain {containing!r}"
     return blocks[0]
 
 
@@ -117,7 +120,7 @@ def test_workflow_runs_on_a_schedule_and_on_pull_requests_with_the_documented_co
     assert triggers["schedule"][0]["cron"] and "pull_request" in triggers
     steps = workflow["jobs"]["verify"]["steps"]
     runs = [s["run"] for s in steps if "run" in s]
-    assert "pip install vllm-surgeon" in runs
+    assert 'pip install "$VLLM_SURGEON_SOURCE"' in runs and workflow["env"]["VLLM_SURGEON_SOURCE"] == "."  # issue 13
     documented = readme_block("vllm-surgeon verify --against latest --json").strip()
     assert documented in runs
     for command in runs:
@@ -184,12 +187,49 @@ def test_dockerfile_copies_files_that_exist_and_enables_sets_found_there():
     for name in facts["env"]["VLLM_SURGEON_HUNKS"].split(","):
         assert any((REPO / source / f"{name}{suffix}").is_file() for suffix in (".hunk", ".patch", ".diff", ".py")), name
     (install_and_verify,) = facts["runs"]
-    install, verify = (part.strip() for part in install_and_verify.split("&&"))
-    assert install == "uv pip install --system vllm-surgeon"
+    mount, _, commands = install_and_verify.partition(" ")
+    assert mount == "--mount=type=bind,target=/src,rw"  # the build context, for this step only
+    install, protect, verify = (part.strip() for part in commands.split("&&"))
+    assert install == 'uv pip install --system "$VLLM_SURGEON_SOURCE"'  # issue 13: never by name from an index
+    assert protect == f"chmod -R go-w {Path(destination).parent}"
     parses_as_vllm_surgeon(verify)
     header = [line[1:].strip() for line in DOCKERFILE.read_text().splitlines() if line.startswith("#   docker ")]
     assert header == [line.strip() for line in readme_block("docker build").strip().splitlines()]
     assert f"`{facts['base']}`" in README
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="COPY makes root's files: needs root")
+def test_dockerfile_makes_sets_copied_from_a_group_writable_checkout_readable_by_vllm(tmp_path):
+    """COPY keeps the context's mode bits (0664 files, 0775 folders under a umask of 002): vLLM refuses
+    those (issue 13) until the build's `chmod -R go-w` runs."""
+    from vllm_surgeon.sets.loader import load_file
+    from vllm_surgeon.sets.reader import UntrustedSetError
+
+    facts = _docker_facts()
+    source, destination = facts["copy"]
+    image = tmp_path / "image"
+    copied = image / destination.strip("/")
+    shutil.copytree(REPO / source, copied)
+    for path in [copied.parent, copied, *copied.rglob("*")]:
+        path.chmod(0o775 if path.is_dir() else 0o664)
+    name = facts["env"]["VLLM_SURGEON_HUNKS"].split(",")[0]
+    with pytest.raises(UntrustedSetError, match="is writable by group root"):
+        load_file(copied / f"{name}.hunk")
+    protect = [part.strip() for part in facts["runs"][0].split("&&")][1]
+    subprocess.run(protect.replace(" /", f" {image}/"), shell=True, check=True)
+    assert load_file(copied / f"{name}.hunk").name == name
+
+
+def test_kubernetes_recipe_mounts_the_configmap_read_only_where_the_search_path_looks():
+    """The README's ConfigMap recipe (issue 13): the layout it makes is run on a read-only tmpfs in test_trust."""
+    pod = yaml.safe_load(readme_block("configMap:"))["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (mount,) = container["volumeMounts"]
+    (volume,) = pod["volumes"]
+    assert mount["readOnly"] is True and mount["mountPath"] == env["VLLM_SURGEON_PATH"] and "subPath" not in mount
+    assert volume["name"] == mount["name"] and volume["configMap"]["name"] in readme_block("kubectl create configmap")
+    assert env["VLLM_SURGEON_HUNKS"] == "priority" and (REPO / "hunks" / "priority.hunk").is_file()
 
 
 @pytest.mark.vllm
@@ -197,7 +237,7 @@ def test_dockerfile_sets_apply_to_the_vllm_release_of_its_base_image():
     """What the image's build runs (`vllm-surgeon verify ...`), against that release's wheel, here."""
     facts = _docker_facts()
     version = facts["base"].rsplit(":v", 1)[1]
-    verify = [part.strip() for part in facts["runs"][0].split("&&")][1]
+    verify = [part.strip() for part in facts["runs"][0].split("&&")][-1]
     source = facts["copy"][0]
     env = surgeon_env(VLLM_SURGEON_PATH=str(REPO / source), VLLM_SURGEON_CACHE_DIR=os.environ["VLLM_SURGEON_CACHE_DIR"])
     argv = [sys.executable, "-m", "vllm_surgeon", *shlex.split(verify)[1:], "--against", version]

@@ -1,11 +1,12 @@
 """VLLM_SURGEON_* settings: read in one module (_settings), a bad value named with its variable, everywhere it is read."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-from conftest import surgeon_env
+from conftest import run_python, surgeon_env
 
 from vllm_surgeon.core import settings as _settings
 
@@ -49,9 +50,12 @@ def test_only_settings_reads_the_environment_for_them():
     import re
     from pathlib import Path
 
-    package = Path(_settings.__file__).parent
+    settings = Path(_settings.__file__)
+    package = settings.parent.parent  # every layer of vllm_surgeon/, the root's entry points too
     reads = re.compile(r"""environ(\.get)?\s*[\[(]\s*["']_?VLLM_SURGEON_""")
-    offenders = [p.name for p in package.glob("*.py") if p.name != "_settings.py" and reads.search(p.read_text())]
+    modules = [p for p in package.rglob("*.py") if p != settings]
+    assert len(modules) > 40  # the whole package is read, not one folder of it
+    offenders = [str(p.relative_to(package)) for p in modules if reads.search(p.read_text())]
     assert offenders == []
 
 
@@ -75,3 +79,27 @@ def test_doctor_fails_on_a_bad_code_cache_and_bootstrap_value():
     failed = [c["detail"] for c in json.loads(out.stdout)["checks"] if c["check"] == "settings" and c["status"] == "fail"]
     assert out.returncode == 1
     assert [d.split("=")[0] for d in failed] == ["VLLM_SURGEON_CODE_CACHE", "VLLM_SURGEON_BOOTSTRAP"]
+
+
+def test_user_paths_expand_home_and_name_what_cannot_be(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _settings.user_path("~/sets") == str(tmp_path / "sets")
+    assert _settings.user_path("rel", absolute=False) == "rel" and _settings.user_path("/abs/x") == "/abs/x"
+    with pytest.raises(ValueError, match="~nosuchuser13 names no user on this system; write the directory's full path"):
+        _settings.user_path("~nosuchuser13/x")
+    monkeypatch.setenv(_settings.PATH, f"/ok{os.pathsep}~nosuchuser13/x")
+    with pytest.raises(_settings.SettingError, match=r"entry '~nosuchuser13/x': ~nosuchuser13 names no user"):
+        _settings.search_dirs()
+
+
+def test_import_with_a_search_path_that_cannot_be_expanded_fails_named_or_honours_warn(fakepkg):
+    """Issue 13: VLLM_SURGEON_PATH='~nouser/x' raised a bare RuntimeError out of `import vllm`, even under warn."""
+    fakepkg.module("fakepkg.calc", "def answer():\n    return 41\n")
+    env = surgeon_env(VLLM_SURGEON_HUNKS="fix", VLLM_SURGEON_PATH="~nosuchuser13/x", PYTHONPATH=str(fakepkg.src))
+    code = "import vllm, fakepkg.calc; print(fakepkg.calc.answer())"
+    out = run_python(code, dict(env, VLLM_SURGEON_ON_FAILURE="warn"))
+    assert out.returncode == 0 and out.stdout.strip() == "41", out.stderr
+    assert "VLLM_SURGEON_PATH='~nosuchuser13/x' is not understood" in out.stderr and "running without these sets" in out.stderr
+    out = run_python(code, env)
+    assert out.returncode != 0 and "VLLM_SURGEON_PATH='~nosuchuser13/x' is not understood" in out.stderr
+    assert "RuntimeError" not in out.stderr

@@ -87,6 +87,8 @@ class Outcome:
     seconds: float = 0.0
     index: str = ""  # `index <blob>..` lines that name the base release's own file: k/n
     convert: str = ""  # with --convert: what `convert` made of an exact series
+    # What verify says the added lines read and is gone (issue 14): on a series patch accepts, each is a false alarm.
+    findings: list[str] = field(default_factory=list)
 
 
 # -- the series' files, read independently of vllm-surgeon's parser ---------------------------------------
@@ -145,6 +147,7 @@ def index_agreement(texts: list[str], archive: zipfile.ZipFile, prefix: str) -> 
 def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
     """{path after -pN: "new" | "modify" | "delete"}, number of `From <sha>` messages, number of hunks."""
     files: dict[str, str] = {}
+    guessed: set[str] = set()  # kinds taken from a `diff --git` line: its `---`/`+++` lines say better
     lines = text.replace("\r\n", "\n").split("\n")
     for i, line in enumerate(lines):
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
@@ -153,9 +156,15 @@ def touched(text: str, strip: int) -> tuple[dict[str, str], int, int]:
             if path is None:
                 continue
             kind = "new" if old is None else "delete" if new is None else "modify"
+            if path in guessed:  # a new file's `diff --git` line came first: it is "new", not "modify" (issue 14)
+                files[path] = kind
+                guessed.discard(path)
             files.setdefault(path, kind)
         elif (m := _DIFF_GIT.match(line)) and strip == 1:
-            files.setdefault(_stripped(m.group(2), 1) or "", "modify")
+            path = _stripped(m.group(2), 1) or ""
+            if path not in files:
+                files[path] = "modify"
+                guessed.add(path)
         elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):  # never a/ b/ here
             files.setdefault(line.split(" ", 2)[2], "delete" if line.startswith("rename from ") else "modify")
     files.pop("", None)
@@ -263,7 +272,12 @@ def _patch_fails_verdict(out: Outcome, base: Path, files, scratch: Path, prefix:
 def _modules_and_skip(entry: Entry, paths: dict[str, str], prefix: str, members: set[str]) -> tuple[set[str], list[str]]:
     """The Python modules the series changes, as the release's tree names them (`vllm/...`), and the
     other paths (as the patches name them) for the set's skip: patterns."""
-    created = {prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")}
+    # New packages: a new __init__.py counts only inside a package the wheel has or the series creates
+    # (grown to a fixpoint), never a new tests/ or examples/ tree.
+    inits = [prefix + p for p, kind in paths.items() if kind == "new" and p.endswith("/__init__.py")]
+    created: set[str] = set()
+    while grown := {p for p in inits if p not in created and module_file(p, members, created)}:
+        created |= grown
     modules = {prefix + p for p, kind in paths.items() if kind != "delete" and module_file(prefix + p, members, created)}
     skip = sorted(p for p in paths if prefix + p not in modules)
     for pattern in skip:  # a skip pattern must never leave out a module the comparison counts on
@@ -330,6 +344,8 @@ def check(entry: Entry, scratch: Path, convert: bool = False) -> Outcome:
         out.status, out.detail = "error", (verify.stdout + verify.stderr).strip()[-600:]
         return _done(out, started)
     result = verdict["sets"][0]
+    out.findings = [f"{f['severity']} {f['kind']} {f['origin']}: {f['name']}: {f['detail']}"
+                    for h in result["hunks"] for f in h.get("findings", [])]
     if result["status"] != "applies":
         _refused_verdict(out, result["refusals"])
         return _done(out, started)
@@ -402,9 +418,13 @@ def git_series(base: Path, files: list[tuple[Path, int]], where: Path, prefix: s
     run("-c", "user.email=c@s", "-c", "user.name=cs", "commit", "-q", "--allow-empty", "-m", "base")
     for patch, strip in files:
         text = patch.read_text(errors="replace")
+        done = None
         if re.search(r"^From [0-9a-f]{40} ", text, re.M):
             done = run("-c", "user.email=c@s", "-c", "user.name=cs", "am", "-q", "--keep-cr", f"-p{strip}", str(patch.absolute()))
-        else:
+            if done.returncode:  # e.g. SPDX lines before the first `From` (dynamo v0.20.1): git am cannot read it
+                run("am", "--abort")
+                done = None
+        if done is None:
             done = git_apply(top, patch, strip)
         if done.returncode:
             return None
@@ -462,6 +482,8 @@ def _print_outcome(entry: Entry, outcome: Outcome, verbose: bool) -> None:
         print(f"{'':14}patch -F0 rejects hunks in: {', '.join(outcome.patch_rejects)}")
     if outcome.truth_invalid:
         print(f"{'':14}what patch -F0 makes is not valid Python: {', '.join(outcome.truth_invalid)}")
+    for line in outcome.findings:
+        print(f"{'':14}verify finding: {line[:400]}")
 
 
 def main() -> int:

@@ -1,8 +1,9 @@
 """vllm-surgeon: change vLLM's internals by small anchored hunks, in every vLLM process, refused loudly
 when the code they were written against has changed.
 
-Public API (everything else is private): `applied()`, `transform`, `load_set`, and the errors
-`SurgeonError`, `HunkFileError`, `UnknownSetError`. Imports are lazy so that the `.pth` bootstrap
+Public API (everything else is private): `applied()`, `transform`, `load_set`, `copied_from` (the
+decorator that checks a monkey patch's upstream code at import), and the errors `SurgeonError`,
+`HunkFileError`, `UnknownSetError`. Imports are lazy so that the `.pth` bootstrap
 and the vLLM plugin cost nothing when `VLLM_SURGEON_HUNKS` is unset.
 """
 
@@ -11,13 +12,14 @@ and the vLLM plugin cost nothing when `VLLM_SURGEON_HUNKS` is unset.
 # VLLM_SURGEON_HUNKS is set, and importing typing alone costs more than the rest of its start.
 TYPE_CHECKING = False
 
-__all__ = ["applied", "transform", "load_set", "SurgeonError", "HunkFileError", "UnknownSetError", "__version__"]
+__all__ = ["applied", "transform", "load_set", "copied_from", "SurgeonError", "HunkFileError", "UnknownSetError", "__version__"]
 
 if TYPE_CHECKING:
     from typing import Any
 
     from vllm_surgeon.core.model import HunkFileError, HunkSet
     from vllm_surgeon.core.refusal import SurgeonError
+    from vllm_surgeon.runtime.copied import copied_from
     from vllm_surgeon.runtime.runtime import AppliedSet
     from vllm_surgeon.sets.loader import UnknownSetError
     from vllm_surgeon.sets.pyfile import transform
@@ -40,6 +42,7 @@ def load_set(name: str) -> "HunkSet":
 
 _LAZY = {
     "transform": ("vllm_surgeon.sets.pyfile", "transform"),
+    "copied_from": ("vllm_surgeon.runtime.copied", "copied_from"),  # issue 16
     "SurgeonError": ("vllm_surgeon.core.refusal", "SurgeonError"),
     "HunkFileError": ("vllm_surgeon.core.model", "HunkFileError"),
     "UnknownSetError": ("vllm_surgeon.sets.loader", "UnknownSetError"),

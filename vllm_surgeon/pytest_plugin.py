@@ -17,12 +17,14 @@ Disable it with `-p no:vllm_surgeon`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,8 +272,9 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
         output, timed_out = _wait(proc, spec.timeout)
         reports = _child_reports_from(config, reports_file)
     tests = [r for r in reports if getattr(r, "when", None) in ("setup", "call", "teardown")]
-    header = f"ran in a fresh interpreter with {described} (exit code {proc.returncode}):\n  {' '.join(command)}"
-    if tests and not timed_out:
+    header = f"ran in a fresh interpreter with {described} ({_exit_status(proc.returncode)}):\n  {' '.join(command)}"
+    died = _death(proc.returncode, tests) if tests and not timed_out else None
+    if tests and not timed_out and died is None:
         for report in tests:
             report.nodeid, report.location = item.nodeid, item.location
             if report.failed:
@@ -279,25 +282,103 @@ def _run_child(item: pytest.Item, spec: MarkerSpec) -> list[Any]:
         return tests
     if timed_out:
         why = f"the fresh interpreter did not finish within timeout={spec.timeout} s; it was killed"
+    elif died is not None:  # issue 13: a test whose interpreter died vanished from the counts
+        why = died
     elif reports:  # collection failed in the child: e.g. a refused set stopped `import vllm` at the top of the file
         why = "the test could not be collected in the fresh interpreter:\n" + "\n".join(
             str(r.longrepr) for r in reports if getattr(r, "failed", False)
         )
     else:
-        why = "the fresh interpreter reported no result for this test"
+        why = f"the fresh interpreter reported no result for this test ({_exit_status(proc.returncode)})"
     tail = "\n".join(output.splitlines()[-_OUTPUT_TAIL:])
     return _synthesized(item, f"{why}\n{header}\n--- its output (last {_OUTPUT_TAIL} lines) ---\n{tail}")
 
 
+def _exit_status(code: int | None) -> str:
+    """How a child process ended, in words: `exit code 3`, `killed by signal 11 (SIGSEGV)`."""
+    if code is not None and code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return f"killed by signal {-code}{name}"
+    return f"exit code {code}"
+
+
+def _death(code: int | None, tests: list[Any]) -> str | None:
+    """Why the child's reports cannot be believed, or None: the interpreter died before its test's last
+    report (teardown: `os._exit`, a segfault, SIGKILL), or it ended otherwise than pytest ends after
+    one test (0 or 1; a plugin such as coverage may turn a pass into 1): a signal, a crash at exit."""
+    phases = [r.when for r in tests]
+    if "teardown" in phases and code in (0, 1):
+        return None
+    if "teardown" not in phases:
+        return f"the fresh interpreter died after the test's {phases[-1]} report ({_exit_status(code)}): the test did not finish"
+    return f"the fresh interpreter ended with {_exit_status(code)} after the test's reports: it did not exit cleanly"
+
+
 def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[str, bool]:
-    """The child's output, and whether it was killed (with all it started: a vLLM engine) at `timeout`."""
+    """The child's output, and whether it was killed at `timeout`. The child runs in a session of its own
+    (a vLLM engine it starts is killed with it), so neither Ctrl-C nor a SIGTERM or SIGHUP sent to pytest
+    reaches it: whatever stops this wait stops the child and all it started too (issue 13)."""
+    with _stop_signals_interrupt():
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+            return output, False
+        except subprocess.TimeoutExpired:
+            _stop_group(proc, grace=0)
+            output, _ = proc.communicate()
+            return output, True
+        except BaseException:
+            _stop_group(proc, grace=_GRACE)
+            raise
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a marker test's child runs: pytest stops as on Ctrl-C, after the child."""
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the child runs, SIGTERM and SIGHUP interrupt pytest as Ctrl-C does, instead of ending it at once
+    (their default) with the child, in a session of its own, left running. Only in the main thread, where
+    Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        output, _ = proc.communicate(timeout=timeout)
-        return output, False
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        return output, True
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_GRACE = 5.0  # seconds an interrupted child gets to stop on SIGTERM (vLLM shuts its engine down) before SIGKILL
+
+
+def _stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL it once `grace` seconds pass (at once with 0)."""
+    if grace > 0 and proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)  # also what the child left running in its group
+    if proc.poll() is None:
+        proc.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _child_reports_from(config: pytest.Config, reports_file: Path) -> list[Any]:
@@ -367,6 +448,7 @@ class Surgeon:
 
         self._session = InProcess()
         self._applied = False
+        self._undone = False
 
     def apply(self, *sets: Any, against: str | None = None):
         """Patch the modules these sets change (names on the search path, or paths of set files), stacked in
@@ -377,14 +459,14 @@ class Surgeon:
 
         if self._applied:
             raise RuntimeError("surgeon.apply() was already called in this test: name every set in one call, "
-                               "surgeon.apply('a', 'b'), so they are planned together")
+                               "surgeon.apply('a', 'b'), so they are planned together (or surgeon.undo() first)")
         from vllm_surgeon.core.model import HunkFileError
         from vllm_surgeon.core.refusal import SurgeonError
         from vllm_surgeon.sets.loader import UnknownSetError
 
         try:
             hunk_sets = resolve_sets(sets)
-            self._applied = True
+            self._applied, self._undone = True, False
             return self._session.apply(hunk_sets, against)
         except (SurgeonError, UnknownSetError, HunkFileError) as exc:
             raise exc.with_traceback(None) from None  # the message says it all; the test's line is enough
@@ -393,12 +475,15 @@ class Surgeon:
     def modules(self):
         """The patched modules of the last `apply` (or of the test's in-process `surgeon` marker)."""
         if self._session.modules is None:
+            if self._undone:
+                raise RuntimeError("the sets were undone (surgeon.undo()): nothing is patched; call surgeon.apply(...) again")
             raise RuntimeError("no set applied yet: call surgeon.apply(...) first")
         return self._session.modules
 
     def undo(self) -> None:
-        """Restore everything `apply` changed (done anyway when the test ends)."""
+        """Restore everything `apply` changed (done anyway when the test ends); `apply` may be called again."""
         self._session.undo()
+        self._undone, self._applied = self._applied or self._undone, False
 
 
 @pytest.fixture

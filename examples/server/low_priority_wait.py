@@ -4,7 +4,7 @@
 
 Start the server with `--scheduling-policy priority` (and `--max-num-seqs 1` to make the queue
 visible on a small machine; there, give the server and this client CPUs of their own, as the
-README's `taskset` lines do: on 2 shared cores the busy server starved the client for seconds, the
+`taskset` lines of docs/running.md do: on 2 shared cores the busy server starved the client for seconds, the
 queue ran dry and the measurement said nothing). The client first times two requests alone, then
 sends priority-0 requests in bursts that do not wait for answers: `--queue-s` seconds of work at
 once, then, after a one-second warm-up, one priority-10 request, followed at once and every second

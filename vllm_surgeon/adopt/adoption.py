@@ -16,6 +16,7 @@ from vllm_surgeon.adopt import code, meaning, names
 from vllm_surgeon.adopt.patchfile import PatchFile
 from vllm_surgeon.adopt.relayout import Edit, Relayout, Text, Unclean, apply_edits, indent_of, reindent, span
 from vllm_surgeon.adopt.resolve import Found, Resolver, attribute_chain
+from vllm_surgeon.core.codedigest import code_of
 from vllm_surgeon.core.model import Target
 from vllm_surgeon.core.scopes import Scope, ScopeIndex
 from vllm_surgeon.core.source import ModuleSource
@@ -152,7 +153,7 @@ def adopt(copy: Copy, target: Target, resolver: Resolver, where: str) -> Adoptio
         return found
     up = found
     label = f"{up.source.module}:{up.qualname}"
-    result = Adoption(copy.label, label, REFUSED, digest=code.code_digest(up.node))
+    result = Adoption(copy.label, label, REFUSED, digest=digest_of(resolver, up.source.module, up.qualname))
     wanted = _decorators(copy, up)
     if isinstance(wanted, str):
         result.reason = wanted
@@ -170,7 +171,7 @@ def adopt(copy: Copy, target: Target, resolver: Resolver, where: str) -> Adoptio
     same = code.function_key(up.node) == key
     if same and not need.carried and not need.imports:
         result.verdict = IDENTICAL
-        result.reason = f"the copy is {label} as in {where} (layout, comments and docstrings aside)"
+        result.reason = "the copy is upstream's code (layout, comments and docstrings aside)"
         return result
     change = _change(resolver, up.source.module)
     change.imports = set(need.imports)
@@ -234,11 +235,18 @@ def _class_attributes_read(copy: Copy) -> set[str]:
 
 
 def upstream_digest(target: Target, resolver: Resolver, where: str) -> str | None:
-    """The code digest (code.code_digest) of `target`'s one upstream def in the tree `resolver` reads,
-    followed through re-exports; None when there is none. What a record of a monkey patch that stays
-    (a wrapper) keeps of the function it depends on, so a later release can be told apart."""
+    """The guard records' digest (core/codedigest.py: code, not layout) of `target`'s upstream definition
+    in the tree `resolver` reads, followed through re-exports; None when there is none. What a record of
+    a monkey patch that stays (a wrapper) keeps of the function it depends on."""
     found = find_upstream(target, resolver, where)
-    return None if isinstance(found, Adoption) else code.code_digest(found.node)
+    return None if isinstance(found, Adoption) else digest_of(resolver, found.source.module, found.qualname)
+
+
+def digest_of(resolver: Resolver, module: str, qualname: str) -> str | None:
+    """`vllm-surgeon guard`'s digest of `module:qualname` as the tree has it (every definition of the name)."""
+    source, index = resolver.source(module), resolver.index(module)
+    found = code_of(index, source.lines(), qualname) if source is not None and index is not None else None
+    return None if found is None else found.digest
 
 
 def _subclass_of(copy: Copy, holder: str, resolver: Resolver) -> bool:
@@ -415,7 +423,7 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     key = code.function_key(copy.node, decorators)
     base = new.override
     if base is not None and isinstance(base.node, ast.FunctionDef | ast.AsyncFunctionDef):
-        new.digest = code.code_digest(base.node)
+        new.digest = digest_of(resolver, base.module, base.qualname)
         if code.function_key(base.node) == key and not need.imports:
             new.verdict, new.reason = IDENTICAL, f"the copy is {base.target}, which {holder_name} inherits"
             return new

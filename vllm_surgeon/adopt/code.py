@@ -9,7 +9,6 @@ key also leaves its name out (copies are renamed: `post_init` for `VllmConfig.__
 from __future__ import annotations
 
 import ast
-import hashlib
 
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 # Decorators that make a function a method of a kind (issue 16: a module-level copy assigned over a
@@ -68,12 +67,6 @@ def function_key(node: ast.FunctionDef | ast.AsyncFunctionDef, decorators: list[
         return dump(node, name="_")
     finally:
         node.decorator_list = saved
-
-
-def code_digest(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    """sha256 of a function's code (not its layout, docstring or name): what a guard record keeps of
-    the upstream function a monkey patch depends on, so a later release can be told apart."""
-    return hashlib.sha256(function_key(node).encode("utf-8")).hexdigest()
 
 
 def signature_key(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:

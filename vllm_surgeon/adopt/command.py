@@ -13,7 +13,7 @@ from typing import TextIO
 from vllm_surgeon.adopt.discover import discover, render_table, to_json, write_set
 from vllm_surgeon.adopt.one import adopt_one
 from vllm_surgeon.adopt.patchfile import AdoptInputError
-from vllm_surgeon.authoring.capture import atomic_write
+from vllm_surgeon.authoring.files import refuse_existing, write_text
 from vllm_surgeon.trees.releases import Tree
 
 
@@ -39,7 +39,7 @@ def _one(args, node_id: str, out: TextIO, tree: Callable[[], Tree], tops: frozen
     _check_out(path, args.force)
     outcome = adopt_one(node_id, args.target, tree(), path, tops)
     if outcome.text is not None:
-        atomic_write(path, outcome.text)
+        write_text(path, outcome.text)
         out.write(f"{outcome.message}\nwrote {path}\n")
     else:
         out.write(outcome.message + "\n")
@@ -57,7 +57,7 @@ def _discover(args, out: TextIO, tree: Callable[[], Tree], helpers: frozenset[st
         if text is None:
             code = 1
         else:
-            atomic_write(path, text)
+            write_text(path, text)
     if args.json:  # stdout stays JSON; what --out did goes to stderr
         out.write(json.dumps(to_json(report), indent=1) + "\n")
         if message:
@@ -72,5 +72,7 @@ def _discover(args, out: TextIO, tree: Callable[[], Tree], helpers: frozenset[st
 def _check_out(path: Path, force: bool) -> None:
     if path.suffix != ".hunk":
         raise AdoptInputError(f"--out {path}: an adopted set is a .hunk file (name it NAME.hunk)")
-    if path.exists() and not force:
-        raise AdoptInputError(f"{path} exists; pass --force to overwrite it, or --out to write elsewhere")
+    try:
+        refuse_existing(path, force)
+    except FileExistsError as exc:
+        raise AdoptInputError(str(exc)) from None

@@ -9,14 +9,23 @@ module and checks the whole set again.
 
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_surgeon.adopt import assemble, strings
-from vllm_surgeon.adopt.adoption import ADOPTED, IDENTICAL, NEW, REFUSED, WRAPPER, Adoption, ModuleChange, adopt, find_upstream
-from vllm_surgeon.adopt.code import code_digest
+from vllm_surgeon.adopt.adoption import (
+    ADOPTED,
+    IDENTICAL,
+    NEW,
+    REFUSED,
+    WRAPPER,
+    Adoption,
+    ModuleChange,
+    adopt,
+    digest_of,
+    find_upstream,
+)
 from vllm_surgeon.adopt.one import set_header
 from vllm_surgeon.adopt.patchfile import AdoptInputError, PatchFile
 from vllm_surgeon.adopt.resolve import Resolver
@@ -30,8 +39,9 @@ VERDICTS = (ADOPTED, IDENTICAL, WRAPPER, NEW, REFUSED)
 
 @dataclass
 class Row:
-    """One site's verdict, as `--json` writes it (and `digest`: the upstream function's code digest at
-    SPEC, what a guard record of a wrapper keeps)."""
+    """One site's verdict, as `--json` writes it. `target` and `digest` (the upstream definition's
+    `ast1:` digest at SPEC, as `vllm-surgeon guard` prints it) are what a guard record of a site that
+    stays a monkey patch (a wrapper) is written from (authoring/guards.write_guard_record)."""
 
     file: str
     line: int
@@ -97,12 +107,12 @@ def _row(site: Site, resolver: Resolver, tree: Tree) -> Row:
     attr = site.original or site.attr  # a saved original: the function it keeps is what the site depends on
     upstream = find_upstream(_target(site, attr), resolver, tree.label) if site.owner is not None and attr != "?" else None
     if upstream is not None and not isinstance(upstream, Adoption):
-        row.digest = code_digest(upstream.node)
+        row.digest = digest_of(resolver, upstream.source.module, upstream.qualname)
         if site.original is None:
             row.target = f"{upstream.source.module}:{upstream.qualname}"
     elif isinstance(upstream, Adoption) and upstream.override is not None:
-        base = upstream.override.node  # what it calls when it wraps: the def it inherits
-        row.digest = code_digest(base) if isinstance(base, ast.FunctionDef | ast.AsyncFunctionDef) else None
+        base = upstream.override  # what it calls when it wraps: the def it inherits
+        row.digest = digest_of(resolver, base.module, base.qualname)
     if site.wrapper:
         row.verdict, row.reason = WRAPPER, f"{site.wrapper}: it stays a monkey patch"
         return row
@@ -194,7 +204,8 @@ def write_set(report: Report, out: Path) -> tuple[str | None, str]:
     if why is not None:
         return None, f"the merged set fails the check ({why}); nothing written"
     count = sum(1 for line in text.splitlines() if line.startswith("@@ "))
-    return text, f"wrote {out}: {count} hunks from {len(labels)} sites, checked against {report.tree.label}"
+    return text, (f"wrote {out}: {count} hunk{'s' if count != 1 else ''} from {len(labels)} site{'s' if len(labels) != 1 else ''}, "
+                  f"checked against {report.tree.label}")
 
 
 def render_table(report: Report) -> list[str]:

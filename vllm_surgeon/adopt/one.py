@@ -47,7 +47,8 @@ def adopt_one(node_id: str, target_spec: str, tree: Tree, out: Path, tops: froze
     resolver = Resolver(tree.read, frozenset({"vllm", target.module.split(".")[0]}) | tops)
     adoption = adopt(copy, target, resolver, tree.label)
     if adoption.verdict == IDENTICAL:
-        return Outcome(0, f"identical: {adoption.reason}; nothing to adopt (drop the monkey patch)", adoption=adoption)
+        return Outcome(0, f"identical: {copy.label} against {adoption.target} in {tree.label}: {adoption.reason}; "
+                          "nothing to adopt: drop the monkey patch", adoption=adoption)
     if adoption.change is None:
         return Outcome(1, f"cannot adopt {copy.label} as {target}: {adoption.reason}", adoption=adoption)
     header = set_header(tree, [copy.label], adoption.notes)

@@ -9,12 +9,12 @@ enough context to be unique in its function, recording the vLLM version it was w
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vllm_surgeon.authoring.drafts import drafts, render_hunk_section
+from vllm_surgeon.authoring.files import write_text
 from vllm_surgeon.core.model import HunkFileError, Origin, Target
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.trees.releases import Tree
@@ -30,50 +30,114 @@ def workdir_for(name: str, directory: str | None) -> Path:
     return Path(directory) if directory else Path(f"{name}.surgeon")
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def new(
+    name: str, targets: list[str], tree: Tree, spec: str | None, directory: Path, force: bool,
+    copies: dict[str, str] | None = None, fields: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write the editable copies (`copies`: their text, else the functions as in `tree`) and the manifest.
 
-
-def new(name: str, targets: list[str], tree: Tree, spec: str | None, directory: Path, force: bool) -> list[Path]:
-    """Write the editable copies; nothing is written unless every target is found."""
-    if (directory / MANIFEST).exists() and not force:
-        raise WorkdirError(f"{directory} already holds a work folder; capture it, remove it, or pass --force")
-    entries, files = [], []
-    for spec_text in targets:
-        target = Target.parse(spec_text, Origin("<command line>", 1)) if ":" in spec_text else None
-        if target is None:
-            raise WorkdirError(f"{spec_text!r}: name a function or class, as module:Qualified.name")
-        source = tree.read(target.module)
-        if source is None:
-            raise WorkdirError(f"{target.module}: no such module in {tree.label}")
-        index = ScopeIndex(source.text, source.path)
-        scopes = index.find(target.qualname)
-        if not scopes:
-            raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
-        if len(scopes) > 1:
-            raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
-        scope = scopes[0]
-        text = "\n".join(source.lines()[scope.start : scope.end]) + "\n"
-        relative = Path(target.module) / f"{target.qualname}.py"
-        files.append((directory / relative, text))
-        entries.append({"target": str(target), "file": str(relative), "original": text,
-                        "line": scope.start + 1, "path": source.path})
-    for path, text in files:
-        atomic_write(path, text)
+    Nothing is written unless every target is found, and nothing is left half-written (issue 13: a
+    full disk left copies without surgeon.json): the manifest comes last, and on an error the files
+    this call created are removed. With `force`, an existing work folder keeps its earlier targets
+    and their copies, edited or not, and gains the new ones (issue 13: an edit was lost); a folder
+    copied from another release is replaced only when none of its copies is edited.
+    """
     if spec is not None and (spec == "latest" or spec.endswith("==latest")) and tree.release:
         spec = tree.release  # `capture` checks against the release copied, even once a newer one is out
-    manifest = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": entries}
-    atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    return [p for p, _ in files]
+    manifest: dict[str, Any] = {"name": name, "against": spec, "vllm_version": tree.version, "release": tree.release, "targets": []}
+    earlier = _earlier(directory, force, manifest, tree)
+    if earlier is not None:
+        manifest = earlier
+    if fields:
+        manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
+    kept = {entry["target"] for entry in manifest["targets"]}
+    files: list[tuple[Path, str]] = []
+    for spec_text in targets:
+        entry, text = _copy_of(spec_text, tree, copies)
+        if entry["target"] in kept:
+            continue
+        kept.add(entry["target"])
+        manifest["targets"].append(entry)
+        files.append((directory / entry["file"], text))
+    _write_all(directory, files, json.dumps(manifest, indent=1) + "\n")
+    return [directory / entry["file"] for entry in manifest["targets"]]
+
+
+def _copy_of(spec_text: str, tree: Tree, copies: dict[str, str] | None) -> tuple[dict, str]:
+    """The manifest entry of one target and the text of its copy; WorkdirError when it is not found."""
+    target = Target.parse(spec_text, Origin("<command line>", 1)) if ":" in spec_text else None
+    if target is None:
+        raise WorkdirError(f"{spec_text!r}: name a function or class, as module:Qualified.name")
+    source = tree.read(target.module)
+    if source is None:
+        raise WorkdirError(f"{target.module}: no such module in {tree.label}")
+    index = ScopeIndex(source.text, source.path)
+    scopes = index.find(target.qualname)
+    if not scopes:
+        raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
+    if len(scopes) > 1:
+        raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
+    scope = scopes[0]
+    text = "\n".join(source.lines()[scope.start : scope.end]) + "\n"
+    relative = Path(target.module) / f"{target.qualname}.py"
+    entry = {"target": str(target), "file": str(relative), "original": text, "line": scope.start + 1, "path": source.path}
+    return entry, (copies or {}).get(spec_text, text)
+
+
+def _earlier(directory: Path, force: bool, fresh: dict, tree: Tree) -> dict | None:
+    """The manifest of an existing work folder whose targets `new --force` keeps; None to start afresh."""
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    if not force:
+        raise WorkdirError(f"{directory} already holds a work folder; capture it, remove it, or pass --force "
+                           "to add targets to it (its copies, edited or not, are kept)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        entries = manifest["targets"]
+        same = all(manifest.get(k) == fresh[k] for k in ("against", "vllm_version", "release"))
+    except (ValueError, KeyError, TypeError):  # not a manifest `new` wrote: --force replaces it
+        return None
+    if same:
+        return manifest
+    edited = [str(directory / e["file"]) for e in entries if _edited(directory / e["file"], e["original"])]
+    if edited:
+        was = manifest.get("release") or manifest.get("vllm_version") or "another vLLM"
+        raise WorkdirError(
+            f"{directory} was copied from {was}, and these copies hold edits: {', '.join(edited)}; capture them first "
+            f"(vllm-surgeon capture {fresh['name']}), or move them away, before copying from {tree.label}"
+        )
+    return None
+
+
+def _edited(path: Path, original: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n") != original.rstrip("\n")
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True  # cannot tell: never throw it away
+
+
+def _write_all(directory: Path, files: list[tuple[Path, str]], manifest: str) -> None:
+    """The copies, then the manifest; on any error the files and folders made here are removed again."""
+    made: list[Path] = []
+    try:
+        for path, text in files:
+            for folder in reversed([path.parent, *path.parent.parents]):
+                if not folder.exists():
+                    made.append(folder)
+            if not path.exists():
+                made.append(path)
+            write_text(path, text)
+        write_text(directory / MANIFEST, manifest)
+    except BaseException:
+        for path in reversed(made):
+            try:
+                path.rmdir() if path.is_dir() else path.unlink()
+            except OSError:
+                pass
+        raise
 
 
 def write_copies(
@@ -82,14 +146,7 @@ def write_copies(
     """A work folder as `new` makes it, from `tree`, but with the copies already edited (`rebase`'s
     merge, conflict markers and all): `capture` turns them into a set against `tree`, keeping the
     header `fields` (description, why, ...) of the set it came from."""
-    files = new(name, list(copies), tree, spec, directory, force=False)
-    manifest = json.loads((directory / MANIFEST).read_text())
-    for entry, path in zip(manifest["targets"], files, strict=False):
-        atomic_write(path, copies[entry["target"]])
-    if fields:
-        manifest["fields"] = {k: v for k, v in fields.items() if k != "written-against"}
-        atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    return files
+    return new(name, list(copies), tree, spec, directory, force=False, copies=copies, fields=fields)
 
 
 @dataclass

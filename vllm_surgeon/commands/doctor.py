@@ -4,7 +4,8 @@ says its fix on the same line. Exit 1 when any check fails (issue 8).
 What it checks, in the order a problem would bite: vLLM is there; the `.pth` bootstrap is in a
 site-packages this interpreter processes, and runs; vLLM sees the plugin (entry point, not
 excluded by VLLM_PLUGINS); the cache directory is usable and private; every directory of the
-search path is there and readable, set names are not ambiguous and every set file parses; every
+search path is there and readable, nobody but you and root can change it or its sets (issue 13: in
+the words vLLM refuses them with), set names are not ambiguous and every set file parses; every
 enabled set applies to the installed vLLM; the VLLM_SURGEON_* settings are understood.
 Nothing here imports vLLM: source is read, as `verify` does.
 """
@@ -29,7 +30,7 @@ SCHEMA = "vllm-surgeon/doctor/1"
 PTH = "vllm_surgeon.pth"
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_VALUE = "vllm_surgeon._plugin:register"
-# Every setting vllm-surgeon reads (README "Environment"); anything else starting so is likely a typo.
+# Every setting vllm-surgeon reads (docs/running.md "Environment variables"); anything else starting so is likely a typo.
 SETTINGS = _settings.NAMES
 
 
@@ -225,8 +226,13 @@ class Doctor:
     def cache(self) -> None:
         from vllm_surgeon.trees.releases import cache_dir
 
-        root = cache_dir()
-        how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
+        try:
+            root = cache_dir()
+            how = _settings.CACHE_DIR if _settings.cache_dir() else "default"
+        except _settings.SettingError as exc:
+            self.fail("cache", f"{exc}: no code cache (every vLLM process plans again), and verify cannot keep wheels",
+                      f"set {exc.name} to a directory's full path, or unset it")
+            return
         elsewhere = "point VLLM_SURGEON_CACHE_DIR at a directory you own (e.g. ~/.cache/vllm-surgeon)"
         existing = root
         while not existing.exists() and existing != existing.parent:
@@ -240,13 +246,17 @@ class Doctor:
             else:
                 self.fail("cache", f"{root} ({how}) cannot be made: {existing} is not writable", elsewhere)
             return
+        from vllm_surgeon.core import trust as _trust
+
         for directory in [root] + [root / sub for sub in ("code", "wheels") if (root / sub).is_dir()]:
             info = directory.stat()
-            if hasattr(os, "getuid") and info.st_uid != os.getuid():
-                self.fail("cache", f"{directory} ({how}) belongs to uid {info.st_uid}, not to you (uid {os.getuid()}): every "
-                          "cached entry there is ignored", f"{elsewhere}, or chown -R {os.getuid()} {root}")
+            # Judged as the code cache judges what is inside its root (core/trust.py: one rule, issue 13).
+            ours = _trust.Rule(frozenset({_trust.euid() if _trust.SUPPORTED else info.st_uid}))
+            if _trust.owner_problem(str(directory), info, ours):
+                self.fail("cache", f"{directory} ({how}) belongs to uid {info.st_uid}, not to you (uid {_trust.euid()}): every "
+                          "cached entry there is ignored", f"{elsewhere}, or chown -R {_trust.euid()} {root}")
                 return
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            if _trust.write_problem(str(directory), info, ours, lambda: False):  # mode bits: a read-only cache is reported below
                 self.fail("cache", f"{directory} ({how}) is writable by others (mode {stat.filemode(info.st_mode)}): another "
                           "user could put wheels there for verify to read", f"chmod -R go-w {root}")
                 return
@@ -273,11 +283,20 @@ class Doctor:
         from vllm_surgeon.sets.search import search_dirs
 
         before = len(self.checks)
-        for entry in _settings.search_path():
-            self._path_entry(Path(entry).expanduser().absolute())
+        try:
+            entries = _settings.search_dirs()
+        except _settings.SettingError as exc:
+            self.fail("search-path", f"{exc}: no set can be found there, and vLLM refuses to start with sets enabled",
+                      f"write that entry of {exc.name} as a full path")
+            return
+        for entry in entries:
+            self._path_entry(Path(entry))
         self._registered_packages()
         dirs = search_dirs()
-        count = self._sets_on_path(dirs)
+        said: set = set()
+        for label, directory in dirs:
+            self._trusted_dir(label, directory, said)
+        count = self._sets_on_path(dirs, said)
         if not any(c.check == "search-path" and c.status == "fail" for c in self.checks[before:]):
             where = "; ".join(f"{label} {d}" for label, d in dirs)
             self.ok("search-path", f"{count} set{'s' if count != 1 else ''} in {where}")
@@ -297,6 +316,15 @@ class Doctor:
                 self.fail("search-path", f"VLLM_SURGEON_PATH entry {path} cannot be read: {exc.strerror}",
                           f"chmod a+rx {path}, or take it out of VLLM_SURGEON_PATH")
 
+    def _trusted_dir(self, label: str, directory: Path, said: set) -> None:
+        """A search directory someone other than this user or root can change: vLLM refuses every set in it (issue 13)."""
+        from vllm_surgeon.sets.search import untrusted
+
+        for problem in untrusted(directory):
+            said.add(problem)
+            self.fail("search-path", f"{label} {directory}: vLLM refuses every set in it: {problem.path} {problem.what}",
+                      problem.fix)
+
     def _registered_packages(self) -> None:
         """Every package registering sets must name an importable package directory."""
         from importlib.metadata import entry_points
@@ -308,7 +336,7 @@ class Doctor:
                 self.fail("search-path", f"package {ep.name} registers sets in {ep.value!r} ({ENTRY_POINT_GROUP}), which "
                           "is not an importable package directory", f"reinstall the package that provides {ep.name}")
 
-    def _sets_on_path(self, dirs: list[tuple[str, Path]]) -> int:
+    def _sets_on_path(self, dirs: list[tuple[str, Path]], said: set) -> int:
         """Every set on the search path read (sets defined twice, shadowed, unreadable are findings);
         how many distinct names there are."""
         from vllm_surgeon.sets.loader import SUFFIXES
@@ -330,15 +358,22 @@ class Doctor:
                     self.warn("search-path", f"set {name!r}: {first} ({first_label}) shadows {paths[0]} ({label})")
                     continue
                 seen[name] = (label, paths[0])
-                self._readable_set(name, paths[0], directory)
+                self._readable_set(name, paths[0], directory, said)
         return len(seen)
 
-    def _readable_set(self, name: str, path: Path, directory: Path) -> None:
+    def _readable_set(self, name: str, path: Path, directory: Path, said: set) -> None:
         from vllm_surgeon.core.model import HunkFileError
         from vllm_surgeon.sets.loader import UnknownSetError, load_file
+        from vllm_surgeon.sets.reader import UntrustedSetError
 
         try:
             load_file(path, name)
+        except UntrustedSetError as exc:  # issue 13: in vLLM's words, each file or folder at fault once
+            for problem in exc.problems:
+                if problem not in said:
+                    said.add(problem)
+                    self.fail("search-path", f"set {name!r} ({path}): vLLM refuses it: {problem.path} {problem.what}",
+                              problem.fix)
         except Exception as exc:  # noqa: BLE001 - a .py set runs code; whatever it raises is the finding
             why = str(exc) if isinstance(exc, (HunkFileError, UnknownSetError)) else f"{type(exc).__name__}: {exc}"
             self.fail("search-path", f"set {name!r} cannot be read: {why}",
@@ -379,12 +414,18 @@ class Doctor:
         """The enabled sets that load; each one that does not is a finding."""
         from vllm_surgeon.core.model import HunkFileError
         from vllm_surgeon.sets.loader import UnknownSetError
+        from vllm_surgeon.sets.reader import UntrustedSetError
         from vllm_surgeon.sets.search import load
 
         sets = []
         for name in names:
             try:
                 sets.append(load(name))
+            except UntrustedSetError as exc:  # issue 13
+                first = exc.problems[0]
+                more = f" (and {len(exc.problems) - 1} more: see search-path)" if len(exc.problems) > 1 else ""
+                self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which vLLM refuses: {first.path} {first.what}{more}",
+                          first.fix)
             except HunkFileError as exc:
                 self.fail("sets", f"VLLM_SURGEON_HUNKS enables {name!r}, which cannot be read: {exc}",
                           f"edit {exc.origin.path} at line {exc.origin.line}, or take {name!r} out of VLLM_SURGEON_HUNKS")

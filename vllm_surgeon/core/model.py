@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from vllm_surgeon.core.trust import Problem
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -93,6 +95,17 @@ class Commit:
         return f"commit {self.number}/{self.total}{sha} {self.subject!r}"
 
 
+_C_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+
+
+def printable_path(path: str) -> str:
+    """A diff path as messages print it: as written, or, when it holds a control character (a NUL or a
+    newline from git's C-quoted `"a/x\\000y.py"`), quoted and escaped as git writes it (issue 13)."""
+    if not any(ord(c) < 32 or c == "\x7f" for c in path):
+        return path
+    return '"' + "".join(_C_ESCAPES.get(c) or (f"\\{ord(c):03o}" if ord(c) < 32 or c == "\x7f" else c) for c in path) + '"'
+
+
 @dataclass(frozen=True)
 class DiffFile:
     """One file section of a diff: the paths as written, and what kind of change it is.
@@ -117,7 +130,7 @@ class DiffFile:
     def name(self) -> str:
         """The path as messages print it: without git's `a/` or `b/`."""
         path = self.path
-        return path[2:] if path.startswith(("a/", "b/")) and len(path) > 2 else path
+        return printable_path(path[2:] if path.startswith(("a/", "b/")) and len(path) > 2 else path)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -210,6 +223,9 @@ class HunkSet:
     # sha256 of the exact bytes this set was parsed from (issue 7 item 2: the code cache keys on
     # what was planned, never on the file as it is later); "" for text parsed from elsewhere.
     digest: str = ""
+    # Read for a report (verify, list, show): why vLLM would refuse these files here (issue 13:
+    # someone other than the user or root can change them). Empty when read by vLLM: it refuses.
+    untrusted: tuple[Problem, ...] = ()
 
     @property
     def root(self) -> str | None:

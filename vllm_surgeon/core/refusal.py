@@ -31,8 +31,14 @@ class Reason(str, enum.Enum):
     PATH_NOT_FOUND = "path-not-found"  # a .py path that is no module of an installed package
     PATH_AMBIGUOUS = "path-ambiguous"  # a path that is two real modules
     MODULE_EXISTS = "module-exists"  # a diff creates a module that is already there
-    NOT_REACHED = "not-reached"  # a later commit's hunk on a file where an earlier commit's hunk was refused
+    NOT_REACHED = "not-reached"  # a later step's hunk (commit, or file section) on a module where an earlier step's hunk was refused
     RAISED = "patched-code-raised"  # the patched module raised when executed (at import or in place)
+    # What a hunk's added lines read, gone from the patched module (issue 14 part 3; engine/names.py).
+    NAME_GONE = "name-gone"  # a name no global, import or builtin of the patched module binds
+    IMPORT_GONE = "import-gone"  # `import x.y` / `from x import y` of a module or name the tree does not have
+    # `@copied_from` (issue 16): the upstream code a monkey patch copied or wraps is not what it was.
+    UPSTREAM_CHANGED = "upstream-changed"
+    UPSTREAM_UNREADABLE = "upstream-unreadable"  # its module does not parse here: it cannot be compared
 
 
 _TITLES = {
@@ -52,8 +58,12 @@ _TITLES = {
     Reason.PATH_NOT_FOUND: "file is no installed module",
     Reason.PATH_AMBIGUOUS: "path names more than one module",
     Reason.MODULE_EXISTS: "new module already exists",
-    Reason.NOT_REACHED: "not checked after an earlier commit was refused",
+    Reason.NOT_REACHED: "not checked: an earlier step on this module was refused",
     Reason.RAISED: "the patched code raised when it ran",
+    Reason.NAME_GONE: "an added line reads a name that is not defined",
+    Reason.IMPORT_GONE: "an added line imports what this vLLM does not have",
+    Reason.UPSTREAM_CHANGED: "the upstream code changed",
+    Reason.UPSTREAM_UNREADABLE: "the upstream code cannot be read",
 }
 
 

@@ -47,7 +47,10 @@ class ScopeIndex:
     """All scopes of one source text; parsing errors propagate as SyntaxError."""
 
     def __init__(self, text: str, filename: str = "<source>") -> None:
-        self.tree = ast.parse(text, filename=filename)
+        try:
+            self.tree = ast.parse(text, filename=filename)
+        except ValueError as exc:  # a NUL byte: ValueError on Python 3.10, SyntaxError (with no line) later
+            raise SyntaxError(str(exc)) from None
         count = text.count("\n") + 1
         self.module = Scope("", "module", 0, count, True, self.tree)
         self.scopes: list[Scope] = [self.module]

@@ -1,6 +1,6 @@
 """Every `VLLM_SURGEON_*` environment variable: its name, default and parsing, read here only.
 
-A bad value is a `SettingError` naming the variable and the value (README "Environment"). Standard
+A bad value is a `SettingError` naming the variable and the value (docs/running.md "Environment variables"). Standard
 library only and nothing at import time but `os`: the bootstrap path asks it in every vLLM process.
 Two readers cannot ask it: the one-line `vllm_surgeon.pth` (it runs before any import, so it reads
 `HUNKS` and `BOOTSTRAP` itself, as `hunks_named()` and `bootstrap()` do) and the bundled `priority`
@@ -18,8 +18,11 @@ BOOTSTRAP = "VLLM_SURGEON_BOOTSTRAP"  # 0: the .pth installs nothing; the vLLM p
 CACHE_DIR = "VLLM_SURGEON_CACHE_DIR"  # the code cache and wheels; default $XDG_CACHE_HOME/vllm-surgeon
 CODE_CACHE = "VLLM_SURGEON_CODE_CACHE"  # 0: plan in every process, never read or write the code cache
 PRIORITY_AGING = "VLLM_SURGEON_PRIORITY_AGING"  # read by the bundled `priority` set inside vLLM
+# A group (name or gid) whose members may own and write set files and folders (issue 13); unset: none.
+# Every member can then run code as whoever starts vLLM: README "Sets are code" says so.
+TRUSTED_GROUP = "VLLM_SURGEON_TRUSTED_GROUP"
 # Every setting a user may set; anything else starting with VLLM_SURGEON_ is likely a typo (doctor).
-NAMES = (HUNKS, PATH, ON_FAILURE, BOOTSTRAP, CACHE_DIR, CODE_CACHE, PRIORITY_AGING)
+NAMES = (HUNKS, PATH, ON_FAILURE, BOOTSTRAP, CACHE_DIR, CODE_CACHE, PRIORITY_AGING, TRUSTED_GROUP)
 
 # Marks vllm-surgeon leaves for the processes it starts; never set by users.
 PYTEST_CHILD = "VLLM_SURGEON_PYTEST_CHILD"  # in the pytest plugin's child: the file its test reports go to
@@ -61,6 +64,31 @@ def search_path() -> list[str]:
     return [e.strip() for e in _get(PATH).split(os.pathsep) if e.strip()]
 
 
+def user_path(value: str, absolute: bool = True) -> str:
+    """A path as a user wrote it (a setting, an --against argument): `~` and `~user` expanded, made
+    absolute unless told not to. The one place that expands them (issue 13: `Path.expanduser` raised a bare RuntimeError
+    for `~nouser/x` from list, doctor, verify and `import vllm`); ValueError saying why it cannot be."""
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):  # os.path.expanduser leaves what it cannot expand as it was
+        user = expanded[1:].split(os.sep, 1)[0].split("/", 1)[0]
+        if user:
+            raise ValueError(f"~{user} names no user on this system; write the directory's full path")
+        raise ValueError("the home directory (~) cannot be determined (HOME is unset); write the full path")
+    return os.path.join(os.getcwd(), expanded) if absolute and not os.path.isabs(expanded) else expanded
+
+
+def search_dirs() -> list[str]:
+    """The VLLM_SURGEON_PATH directories, expanded and absolute; SettingError for one that cannot be."""
+    dirs = []
+    for entry in search_path():
+        try:
+            dirs.append(user_path(entry))
+        except ValueError as exc:
+            which = f"entry {entry!r}: " if entry != _get(PATH).strip() else ""
+            raise SettingError(PATH, _get(PATH), f"{which}{exc}") from None
+    return dirs
+
+
 def on_failure() -> str:
     """'fail' (the default) or 'warn'; case and surrounding blanks do not matter."""
     value = _get(ON_FAILURE)
@@ -84,9 +112,32 @@ def code_cache() -> bool:
     return value.strip() != "0"
 
 
+def trusted_group() -> int | None:
+    """The gid VLLM_SURGEON_TRUSTED_GROUP names (a group name or a number), None when unset or empty."""
+    value = _get(TRUSTED_GROUP)
+    name = value.strip()
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    try:
+        import grp
+
+        return grp.getgrnam(name).gr_gid
+    except (ImportError, KeyError):
+        raise SettingError(TRUSTED_GROUP, value, "name a group that exists (`getent group NAME`) or its gid, or unset it") from None
+
+
 def cache_dir() -> str | None:
-    """VLLM_SURGEON_CACHE_DIR as set, or None when unset or empty (the default applies)."""
-    return _get(CACHE_DIR) or None
+    """VLLM_SURGEON_CACHE_DIR expanded and absolute, or None when unset or empty (the default applies);
+    SettingError when it cannot be expanded."""
+    value = _get(CACHE_DIR)
+    if not value:
+        return None
+    try:
+        return user_path(value)
+    except ValueError as exc:
+        raise SettingError(CACHE_DIR, value, str(exc)) from None
 
 
 def pytest_child() -> str:
@@ -97,7 +148,7 @@ def pytest_child() -> str:
 def problems() -> list[SettingError]:
     """Every setting whose value is not understood (the doctor lists them)."""
     found = []
-    for check in (on_failure, code_cache):
+    for check in (on_failure, code_cache, trusted_group):  # PATH and CACHE_DIR: the doctor checks them as what they are
         try:
             check()
         except SettingError as exc:

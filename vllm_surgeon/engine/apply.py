@@ -99,10 +99,13 @@ class Series:
         return state
 
     def not_reached(self, hunk: Hunk) -> Refusal | None:
+        """A hunk of a later step on a module where an earlier step's hunk was refused: it applies to text
+        that was never made. Hunks of one step (every hunk of a `.hunk` set) are each checked on their
+        own (issue 15: a `.hunk` set's unrelated hunks read "after an earlier commit was refused")."""
         earlier = self.failed.get(hunk.target.module)
-        if earlier is None:
+        if earlier is None or earlier.step >= hunk.step:
             return None
-        where = f" ({earlier.commit.label()})" if earlier.commit is not None else ""
+        where = f" ({earlier.commit.label()})" if earlier.commit is not None else " (an earlier section of this file)"
         return self.ctx.refuse(Reason.NOT_REACHED, hunk, f"the hunk at {earlier.origin}{where} on this module was refused, "
                                "and this one applies to the text it would have made")
 
@@ -207,11 +210,16 @@ def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk:
     try:
         new_state.index()
     except SyntaxError as exc:
-        at = new_state.lines[exc.lineno - 1] if exc.lineno and exc.lineno <= len(new_state.lines) else ""
+        lineno = exc.lineno
+        if lineno is None:  # a NUL byte: the parser names no line (issue 13); Python source cannot hold one
+            lineno = next((i + 1 for i, text in enumerate(new_state.lines) if "\0" in text), None)
+        at = new_state.lines[lineno - 1] if lineno and lineno <= len(new_state.lines) else ""
+        written = next((line.origin for line in getattr(hunk, "lines", ()) if line.op == "+" and at and line.text == at), None)
         return ctx.refuse(
             Reason.INVALID_PYTHON,
             hunk,
-            f"the patched {module} does not parse: {exc.msg} at patched line {exc.lineno}: {at.strip()!r}",
+            f"the patched {module} does not parse: {exc.msg} at patched line {lineno}: {at.strip()!r}"
+            + (f" (the + line at {written})" if written is not None else ""),
             state.source,
         )
     return None

@@ -18,12 +18,13 @@ inside one commit, each apply to the text the steps before them produced.
 from __future__ import annotations
 
 import keyword
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target
+from vllm_surgeon.core.globs import compile_glob
+from vllm_surgeon.core.model import AnchoredHunk, DiffFile, Hunk, HunkSet, Target, printable_path
 from vllm_surgeon.core.refusal import Reason, Refusal
+from vllm_surgeon.core.source import module_form
 from vllm_surgeon.sets.difffile import path_parts
 
 _ROOTS = ("site-packages", "dist-packages")
@@ -90,48 +91,28 @@ def watch_names(hunk_set: HunkSet) -> set[str]:
 
 # -- skip: patterns -----------------------------------------------------------------------------------
 
-def _glob_regex(pattern: str) -> re.Pattern:
-    """gitignore-like: `**` crosses folders, `*` and `?` do not; a trailing `/` means the folder's files."""
-    if pattern.endswith("/"):
-        pattern += "**"
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-        elif pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif pattern[i] == "?":
-            out += "[^/]"
-            i += 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out + r"\Z")
-
-
 def skipped_by(path: str, patterns: tuple[str, ...]) -> str | None:
     """The first `skip:` pattern that matches `path` (None: not skipped).
 
     A pattern without `/` matches the file name anywhere (`*.md`); one with `/` matches the path
     from its start or from any folder in it (`tests/**` also skips `vllm/tests/x.py` of a monorepo).
+    A trailing `/` means the folder's files (`docs/`, `vllm/legacy/`). Globs are matched in linear
+    time (core/globs.py): a pattern of many `*` cannot stall a start (issue 13 item 17).
     """
     parts = path_parts(path)
+    joined = "/".join(parts)
     for pattern in patterns:
         bare = pattern.strip("/")
-        rx = _glob_regex(bare)
+        folder = pattern.endswith("/")
         if "/" not in bare:
             # `*.md`: a file name anywhere; `tests/`: a folder of that name anywhere.
-            names = parts[:-1] if pattern.endswith("/") else parts[-1:]
-            if any(rx.match(n) for n in names):
+            glob = compile_glob(bare)
+            names = parts[:-1] if folder else parts[-1:]
+            if any(glob.match(n) for n in names):
                 return pattern
             continue
-        starts = [0] if pattern.startswith("/") else range(len(parts))
-        if any(rx.match("/".join(parts[k:])) for k in starts):
+        glob = compile_glob(bare + "/**" if folder else bare)
+        if glob.match(joined, from_any_folder=not pattern.startswith("/")):
             return pattern
     return None
 
@@ -168,7 +149,7 @@ _WHY = {
 def resolve(hunk_set: HunkSet, read: Callable, version: str | None = None) -> Resolution:
     """Map each diff file of `hunk_set` to a module of `read`'s tree; order hunks into steps."""
     if not hunk_set.files:
-        return _hunk_creations(hunk_set, read)
+        return _hunk_creations(hunk_set, read, version)
     out = Resolution(hunk_set)
     modules: dict[int, str] = {}  # id(DiffFile) -> module
     new_found = _new_files(hunk_set, read)
@@ -222,14 +203,14 @@ def _module_of(
         refuse(Reason.PATH_NOT_FOUND, found + _SKIP_HINT)
         return None
     if len(found) > 1:
-        refuse(Reason.PATH_AMBIGUOUS, f"the paths of {f.name} ({' and '.join(f.paths)}) are two different modules "
+        refuse(Reason.PATH_AMBIGUOUS, f"the paths of {f.name} ({' and '.join(map(printable_path, f.paths))}) are two different modules "
                "here: " + ", ".join(f"{c.module} ({path})" for c, path in found) + "; make both paths name one of them")
         return None
     (candidate, where), = found
     if f.change == "new":
-        existing = read(candidate.module)
+        existing = module_form(read, candidate.module)  # any importable form: `vllm/_C.abi3.so` too (issue 13)
         if existing is not None:
-            refuse(Reason.MODULE_EXISTS, f"this diff creates {candidate.module}, which already exists here ({existing.path})")
+            refuse(Reason.MODULE_EXISTS, f"this diff creates {candidate.module}, which already exists here: {existing}")
             return None
         out.created[candidate.module] = where
     return candidate.module
@@ -259,16 +240,59 @@ def _in_steps(hunk_set: HunkSet, modules: dict[int, str]) -> tuple[Hunk, ...]:
     return tuple(hunks)
 
 
-def _hunk_creations(hunk_set: HunkSet, read: Callable) -> Resolution:
-    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package)."""
+def _hunk_creations(hunk_set: HunkSet, read: Callable, version: str | None) -> Resolution:
+    """`.hunk` sections `@@ pkg.new_module @@ new`: where each module would sit (inside its package).
+
+    Refused here, named for what is there, since the engine only sees sources (issue 13 items 2-3): a
+    target module that has no source (an extension such as `vllm._C`, a folder without `__init__.py`),
+    and a new module that exists in such a form or whose package is no regular package. A module with
+    source is refused where its hunk is located."""
     out = Resolution(hunk_set)
+    refused: set[str] = set()
     for h in hunk_set.hunks:
-        if isinstance(h, AnchoredHunk) and h.creates and h.target.module not in out.created:
-            package, _, name = h.target.module.rpartition(".")
-            source = read(package) if package else None
-            if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
-                out.created[h.target.module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
+        module = h.target.module
+        if module in out.created or module in refused:
+            continue
+        creates = isinstance(h, AnchoredHunk) and h.creates
+        why = _cannot_create(module, read) if creates else _no_source(module, read)
+        if why is not None:
+            refused.add(module)
+            out.refusals.append(Refusal(why[0], hunk_set.name, h.origin, str(h.target), why[1], version))
+            continue
+        package, _, name = module.rpartition(".")
+        source = read(package) if creates and package else None
+        if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+            out.created[module] = source.path.replace("\\", "/").rsplit("/", 1)[0] + f"/{name}.py"
+    if refused:
+        out.hunk_set = replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if h.target.module not in refused))
     return out
+
+
+def _no_source(module: str, read: Callable) -> tuple[Reason, str] | None:
+    """Why a target module that is there has no source to patch (an extension, a namespace folder)."""
+    if read(module) is not None:
+        return None
+    what = module_form(read, module)
+    return None if what is None else (Reason.MODULE_NOT_FOUND, f"{module} is {what}: it has no Python source to patch")
+
+
+def _cannot_create(module: str, read: Callable) -> tuple[Reason, str] | None:
+    """Why `module` cannot be created in `read`'s tree though it has no source there (None: no such
+    reason; a module with source, or no package at all, is refused where its hunk is located)."""
+    if read(module) is not None:
+        return None
+    existing = module_form(read, module)
+    if existing is not None:
+        return Reason.MODULE_EXISTS, f"this hunk creates {module}, which already exists here: {existing}"
+    package = module.rpartition(".")[0]
+    source = read(package) if package else None
+    if source is not None and source.path.replace("\\", "/").endswith("/__init__.py"):
+        return None
+    what = module_form(read, package) if package else None
+    if what is None:
+        return None
+    return Reason.MODULE_NOT_FOUND, (f"cannot create {module}: {package} is {what}, not a package with an "
+                                     "__init__.py to create a module in")
 
 
 def _existing(f: DiffFile, read: Callable, created: dict[str, str], root: str | None) -> list[tuple[Candidate, str]] | str:
@@ -306,6 +330,8 @@ def _new_module(f: DiffFile, read: Callable, packages: dict[str, str], root: str
         else:
             source = read(package)
             parent = c.relative.rsplit("/", 2 if c.relative.endswith("/__init__.py") else 1)[0]
+            if source is None and (form := module_form(read, package)) is not None:
+                tried[-1] += f" ({form})"  # a folder without __init__.py: no package to create a module in
             if source is None or not _is(source.path, parent + "/__init__.py"):
                 continue
             folder = source.path.replace("\\", "/").rsplit("/", 1)[0]

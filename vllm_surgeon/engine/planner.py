@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 
 from packaging.version import InvalidVersion, Version
 
-from vllm_surgeon.core.model import HunkSet
+from vllm_surgeon.core.model import AnchoredHunk, HunkSet
 from vllm_surgeon.core.refusal import Reason
 from vllm_surgeon.core.source import SourceReader
 from vllm_surgeon.engine.apply import try_set
 from vllm_surgeon.engine.conflicts import conflicts_on_top
 from vllm_surgeon.engine.linemap import Compiled, compile_patched
+from vllm_surgeon.engine.names import NeedsCheck
 from vllm_surgeon.engine.paths import resolve as resolve_paths
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.engine.state import Context, State
@@ -50,7 +51,11 @@ def plan(
     compile_modules: bool = True,
     require_version: bool = True,
 ) -> Plan:
-    """Check every set against the original sources, stack the ones that apply, compile the results."""
+    """Check every set against the original sources, stack the ones that apply, compile the results.
+
+    A set that applies is then checked for what its added lines read (engine/names.py, issue 14); a
+    TreeReader's `form` says whether the tree has a module in any form (another reader: imports are not judged).
+    """
     originals: dict[str, State | None] = {}
 
     def read(module: str) -> State | None:
@@ -62,18 +67,7 @@ def plan(
     results: list[SetResult] = []
     accepted: dict[str, State] = {}
     for given in sets:
-        # A diff names files by path: which module each is depends on the tree (issue 6).
-        resolution = resolve_paths(given, read_source, vllm_version)
-        ctx = Context(resolution.hunk_set, vllm_version)
-        alone, alone_states = try_set(ctx, resolution.hunk_set, {}, read, resolution.created)
-        alone.skipped = resolution.skipped
-        alone.refusals[:0] = resolution.refusals
-        why = check_version(resolution.hunk_set, vllm_version, require_version)
-        if why is not None:
-            alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
-        results.append(alone)
-        if alone.ok:
-            _stack(ctx, alone, alone_states, accepted, read, resolution.created)
+        results.append(_plan_set(given, read_source, read, vllm_version, require_version, accepted))
     if not compile_modules:
         return Plan(results, {}, vllm_version)
     modules: dict[str, PatchedModule] = {}
@@ -87,15 +81,40 @@ def plan(
     return Plan(results, modules, vllm_version)
 
 
+def _plan_set(
+    given: HunkSet, read_source: SourceReader, read: Callable[[str], State | None], vllm_version: str | None,
+    require_version: bool, accepted: dict[str, State],
+) -> SetResult:
+    """One set: located alone, version checked, stacked on the sets before it, its added lines' needs
+    checked; `accepted` takes its modules when all of that passes."""
+    # A diff names files by path: which module each is depends on the tree (issue 6).
+    resolution = resolve_paths(given, read_source, vllm_version)
+    ctx = Context(resolution.hunk_set, vllm_version)
+    alone, alone_states = try_set(ctx, resolution.hunk_set, {}, read, resolution.created)
+    alone.skipped = resolution.skipped
+    alone.refusals[:0] = resolution.refusals
+    why = check_version(resolution.hunk_set, vllm_version, require_version)
+    if why is not None:
+        alone.refusals.insert(0, ctx.refuse(Reason.VERSION, None, why))
+    if not alone.ok:
+        return alone
+    stacked = _stack(ctx, alone, alone_states, accepted, read, resolution.created)
+    if stacked is None:
+        return alone
+    _check_needs(ctx, alone, stacked, read, read_source)
+    if alone.ok:
+        accepted.update(stacked)
+    return alone
+
+
 def _stack(
     ctx: Context, alone: SetResult, alone_states: dict[str, State], accepted: dict[str, State],
     read: Callable[[str], State | None], created: dict[str, str],
-) -> None:
-    """A set that applies alone, put on top of the sets accepted before it (`accepted` grows), or
-    refused where it conflicts with them (its hunks then carry the conflict)."""
+) -> dict[str, State] | None:
+    """A set that applies alone, put on top of the sets accepted before it: the states it leaves, or
+    None when it conflicts with them (its hunks then carry the conflict)."""
     if not any(m in accepted for m in alone_states):
-        accepted.update(alone_states)
-        return
+        return alone_states
     hunk_set = alone.hunk_set
     stacked_on = {m: s for m in hunk_set.modules if (s := accepted.get(m) or read(m)) is not None}
     conflicts = conflicts_on_top(ctx, hunk_set, stacked_on, read, created)
@@ -106,12 +125,29 @@ def _stack(
             for hr in alone.hunks:
                 if hr.hunk is hunk:
                     hr.refusal = refusal
-        return
+        return None
     stacked, stacked_states = try_set(ctx, hunk_set, stacked_on, read, created)
     if not stacked.ok:  # cannot happen after conflicts_on_top passed, but never apply half a set
         alone.refusals.extend(stacked.refusals)
+        return None
+    return stacked_states
+
+
+def _check_needs(
+    ctx: Context, result: SetResult, states: dict[str, State], read: Callable[[str], State | None],
+    read_source: SourceReader,
+) -> None:
+    """What the set's added lines read, on the modules as it leaves them: each finding goes on the hunk
+    that wrote the line, as a warning (names.judge makes the ones gone since written-against refuse)."""
+    findings = NeedsCheck(result.hunk_set.name, states, read, read_source).run()
+    if not findings:
         return
-    accepted.update(stacked_states)
+    by_line = {line.origin: hr for hr in result.hunks if isinstance(hr.hunk, AnchoredHunk) for line in hr.hunk.lines}
+    by_hunk = {hr.hunk.origin: hr for hr in result.hunks}
+    for finding in findings:
+        hr = by_line.get(finding.origin) or by_hunk.get(finding.origin)
+        if hr is not None:  # every added line comes from one of the set's hunks
+            hr.findings.append(finding)
 
 
 def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:

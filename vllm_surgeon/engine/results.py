@@ -4,11 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vllm_surgeon.core.model import Hunk, HunkSet
+from vllm_surgeon.core.model import Hunk, HunkSet, Origin
 from vllm_surgeon.core.refusal import Refusal
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.engine.linemap import Compiled, FromCacheError
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a hunk's added line reads that the patched module does not have (issue 14 part 3).
+
+    Every finding warns; `name-gone` and `import-gone` refuse the set when they are new since the
+    release the set was written against (engine/names.py `judge`, called by verify): the code the line
+    needs was there when the set was written and is gone now. Found at the written-against release too,
+    the line is dead or reached only where the tree read is not what runs (seen on real series), so it
+    only warns; `attribute-gone` is said only when new since then, and only warns (a subclass or another
+    module can assign an attribute).
+    """
+
+    kind: str  # "name-gone", "import-gone" or "attribute-gone"
+    origin: Origin  # the `+` line in the set's file
+    name: str  # as the line writes it: `helper`, `vllm.x.y`, `from vllm.x import y`, `self._free_request`
+    detail: str  # why, in words: what is missing where
+    refuses: bool
+    # What is missing, fully qualified: `vllm.x.y` (a module), `vllm.x:y` (a global of a module: the
+    # patched one for name-gone, the imported one for import-gone), `vllm.x:Class.attr` (an attribute).
+    missing: str = ""
+    new_since: str | None = None  # the written-against release it was not missing in (judge)
+
+    def summary(self) -> str:
+        return f"{self.origin}: {self.kind}: {self.name}: {self.detail}"
 
 
 @dataclass
@@ -21,6 +47,7 @@ class HunkResult:
     moved: int | None = None
     refusal: Refusal | None = None
     reformatted: bool = False  # applies only by structure: upstream re-laid the anchor's code out
+    findings: list[Finding] = field(default_factory=list)  # what its added lines read and is gone (issue 14)
 
     @property
     def status(self) -> str:
@@ -52,6 +79,11 @@ class SetResult:
     @property
     def ok(self) -> bool:
         return not self.refusals
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Findings that do not refuse the set: said by verify and at start-up."""
+        return [f for h in self.hunks for f in h.findings if not f.refuses]
 
     @property
     def located_targets(self) -> tuple[str, ...]:
@@ -108,3 +140,8 @@ class Plan:
     @property
     def refusals(self) -> list[Refusal]:
         return [f for r in self.results for f in r.refusals]
+
+    @property
+    def warnings(self) -> list[tuple[str, Finding]]:
+        """(set name, finding) for each finding that warns without refusing."""
+        return [(r.hunk_set.name, f) for r in self.results for f in r.warnings]

@@ -6,14 +6,15 @@ code, the exact bytes every set was parsed from, every target module's path and 
 vLLM version). An entry is believed only if all of these hold, else it is a miss with a reason:
 - every directory from the entry up to the cache root is ours and writable by no one else, and
   every directory above the root is ours or root's and writable by no one else unless sticky
-  (another user who can write a directory on the path could swap what we read);
+  (another user who can write a directory on the path could swap what we read); judged by
+  core/trust.py, the rule the set reader uses too (issue 13), on descriptors opened from `/`;
 - the entry is opened once, without following symlinks and without blocking (a FIFO), and what
   is checked (a regular file, ours, writable by no one else) is the open file that is then read;
 - its payload matches the digest stored with it, and it holds exactly the modules planned, each
   patched by exactly the sets planned.
 Writes are atomic (a private temporary file, then rename). Stale temporary files of killed writers
 are removed and the least recently used entries evicted past a size or count cap: only when an
-entry is written (a miss), never on the hit path. An unusable directory only costs the write.
+entry is written (a miss), never on the hit path, and only files it wrote (by name and header). An unusable directory only costs the write.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import re
 import stat
 import sys
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from vllm_surgeon.core import trust as _trust
 from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.core.version import __version__
@@ -46,9 +50,11 @@ MAX_TOTAL_BYTES = 512 * 1024 * 1024
 STALE_TMP_SECONDS = 600  # a writer takes milliseconds: a temporary file this old was left by a kill
 TOUCH_SECONDS = 3600  # a hit refreshes its entry's mtime (the LRU clock) at most this often
 
+# The only names this cache writes in its folder: entries (the key) and its writers' temporary files.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.bin\Z")
+_TMP_NAME = re.compile(r"\.tmp-[0-9]+-[0-9a-f]{12}\Z")
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 
 
 def cache_root() -> Path:
@@ -111,55 +117,52 @@ def _euid() -> int | None:
     return os.geteuid() if hasattr(os, "geteuid") else None
 
 
-def _check_chain(directory: Path, root: Path) -> os.stat_result:
-    """Check `directory` and every directory above it (see the module docstring); its lstat."""
-    euid = _euid()
-    real = Path(os.path.realpath(directory))
-    real_root = Path(os.path.realpath(root))
-    first: os.stat_result | None = None
-    for path in [real, *real.parents]:
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise UnsafeDirectory(f"{path}: {exc.strerror or exc}") from None
-        first = first or info
-        if not stat.S_ISDIR(info.st_mode):
-            raise UnsafeDirectory(f"{path} is not a directory")
-        if euid is not None:
-            _check_owner(path, info, euid, inside=path == real_root or real_root in path.parents)
-    assert first is not None
-    return first
+def _rules(root: Path) -> Callable[[str], _trust.Rule]:
+    """Inside the cache root: this user's and writable by no one else. Above it: this user's or root's,
+    and writable by others only when sticky (/tmp: others cannot rename or remove what is ours there)."""
+    me = os.geteuid()
+    real_root = os.path.realpath(root)
+    inside = _trust.Rule(frozenset({me}), sticky_above=False)
+    above = _trust.Rule(frozenset({me, 0}), sticky_above=True, sticky_place=True)
+
+    def rule(path: str) -> _trust.Rule:
+        return inside if path == real_root or path.startswith(real_root.rstrip("/") + "/") else above
+
+    return rule
 
 
-def _check_owner(path: Path, info: os.stat_result, euid: int, inside: bool) -> None:
-    """Inside the cache root: this user's and writable by no one else. Above it: this user's or
-    root's, and writable by others only when sticky (/tmp). UnsafeDirectory otherwise."""
-    shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if inside:
-        if info.st_uid != euid:
-            raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not this user (uid {euid})")
-        if shared:
-            raise UnsafeDirectory(f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})")
+def _check_chain(directory: Path, root: Path) -> None:
+    """Check `directory` and every directory above it (see the module docstring); UnsafeDirectory if
+    one is not safe, FileNotFoundError if one is missing."""
+    if not _trust.SUPPORTED:
         return
-    if info.st_uid not in (euid, 0):
-        raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, neither this user nor root")
-    if shared and not info.st_mode & stat.S_ISVTX:
-        raise UnsafeDirectory(f"{path} is writable by group or others and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
+    with _trust.Walker(_rules(root)) as walker:
+        problems = _walked(walker.check_dir, directory)
+    if problems:
+        raise UnsafeDirectory(str(problems[0]))
+
+
+def _walked(step: Callable[[Path], Any], directory: Path) -> Any:
+    """`step(directory)`, an OSError on the way (other than a missing directory) an UnsafeDirectory."""
+    try:
+        return step(directory)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnsafeDirectory(f"{exc.filename or directory}: {exc.strerror or exc}") from None
 
 
 def _open_dir(directory: Path, root: Path) -> int | None:
-    """A descriptor of `directory`, once it and the path above it are checked; None where the OS has no dir_fd."""
-    checked = _check_chain(directory, root)
-    if not _DIR_FD:
+    """A descriptor of `directory`, opened by a walk from `/` that checked it and every directory above
+    it (core/trust.py); None where the OS has no descriptor walks (nothing is checked there)."""
+    if not _trust.SUPPORTED:
         return None
-    fd = os.open(os.path.realpath(directory), os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _FLAGS)
-    info = os.fstat(fd)
-    if (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino):
-        os.close(fd)
-        raise UnsafeDirectory(f"{directory} changed while it was checked")
-    return fd
+    with _trust.Walker(_rules(root)) as walker:
+        opened = _walked(walker.open_dir, directory)
+    if opened.problems:
+        os.close(opened.fd)
+        raise UnsafeDirectory(str(opened.problems[0]))
+    return opened.fd
 
 
 def _read_fd(fd: int, limit: int) -> bytes:
@@ -234,11 +237,12 @@ class CodeCache:
         """The entry's bytes, read from the open file that passed the checks; None (reason set) if it did not."""
         info = os.fstat(fd)
         euid = _euid()
+        ours = _trust.Rule(frozenset({info.st_uid if euid is None else euid}))  # as the directories inside the root
         if not stat.S_ISREG(info.st_mode):
             self.reason = "miss: entry is not a regular file, ignored"
-        elif euid is not None and info.st_uid != euid:
+        elif _trust.owner_problem("entry", info, ours):
             self.reason = "miss: entry owned by another user, ignored"
-        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        elif _trust.write_problem("entry", info, ours, _trust.readonly(fd)):
             self.reason = "miss: entry writable by others, ignored"
         elif info.st_size > MAX_ENTRY_BYTES:
             self.reason = f"miss: entry larger than {MAX_ENTRY_BYTES} bytes, ignored"
@@ -371,10 +375,10 @@ class CodeCache:
                     continue
                 if not stat.S_ISREG(info.st_mode) or (euid is not None and info.st_uid != euid):
                     continue
-                if item.name.startswith(".tmp-"):
+                if _TMP_NAME.match(item.name):
                     if now - info.st_mtime > STALE_TMP_SECONDS:
                         self._remove(item.name, dir_fd)
-                elif item.name.endswith(".bin") and item.name != keep:
+                elif _ENTRY_NAME.match(item.name) and item.name != keep and self._is_entry(item.name, dir_fd):
                     entries.append((info.st_mtime, info.st_size, item.name))
         entries.sort()
         count = len(entries) + 1
@@ -385,6 +389,21 @@ class CodeCache:
             self._remove(name, dir_fd)
             count -= 1
             total -= size
+
+    def _is_entry(self, name: str, dir_fd: int | None) -> bool:
+        """Whether file `name` begins as this cache's entries do: eviction removes only its own files
+        (issue 13: it deleted any *.bin someone kept in the folder)."""
+        target, kw = self._at(name, dir_fd)
+        try:
+            fd = os.open(target, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _FLAGS, **kw)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, len(_MAGIC)) == _MAGIC
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _remove(self, name: str, dir_fd: int | None) -> None:
         target, kw = self._at(name, dir_fd)

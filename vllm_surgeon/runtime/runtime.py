@@ -23,14 +23,17 @@ from typing import Any
 from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.model import HunkFileError, HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
+from vllm_surgeon.core.source import TreeReader
 from vllm_surgeon.engine import planner
+from vllm_surgeon.engine.names import judge
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec, register_source
-from vllm_surgeon.runtime.warn_once import warn_once
+from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
+from vllm_surgeon.sets.reader import OWN
 from vllm_surgeon.sets.search import enabled_names, load
-from vllm_surgeon.trees.installed import installed_vllm, read_installed
+from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
 log = logging.getLogger("vllm_surgeon")
 _LOCK = threading.RLock()
@@ -39,15 +42,6 @@ _RUNTIME: Runtime | None = None
 # reported as theirs, never fail-closed; when refused, vLLM's compile cache is turned off instead.
 INTERNAL = "_compile_cache"
 _INTERNAL_FILE = Path(__file__).resolve().parent / "compile_cache.hunk"
-
-
-def _setup_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [vllm-surgeon] %(message)s", "%m-%d %H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 # How a module of an applied set was patched in this process: one vocabulary for the log line and
@@ -98,7 +92,7 @@ class Runtime:
                 self.sets.append(load(name))
             except (UnknownSetError, HunkFileError) as exc:
                 self.load_errors.append((name, exc))
-        self.internal = load_file(_INTERNAL_FILE, INTERNAL) if self.sets else None
+        self.internal = load_file(_INTERNAL_FILE, INTERNAL, OWN) if self.sets else None
         self.plan: Plan | None = None
         self.hash_sources: dict[str, str] = {}
         self.error: Exception | None = None
@@ -109,6 +103,7 @@ class Runtime:
         self._pending: Plan | None = None  # the plan being applied in place, before it is kept
         self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
+        self._tree = TreeReader(self._read, installed_form)  # sources cached; forms for creations (issue 13)
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
         self.policy = "fail"
@@ -146,13 +141,14 @@ class Runtime:
     def _make_plan(self) -> None:
         """The plan for this process, in named steps: the failure policy, sets that did not load, the
         plan itself (cache or planned and patched in place, with fallbacks), then keeping and logging it."""
-        _setup_logging()
+        setup_logging(log)
         self.policy = self._read_policy()
         self._report_load_errors()
         version, _ = installed_vllm()
         plan, refusals = self._plan_and_patch(version)
         if refusals:
             self._warn(refusals)
+        self._warn_findings(plan)
         self._keep(plan)
         # A forked child inherits the patched modules and logs its own line, once its process
         # name is known: when vLLM calls the plugin there (multiprocessing names it after the fork).
@@ -164,6 +160,7 @@ class Runtime:
         try:
             policy = _settings.on_failure()
             _settings.code_cache()  # a typo in it must not leave the code cache on silently
+            _settings.trusted_group()  # nor a group that does not exist be read as "no group"
         except _settings.SettingError as exc:
             raise SurgeonError(extra=str(exc)) from None
         return policy
@@ -172,9 +169,10 @@ class Runtime:
         """Sets that could not be found or parsed: stop the start, or (warn) say so and go on without them."""
         if not self.load_errors:
             return
-        text = "\n".join(f"vllm-surgeon cannot load hunk set {n!r}: {e}" for n, e in self.load_errors)
-        if self.policy == "fail":
-            raise SurgeonError(extra=text)
+        text = "\n".join(f"vllm-surgeon {getattr(e, 'verb', 'cannot load')} hunk set {n!r}: {e}" for n, e in self.load_errors)
+        if self.policy == "fail":  # the advice a refusal gives (SurgeonError), for sets refused before planning
+            raise SurgeonError(extra=text + "\nNothing of the enabled sets was applied. Fix or disable these "
+                               "(VLLM_SURGEON_HUNKS), or set VLLM_SURGEON_ON_FAILURE=warn to run without them.")
         names = ", ".join(repr(n) for n, _ in self.load_errors)
         self._say(
             text,
@@ -193,7 +191,7 @@ class Runtime:
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._read, version)
+            candidate = planner.plan(sets, self._tree, version)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
@@ -273,7 +271,20 @@ class Runtime:
         if not _settings.code_cache():
             self.cache_reason = "off (VLLM_SURGEON_CODE_CACHE=0)"
             return None
-        resolved = [resolve(s, self._read, version) for s in sets]
+        if any(s.kind == "py" for s in sets):
+            # A transform is Python: what it makes may depend on helper modules it imports, files it reads,
+            # libcst's version. No key covers all that, and a stale module is worse than a slower start
+            # (issue 13: a changed helper was served stale), so plans with a .py set are never cached.
+            self.cache_reason = "not used: a .py set runs code the cache key cannot cover"
+            return None
+        try:
+            cache = CodeCache()
+        except _settings.SettingError as exc:  # a cache directory that cannot be named: plan, and say so
+            self.cache_reason = f"not used: {exc}"
+            self._say(str(exc), f"{{process}}: {exc}; the code cache is not used (every vLLM process plans again)",
+                      f"{{process}}: the code cache is not used ({exc.name} cannot be read); said in full by {{where}}")
+            return None
+        resolved = [resolve(s, self._tree, version) for s in sets]
         if any(r.refusals or r.created for r in resolved):
             self.cache_reason = "not used: a diff path does not resolve, or a set creates a module"
             return None
@@ -290,7 +301,6 @@ class Runtime:
         if self._cache_key is None:
             self.cache_reason = "not used: a set was not read from a file"
             return None
-        cache = CodeCache()
         cached = cache.load(self._cache_key, sources, planned_modules(sets))
         self.cache_reason = cache.reason
         log.debug("code cache: %s", cache.reason)
@@ -304,6 +314,8 @@ class Runtime:
         from vllm_surgeon.runtime.cache import CodeCache
 
         if self._cache_key is None or plan.refusals or self.status or [s.name for s in sets] != [s.name for s in self._all_sets()]:
+            return
+        if plan.warnings:  # planned again at every start, so every start says them (_warn_findings)
             return
         cache = CodeCache()
         cache.reason = self.cache_reason
@@ -338,6 +350,25 @@ class Runtime:
             "Other vLLM processes of this run say this in one line.",
             f"{{process}}: running without the refused sets ({names}; VLLM_SURGEON_ON_FAILURE=warn): "
             f"{first.title} at {first.origin} ({first.target}){more}; the full refusal was logged by {{where}}",
+        )
+
+    def _warn_findings(self, plan: Plan) -> None:
+        """What applied sets' added lines read that static analysis says is gone but cannot be sure of
+        (`name-gone`, `import-gone`: issue 14): the set runs, and every start says so (such a plan is not
+        cached). Nothing is compared with another release here, so `attribute-gone` is never said (judge)."""
+        for result in plan.results:  # no other release to compare with here (names.judge)
+            judge(result, None, "", plan.vllm_version)
+        warnings = [(name, f) for name, f in plan.warnings if name != INTERNAL]
+        if not warnings:
+            return
+        text = "\n".join(f"  set {name!r}: {f.summary()}" for name, f in warnings)
+        first = warnings[0][1]
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        self._say(
+            "findings:" + text,
+            f"{{process}}: applied, but an added line reads what this vLLM may not have "
+            f"(`vllm-surgeon verify` shows it; the set still runs):\n{text}\nOther vLLM processes of this run say this in one line.",
+            f"{{process}}: {first.kind} at {first.origin} ({first.name}){more}; logged in full by {{where}}",
         )
 
     def _patch_imported(self, plan: Plan) -> Refusal | None:
@@ -452,7 +483,7 @@ class Runtime:
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._read, version)
+        plan = planner.plan(keep, self._tree, version)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -507,7 +538,7 @@ class Runtime:
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._read, version)
+            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version)
         return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------

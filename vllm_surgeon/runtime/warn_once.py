@@ -13,6 +13,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import sys
 
 from vllm_surgeon.core import settings as _settings
 
@@ -23,6 +24,16 @@ _SAID: set[str] = set()
 def this_process() -> str:
     """`pid 4242 (EngineCore)`: how every warning names where it comes from."""
     return f"pid {os.getpid()} ({multiprocessing.current_process().name})"
+
+
+def setup_logging(log: logging.Logger) -> None:
+    """Give vllm-surgeon's logger its stderr line format, once (the runtime and `copied_from` log there)."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s [vllm-surgeon] %(message)s", "%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def _marks() -> dict[str, str]:

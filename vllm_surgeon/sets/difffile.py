@@ -25,8 +25,19 @@ from vllm_surgeon.core.model import AnchoredHunk, Commit, DiffFile, HunkFileErro
 from vllm_surgeon.sets.hunkfile import parse_header_line
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
-# `git format-patch` separates messages with this line (the date is a fixed magic value).
-_MBOX_FROM = re.compile(r"^From ([0-9a-f]{40}) ")
+# `git format-patch` separates messages with `From <sha> Mon Sep 17 00:00:00 2001` (a fixed magic date):
+# a SHA-1 or, from a SHA-256 repository, a 64-hex object name (issue 13 item 5). A mailbox saved by a
+# mail client (`From sender@host Tue Mar  4 10:00:00 2025`), which `git am` reads too, is a series as well.
+_MBOX_FROM = re.compile(
+    r"^From (?:([0-9a-f]{40}|[0-9a-f]{64}) |\S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" +\d{1,2} \d\d:\d\d:\d\d \d{4}\s*$)"
+)
+# Where a commit message starts in a plain diff's preamble: a mail's header (a single `git format-patch`
+# file without its `From ` line), `hg export`, `git show`/`git log -p`. Fields come before it, never after.
+_MESSAGE_START = re.compile(
+    r"^(?:(?:From|Subject|Date|Message-I[Dd]|Return-Path|Received|Delivered-To): |# HG changeset patch$|commit [0-9a-f]{7,64}\b)"
+)
+_COVER_LETTER = re.compile(r"\[[^\]]*\b0+/\d+\]")  # [PATCH 0/3], [PATCH v2 00/12]: holds no diff
 _SUBJECT_PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*)+")
 _MAX_DIGITS = 9  # a hunk header number longer than this is not a line number (and int() has a limit)
 
@@ -55,6 +66,7 @@ class _Message:
     sha: str | None = None
     subject: str | None = None
     files: list[tuple[DiffFile, list[AnchoredHunk]]] = field(default_factory=list)
+    cover: bool = False  # `git format-patch --cover-letter`'s message 0/N, which holds no diff
 
 
 @dataclass
@@ -121,6 +133,11 @@ def parse_patch(text: str, path: str, strip: int | None = None) -> ParsedPatch:
         _read_diff(lines, body, end, path, message, strip, None, None)
         if message.files:
             messages.append(message)
+        elif not message.cover:
+            # `git am` stops on it ("Patch is empty"): never drop a commit of the series (issue 13 item 4).
+            number = f"message {k + 1} of {len(starts)}" + (f" ({message.subject!r})" if message.subject else "")
+            raise HunkFileError(message.origin, f"{number} holds no diff; git am refuses an empty patch: give it its "
+                                "diff, or remove the message from the series")
     return ParsedPatch(fields, origins, messages, mbox=True)
 
 
@@ -137,6 +154,8 @@ def _read_headers(lines: list[str], i: int, end: int, path: str, message: _Messa
         except (UnicodeError, LookupError, email.errors.HeaderParseError):
             decoded = str(subject)
         decoded = " ".join(decoded.split())
+        prefix = _SUBJECT_PREFIX.match(decoded)
+        message.cover = prefix is not None and _COVER_LETTER.search(prefix.group(0)) is not None
         message.subject = _SUBJECT_PREFIX.sub("", decoded) or decoded
     return i
 
@@ -250,7 +269,7 @@ class _DiffReader:
     def __init__(self, lines: list[str], end: int, path: str, message: _Message, strip: int | None,
                  fields: dict[str, str] | None, origins: dict[str, Origin] | None) -> None:
         self.lines, self.end, self.path, self.message, self.strip = lines, end, path, message, strip
-        self.fields, self.origins = fields, origins
+        self.fields, self.origins = fields, origins  # set to None where a plain diff's message starts
         self.mbox = fields is None
         self.section: _Section | None = None
 
@@ -278,8 +297,12 @@ class _DiffReader:
             if line.startswith("Binary files ") or line == "GIT binary patch":
                 return self.binary(i, line)
         if section is None and self.fields is not None and self.origins is not None and line[:1] not in (" ", "\t"):
-            # before the diff: a plain diff's preamble fields (`git show` indents its message)
-            parse_header_line(line[2:] if line.startswith("# ") else line, origin, self.fields, self.origins, strict=False)
+            # before the diff: a plain diff's preamble fields (`git show` indents its message), up to where
+            # a commit message starts: a message is never a header (issue 13 item 5)
+            if _MESSAGE_START.match(line):
+                self.fields = self.origins = None
+            else:
+                parse_header_line(line[2:] if line.startswith("# ") else line, origin, self.fields, self.origins, strict=False)
         return i + 1
 
     def file_header(self, minus: str, plus: str, origin: Origin) -> None:
@@ -333,8 +356,13 @@ class _DiffReader:
             # package) has no hunk: the file is still created, as patch and git apply create it.
             section.hunks.append(AnchoredHunk(origin=section.origin, target=Target(guess_module(new)),
                                               lines=(), from_diff=True, creates=True))
-        if section.git or section.hunks:
-            self.message.files.append((section.finish(self.strip), section.hunks))
+        if not section.hunks and not section.flags:
+            # A header and nothing it changes: a diff cut short. git apply and patch refuse it (issue 13 item 4).
+            what = "this `diff --git` section" if section.git else "this file header (`---`/`+++`)"
+            raise HunkFileError(section.origin, f"{what} of {section.finish(self.strip).name or '?'} holds no hunk "
+                                "and no change git records (new, deleted, renamed, copied, binary, mode): git apply "
+                                "refuses it; the diff was cut short, or the header is left over")
+        self.message.files.append((section.finish(self.strip), section.hunks))
         self.section = None
 
 

@@ -18,6 +18,7 @@ from vllm_surgeon.core.lines import split_lines
 from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin, check_fields
 from vllm_surgeon.sets.difffile import ParsedPatch, assemble, parse_patch
 from vllm_surgeon.sets.hunkfile import parse_header_line
+from vllm_surgeon.sets.reader import SetReader, decode_set_text
 
 SERIES = "series"
 FIELDS_FILE = "fields"
@@ -29,7 +30,6 @@ def _number(path: Path) -> int | None:
     """The number a patch file's name starts with (`0002-...`), None when it has none."""
     found = _NUMBERED.match(path.name)
     return int(found.group(1)) if found else None
-_COVER_LETTER = re.compile(r"^Subject: \[[^\]]*\b0+/\d+\]", re.M)  # [PATCH 0/3], [PATCH v2 00/12]
 
 
 def is_set_dir(path: Path) -> bool:
@@ -40,22 +40,21 @@ def is_set_dir(path: Path) -> bool:
         return False
 
 
-def _read_text(path: Path, digest: hashlib._Hash) -> str:
-    """One file of the folder, read once (no FIFO hangs); its name and bytes go into the set's digest,
-    so the code cache keys on exactly what was parsed (issue 7 item 2)."""
-    from vllm_surgeon.sets.reader import decode_set_text, read_set_bytes
-
-    data = read_set_bytes(path)
+def _read_text(path: Path, digest: hashlib._Hash, reader: SetReader) -> str:
+    """One file of the folder, read once (no FIFO hangs) through `reader` (its whole path checked:
+    issue 13); its name and bytes go into the set's digest, so the code cache keys on exactly what
+    was parsed (issue 7 item 2)."""
+    data = reader.read(path)
     digest.update(path.name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
     return decode_set_text(data, str(path))
 
 
 def _series(
-    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: hashlib._Hash
+    directory: Path, fields: dict[str, str], origins: dict[str, Origin], digest: hashlib._Hash, reader: SetReader
 ) -> list[tuple[Path, int | None]]:
     series = directory / SERIES
     out: list[tuple[Path, int | None]] = []
-    for number, line in enumerate(split_lines(_read_text(series, digest)), start=1):
+    for number, line in enumerate(split_lines(_read_text(series, digest, reader)), start=1):
         origin = Origin(str(series), number)
         stripped = line.strip()
         if stripped.startswith("#"):
@@ -101,32 +100,34 @@ def _numbered(directory: Path) -> list[tuple[Path, int | None]]:
     return [(p, None) for p in keyed]
 
 
-def parse_patch_dir(directory: Path, name: str) -> HunkSet:
-    """Read a folder set; HunkFileError names the file and line at fault (an unreadable folder too)."""
+def parse_patch_dir(directory: Path, name: str, reader: SetReader) -> HunkSet:
+    """Read a folder set, its files through `reader` (sets/reader.py); HunkFileError names the file and
+    line at fault (an unreadable folder too)."""
     try:
-        return _parse_patch_dir(directory, name)
+        return _parse_patch_dir(directory, name, reader)
     except OSError as exc:
         raise HunkFileError(Origin(str(directory), 1), f"cannot read this folder set: {exc.strerror or exc}") from None
 
 
-def _parse_patch_dir(directory: Path, name: str) -> HunkSet:
+def _parse_patch_dir(directory: Path, name: str, reader: SetReader) -> HunkSet:
     fields: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     digest = hashlib.sha256(b"folder set\0")
     fields_file = directory / FIELDS_FILE
     if fields_file.is_file():
-        for number, line in enumerate(split_lines(_read_text(fields_file, digest)), start=1):
+        for number, line in enumerate(split_lines(_read_text(fields_file, digest, reader)), start=1):
             origin = Origin(str(fields_file), number)
             if line.strip() and not line.startswith("#") and not parse_header_line(line, origin, fields, origins):
                 raise HunkFileError(origin, f"expected a header field (key: value), got {line[:60]!r}")
-    entries = _series(directory, fields, origins, digest) if (directory / SERIES).is_file() else _numbered(directory)
+    entries = _series(directory, fields, origins, digest, reader) if (directory / SERIES).is_file() else _numbered(directory)
     patches: list[tuple[ParsedPatch, str | None]] = []
     for path, strip in entries:
-        text = _read_text(path, digest)
+        text = _read_text(path, digest, reader)
         parsed = parse_patch(text, str(path), strip)
         if not parsed.messages:
-            if parsed.mbox and _COVER_LETTER.search(text):
-                continue  # `git format-patch --cover-letter -o NAME/`: 0000-cover-letter.patch holds no diff
+            if parsed.mbox:
+                continue  # `git format-patch --cover-letter -o NAME/`: 0000-cover-letter.patch holds no diff (any
+                # other message without one is refused by parse_patch)
             raise HunkFileError(Origin(str(path), 1), "no diff in this patch: expected '--- a/...', '+++ b/...' and '@@' lines")
         for key, value in parsed.fields.items():  # fields in a patch's own preamble count for the set
             if key in fields:

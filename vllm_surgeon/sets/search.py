@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_surgeon.core import settings as _settings
+from vllm_surgeon.core import settings as _settings, trust as _trust
 from vllm_surgeon.core.model import HunkSet
+from vllm_surgeon.core.trust import Problem
 from vllm_surgeon.sets.loader import SUFFIXES, UnknownSetError, load_file
+from vllm_surgeon.sets.reader import ENFORCE, set_rule
 
 # An installed package registers a directory of sets: [project.entry-points."vllm_surgeon.hunks"]
 # myteam = "myteam_patches.hunks"  (a package whose directory holds NAME.hunk files).
@@ -38,9 +40,10 @@ def bundled_dir() -> Path:
 
 def search_dirs() -> list[tuple[str, Path]]:
     """The search path in order, as (label, directory)."""
-    dirs: list[tuple[str, Path]] = []
-    for entry in _settings.search_path():
-        dirs.append((_settings.PATH, Path(entry).expanduser().absolute()))
+    try:
+        dirs = [(_settings.PATH, Path(entry)) for entry in _settings.search_dirs()]
+    except _settings.SettingError as exc:  # a load error like any other: `warn` runs without the sets (issue 13)
+        raise SearchPathError(str(exc)) from None
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -129,8 +132,9 @@ def locate(name: str) -> Location:
         if not paths:
             continue
         if len(paths) > 1:
+            unsafe = "".join(f"\n  and vLLM refuses every set in that folder: {p}" for p in untrusted(directory))
             raise UnknownSetError(
-                f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one"
+                f"hunk set {name!r} is ambiguous: {', '.join(str(p) for p in paths)} all define it; keep one{unsafe}"
             )
         return Location(name, paths[0], label)
     names = sorted({loc.name for loc in available()})
@@ -145,9 +149,22 @@ def locate(name: str) -> Location:
     )
 
 
-def load(name: str) -> HunkSet:
-    """Find and parse set `name`."""
-    return load_file(locate(name).path, name)
+def load(name: str, mode: str = ENFORCE) -> HunkSet:
+    """Find and parse set `name` (`mode`: sets/reader.py; by default a set others can change is refused)."""
+    return load_file(locate(name).path, name, mode)
+
+
+def untrusted(directory: Path) -> list[Problem]:
+    """Why vLLM refuses every set in search directory `directory` (issue 13): someone other than this
+    user or root can change it or a folder above it. Empty when it is safe, or not there to be read
+    (the search path's other checks say that), or when VLLM_SURGEON_TRUSTED_GROUP is not understood."""
+    if not _trust.SUPPORTED:
+        return []
+    try:
+        with _trust.Walker(set_rule()) as walker:
+            return walker.check_dir(directory)
+    except (OSError, _settings.SettingError):
+        return []
 
 
 def enabled_names(value: str | None = None) -> list[str]:

