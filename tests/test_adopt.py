@@ -137,6 +137,18 @@ def test_a_name_the_patch_file_imports_becomes_an_import_line_in_upstreams_impor
     assert lines.index("from mypatches.limits import clamp") < lines.index("logger = init_logger(__name__)")
 
 
+def test_an_import_of_a_name_the_release_lacks_is_refused(tmp_path, tree):
+    patch = '''
+    from vllm.logger import init_logger, clamp_tokens
+
+    def admit(queue, budget: int) -> int:
+        return min(sum(clamp_tokens(r.tokens) for r in queue), budget)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 1 and text is None
+    assert "reads clamp_tokens, imported by" in output and "from vllm.logger, which has no such name here" in output
+
+
 def test_a_helper_the_patch_file_defines_is_refused_by_name(tmp_path, tree):
     patch = '''
     def _clamp(n):

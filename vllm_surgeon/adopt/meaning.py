@@ -92,7 +92,7 @@ def _one(file: PatchFile, name: str, module: str, resolver: Resolver, stands_for
         out.refusal = f"reads {name} (the class {file.label} patches with); {module} has no {name}"
         return set()
     if ours is None and not resolver.resolve_in(module, [name]).defined:
-        return _missing(file, name, theirs, module, out)
+        return _missing(file, name, theirs, module, resolver, out)
     if theirs is None or _same(file, theirs, name, module, resolver):
         return set()
     if name == _LOGGER and theirs.kind in ("assign", "from", "import"):
@@ -101,13 +101,16 @@ def _one(file: PatchFile, name: str, module: str, resolver: Resolver, stands_for
     return _redefined(file, name, theirs, ours or [], module, resolver, out)
 
 
-def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, out: Needs) -> set[str]:
+def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, resolver: Resolver, out: Needs) -> set[str]:
     """A name vLLM's module lacks: an import line, a literal constant carried over, or a refusal."""
     if theirs is None:
         if name not in names.BUILTINS:
             out.refusal = f"reads {name}, which neither {file.label} nor {module} defines"
         return set()
     imported = _import_line(file, name)
+    if imported is not None and _gone(imported, resolver):
+        out.refusal = f"reads {name}, imported by {file.label}:{theirs.line} from {imported.module}, which has no such name here"
+        return set()
     if imported is not None:
         out.imports.add(imported)
         return set()
@@ -145,6 +148,15 @@ def _redefined(
 
 _DATA = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Tuple, ast.List, ast.Set, ast.Dict,
          ast.Name, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+
+
+def _gone(line: ImportLine, resolver: Resolver) -> bool:
+    """Whether an import line names a module of the tree that is not there, or a name it lacks."""
+    dotted = line.module if line.name is None else f"{line.module}.{line.name}"
+    top = dotted.split(".")[0]
+    if not resolver.inside(dotted) or resolver.tree(top) is None or resolver.bindings(line.module).get("__getattr__"):
+        return False  # a package this tree does not hold, or a module that makes names on demand
+    return resolver.resolve(dotted).kind in ("missing", "external")
 
 
 def _literal(binding: Binding) -> bool:
