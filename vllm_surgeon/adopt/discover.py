@@ -34,6 +34,7 @@ from vllm_surgeon.core.model import Target
 from vllm_surgeon.trees.releases import Tree
 
 SCHEMA = "vllm-surgeon/adopt/1"
+_REASON = 160  # characters of a reason the table shows (a refusal names what is at fault first)
 VERDICTS = (ADOPTED, IDENTICAL, WRAPPER, NEW, REFUSED)
 
 
@@ -219,6 +220,7 @@ def render_table(report: Report) -> list[str]:
             where = f"{r.file}:{r.line}"
             hunks = sum(1 for line in r.hunks.splitlines() if line.startswith("@@ "))
             why = f"{hunks} hunk{'s' if hunks != 1 else ''}" + (f"; {r.reason}" if r.reason else "") if r.hunks else r.reason
+            why = why if len(why) <= _REASON else why[: _REASON - 3] + "..."  # all of it: --json
             out.append(f"  {r.verdict:<9} {r.target:<{width_t}}  {where:<{width_s}}  {why}")
     out += [f"  unreadable: {u}" for u in report.unreadable]
     counts = report.counts()

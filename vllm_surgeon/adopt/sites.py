@@ -195,7 +195,7 @@ class Finder:
             method.copy = Copy(file, member, f"{qualname}.{member.name}", qualname, (),
                                {qualname.rpartition(".")[2]: owner.qualname.rpartition(".")[2]} if subclass else {},
                                self._brought(node, owner))
-            method.notes.append(f"{qualname} (line {member.lineno} of {file.path}) is swapped in for {owner.target}")
+            method.notes.append(f"a method of {qualname} (swapped in)")
             if subclass and _calls_super(member, member.name):
                 method.wrapper = f"calls super().{member.name}(...), the original"
             out.append(method)
