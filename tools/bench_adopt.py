@@ -18,6 +18,7 @@ vLLM version) and the pinned vLLM wheels (/work/corpus/wheels). Without it this 
 
     .venv/bin/python tools/bench_adopt.py                       # all four
     .venv/bin/python tools/bench_adopt.py --parts one,time --json out.json
+    .venv/bin/python tools/bench_adopt.py --corpus ~/corpus/adopt --wheels ~/corpus/wheels
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from vllm_surgeon.engine import planner
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
 from vllm_surgeon.trees.releases import Tree, directory, wheel
 
-CORPUS = Path(os.environ.get("VLLM_SURGEON_ADOPT_CORPUS", "/work/corpus/adopt"))
-WHEELS = Path(os.environ.get("VLLM_SURGEON_ADOPT_WHEELS", "/work/corpus/wheels"))
+CORPUS = Path("/work/corpus/adopt")  # --corpus
+WHEELS = Path("/work/corpus/wheels")  # --wheels
 ASCEND_011 = "vllm-ascend/v0.11.0"  # UCM's vllm_ascend patches target vllm-ascend 0.11.0
 
 # (project, ref, vLLM, patch folders, helpers, other packages that count)
@@ -348,10 +349,14 @@ def timing(out_dir: Path) -> dict:
 
 
 def main() -> int:
+    global CORPUS, WHEELS  # where the corpus is, for every part (set once, from the options)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="one,discovery,ucm,time", help="which measurements (comma-separated)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help=f"the monkey-patch corpus (default {CORPUS})")
+    parser.add_argument("--wheels", type=Path, default=WHEELS, help=f"its pinned vLLM wheels (default {WHEELS})")
     args = parser.parse_args()
+    CORPUS, WHEELS = args.corpus.absolute(), args.wheels.absolute()
     if not (CORPUS / "copy_and_edit_cases.tsv").is_file() or not WHEELS.is_dir():
         print(f"no adopt corpus at {CORPUS} (or no wheels at {WHEELS}): nothing to measure")
         return 0
