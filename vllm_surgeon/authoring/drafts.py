@@ -71,12 +71,15 @@ def _unique(old: Sequence[str], spans: list[tuple[int, int]], start: int, end: i
 def drafts(
     old: Sequence[str], new: Sequence[str], scope_of: ScopeOf, min_context: int = 0,
     min_code: int = MIN_CODE_LINES, keep: Keep | None = None, same_named: SameNamed | None = None,
+    opcodes: Sequence[tuple[str, int, int, int, int]] | None = None,
 ) -> list[Draft]:
     """Hunks turning `old` into `new`; each anchor unique inside the scope `scope_of` gives for its
     change (and inside every other scope of the same name, when `same_named` says which), and holding
-    at least `min_code` lines of real code where the scope has them."""
-    matcher = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False)
-    opcodes = matcher.get_opcodes()
+    at least `min_code` lines of real code where the scope has them. `opcodes` (difflib's form): the
+    change as the caller knows it (`adopt` knows which statements changed; a line diff of the whole
+    text may pair an added `break` with the wrong one)."""
+    if opcodes is None:
+        opcodes = difflib.SequenceMatcher(None, list(old), list(new), autojunk=False).get_opcodes()
     changes = [(i1, i2) for tag, i1, i2, _, _ in opcodes if tag != "equal"]
     spans = [_anchor_span(old, i1, i2, scope_of, min_context, min_code, keep, same_named) for i1, i2 in changes]
     return [Draft(name, lo, start, end, _draft_lines(old, new, opcodes, start, end))

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from vllm_surgeon.commands import adoptcli
 from vllm_surgeon.core.version import __version__
 
 EXAMPLES = {
@@ -56,6 +57,7 @@ EXAMPLES = {
                "The base release is --against, else the set's written-against field, else the installed vLLM.",
     "rebase": "examples:\n  vllm-surgeon rebase priority --onto 0.33.0            # writes priority.rebased.hunk\n"
               "  vllm-surgeon rebase priority --onto latest --write    # replaces priority.hunk",
+    "adopt": adoptcli.EXAMPLE,
     "doctor": (
         "examples:\n"
         "  vllm-surgeon doctor\n"
@@ -141,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="replace the set file itself")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file (or an earlier proposal)")
     p.add_argument("--with", dest="withs", action="append", metavar="DIST==VERSION", help=with_help)
+    adoptcli.arguments(add("adopt", adoptcli.HELP))
     p = add("doctor", "check that this installation can patch vLLM, and say how to fix what cannot")
     p.add_argument("--json", action="store_true", help="write the report as JSON (schema vllm-surgeon/doctor/1)")
     return parser
@@ -557,6 +560,16 @@ def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
     out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
 
 
+def cmd_adopt(args, out) -> int:
+    from vllm_surgeon.adopt.command import run
+    from vllm_surgeon.adopt.patchfile import AdoptInputError
+
+    try:
+        return run(args, out, lambda: _tree(args.against))
+    except AdoptInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_doctor(args, out) -> int:
     from vllm_surgeon.commands.doctor import render, run, to_json
     from vllm_surgeon.commands.verify import Style
@@ -569,8 +582,9 @@ def cmd_doctor(args, out) -> int:
     return 0 if doctor.healthy else 1
 
 
-COMMANDS = {"doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff, "verify": cmd_verify,
-            "guard": cmd_guard, "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert, "rebase": cmd_rebase}
+COMMANDS = {"adopt": cmd_adopt, "doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff,
+            "verify": cmd_verify, "guard": cmd_guard, "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert,
+            "rebase": cmd_rebase}
 
 
 def main(argv: list[str] | None = None, out=None) -> int:
