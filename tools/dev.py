@@ -37,7 +37,8 @@ BROKEN_BESIDE_CPU_TORCH = ["torchvision", "torchaudio", "torchcodec"]
 # so these get no vLLM): `test` runs the tests that need no installed vLLM on each one this machine has
 # (issue 15: a claim that no test runs drifts from the truth). Where to look for them: PATH, then pyenv.
 OTHER_PYTHONS = ["3.10", "3.12", "3.13"]
-OTHER_TOOLS = ["pytest>=8", "hypothesis>=6", "hatchling>=1.21"]
+# pyyaml: tests/test_recipes.py reads the shipped CI workflow (on 3.11 vLLM brings it).
+OTHER_TOOLS = ["pytest>=8", "hypothesis>=6", "hatchling>=1.21", "pyyaml>=6"]
 
 
 def _run(*cmd: str | Path, **kwargs) -> None:
