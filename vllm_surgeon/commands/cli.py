@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="write the targets, digests and decorator lines as JSON")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name, or a module (a copy of all of it)")
     p.add_argument("--against", metavar="SPEC", help="vLLM to copy from (default: the installed one)")
     p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
     p.add_argument("--force", action="store_true",
@@ -538,7 +538,8 @@ def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
     name = f"{hunk_set.name}.rebased"
     directory = Path(f"{name}.surgeon")
     against = args.onto
-    redo = (f"  vllm-surgeon new {name} TARGET... --against {against}   # copies of the functions as in {onto.label}\n"
+    targets = " ".join(result.outside) if result.outside else "TARGET..."  # a module target copies the module
+    redo = (f"  vllm-surgeon new {name} {targets} --against {against}   # copies as in {onto.label}\n"
             f"  (make {hunk_set.name}'s change in them again; `vllm-surgeon show {hunk_set.name} --against "
             f"{args.base or hunk_set.written_against}` shows it as it was)\n"
             f"  vllm-surgeon capture {name}                         # writes {name}.hunk, checked against {against}\n")
