@@ -337,3 +337,53 @@ def test_qualnames_read_from_source_agree_with_cpython_on_real_vllm(vllm_dir):
                     checked += 1
                     stack.append(const)
     assert checked > 2000
+
+
+def test_the_in_process_fixture_blames_the_set_whose_hunk_cannot_be_patched_not_the_last_one(fakepkg):
+    """Issue 15: `InProcess` named the last set that changed the module, whichever hunk could not be made
+    live; it now finds the hunk as the runtime does (runtime/blame.py)."""
+    fakepkg.module("shoplive.cart", '''
+        class Base:
+            def hello(self):
+                return "base"
+
+
+        class Child(Base):
+            def hello(self):
+                return "child"
+
+
+        def other():
+            return 1
+    ''')
+    fakepkg.hunk("first", '''
+        @@ shoplive.cart:Child.hello
+        -        return "child"
+        +        return "child/" + super().hello()
+    ''')
+    fakepkg.hunk("second", '''
+        @@ shoplive.cart:other
+        -    return 1
+        +    return 2
+    ''')
+    out = fakepkg.run(f'''
+        import shoplive.cart
+        from vllm_surgeon.core.refusal import SurgeonError
+        from vllm_surgeon.runtime.inprocess import InProcess
+        from vllm_surgeon.runtime.shared import IN_PLACE
+        from vllm_surgeon.sets.loader import load_file
+        hunks = {str(fakepkg.hunks)!r}
+        try:
+            InProcess().apply([load_file(hunks + "/first.hunk"), load_file(hunks + "/second.hunk")])
+        except SurgeonError as exc:
+            (refusal,) = exc.refusals
+            print(refusal.set_name, refusal.origin, refusal.target, "surgeon('first')" in refusal.detail)
+        print(shoplive.cart.other(), shoplive.cart.Child().hello())
+        run = InProcess()
+        print(run.apply([load_file(hunks + "/second.hunk")]).how == {{"shoplive.cart": IN_PLACE}}, shoplive.cart.other())
+        run.undo()
+        print(shoplive.cart.other())
+    ''')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"first {fakepkg.hunks / 'first.hunk'}:3 shoplive.cart:Child.hello True", "1 child", "True 2", "1"]
