@@ -342,29 +342,16 @@ def test_qualnames_read_from_source_agree_with_cpython_on_real_vllm(vllm_dir):
 def test_the_in_process_fixture_blames_the_set_whose_hunk_cannot_be_patched_not_the_last_one(fakepkg):
     """Issue 15: `InProcess` named the last set that changed the module, whichever hunk could not be made
     live; it now finds the hunk as the runtime does (runtime/blame.py)."""
-    fakepkg.module("shoplive.cart", '''
-        class Base:
-            def hello(self):
-                return "base"
-
-
-        class Child(Base):
-            def hello(self):
-                return "child"
-
-
-        def other():
-            return 1
-    ''')
+    fakepkg.module("shoplive.cart", SOURCE)
     fakepkg.hunk("first", '''
-        @@ shoplive.cart:Child.hello
-        -        return "child"
-        +        return "child/" + super().hello()
+        @@ shoplive.cart:Base.greet
+        -        return "base"
+        +        return "base/" + super().__repr__()
     ''')
     fakepkg.hunk("second", '''
-        @@ shoplive.cart:other
-        -    return 1
-        +    return 2
+        @@ shoplive.cart:top
+        -    return x + 1
+        +    return x + 2
     ''')
     out = fakepkg.run(f'''
         import shoplive.cart
@@ -378,12 +365,12 @@ def test_the_in_process_fixture_blames_the_set_whose_hunk_cannot_be_patched_not_
         except SurgeonError as exc:
             (refusal,) = exc.refusals
             print(refusal.set_name, refusal.origin, refusal.target, "surgeon('first')" in refusal.detail)
-        print(shoplive.cart.other(), shoplive.cart.Child().hello())
+        print(shoplive.cart.top(1), shoplive.cart.Base().greet())
         run = InProcess()
-        print(run.apply([load_file(hunks + "/second.hunk")]).how == {{"shoplive.cart": IN_PLACE}}, shoplive.cart.other())
+        print(run.apply([load_file(hunks + "/second.hunk")]).how == {{"shoplive.cart": IN_PLACE}}, shoplive.cart.top(1))
         run.undo()
-        print(shoplive.cart.other())
+        print(shoplive.cart.top(1))
     ''')
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        f"first {fakepkg.hunks / 'first.hunk'}:3 shoplive.cart:Child.hello True", "1 child", "True 2", "1"]
+        f"first {fakepkg.hunks / 'first.hunk'}:3 shoplive.cart:Base.greet True", "2 base", "True 3", "2"]

@@ -40,14 +40,19 @@ def cli(*args):
     return main(list(args), out=out), out.getvalue()
 
 
-@pytest.fixture
-def trees(tmp_path, monkeypatch):
+def _set_up(tmp_path, monkeypatch, source: str, name: str, text: str):
+    """Release 1.0.0 of `source` in tmp_path/v1, set `name` written against it in tmp_path/sets (the search path)."""
     sets = tmp_path / "sets"
     sets.mkdir()
-    base = tree(tmp_path / "v1", "1.0.0", BASE)
-    (sets / "thirty.hunk").write_text(SET.format(base=base))
+    base = tree(tmp_path / "v1", "1.0.0", source)
+    (sets / f"{name}.hunk").write_text(text.format(base=base))
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
     return tmp_path, sets, base
+
+
+@pytest.fixture
+def trees(tmp_path, monkeypatch):
+    return _set_up(tmp_path, monkeypatch, BASE, "thirty", SET)
 
 
 def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(trees):
@@ -222,18 +227,7 @@ def test_rebase_keeps_the_last_line_of_a_created_module_without_a_final_newline(
 
 # -- issue 15: a proposal keeps what the user wrote --------------------------------------------------------
 
-ENGINE = '''\
-import sys
-
-
-class Engine:
-    def step(self):
-        a = 1
-        b = 2
-        c = 3
-        d = 4
-        return a + b + c + d
-
+ENGINE = "import sys\n\n\n" + BASE + '''
     def stop(self):
         x = 1
         y = 2
@@ -270,34 +264,16 @@ written-against: {base}
 +        return 1
 
 # step: the anchor upstream breaks.
-@@ vllm.engine.core:Engine.step @@ +1
-         a = 1
-         b = 2
--        c = 3
-+        c = 30
-         d = 4
-# a comment inside the file, after a section
+''' + SET.split("\n", 1)[1] + '''# a comment inside the file, after a section
 
 @@ vllm.engine.core
 +import os
 '''
 
 
-def _module_tree(root, version, text, module="engine/core"):
-    (root / "vllm" / module).parent.mkdir(parents=True, exist_ok=True)
-    (root / "vllm" / f"{module}.py").write_text(text)
-    (root / "vllm" / "_version.py").write_text(f"__version__ = version = '{version}'\n")
-    return root
-
-
 @pytest.fixture
 def written(tmp_path, monkeypatch):
-    sets = tmp_path / "sets"
-    sets.mkdir()
-    base = _module_tree(tmp_path / "v1", "1.0.0", ENGINE)
-    (sets / "kept.hunk").write_text(WRITTEN.format(base=base))
-    monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
-    return tmp_path, sets, base
+    return _set_up(tmp_path, monkeypatch, ENGINE, "kept", WRITTEN)
 
 
 def test_a_proposal_keeps_the_header_comments_order_and_targets_the_user_wrote(written):
@@ -307,7 +283,7 @@ def test_a_proposal_keeps_the_header_comments_order_and_targets_the_user_wrote(w
     root, sets, _ = written
     upstream = ENGINE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n").replace(
         "    return inner()\n", "    return inner()\n\n\nUPSTREAM_AT_THE_END = 1\n")
-    onto = _module_tree(root / "v2", "2.0.0", upstream)
+    onto = tree(root / "v2", "2.0.0", upstream)
     assert cli("verify", "kept", "--against", str(onto))[0] == 1
     code, out = cli("rebase", "kept", "--onto", str(onto))
     assert code == 0, out
@@ -329,7 +305,7 @@ def test_an_add_only_section_is_carried_as_written_not_merged_with_upstreams_new
     """Issue 15: a set whose last section appends `import os` at module scope (only '+' lines) was refused
     as a conflict with upstream's new code at the end of the file, although `verify` said it applies."""
     root, sets, _ = written
-    onto = _module_tree(root / "v2", "2.0.0", ENGINE + "\n\nclass Upstream:\n    pass\n")
+    onto = tree(root / "v2", "2.0.0", ENGINE + "\n\nclass Upstream:\n    pass\n")
     assert cli("verify", "kept", "--against", str(onto))[0] == 0
     code, out = cli("rebase", "kept", "--onto", str(onto))
     assert code == 0, out
@@ -339,7 +315,7 @@ def test_an_add_only_section_is_carried_as_written_not_merged_with_upstreams_new
 
 def test_a_kept_hunk_that_moved_gets_its_new_offset_and_nothing_else_changes(written):
     root, sets, _ = written
-    onto = _module_tree(root / "v2", "2.0.0", ENGINE.replace("    def stop(self):\n", "    def stop(self):\n        pass\n"))
+    onto = tree(root / "v2", "2.0.0", ENGINE.replace("    def stop(self):\n", "    def stop(self):\n        pass\n"))
     code, out = cli("rebase", "kept", "--onto", str(onto))
     assert code == 0, out
     proposal = (sets / "kept.rebased.hunk").read_text()
@@ -377,7 +353,7 @@ def test_a_conflict_at_module_scope_suggests_a_new_command_that_works(written, m
     root, sets, base = written
     monkeypatch.chdir(root)
     (sets / "imports.hunk").write_text(f"written-against: {base}\n@@ vllm.engine.core\n-import sys\n+import sys  # mine\n")
-    onto = _module_tree(root / "v2", "2.0.0", ENGINE.replace("import sys\n", "import sys  # upstream\n"))
+    onto = tree(root / "v2", "2.0.0", ENGINE.replace("import sys\n", "import sys  # upstream\n"))
     code, out = cli("rebase", "imports", "--onto", str(onto))
     assert code == 1 and "(vllm.engine.core changed at module scope)" in out, out
     suggested = next(line for line in out.splitlines() if "vllm-surgeon new " in line).split("#")[0].split()

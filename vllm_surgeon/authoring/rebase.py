@@ -63,14 +63,7 @@ def _keep_written(written: list[tuple[int, int, int]], base: Sequence[str], thei
         mapped = [to_theirs[i] for i in range(start, end) if i in to_theirs]
         if mapped:
             floors.append((min(mapped), max(mapped) + 1, code))
-
-    def keep(i1: int, i2: int):
-        around = [f for f in floors if f[0] <= i2 and i1 <= f[1]]
-        if not around:
-            return None
-        return min(f[0] for f in around), max(f[1] for f in around), max(f[2] for f in around)
-
-    return keep
+    return _keep_near(floors)
 
 
 def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: int = 3) -> int:
