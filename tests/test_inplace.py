@@ -337,3 +337,40 @@ def test_qualnames_read_from_source_agree_with_cpython_on_real_vllm(vllm_dir):
                     checked += 1
                     stack.append(const)
     assert checked > 2000
+
+
+def test_the_in_process_fixture_blames_the_set_whose_hunk_cannot_be_patched_not_the_last_one(fakepkg):
+    """Issue 15: `InProcess` named the last set that changed the module, whichever hunk could not be made
+    live; it now finds the hunk as the runtime does (runtime/blame.py)."""
+    fakepkg.module("shoplive.cart", SOURCE)
+    fakepkg.hunk("first", '''
+        @@ shoplive.cart:Base.greet
+        -        return "base"
+        +        return "base/" + super().__repr__()
+    ''')
+    fakepkg.hunk("second", '''
+        @@ shoplive.cart:top
+        -    return x + 1
+        +    return x + 2
+    ''')
+    out = fakepkg.run(f'''
+        import shoplive.cart
+        from vllm_surgeon.core.refusal import SurgeonError
+        from vllm_surgeon.runtime.inprocess import InProcess
+        from vllm_surgeon.runtime.shared import IN_PLACE
+        from vllm_surgeon.sets.loader import load_file
+        hunks = {str(fakepkg.hunks)!r}
+        try:
+            InProcess().apply([load_file(hunks + "/first.hunk"), load_file(hunks + "/second.hunk")])
+        except SurgeonError as exc:
+            (refusal,) = exc.refusals
+            print(refusal.set_name, refusal.origin, refusal.target, "surgeon('first')" in refusal.detail)
+        print(shoplive.cart.top(1), shoplive.cart.Base().greet())
+        run = InProcess()
+        print(run.apply([load_file(hunks + "/second.hunk")]).how == {{"shoplive.cart": IN_PLACE}}, shoplive.cart.top(1))
+        run.undo()
+        print(shoplive.cart.top(1))
+    ''')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"first {fakepkg.hunks / 'first.hunk'}:3 shoplive.cart:Base.greet True", "2 base", "True 3", "2"]

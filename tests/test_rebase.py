@@ -40,14 +40,19 @@ def cli(*args):
     return main(list(args), out=out), out.getvalue()
 
 
-@pytest.fixture
-def trees(tmp_path, monkeypatch):
+def _set_up(tmp_path, monkeypatch, source: str, name: str, text: str):
+    """Release 1.0.0 of `source` in tmp_path/v1, set `name` written against it in tmp_path/sets (the search path)."""
     sets = tmp_path / "sets"
     sets.mkdir()
-    base = tree(tmp_path / "v1", "1.0.0", BASE)
-    (sets / "thirty.hunk").write_text(SET.format(base=base))
+    base = tree(tmp_path / "v1", "1.0.0", source)
+    (sets / f"{name}.hunk").write_text(text.format(base=base))
     monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
     return tmp_path, sets, base
+
+
+@pytest.fixture
+def trees(tmp_path, monkeypatch):
+    return _set_up(tmp_path, monkeypatch, BASE, "thirty", SET)
 
 
 def test_clean_rebase_writes_a_proposal_that_applies_and_write_replaces_the_set(trees):
@@ -218,3 +223,141 @@ def test_rebase_keeps_the_last_line_of_a_created_module_without_a_final_newline(
     proposal = (sets / "extra.rebased.hunk").rename(sets / "extra_new.hunk").read_text()
     assert "+A = 1\n+B = 2\n\\ No newline at end of file\n" in proposal, proposal
     assert cli("verify", "extra_new", "--against", str(onto))[0] == 0
+
+
+# -- issue 15: a proposal keeps what the user wrote --------------------------------------------------------
+
+ENGINE = "import sys\n\n\n" + BASE + '''
+    def stop(self):
+        x = 1
+        y = 2
+        return x + y
+
+
+def helper():
+    def inner():
+        p = 1
+        q = 2
+        return p + q
+
+    return inner()
+'''
+
+WRITTEN = '''\
+# Why this set exists: a rationale the author wrote,
+# over two lines.
+
+description: keeps what was written
+written-against: {base}
+
+# stop comes first in this file.
+@@ vllm.engine.core:Engine.stop @@ +1
+         x = 1
+-        y = 2
++        y = 20
+         return x + y
+
+# A method added at the end of the class.
+@@ vllm.engine.core:Engine
++
++    def extra(self):
++        return 1
+
+# step: the anchor upstream breaks.
+''' + SET.split("\n", 1)[1] + '''# a comment inside the file, after a section
+
+@@ vllm.engine.core
++import os
+'''
+
+
+@pytest.fixture
+def written(tmp_path, monkeypatch):
+    return _set_up(tmp_path, monkeypatch, ENGINE, "kept", WRITTEN)
+
+
+def test_a_proposal_keeps_the_header_comments_order_and_targets_the_user_wrote(written):
+    """Issue 15: the proposal dropped the rationale and `#` comments, sorted the hunks by module and turned
+    the method added to a class into a module-scope hunk. Only the hunk whose anchor broke is drafted again,
+    in its place, under its comment, with its target."""
+    root, sets, _ = written
+    upstream = ENGINE.replace("        a = 1\n", "        a = 1\n        a += 0  # upstream\n").replace(
+        "    return inner()\n", "    return inner()\n\n\nUPSTREAM_AT_THE_END = 1\n")
+    onto = tree(root / "v2", "2.0.0", upstream)
+    assert cli("verify", "kept", "--against", str(onto))[0] == 1
+    code, out = cli("rebase", "kept", "--onto", str(onto))
+    assert code == 0, out
+    proposal = (sets / "kept.rebased.hunk").read_text()
+    original = WRITTEN.format(base=root / "v1")
+    # Everything but written-against and the one hunk whose anchor broke is as written.
+    before = original.split("@@ vllm.engine.core:Engine.step @@ +1\n")[0].replace(
+        f"written-against: {root / 'v1'}", "written-against: 2.0.0")
+    assert proposal.startswith(before)
+    step = proposal[len(before):].split("\n# a comment inside the file")[0]
+    assert step.splitlines() == ["@@ vllm.engine.core:Engine.step @@ +1", "         a = 1", "         a += 0  # upstream",
+                                 "         b = 2", "-        c = 3", "+        c = 30", "         d = 4"]
+    assert proposal.endswith("# a comment inside the file, after a section\n\n@@ vllm.engine.core\n+import os\n")
+    (sets / "kept.rebased.hunk").rename(sets / "kept_new.hunk")
+    assert cli("verify", "kept_new", "--against", str(onto))[0] == 0
+
+
+def test_an_add_only_section_is_carried_as_written_not_merged_with_upstreams_new_end_of_file(written):
+    """Issue 15: a set whose last section appends `import os` at module scope (only '+' lines) was refused
+    as a conflict with upstream's new code at the end of the file, although `verify` said it applies."""
+    root, sets, _ = written
+    onto = tree(root / "v2", "2.0.0", ENGINE + "\n\nclass Upstream:\n    pass\n")
+    assert cli("verify", "kept", "--against", str(onto))[0] == 0
+    code, out = cli("rebase", "kept", "--onto", str(onto))
+    assert code == 0, out
+    proposal = (sets / "kept.rebased.hunk").read_text()
+    assert proposal == WRITTEN.format(base=root / "v1").replace(f"written-against: {root / 'v1'}", "written-against: 2.0.0")
+
+
+def test_a_kept_hunk_that_moved_gets_its_new_offset_and_nothing_else_changes(written):
+    root, sets, _ = written
+    onto = tree(root / "v2", "2.0.0", ENGINE.replace("    def stop(self):\n", "    def stop(self):\n        pass\n"))
+    code, out = cli("rebase", "kept", "--onto", str(onto))
+    assert code == 0, out
+    proposal = (sets / "kept.rebased.hunk").read_text()
+    assert "@@ vllm.engine.core:Engine.stop @@ +2\n" in proposal
+    assert proposal.replace("@@ +2\n", "@@ +1\n", 1) == WRITTEN.format(base=root / "v1").replace(
+        f"written-against: {root / 'v1'}", "written-against: 2.0.0")
+
+
+def test_rebase_drafts_with_the_scope_finder_convert_uses_never_a_locals_target():
+    """Issue 15: rebase's own copy of the scope finder could write `helper.<locals>.inner` as a target."""
+    from vllm_surgeon.authoring.carry import _written_scope
+    from vllm_surgeon.core.scopes import ScopeIndex
+
+    lines = ENGINE.split("\n")
+    at = lines.index("        q = 2")
+    assert _written_scope(ScopeIndex(ENGINE), len(lines), [])(at, at + 1)[0] == "helper"
+
+
+def test_new_takes_a_module_target_and_capture_writes_function_targets_for_it(written, monkeypatch):
+    """Issue 15: after a conflict at module scope, the suggested `vllm-surgeon new NAME TARGET` refused a module."""
+    root, sets, base = written
+    monkeypatch.chdir(root)
+    code, out = cli("new", "whole", "vllm.engine.core", "--against", str(base))
+    assert code == 0, out
+    copy = root / "whole.surgeon" / "vllm.engine.core" / "vllm.engine.core.py"
+    assert copy.read_text() == ENGINE
+    copy.write_text(ENGINE.replace("        c = 3\n", "        c = 33\n").replace("import sys\n", "import os\nimport sys\n"))
+    code, out = cli("capture", "whole")
+    assert code == 0, out
+    text = (root / "whole.hunk").read_text()
+    assert "@@ vllm.engine.core:Engine.step @@" in text and "\n@@ vllm.engine.core @@ +0\n+import os\n" in text, text
+
+
+def test_a_conflict_at_module_scope_suggests_a_new_command_that_works(written, monkeypatch):
+    root, sets, base = written
+    monkeypatch.chdir(root)
+    (sets / "imports.hunk").write_text(f"written-against: {base}\n@@ vllm.engine.core\n-import sys\n+import sys  # mine\n")
+    onto = tree(root / "v2", "2.0.0", ENGINE.replace("import sys\n", "import sys  # upstream\n"))
+    code, out = cli("rebase", "imports", "--onto", str(onto))
+    assert code == 1 and "(vllm.engine.core changed at module scope)" in out, out
+    suggested = next(line for line in out.splitlines() if "vllm-surgeon new " in line).split("#")[0].split()
+    assert suggested[:4] == ["vllm-surgeon", "new", "imports.rebased", "vllm.engine.core"], suggested
+    assert cli(*suggested[1:])[0] == 0
+    assert (root / "imports.rebased.surgeon" / "vllm.engine.core" / "vllm.engine.core.py").read_text().startswith(
+        "import sys  # upstream\n")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vllm_surgeon.core.model import HunkFileError, HunkSet
     from vllm_surgeon.core.refusal import SurgeonError
     from vllm_surgeon.runtime.copied import copied_from
-    from vllm_surgeon.runtime.runtime import AppliedSet
+    from vllm_surgeon.runtime.shared import AppliedSet
     from vllm_surgeon.sets.loader import UnknownSetError
     from vllm_surgeon.sets.pyfile import transform
 

@@ -14,8 +14,7 @@ import ast
 from vllm_surgeon.adopt import code, names
 from vllm_surgeon.adopt.adoption import ModuleChange
 from vllm_surgeon.adopt.relayout import diff_edits
-from vllm_surgeon.authoring.convert import scope_finder
-from vllm_surgeon.authoring.drafts import drafts, render_hunk_section, same_named
+from vllm_surgeon.authoring.drafts import drafts, render_hunk_section, same_named, scope_finder
 from vllm_surgeon.core.model import HunkFileError
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import SourceReader

@@ -1,7 +1,8 @@
 """`new` and `capture`: editable copies of target functions, then the smallest hunk file for the edits.
 
 `new NAME TARGET...` writes NAME.surgeon/<module>/<Qualified.name>.py (the function exactly as in
-vLLM, indentation kept) and NAME.surgeon/surgeon.json (the originals and where they came from).
+vLLM, indentation kept; a module target: NAME.surgeon/<module>/<module>.py, the whole module) and
+NAME.surgeon/surgeon.json (the originals and where they came from).
 `capture NAME` diffs each copy against its original and writes NAME.hunk, each hunk with just
 enough context to be unique in its function, recording the vLLM version it was written against.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_surgeon.authoring.drafts import drafts, render_hunk_section
+from vllm_surgeon.authoring.drafts import ScopeOf, drafts, render_hunk_section, scope_finder
 from vllm_surgeon.authoring.files import write_text
 from vllm_surgeon.core.model import HunkFileError, Origin, Target
 from vllm_surgeon.core.scopes import ScopeIndex
@@ -64,23 +65,29 @@ def new(
 
 
 def _copy_of(spec_text: str, tree: Tree, copies: dict[str, str] | None) -> tuple[dict, str]:
-    """The manifest entry of one target and the text of its copy; WorkdirError when it is not found."""
-    target = Target.parse(spec_text, Origin("<command line>", 1)) if ":" in spec_text else None
-    if target is None:
-        raise WorkdirError(f"{spec_text!r}: name a function or class, as module:Qualified.name")
+    """The manifest entry of one target and the text of its copy; WorkdirError when it is not found.
+    A module target copies the whole module (issue 15: the next step `rebase` suggests after a
+    conflict at module scope named one, and `new` refused it)."""
+    try:
+        target = Target.parse(spec_text, Origin("<command line>", 1))
+    except HunkFileError as exc:
+        raise WorkdirError(f"{spec_text!r}: name a module, or a function or class in it as module:Qualified.name "
+                           f"({exc.detail})") from None
     source = tree.read(target.module)
     if source is None:
         raise WorkdirError(f"{target.module}: no such module in {tree.label}")
-    index = ScopeIndex(source.text, source.path)
-    scopes = index.find(target.qualname)
-    if not scopes:
-        raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
-    if len(scopes) > 1:
-        raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
-    scope = scopes[0]
-    text = "\n".join(source.lines()[scope.start : scope.end]) + "\n"
-    relative = Path(target.module) / f"{target.qualname}.py"
-    entry = {"target": str(target), "file": str(relative), "original": text, "line": scope.start + 1, "path": source.path}
+    if target.qualname is None:
+        text, line, relative = source.text if source.text.endswith("\n") else source.text + "\n", 1, f"{target.module}.py"
+    else:
+        index = ScopeIndex(source.text, source.path)
+        scopes = index.find(target.qualname)
+        if not scopes:
+            raise WorkdirError(f"{target}: not defined in {source.path}{index.similar(target.qualname)}")
+        if len(scopes) > 1:
+            raise WorkdirError(f"{target}: defined {len(scopes)} times in {source.path}; a work copy needs exactly one")
+        scope = scopes[0]
+        text, line, relative = "\n".join(source.lines()[scope.start : scope.end]) + "\n", scope.start + 1, f"{target.qualname}.py"
+    entry = {"target": str(target), "file": str(Path(target.module) / relative), "original": text, "line": line, "path": source.path}
     return entry, (copies or {}).get(spec_text, text)
 
 
@@ -191,19 +198,32 @@ def capture(name: str, directory: Path) -> Captured:
                 "want in each conflict, remove the marker lines, then run capture again"
             )
         compile_check(new_text, path)
-        qualname = entry["target"].split(":", 1)[1]
-        size = len(old)
-
-        def whole(i1: int, i2: int, q: str = qualname, n: int = size) -> tuple[str | None, int, int]:
-            return (q, 0, n)
-
-        for draft in drafts(old, new, whole):
-            out += render_hunk_section(entry["target"], draft)
-            out.append("")
+        out += _sections(entry, old, new, path)
         changed += 1
     if not changed:
         raise WorkdirError(f"no edits in {directory}: edit the copies there, then run capture again")
     return Captured("\n".join(out).rstrip("\n") + "\n", manifest.get("against"), changed)
+
+
+def _sections(entry: dict, old: list[str], new: list[str], path: Path) -> list[str]:
+    """The `.hunk` sections of one edited copy: a function's or class's hunks all target it; a whole
+    module's target the function or class each change is in, as `convert` does."""
+    module, _, qualname = entry["target"].partition(":")
+    size = len(old)
+
+    def whole(i1: int, i2: int) -> tuple[str | None, int, int]:
+        return (qualname, 0, size)
+
+    scope_of: ScopeOf = whole if qualname else scope_finder(ScopeIndex(entry["original"], str(path)), size)
+    try:
+        found = drafts(old, new, scope_of)
+    except ValueError as exc:
+        raise WorkdirError(f"{path}: {exc}") from None
+    out: list[str] = []
+    for draft in found:
+        target = entry["target"] if qualname else f"{module}:{draft.scope}" if draft.scope else module
+        out += render_hunk_section(target, draft) + [""]
+    return out
 
 
 def compile_check(text: str, path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllm_surgeon.authoring.drafts import drafts, render_hunk_section, render_new_module_section, same_named
+from vllm_surgeon.authoring.drafts import drafts, render_hunk_section, render_new_module_section, same_named, scope_finder
 from vllm_surgeon.core.model import HunkSet, TransformHunk
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.engine import planner
@@ -32,29 +32,6 @@ class Converted:
     text: str
     hunks: int
     modules: int
-
-
-def scope_finder(index: ScopeIndex, total: int):
-    """scope_of for _drafts: the innermost function or class of a change; asked again, the scope around it."""
-
-    def scope_of(start: int, end: int):
-        exact = [s for s in index.scopes if (s.start, s.end) == (start, end) and s.kind != "module"]
-        if exact:
-            around = [s for s in index.scopes if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)]
-            best = min(around, key=lambda s: s.end - s.start, default=index.module)
-        else:
-            best = index.innermost(start, end)
-        if best.kind == "module" or not best.addressable:
-            # A function inside a function is not a target: use the outermost addressable one around it.
-            if best.kind != "module":
-                outer = [s for s in index.scopes if s.addressable and s.kind != "module" and s.start <= best.start and best.end <= s.end]
-                if outer:
-                    best = min(outer, key=lambda s: s.end - s.start)
-                    return best.qualname, best.start, best.end
-            return None, 0, total
-        return best.qualname, best.start, best.end
-
-    return scope_of
 
 
 def convert(hunk_set: HunkSet, tree: Tree, out_path: str) -> Converted:

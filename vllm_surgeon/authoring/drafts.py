@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.matching.anchor import occurrences
 
 
@@ -145,6 +146,31 @@ def _draft_lines(old: Sequence[str], new: Sequence[str], opcodes, start: int, en
             lines += [("-", old[i]) for i in range(i1, i2)]
             lines += [("+", new[j]) for j in range(j1, j2)]
     return lines
+
+
+def scope_finder(index: ScopeIndex, total: int) -> ScopeOf:
+    """A ScopeOf on a module's ScopeIndex: the innermost function or class of a change that a target can
+    name (a function inside a function is not one: its addressable holder); asked again, the scope around it.
+    The one scope finder of `convert`, `rebase` and `adopt` (issue 15: rebase's copy wrote `<locals>` targets)."""
+
+    def scope_of(start: int, end: int) -> tuple[str | None, int, int]:
+        exact = [s for s in index.scopes if (s.start, s.end) == (start, end) and s.kind != "module"]
+        if exact:
+            around = [s for s in index.scopes if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)]
+            best = min(around, key=lambda s: s.end - s.start, default=index.module)
+        else:
+            best = index.innermost(start, end)
+        if best.kind == "module" or not best.addressable:
+            # A function inside a function is not a target: the smallest addressable scope around it is.
+            if best.kind != "module":
+                outer = [s for s in index.scopes if s.addressable and s.kind != "module" and s.start <= best.start and best.end <= s.end]
+                if outer:
+                    best = min(outer, key=lambda s: s.end - s.start)
+                    return best.qualname, best.start, best.end
+            return None, 0, total
+        return best.qualname, best.start, best.end
+
+    return scope_of
 
 
 def same_named(index) -> SameNamed:

@@ -7,17 +7,21 @@ checked against the new release before it is offered; overlapping changes are sh
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vllm_surgeon.authoring.drafts import code_lines, drafts, render_hunk_section, render_new_module_section, same_named
+from vllm_surgeon.authoring.carry import Carried, Written, carry_module, extra_sections, near_in, sections
+from vllm_surgeon.authoring.drafts import code_lines
+from vllm_surgeon.authoring.hunktext import HunkText, Section, cut
 from vllm_surgeon.authoring.merge3 import Merge, merge3, render_conflicts
 from vllm_surgeon.authoring.udiff import relative_path, unified
 from vllm_surgeon.core.model import AnchoredHunk, HunkSet, TransformHunk
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.results import Plan
+from vllm_surgeon.sets.loader import set_text
 from vllm_surgeon.trees.releases import Tree
 
 
@@ -34,21 +38,6 @@ class Rebased:
     # lies outside any function or class (then `new` + `capture` by hand is the way).
     copies: dict[str, str] = field(default_factory=dict)
     outside: list[str] = field(default_factory=list)  # modules with a change at module scope
-
-
-def _scope_of(index: ScopeIndex, total: int):
-    def scope_of(start: int, end: int):
-        exact = [s for s in index.scopes if (s.start, s.end) == (start, end) and s.kind != "module"]
-        if exact:  # asked to widen: the smallest scope strictly around this one
-            around = [s for s in index.scopes if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)]
-            best = min(around, key=lambda s: s.end - s.start, default=index.module)
-        else:
-            best = index.innermost(start, end)
-        if best.kind == "module":
-            return None, 0, total
-        return best.qualname, best.start, best.end
-
-    return scope_of
 
 
 def _written_anchors(hunk_set: HunkSet, planned: Plan) -> dict[str, list[tuple[int, int, int]]]:
@@ -74,14 +63,7 @@ def _keep_written(written: list[tuple[int, int, int]], base: Sequence[str], thei
         mapped = [to_theirs[i] for i in range(start, end) if i in to_theirs]
         if mapped:
             floors.append((min(mapped), max(mapped) + 1, code))
-
-    def keep(i1: int, i2: int):
-        around = [f for f in floors if f[0] <= i2 and i1 <= f[1]]
-        if not around:
-            return None
-        return min(f[0] for f in around), max(f[1] for f in around), max(f[2] for f in around)
-
-    return keep
+    return _keep_near(floors)
 
 
 def _context_for(theirs: Sequence[str], merged: Sequence[str], keep, default: int = 3) -> int:
@@ -120,23 +102,132 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             f"{hunk_set.name} does not apply to its base, {base.label} ({first.summary()}); "
             "name the release it was written against with --from"
         )
+    if hunk_set.kind == "hunk":
+        return _rebase_hunk_file(hunk_set, base, onto, planned)
     out = _Carried(_written_anchors(hunk_set, planned), _reformatted_onto(hunk_set, onto))
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
         theirs_source = onto.read(module)
         if patched.created:  # a module the set creates: carried as it is, unless upstream made one too
-            out.created(hunk_set, module, patched, theirs_source, onto)
+            if out.created(hunk_set, module, theirs_source, onto):
+                out.diffs += unified(relative_path(module, patched.source.path), None, patched.text)
             continue
         if theirs_source is None:
             raise RebaseError(f"{module} does not exist in {onto.label}")
-        out.changed(hunk_set, module, patched, theirs_source, base, onto)
+        merged = out.merged(hunk_set, module, patched, theirs_source, base, onto)
+        if merged is not None:
+            # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept,
+            # with as much context as the written anchor had around each change (issue 8: never weaker).
+            keep = _keep_written(out.written.get(module, []), patched.source.lines(), theirs_source.lines())
+            context = _context_for(theirs_source.lines(), merged, keep)
+            out.diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged), context)
     if out.conflicts:
-        return Rebased(None, out.conflicts, copies=out.copies if not out.outside else {}, outside=out.outside)
+        return out.failed()
     return Rebased(_rebased_text(hunk_set, onto, planned, out))
 
 
+def _carried_as_is(hunk) -> bool:
+    """A section of only '+' lines: added at the end of its class or module, or a module created; it
+    has no anchor to merge and is carried as written (issue 15: merged, upstream's new code at the end
+    of the file made it a conflict, and a method added to a class became a module-scope hunk)."""
+    return isinstance(hunk, AnchoredHunk) and (hunk.creates or not hunk.anchor)
+
+
+def _rebase_hunk_file(hunk_set: HunkSet, base: Tree, onto: Tree, planned: Plan) -> Rebased:
+    """A `.hunk` set carried onto `onto` as its author wrote it: header, comments, hunk order and
+    targets kept wherever they hold; only the hunks that no longer apply are drafted again."""
+    written = cut(set_text(hunk_set))
+    if [s.line for s in written.sections] != [h.origin.line for h in hunk_set.hunks]:
+        raise RebaseError(f"{hunk_set.path}: its sections do not match the hunks read from it; run the command again")
+    merging = dataclasses.replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if not _carried_as_is(h)))
+    if not merging.hunks:  # only '+' sections: each is carried as written
+        ours = direct = Plan([], {}, base.version)
+    else:
+        ours = planner.plan([merging], base.read, base.version)
+        direct = planner.plan([merging], onto.read, None, require_version=False)
+    out = _Carried(_written_anchors(merging, ours) if merging.hunks else {}, _reformatted_onto(merging, onto))
+    for module in sorted(planned.modules):
+        if planned.modules[module].created and not out.created(hunk_set, module, onto.read(module), onto):
+            continue
+        if module not in ours.modules:
+            continue
+        patched, theirs = ours.modules[module], onto.read(module)
+        if theirs is None:
+            raise RebaseError(f"{module} does not exist in {onto.label}")
+        merged = out.merged(hunk_set, module, patched, theirs, base, onto)
+        if merged is None:
+            continue
+        mine = _written_hunks(hunk_set, module, written, ours, direct, near_in(patched.source.lines(), theirs.lines()))
+        keep = _keep_near([(w.near[0], w.near[1], code_lines(w.hunk.anchor)) for w in mine if w.holds is None])
+        out.carried[module] = carry_module(module, theirs, merged, mine, keep, onto.read)
+    if out.conflicts:
+        return out.failed()
+    return Rebased(_written_back(hunk_set, onto, written, out))
+
+
+def _written_hunks(hunk_set: HunkSet, module: str, written: HunkText, ours: Plan, direct: Plan, near) -> list[Written]:
+    """The anchored hunks of `module` as written: where each lay (mapped onto the new release), and
+    where it applies there as written, if it does (not by structure only: that one is laid out anew)."""
+    on_base = {id(r.hunk): r for r in ours.results[0].hunks}
+    on_onto = {id(r.hunk): r for r in direct.results[0].hunks}
+    mine = []
+    for number, hunk in enumerate(hunk_set.hunks):
+        if hunk.target.module != module or not isinstance(hunk, AnchoredHunk) or _carried_as_is(hunk) or id(hunk) not in on_base:
+            continue
+        start = (on_base[id(hunk)].line or 1) - 1
+        there, holds, section = on_onto.get(id(hunk)), None, written.sections[number].text()
+        if there is not None and there.refusal is None and not there.reformatted and there.line is not None:
+            holds = (there.line - 1, there.line - 1 + len(hunk.anchor))
+            if there.moved and hunk.hint_offset is not None:
+                section = written.sections[number].with_offset(hunk.hint_offset + there.moved)
+        mine.append(Written(number, hunk, near(start, start + len(hunk.anchor)), holds, section))
+    return mine
+
+
+def _keep_near(floors: list[tuple[int, int, int]]):
+    """For `drafts`: a redrafted change keeps at least the lines (and the code) of the written anchor
+    it came from that the new release still has (issue 8: a rebase shrank a 5-line anchor to one line)."""
+
+    def keep(i1: int, i2: int):
+        around = [f for f in floors if f[0] <= i2 and i1 <= f[1]]
+        if not around:
+            return None
+        return min(f[0] for f in around), max(f[1] for f in around), max(f[2] for f in around)
+
+    return keep
+
+
+def _written_back(hunk_set: HunkSet, onto: Tree, written: HunkText, out: _Carried) -> str:
+    """The user's file with `written-against` set to the new release, each section that holds as it
+    was, and the redrafted ones in the place of the sections they replace."""
+    header = written.header
+    if onto.release:
+        header = written.header_with(hunk_set, "written-against", onto.release)
+    lines = list(header)
+    last_of: dict[str, int] = {}
+    for number, hunk in enumerate(hunk_set.hunks):
+        last_of[hunk.target.module] = number
+    for number, hunk in enumerate(hunk_set.hunks):
+        module = hunk.target.module
+        section = written.sections[number]
+        carried = out.carried.get(module)
+        if carried is None or _carried_as_is(hunk) or number in carried.kept:
+            lines += _kept_text(carried, number, section)
+        elif number in carried.placed:
+            lead = section.lead + [line for n in carried.absorbed.get(number, []) for line in written.sections[n].lead if line.strip()]
+            lines += lead + sections(module, carried, number)[:-1] + (section.trail or [""])
+        if carried is not None and last_of[module] == number and carried.extra:
+            lines += [""] + extra_sections(module, carried)[:-1]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _kept_text(carried: Carried | None, number: int, section: Section) -> list[str]:
+    """A section written back as it is (a kept hunk that moved: its offset hint updated)."""
+    return carried.as_written.get(number, section.text()) if carried is not None else section.text()
+
+
 class _Carried:
-    """What `rebase` carries onto the new release, module by module: .hunk sections or diff lines,
+    """What `rebase` carries onto the new release, module by module: diff lines or `.hunk` sections,
     or the conflicts (with the merged copies of the functions they are in)."""
 
     def __init__(self, written: dict[str, list], laid_out: dict[str, str]) -> None:
@@ -144,26 +235,26 @@ class _Carried:
         self.conflicts: list[str] = []
         self.copies: dict[str, str] = {}
         self.outside: list[str] = []
-        self.sections: list[str] = []
         self.diffs: list[str] = []
+        self.carried: dict[str, Carried] = {}  # a `.hunk` set: module -> its sections kept and drafted
 
-    def created(self, hunk_set: HunkSet, module: str, patched, theirs_source, onto: Tree) -> None:
-        if theirs_source is not None:
-            self.conflicts += [f"--- {module}", f"{hunk_set.name} creates {module}, and {onto.label} has one already "
-                               f"({theirs_source.path}): merge them by hand"]
-        elif hunk_set.kind == "diff":
-            self.diffs += unified(relative_path(module, patched.source.path), None, patched.text)
-        else:
-            self.sections += render_new_module_section(module, patched.text) + [""]
+    def created(self, hunk_set: HunkSet, module: str, theirs_source, onto: Tree) -> bool:
+        """Whether a module the set creates can be carried as it is (not when upstream made one too)."""
+        if theirs_source is None:
+            return True
+        self.conflicts += [f"--- {module}", f"{hunk_set.name} creates {module}, and {onto.label} has one already "
+                           f"({theirs_source.path}): merge them by hand"]
+        return False
 
-    def changed(self, hunk_set: HunkSet, module: str, patched, theirs_source, base: Tree, onto: Tree) -> None:
-        base_lines = patched.source.lines()
+    def merged(self, hunk_set: HunkSet, module: str, patched, theirs_source, base: Tree, onto: Tree) -> list[str] | None:
+        """The new release's module with the set's change merged in; None (and the conflict recorded)
+        when both sides changed the same lines or the new release has the change already."""
         theirs_lines = theirs_source.lines()
         labels = (f"{hunk_set.name} (on {base.version})", f"vllm {base.version}", f"vllm {onto.version}")
         if module in self.laid_out:  # same code, new layout: the set as it applies there, in that layout
             merged = Merge(self.laid_out[module].split("\n"), [])
         else:
-            merged = merge3(base_lines, patched.text.split("\n"), theirs_lines)
+            merged = merge3(patched.source.lines(), patched.text.split("\n"), theirs_lines)
         if merged.conflicts:
             self.conflicts += [f"--- {module}"] + render_conflicts(merged, *labels)
             index = ScopeIndex(theirs_source.text, theirs_source.path)
@@ -171,26 +262,19 @@ class _Carried:
             self.copies.update(found)
             if at_module:
                 self.outside.append(module)
-            return
+            return None
         if merged.lines == theirs_lines:
             self.conflicts += [f"--- {module}", f"the new release already contains every change of {hunk_set.name} here"]
-            return
-        keep = _keep_written(self.written.get(module, []), base_lines, theirs_lines)
-        if hunk_set.kind == "diff":
-            # Exact unified output (ends of files, no final newline): what git apply and patch -F0 accept,
-            # with as much context as the written anchor had around each change (issue 8: never weaker).
-            context = _context_for(theirs_lines, merged.lines, keep)
-            self.diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged.lines), context)
-            return
-        index = ScopeIndex(theirs_source.text, theirs_source.path)
-        for draft in drafts(theirs_lines, merged.lines, _scope_of(index, len(theirs_lines)), keep=keep, same_named=same_named(index)):
-            target = f"{module}:{draft.scope}" if draft.scope else module
-            self.sections += render_hunk_section(target, draft) + [""]
+            return None
+        return merged.lines
+
+    def failed(self) -> Rebased:
+        return Rebased(None, self.conflicts, copies=self.copies if not self.outside else {}, outside=self.outside)
 
 
 def _rebased_text(hunk_set: HunkSet, onto: Tree, planned, out: _Carried) -> str:
-    """The rebased set's file: its header (written-against the new release; a series' commits and
-    files left out noted) and its sections or diffs."""
+    """A rebased diff set's file: its header (written-against the new release; a series' commits and
+    files left out noted) and its diffs."""
     fields = {k: v for k, v in hunk_set.fields.items() if k != "root"}  # the rebased diff's paths are from the tree's root
     fields["written-against"] = onto.release or fields.get("written-against", "")
     header = [f"{key}: {value}" for key, value in fields.items() if value]
@@ -200,9 +284,7 @@ def _rebased_text(hunk_set: HunkSet, onto: Tree, planned, out: _Carried) -> str:
     left_out = planned.results[0].skipped
     if left_out:
         header += [f"# not carried (skip: {k.pattern}): {k.file.name}" for k in left_out]
-    if hunk_set.kind == "diff":
-        return "\n".join(header + out.diffs) + "\n"
-    return "\n".join(header + [""] + out.sections).rstrip("\n") + "\n"
+    return "\n".join(header + out.diffs) + "\n"
 
 
 def _copies(

@@ -10,9 +10,18 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from vllm_surgeon.commands import adoptcli
+from vllm_surgeon.commands import adoptcli, authorcli
+from vllm_surgeon.commands.common import (
+    UsageError,
+    load_named,
+    load_path,
+    planned,
+    quiet,
+    refused,
+    say_untrusted,
+    tree_of,
+)
 from vllm_surgeon.core.version import __version__
 
 EXAMPLES = {
@@ -69,10 +78,6 @@ EXAMPLES = {
 }
 
 
-class UsageError(Exception):
-    """Exit 2 with this message."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vllm-surgeon",
@@ -117,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="write the targets, digests and decorator lines as JSON")
     p = add("new", "write editable copies of target functions into NAME.surgeon/")
     p.add_argument("name")
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="module:Qualified.name, or a module (a copy of all of it)")
     p.add_argument("--against", metavar="SPEC", help="vLLM to copy from (default: the installed one)")
     p.add_argument("--dir", help="work folder (default: NAME.surgeon)")
     p.add_argument("--force", action="store_true",
@@ -149,64 +154,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(name: str, say=None):
-    """Set `name`, read even where vLLM would refuse it (someone else can change it: issue 13), which
-    `say` (default: stderr) is told; a `.py` set of that kind is not run (UsageError)."""
-    from vllm_surgeon.core.model import HunkFileError
-    from vllm_surgeon.sets.loader import UnknownSetError
-    from vllm_surgeon.sets.reader import REPORT
-    from vllm_surgeon.sets.search import load
-
-    try:
-        hunk_set = load(name, REPORT)
-    except (UnknownSetError, HunkFileError) as exc:
-        raise UsageError(str(exc)) from None
-    _say_untrusted(hunk_set, say or sys.stderr.write)
-    return hunk_set
-
-
-def _render_says(line: str) -> None:
-    """verify's `say`: its report (text and JSON) says why vLLM would refuse a set (issue 13), not stderr."""
-
-
-def _say_untrusted(hunk_set, say) -> None:
-    """Why vLLM refuses this set here, one line per file or folder at fault, in the words vLLM uses."""
-    from vllm_surgeon.commands.verify import untrusted_lines
-
-    for line in untrusted_lines(hunk_set):
-        say(line + "\n")
-
-
-def _load_path(path: str):
-    from vllm_surgeon.core.model import HunkFileError
-    from vllm_surgeon.sets.loader import UnknownSetError, load_file
-    from vllm_surgeon.sets.reader import REPORT
-
-    file = Path(path)
-    if not file.exists():
-        raise UsageError(f"{path}: no such set file")
-    try:
-        return load_file(file.absolute(), mode=REPORT)
-    except (UnknownSetError, HunkFileError) as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _tree(spec: str | None, withs: list[str] | None = None, progress=None):
-    from vllm_surgeon.commands.progress import Progress
-    from vllm_surgeon.trees.packages import compose
-    from vllm_surgeon.trees.releases import SpecError, resolve
-
-    if progress is None:  # a download shows on a terminal (stderr) only
-        progress = Progress(sys.stderr)
-    try:
-        return compose(resolve(spec, progress), withs)  # other packages: --with DIST==VERSION, else the environment
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        if progress is not None:
-            progress.clear()
-
-
 def cmd_list(args, out) -> int:
     from vllm_surgeon.core.model import HunkFileError
     from vllm_surgeon.sets.loader import UnknownSetError, load_file
@@ -230,7 +177,7 @@ def cmd_list(args, out) -> int:
             out.write(f"\n{loc.name}  UNREADABLE  {exc}\n")
             continue
         out.write(f"\n{loc.name}  [{s.kind}, {loc.source}]  {loc.path}\n")
-        _say_untrusted(s, lambda line: out.write("  " + line))
+        say_untrusted(s, lambda line: out.write("  " + line))
         if s.description:
             out.write(f"  {s.description}\n")
         out.write(f"  vllm: {s.fields.get('vllm', 'any')}   written against: {s.written_against or 'unknown'}\n")
@@ -270,26 +217,10 @@ def _list_files(s, out) -> None:
         out.write(f"  {'  ' if commit else ''}-> {printable_path(f.path)}{change}\n")
 
 
-def _planned(name: str, spec: str | None, withs: list[str] | None = None, say=None):
-    from vllm_surgeon.engine import planner
-
-    hunk_set = _load(name, say)
-    tree = _tree(spec, withs)
-    plan = planner.plan([hunk_set], tree.read, tree.version)
-    return hunk_set, tree, plan
-
-
-def _refused(plan, out) -> int:
-    from vllm_surgeon.core.refusal import SurgeonError
-
-    out.write(str(SurgeonError(plan.refusals)) + "\n")
-    return 1
-
-
 def cmd_show(args, out) -> int:
-    hunk_set, tree, plan = _planned(args.name, args.against, args.withs, lambda line: out.write("# " + line))
+    hunk_set, tree, plan = planned(args.name, args.against, args.withs, lambda line: out.write("# " + line))
     if plan.refusals:
-        return _refused(plan, out)
+        return refused(plan, out)
     out.write(f"# {hunk_set.name} on {tree.label}\n")
     for module, patched in plan.modules.items():
         if patched.created:  # a module the set creates: all of it
@@ -306,9 +237,9 @@ def cmd_show(args, out) -> int:
 def cmd_diff(args, out) -> int:
     from vllm_surgeon.authoring.udiff import relative_path, unified
 
-    hunk_set, tree, plan = _planned(args.name, args.against, args.withs)
+    hunk_set, tree, plan = planned(args.name, args.against, args.withs)
     if plan.refusals:
-        return _refused(plan, out)
+        return refused(plan, out)
     # Paths from the root of the tree (`vllm/...`, `transformers/...`): `git apply` and `patch -p1` there.
     files = sorted((relative_path(m, p.source.path), p) for m, p in plan.modules.items())
     for relative, patched in files:
@@ -334,7 +265,7 @@ def cmd_verify(args, out) -> int:
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     if span is None:
-        verdict = check(sets, _tree(args.against, args.withs, progress), args.against, args.together, records)
+        verdict = check(sets, tree_of(args.against, args.withs, progress), args.against, args.together, records)
         if args.json:
             out.write(json.dumps(verdict_json(verdict), indent=1) + "\n")
         else:
@@ -351,7 +282,7 @@ def cmd_verify(args, out) -> int:
         for n, version in enumerate(versions, 1):
             progress.prefix = f"[{n}/{len(versions)}] "
             started = time.perf_counter()
-            tree = _tree(f"{span.dist}=={version}", args.withs, progress)
+            tree = tree_of(f"{span.dist}=={version}", args.withs, progress)
             fetched = time.perf_counter()
             progress(f"checking {len(sets)} set{'s' if len(sets) != 1 else ''} against {span.dist} {version}")
             verdicts.append(check(sets, tree, f"{span.dist}=={version}", args.together, records))
@@ -379,17 +310,17 @@ def _to_verify(args) -> tuple[list, list]:
         if not args.names:
             raise UsageError("--files needs the paths of the set files to verify")
         paths, records = guardcli.split_files(list(dict.fromkeys(args.names)))
-        return distinct([_load_path(n) for n in paths], args.together), records
+        return distinct([load_path(n) for n in paths], args.together), records
     if args.names:  # a name given twice is one set, as in VLLM_SURGEON_HUNKS
         names, records = guardcli.split_names(list(dict.fromkeys(args.names)))
-        return [_load(n, say=_render_says) for n in names], records
+        return [load_named(n, say=quiet) for n in names], records
     errors: list[str] = []
     locations, records = available(errors), guardcli.all_records(errors)
     if errors:
         raise UsageError("; ".join(dict.fromkeys(errors)))
     if not locations and not records:
         raise UsageError("no hunk sets or guard records to verify: none on the search path (VLLM_SURGEON_PATH, packages, bundled)")
-    return [_load(loc.name, say=_render_says) for loc in locations], records
+    return [load_named(loc.name, say=quiet) for loc in locations], records
 
 
 def cmd_guard(args, out) -> int:
@@ -397,167 +328,11 @@ def cmd_guard(args, out) -> int:
     from vllm_surgeon.authoring.guards import GuardWriteError
     from vllm_surgeon.commands.guardcli import guard
 
-    tree = _tree(args.against)
+    tree = tree_of(args.against)
     try:
         return guard(args, tree, out)
     except (GuardWriteError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
-
-
-def cmd_new(args, out) -> int:
-    from vllm_surgeon.authoring.capture import WorkdirError, new, workdir_for
-
-    tree = _tree(args.against)
-    directory = workdir_for(args.name, args.dir)
-    try:
-        files = new(args.name, args.targets, tree, args.against, directory, args.force)
-    except WorkdirError as exc:
-        raise UsageError(str(exc)) from None
-    out.write(f"copied from {tree.label}; edit these, then run `vllm-surgeon capture {args.name}`"
-              + (f" --dir {args.dir}" if args.dir else "") + ":\n")
-    for path in files:
-        out.write(f"  {path}\n")
-    return 0
-
-
-def cmd_capture(args, out) -> int:
-    from vllm_surgeon.authoring.capture import WorkdirError, capture, workdir_for
-    from vllm_surgeon.authoring.files import write_text
-    from vllm_surgeon.core.model import HunkFileError
-    from vllm_surgeon.engine import planner
-    from vllm_surgeon.sets.hunkfile import parse_hunk_file
-
-    directory = workdir_for(args.name, args.dir)
-    target = Path(args.out) if args.out else Path(f"{args.name}.hunk")
-    _writable(target, args.force)
-
-    try:
-        captured = capture(args.name, directory)
-    except (WorkdirError, HunkFileError) as exc:
-        raise UsageError(str(exc)) from None
-
-    try:
-        hunk_set = parse_hunk_file(captured.text, str(target), args.name)
-    except HunkFileError as exc:  # the edit itself is malformed
-        raise UsageError(str(exc)) from None
-    tree = _tree(captured.against)
-    plan = planner.plan([hunk_set], tree.read, tree.version)
-    if plan.refusals:
-        out.write("the captured hunks would be refused; nothing written:\n")
-        return _refused(plan, out)
-    write_text(target, captured.text)
-    hunks = len(hunk_set.hunks)
-    out.write(f"wrote {target}: {hunks} hunk{'s' if hunks != 1 else ''} on {captured.targets} target(s), checked against {tree.label}\n")
-    return 0
-
-
-def cmd_rebase(args, out) -> int:
-    from vllm_surgeon.authoring.files import write_text
-    from vllm_surgeon.authoring.rebase import RebaseError, rebase
-    from vllm_surgeon.engine import planner
-    from vllm_surgeon.sets.difffile import parse_diff_file
-    from vllm_surgeon.sets.hunkfile import parse_hunk_file
-
-    hunk_set = _load(args.name)
-    source = Path(hunk_set.path)
-    if source.is_dir() and args.write:  # a folder set becomes one diff of its net change: never replace a folder
-        raise UsageError(f"{source} is a folder set; rebase writes its net change as one .patch (use --out, or the default)")
-    if args.write and args.out:
-        raise UsageError("--write replaces the set file itself; --out writes elsewhere: pass one of them")
-    suffix = ".patch" if source.is_dir() else source.suffix
-    target = source if args.write else Path(args.out) if args.out else _beside(source, ".rebased", suffix)
-    if not args.write:  # --write is the request to replace the set
-        _writable(target, args.force)
-    base_spec = args.base or hunk_set.written_against
-    if not base_spec:
-        raise UsageError(f"{hunk_set.path} records no written-against version; name its base release with --from")
-    base, onto = _tree(base_spec, args.withs), _tree(args.onto, args.withs)
-    try:
-        result = rebase(hunk_set, base, onto)
-    except RebaseError as exc:
-        raise UsageError(str(exc)) from None
-    if result.text is None:
-        out.write(f"{hunk_set.name}: cannot rebase from {base.label} onto {onto.label} automatically:\n")
-        out.write("\n".join(result.conflicts) + "\n")
-        _conflict_next_step(hunk_set, result, args, onto, out)
-        return 1
-    parse = parse_diff_file if hunk_set.kind == "diff" else parse_hunk_file
-    proposed = parse(result.text, str(target), hunk_set.name)
-    plan = planner.plan([proposed], onto.read, onto.version)
-    if plan.refusals:
-        out.write("the merged set would still be refused; nothing written:\n")
-        return _refused(plan, out)
-    write_text(target, result.text)
-    out.write(f"rebased {hunk_set.name} from {base.label} onto {onto.label}: wrote {target}\n")
-    if not args.write:
-        out.write(f"review it, then replace {source} (or run again with --write)\n")
-    return 0
-
-
-def cmd_convert(args, out) -> int:
-    from vllm_surgeon.authoring.convert import ConvertError, convert
-    from vllm_surgeon.authoring.files import write_text
-
-    hunk_set = _load(args.name)
-    tree = _tree(args.against or hunk_set.written_against, args.withs)
-    source = Path(hunk_set.path)
-    target = Path(args.out) if args.out else _beside(source, ".converted", ".hunk")
-    _writable(target, args.force)
-    try:
-        converted = convert(hunk_set, tree, str(target))
-    except ConvertError as exc:
-        out.write(f"{hunk_set.name}: cannot convert: {exc}\n")
-        return 1
-    write_text(target, converted.text)
-    out.write(f"wrote {target}: {converted.hunks} hunk{'s' if converted.hunks != 1 else ''} on {converted.modules} module(s), "
-              f"identical to {hunk_set.name} on {tree.label}\n")
-    return 0
-
-
-def _beside(source: Path, tag: str, suffix: str) -> Path:
-    """Where a command writes what it made of set `source` by default: NAME.TAG.SUFFIX beside it, NAME
-    the set's whole name (issue 13: `s.v2` was cut to `s`, and its proposal replaced set `s`'s)."""
-    return source.with_name(f"{source.name if source.is_dir() else source.stem}{tag}{suffix}")
-
-
-def _writable(target: Path, force: bool) -> None:
-    """A file a command writes may replace an existing one only with --force (capture, convert, rebase)."""
-    from vllm_surgeon.authoring.files import refuse_existing
-
-    try:
-        refuse_existing(target, force)
-    except FileExistsError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _conflict_next_step(hunk_set, result, args, onto, out) -> None:
-    """After a conflict, say what to do (issue 8): resolve the markers in editable copies of the new
-    release's functions, merged as far as the merge could, then `capture`; or start over with `new`."""
-    from vllm_surgeon.authoring.capture import WorkdirError, write_copies
-
-    name = f"{hunk_set.name}.rebased"
-    directory = Path(f"{name}.surgeon")
-    against = args.onto
-    redo = (f"  vllm-surgeon new {name} TARGET... --against {against}   # copies of the functions as in {onto.label}\n"
-            f"  (make {hunk_set.name}'s change in them again; `vllm-surgeon show {hunk_set.name} --against "
-            f"{args.base or hunk_set.written_against}` shows it as it was)\n"
-            f"  vllm-surgeon capture {name}                         # writes {name}.hunk, checked against {against}\n")
-    if result.copies:
-        try:
-            files = write_copies(name, result.copies, onto, against, directory, hunk_set.fields)
-        except WorkdirError as exc:
-            out.write(f"\nnot written: {exc}\nNext step, by hand:\n{redo}")
-            return
-        out.write(f"\nNext step: the functions are merged as far as they could be, with the conflicts above marked "
-                  f"in them (<<<<<<< {hunk_set.name}, ||||||| old release, ======= new release, >>>>>>>):\n")
-        for path in files:
-            out.write(f"  {path}\n")
-        out.write(f"Edit each conflict into the code you want on {onto.label} (remove the markers), then run\n"
-                  f"  vllm-surgeon capture {name}    # writes {name}.hunk, checked against {against}\n"
-                  f"review it, and replace {hunk_set.path} with it.\n")
-        return
-    where = f" ({', '.join(result.outside)} changed at module scope)" if result.outside else ""
-    out.write(f"\nNext step{where}: carry the change over by hand:\n{redo}")
 
 
 def cmd_adopt(args, out) -> int:
@@ -565,7 +340,7 @@ def cmd_adopt(args, out) -> int:
     from vllm_surgeon.adopt.patchfile import AdoptInputError
 
     try:
-        return run(args, out, lambda: _tree(args.against))
+        return run(args, out, lambda: tree_of(args.against))
     except AdoptInputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -583,8 +358,8 @@ def cmd_doctor(args, out) -> int:
 
 
 COMMANDS = {"adopt": cmd_adopt, "doctor": cmd_doctor, "list": cmd_list, "show": cmd_show, "diff": cmd_diff,
-            "verify": cmd_verify, "guard": cmd_guard, "new": cmd_new, "capture": cmd_capture, "convert": cmd_convert,
-            "rebase": cmd_rebase}
+            "verify": cmd_verify, "guard": cmd_guard, "new": authorcli.cmd_new, "capture": authorcli.cmd_capture,
+            "convert": authorcli.cmd_convert, "rebase": authorcli.cmd_rebase}
 
 
 def main(argv: list[str] | None = None, out=None) -> int:

@@ -27,7 +27,9 @@ from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.model import HunkSet
 from vllm_surgeon.core.refusal import Reason, Refusal, SurgeonError
 from vllm_surgeon.engine import planner
-from vllm_surgeon.engine.results import Plan
+from vllm_surgeon.engine.results import PatchedModule, Plan
+from vllm_surgeon.runtime import blame as _blame
+from vllm_surgeon.runtime.shared import IN_PLACE
 from vllm_surgeon.sets.loader import SUFFIXES, UnknownSetError, distinct, load_file
 from vllm_surgeon.sets.search import load
 
@@ -117,6 +119,31 @@ def _modules_of_process_runtime() -> set[str]:
     return {m for s in current.sets for m in s.modules}
 
 
+def _live_refusal(exc: Exception, patched: PatchedModule, plan: Plan, version: str | None) -> Refusal:
+    """The refusal of the set whose hunk could not be patched in place for a test, found as the runtime
+    finds it (runtime/blame.py): the hunk line behind the unit or the raising line, not merely the last
+    set that changed the module (issue 15)."""
+    from vllm_surgeon.runtime.inplace import LiveError
+
+    sets = [r.hunk_set for r in plan.results]  # as planned: a diff's paths resolved to modules (issue 6)
+    name = patched.source.module
+    if isinstance(exc, LiveError):
+        blame = _blame.in_unit(patched, exc.unit)
+        set_name = blame[0] if blame is not None else patched.sets[-1]
+        return _blame.refusal(
+            Reason.LIVE, blame, patched, sets,
+            f"{name} is patched in place for an in-process test, and {exc}. Run the test in a fresh "
+            f"interpreter instead, where the set applies at import: @pytest.mark.surgeon({set_name!r})",
+            version,
+        )
+    culprit = _blame.in_traceback(exc, [patched])
+    return _blame.refusal(
+        Reason.RAISED, culprit.blame if culprit is not None else None, patched, sets,
+        f"{name} is patched in place for an in-process test, and its patched code raised {_blame.describe(exc, culprit)}",
+        version,
+    )
+
+
 class InProcess:
     """One application of sets to this process; `undo()` restores everything it changed."""
 
@@ -141,7 +168,7 @@ class InProcess:
     # -- the installed vLLM: live modules patched in place ---------------------------------------
     def _apply_installed(self, sets: list[HunkSet]) -> PatchedModules:
         from vllm_surgeon.runtime.hook import register_source
-        from vllm_surgeon.runtime.inplace import LiveError, Transaction, patch_in_place
+        from vllm_surgeon.runtime.inplace import Transaction, patch_in_place
         from vllm_surgeon.trees.installed import installed_vllm, read_installed
 
         version, directory = installed_vllm()
@@ -168,24 +195,14 @@ class InProcess:
                 patch_in_place(live[name], patched, txn)
             except Exception as exc:  # LiveError, or the new code failing to execute
                 txn.rollback()
-                blamed = patched.sets[-1]
-                hunk_set = next(s for s in sets if s.name == blamed)
-                hunk = next(h for h in hunk_set.hunks if h.target.module == name)
-                detail = str(exc) if isinstance(exc, LiveError) else f"{type(exc).__name__}: {exc}"
-                refusal = Refusal(
-                    Reason.LIVE, blamed, hunk.origin, str(hunk.target),
-                    f"{name} is patched in place for an in-process test, and {detail}. Run the test in a fresh "
-                    f"interpreter instead, where the set applies at import: @pytest.mark.surgeon({blamed!r})",
-                    version, patched.source.path,
-                )
-                raise SurgeonError([refusal], {s.name: s for s in sets}) from None
+                raise SurgeonError([_live_refusal(exc, patched, plan, version)], {s.name: s for s in sets}) from None
         self._undo.append(txn.rollback)
         for patched in plan.modules.values():
             self._remember_linecache(patched.source.path)
             register_source(patched)  # tracebacks and inspect.getsource show the patched lines
         label = f"installed vllm {version or '(version unknown)'} ({directory})" if directory else "installed modules"
         modules: dict[str, types.ModuleType | None] = dict(live)
-        return PatchedModules(modules, sets, label, {m: "in place" for m in live})
+        return PatchedModules(modules, sets, label, {m: IN_PLACE for m in live})
 
     def _remember_linecache(self, path: str) -> None:
         before = linecache.cache.get(path)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vllm_surgeon.core.model import HunkFileError, HunkSet, Origin
-from vllm_surgeon.sets.reader import ENFORCE, SetReader, decode_set_text
+from vllm_surgeon.sets.reader import ENFORCE, REPORT, SetReader, decode_set_text
 
 SUFFIXES = (".hunk", ".patch", ".diff", ".py")
 
@@ -65,6 +65,17 @@ def _parse(path: Path, name: str, reader: SetReader) -> HunkSet:
     except Exception as exc:  # a parser let something through: still the file's fault, named
         raise HunkFileError(Origin(str(path), 1), f"cannot read this set: {type(exc).__name__}: {exc}") from None
     return dataclasses.replace(hunk_set, digest=hashlib.sha256(data).hexdigest())
+
+
+def set_text(hunk_set: HunkSet) -> str:
+    """The text of a set file as it was parsed (`rebase` writes the user's own lines back); read again,
+    with the same checks, and refused when the file changed since (its digest differs)."""
+    path = Path(hunk_set.path)
+    with SetReader(REPORT) as reader:
+        data = reader.read(path)
+    if hunk_set.digest and hashlib.sha256(data).hexdigest() != hunk_set.digest:
+        raise HunkFileError(Origin(str(path), 1), "the file changed while it was read; run the command again")
+    return decode_set_text(data, str(path))
 
 
 def distinct(sets: Iterable[HunkSet], together: bool) -> list[HunkSet]:
