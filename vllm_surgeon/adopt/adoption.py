@@ -392,8 +392,9 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     new.digest = None
     need = _needs(copy, module, resolver, new, f"{module}:{holder_name}")
     why = None if need is not None else new.reason
-    if need is not None and need.carried:
-        why = f"reads globals the patch file redefines ({', '.join(c.name for c in need.carried)})"
+    redefined = [c.name for c in need.carried if c.upstream is not None] if need is not None else []
+    if redefined:  # helpers and constants vLLM lacks are added with the method; a redefinition is not
+        why = f"reads globals the patch file redefines ({', '.join(redefined)})"
     if need is None or why is not None:
         if new.override is not None:
             new.verdict, new.reason = REFUSED, str(why)
@@ -402,6 +403,11 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
         return new
     change = _change(resolver, module)
     change.imports = set(need.imports)
+    carried = _carry(change, copy.file, need.carried)
+    if carried:
+        new.verdict = REFUSED if new.override is not None else NEW
+        new.reason = carried + ("" if new.override else "; it stays a monkey patch")
+        return new
     assert change.index is not None
     holder = change.index.find(holder_name)[0]
     text = change.text
@@ -424,7 +430,7 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     base = new.override
     if base is not None and isinstance(base.node, ast.FunctionDef | ast.AsyncFunctionDef):
         new.digest = digest_of(resolver, base.module, base.qualname)
-        if code.function_key(base.node) == key and not need.imports:
+        if code.function_key(base.node) == key and not need.imports and not need.carried:
             new.verdict, new.reason = IDENTICAL, f"the copy is {base.target}, which {holder_name} inherits"
             return new
         new.verdict = ADOPTED

@@ -6,8 +6,11 @@ For every name the copy reads (issue 16):
 - vLLM's module lacks it and the patch file imports it: an import line at module scope;
 - the patch file redefines a global vLLM's module has (one top-level statement on each side):
   that statement becomes a module-scope hunk (vllm-ascend 0.11.0's roberta patch);
-- otherwise a refusal naming it: a helper the patch file defines, a name bound differently on the
-  two sides, a name read from the function around the copy.
+- vLLM's module lacks it and the patch file defines it by one plain statement (a helper def or
+  class, a constant): that statement is added after the module's imports, its own reads settled the
+  same way, when what it reads as it runs is bound there by then (the main refusal of the corpus);
+- otherwise a refusal naming it: a name bound differently on the two sides or more than once, a
+  helper that reads at definition what the module binds later, a name read from the function around the copy.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import ast
 from dataclasses import dataclass, field
 
 from vllm_surgeon.adopt import code, names
-from vllm_surgeon.adopt.bindings import Binding
+from vllm_surgeon.adopt.bindings import Binding, statement_bindings
 from vllm_surgeon.adopt.patchfile import PatchFile
 from vllm_surgeon.adopt.resolve import Resolver
 
@@ -45,7 +48,7 @@ class ImportLine:
 @dataclass
 class Carried:
     """A global the patch file defines: its statement there replaces vLLM's (`swap`), or is added after
-    the module's imports (`add`: vLLM imports the name, or lacks a constant the copy reads)."""
+    the module's imports (`add`: vLLM imports the name, or lacks the constant or helper the copy reads)."""
 
     name: str
     patch: Binding
@@ -79,6 +82,8 @@ def needs(
         more = _one(file, name, module, resolver, stands_for or {}, out)
         todo += sorted(more - seen)
     out.carried.sort(key=lambda c: c.patch.line)  # added definitions keep the patch file's order
+    if out.refusal is None:
+        out.refusal = _too_early(file, out, module, resolver)
     return out
 
 
@@ -114,12 +119,33 @@ def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, re
     if imported is not None:
         out.imports.add(imported)
         return set()
-    if _literal(theirs) and len(file.bindings[name]) == 1 and not theirs.conditional:
+    if theirs.kind in ("def", "class", "assign") and len(file.bindings[name]) == 1 and not theirs.conditional:
+        # A helper or constant only the patch file defines is carried in with the copy (its own reads
+        # settled in turn); `_too_early` checks that what it reads as it is defined is bound by then.
         out.carried.append(Carried(name, theirs, None, "add"))
         return names.statement_reads(theirs.node)
     out.refusal = (f"reads {name}, defined in {file.label}:{theirs.line}, which {module} lacks "
                    "(move it into vLLM by hand, or keep this a monkey patch)")
     return set()
+
+
+def _too_early(file: PatchFile, out: Needs, module: str, resolver: Resolver) -> str | None:
+    """Why a statement carried in after the module's imports would fail there (None: none would).
+
+    Added statements run at import, before the module's own defs and classes: the names one reads
+    as it runs (a def's decorators, defaults and annotations; a class's bases and body; a value)
+    must be builtins, bound by the import block or the added import lines, or carried before it."""
+    ready = set(names.BUILTINS) | {line.binds for line in out.imports}
+    ready |= {b.name for stmt in _import_block(resolver.tree(module)) for b in statement_bindings(stmt, None)}
+    for item in out.carried:
+        if item.mode != "add":
+            continue
+        late = names.definition_reads(item.patch.node) - ready
+        if late:
+            return (f"reads {item.name}, defined in {file.label}:{item.patch.line}, which reads {', '.join(sorted(late))} as it is "
+                    f"defined: carried into {module} after its imports, it would run before {module} binds them")
+        ready.add(item.name)
+    return None
 
 
 def _redefined(
