@@ -178,7 +178,7 @@ def test_helpers_only_the_patch_file_defines_are_carried_in_after_the_imports(tm
     assert "+        return math.floor(budget - total)" in text
 
 
-def test_a_helper_reading_at_definition_what_the_module_binds_later_is_refused_by_name(tmp_path, tree):
+def test_a_helper_reading_at_definition_what_the_module_binds_later_goes_after_it(tmp_path, tree):
     patch = '''
     from vllm.v1.core.sched.scheduler import Scheduler
 
@@ -191,8 +191,39 @@ def test_a_helper_reading_at_definition_what_the_module_binds_later_is_refused_b
         return min(sum(r.tokens for r in queue), budget, len(_Quick.__mro__))
     '''
     rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 0, output
+    lines = patched(tree, text).splitlines()
+    # vLLM's class Scheduler is defined further down than the imports: the subclass goes right after it.
+    assert lines.index("class Scheduler:") < lines.index("class _Quick(Scheduler):") < lines.index("class PriorityScheduler(Scheduler):")
+    assert "@@ vllm.v1.core.sched.scheduler @@" in text
+
+
+def test_a_helper_reading_at_definition_a_name_the_module_binds_only_for_type_checkers_is_refused(tmp_path, tree):
+    write(tree, "vllm/v1/core/sched/typed.py", '''
+        from typing import TYPE_CHECKING
+
+        if TYPE_CHECKING:
+            from vllm.v1.core.sched.scheduler import Scheduler
+
+
+        def count(scheduler: "Scheduler") -> int:
+            return len(scheduler.waiting)
+    ''')
+    patch = '''
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+
+    class _Mine(Scheduler):
+        pass
+
+
+    def count(scheduler: "Scheduler") -> int:
+        return len(scheduler.waiting) + len(_Mine.__mro__)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "count", "vllm.v1.core.sched.typed:count")
     assert rc == 1 and text is None
-    assert "reads _Quick, defined in" in output and "patch.py:" in output and "which reads Scheduler as it is defined" in output
+    assert "reads _Mine, defined in" in output and "which reads Scheduler as it is defined" in output
+    assert "vllm.v1.core.sched.typed does not always bind it at its top level" in output
 
 
 def test_a_helper_the_patch_file_defines_twice_is_refused_by_name(tmp_path, tree):

@@ -63,6 +63,7 @@ class ModuleChange:
     import_at: int = 0
     defined: dict[str, list[str]] = field(default_factory=dict)  # globals carried in after the imports: name -> lines
     index: ScopeIndex | None = None  # the module's scopes, when already parsed
+    defined_at: dict[str, int] = field(default_factory=dict)  # those of `defined` that go further down: name -> line after
 
     @property
     def module(self) -> str:
@@ -78,12 +79,17 @@ class ModuleChange:
         edits = list(self.edits)
         head = meaning.render_imports(self.imports) if self.imports else []
         plain = False  # constants sit together; a def gets two blank lines around it, as PEP 8 has it
-        for lines in self.defined.values():
+        later: dict[int, list[str]] = {}
+        for name, lines in self.defined.items():
             is_def = lines[0].startswith(("def ", "class ", "@", "async "))
+            if name in self.defined_at:  # after the statement binding what it reads as it is defined
+                later.setdefault(self.defined_at[name], []).extend(["", ""] + lines)
+                continue
             head += (["", ""] if is_def else [] if plain else [""]) + lines
             plain = not is_def
         if head:
             edits.append(Edit(self.import_at, self.import_at, head, -1))
+        edits += [Edit(at, at, lines, -1) for at, lines in later.items()]
         if with_added and self.added:
             if self.index is None:
                 self.index = ScopeIndex(self.source.text, self.source.path)
@@ -115,6 +121,7 @@ class ModuleChange:
                 return f"another site carries another {name} into {self.module}"
         self.imports |= other.imports
         self.defined.update(other.defined)
+        self.defined_at.update(other.defined_at)
         self.added.update(other.added)
         self.expect.update(other.expect)
         return None
@@ -361,6 +368,8 @@ def _carry(change: ModuleChange, file: PatchFile, carried: list[meaning.Carried]
                 change.defined[item.name] = reindent(file.layout, first, end, indent_of(file.layout.lines[first]), "")
             except Unclean as exc:
                 return f"the global {item.name} it reads cannot be carried into {change.module} ({exc})"
+            if item.at is not None:
+                change.defined_at[item.name] = item.at
             continue
         ours = item.upstream.node
         try:

@@ -7,10 +7,12 @@ For every name the copy reads (issue 16):
 - the patch file redefines a global vLLM's module has (one top-level statement on each side):
   that statement becomes a module-scope hunk (vllm-ascend 0.11.0's roberta patch);
 - vLLM's module lacks it and the patch file defines it by one plain statement (a helper def or
-  class, a constant): that statement is added after the module's imports, its own reads settled the
-  same way, when what it reads as it runs is bound there by then (the main refusal of the corpus);
+  class, a constant): that statement is added, its own reads settled the same way, after the
+  module's imports, or further down where what it reads as it runs is bound (the main refusal of
+  the corpus);
 - otherwise a refusal naming it: a name bound differently on the two sides or more than once, a
-  helper that reads at definition what the module binds later, a name read from the function around the copy.
+  helper that reads at definition what the module never binds for sure, a name read from the
+  function around the copy.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Carried:
     patch: Binding
     upstream: Binding | None
     mode: str  # "swap" or "add"
+    at: int | None = None  # "add" further down: after the module's 1-based line `at` (the statement binding what it needs)
 
 
 @dataclass
@@ -83,7 +86,7 @@ def needs(
         todo += sorted(more - seen)
     out.carried.sort(key=lambda c: c.patch.line)  # added definitions keep the patch file's order
     if out.refusal is None:
-        out.refusal = _too_early(file, out, module, resolver)
+        out.refusal = _place(file, out, module, resolver)
     return out
 
 
@@ -121,7 +124,7 @@ def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, re
         return set()
     if theirs.kind in ("def", "class", "assign") and len(file.bindings[name]) == 1 and not theirs.conditional:
         # A helper or constant only the patch file defines is carried in with the copy (its own reads
-        # settled in turn); `_too_early` checks that what it reads as it is defined is bound by then.
+        # settled in turn); `_place` puts it where what it reads as it is defined is bound.
         out.carried.append(Carried(name, theirs, None, "add"))
         return names.statement_reads(theirs.node)
     out.refusal = (f"reads {name}, defined in {file.label}:{theirs.line}, which {module} lacks "
@@ -129,23 +132,51 @@ def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, re
     return set()
 
 
-def _too_early(file: PatchFile, out: Needs, module: str, resolver: Resolver) -> str | None:
-    """Why a statement carried in after the module's imports would fail there (None: none would).
+def _place(file: PatchFile, out: Needs, module: str, resolver: Resolver) -> str | None:
+    """Where each statement carried in goes (`Carried.at`); why one cannot go anywhere (None: all can).
 
-    Added statements run at import, before the module's own defs and classes: the names one reads
-    as it runs (a def's decorators, defaults and annotations; a class's bases and body; a value)
-    must be builtins, bound by the import block or the added import lines, or carried before it."""
-    ready = set(names.BUILTINS) | {line.binds for line in out.imports}
-    ready |= {b.name for stmt in _import_block(resolver.tree(module)) for b in statement_bindings(stmt, None)}
+    Added statements run at import: the names one reads as it runs (a def's decorators, defaults and
+    annotations; a class's bases and body; a value) must be bound by then. It goes after the module's
+    imports when they are builtins, bound by the import block or the added import lines, or carried
+    there before it; else right after the module's own top-level statement that binds the last of them
+    (vllm-ascend's `class AscendWorkerProc(WorkerProc)` after vLLM's `class WorkerProc`)."""
+    tree = resolver.tree(module)
+    body = tree.body if tree is not None else []
+    block = _import_block(tree)
+    ready = set(names.BUILTINS) | {line.binds for line in out.imports} | {n for stmt in block for n in always_bound(stmt)}
+    ends = {n: stmt.end_lineno or stmt.lineno for stmt in body for n in always_bound(stmt)}
+    placed: dict[str, int] = {}
     for item in out.carried:
         if item.mode != "add":
             continue
         late = names.definition_reads(item.patch.node) - ready
+        unbound = sorted(n for n in late if n not in placed and n not in ends)
+        if unbound:
+            return (f"reads {item.name}, defined in {file.label}:{item.patch.line}, which reads {', '.join(unbound)} as it is "
+                    f"defined, and {module} does not always bind {'it' if len(unbound) == 1 else 'them'} at its top level")
         if late:
-            return (f"reads {item.name}, defined in {file.label}:{item.patch.line}, which reads {', '.join(sorted(late))} as it is "
-                    f"defined: carried into {module} after its imports, it would run before {module} binds them")
-        ready.add(item.name)
+            item.at = max(placed[n] if n in placed else ends[n] for n in late)
+            placed[item.name] = item.at
+        else:
+            ready.add(item.name)
     return None
+
+
+def always_bound(stmt: ast.stmt) -> set[str]:
+    """Names a top-level statement binds whichever way it runs: not those of one branch of an `if`
+    (`if TYPE_CHECKING:` imports) or of a `try` whose handlers do not bind them too."""
+    if isinstance(stmt, ast.If):
+        return _bound_by(stmt.body) & _bound_by(stmt.orelse)
+    if isinstance(stmt, ast.Try):
+        handlers = [_bound_by(h.body) for h in stmt.handlers]
+        return set.intersection(_bound_by(stmt.body), *handlers) | _bound_by(stmt.finalbody) if handlers else _bound_by(stmt.body)
+    if isinstance(stmt, ast.For | ast.While | ast.With | ast.AsyncFor | ast.AsyncWith) or type(stmt).__name__ == "TryStar":
+        return set()
+    return {b.name for b in statement_bindings(stmt, None)}
+
+
+def _bound_by(body: list[ast.stmt]) -> set[str]:
+    return set().union(*(always_bound(stmt) for stmt in body)) if body else set()
 
 
 def _redefined(
