@@ -256,6 +256,9 @@ def discovery() -> tuple[dict, dict[str, Report]]:
     catalogue = json.loads((CORPUS / "catalogue.json").read_text())
     results, reports = {}, {}
     for project, ref, version, paths, helpers, packages in PROJECTS:
+        if not Path(paths[0]).is_dir() or not list(WHEELS.glob(f"vllm-{version}-*.whl")):
+            print(f"discovery: {project} {ref} (or its vllm {version} wheel) is not in the corpus, left out")
+            continue
         tree = tree_for(version, with_ascend=bool(packages))
         started = time.perf_counter()
         report = discover([Path(p) for p in paths], tree, frozenset(helpers), frozenset(packages))
