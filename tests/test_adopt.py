@@ -450,3 +450,21 @@ def test_a_method_vllm_lacks_is_added_with_the_helper_it_reads(tmp_path, tree):
     assert rc == 0, output
     result = patched(tree, text)
     assert "def _waiting(scheduler) -> int:" in result and "    def waiting_count(self) -> int:\n        return _waiting(self)" in result
+
+
+def test_a_global_the_patch_file_keeps_setting_is_not_carried_in(tmp_path, tree):
+    patch = '''
+    _LIMIT = 0
+
+
+    def set_limit(n: int) -> None:
+        global _LIMIT
+        _LIMIT = n
+
+
+    def admit(queue, budget: int) -> int:
+        return min(sum(r.tokens for r in queue), budget, _LIMIT)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 1 and text is None
+    assert "reads _LIMIT, defined in" in output and "sets (global _LIMIT)" in output and "different variables" in output

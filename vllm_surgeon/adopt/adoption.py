@@ -312,7 +312,7 @@ def _needs(copy: Copy, module: str, resolver: Resolver, result: Adoption, holder
     stands = dict(copy.stands_for)
     if copy.holder is not None:
         stands.setdefault(copy.holder.rpartition(".")[2], copy.holder.rpartition(".")[2])
-    need = meaning.needs(copy.file, reads.globals, module, resolver, stands)
+    need = meaning.needs(copy.file, reads.globals, module, resolver, stands, copy.node)
     if need.refusal is not None:
         result.reason = need.refusal
         return None

@@ -69,11 +69,13 @@ class Needs:
 
 def needs(
     file: PatchFile, reads: set[str], module: str, resolver: Resolver, stands_for: dict[str, str] | None = None,
+    copy: ast.AST | None = None,
 ) -> Needs:
     """What `reads` (names a copy in `file` reads) need so they mean the same in vLLM's `module`.
 
     stands_for: patch-file names that mean a vLLM class once adopted (the class the copy sits in,
-    the subclass swapped in for the target): name -> the vLLM class's name in `module`."""
+    the subclass swapped in for the target): name -> the vLLM class's name in `module`. copy: the
+    copy's def (its own `global NAME` statements move into vLLM with it)."""
     out = Needs()
     todo = sorted(reads)
     seen: set[str] = set()
@@ -86,8 +88,23 @@ def needs(
         todo += sorted(more - seen)
     out.carried.sort(key=lambda c: c.patch.line)  # added definitions keep the patch file's order
     if out.refusal is None:
-        out.refusal = _place(file, out, module, resolver)
+        out.refusal = _shared(file, out, copy) or _place(file, out, module, resolver)
     return out
+
+
+def _shared(file: PatchFile, out: Needs, copy: ast.AST | None) -> str | None:
+    """Why a global carried in would stop being one variable (None: none would): a function of the
+    patch file that stays there sets it (`global NAME`), and would set its own once vLLM's module has
+    the copy's."""
+    added = {item.name: item.patch.line for item in out.carried if item.mode == "add" and item.upstream is None}
+    moved = {id(node) for item in out.carried for node in ast.walk(item.patch.node)} | (
+        {id(node) for node in ast.walk(copy)} if copy is not None else set())
+    for node in ast.walk(file.tree):
+        if isinstance(node, ast.Global) and id(node) not in moved and added.keys() & set(node.names):
+            name = sorted(added.keys() & set(node.names))[0]
+            return (f"reads {name}, defined in {file.label}:{added[name]}, which {file.label}:{node.lineno} sets "
+                    f"(global {name}): carried into vLLM's module, the two would be different variables")
+    return None
 
 
 def _one(file: PatchFile, name: str, module: str, resolver: Resolver, stands_for: dict[str, str], out: Needs) -> set[str]:
