@@ -149,17 +149,100 @@ def test_an_import_of_a_name_the_release_lacks_is_refused(tmp_path, tree):
     assert "reads clamp_tokens, imported by" in output and "from vllm.logger, which has no such name here" in output
 
 
-def test_a_helper_the_patch_file_defines_is_refused_by_name(tmp_path, tree):
+def test_helpers_only_the_patch_file_defines_are_carried_in_after_the_imports(tmp_path, tree):
     patch = '''
+    import math
+
+    FLOOR = 0
+
+
     def _clamp(n):
-        return max(n, 0)
+        return max(n, FLOOR)
+
+
+    class _Budget:
+        def left(self, total: int, budget: int) -> int:
+            return math.floor(budget - total)
+
+
+    def admit(queue, budget: int) -> int:
+        total = sum(_clamp(r.tokens) for r in queue)
+        return min(total, _Budget().left(0, budget))
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 0, output
+    lines = patched(tree, text).splitlines()
+    # The import line, then the patch file's statements in its order, then upstream's own code.
+    order = ["import math", "FLOOR = 0", "def _clamp(n):", "class _Budget:", "logger = init_logger(__name__)"]
+    assert [lines.index(line) for line in order] == sorted(lines.index(line) for line in order), lines
+    assert "+        return math.floor(budget - total)" in text
+
+
+def test_a_helper_reading_at_definition_what_the_module_binds_later_goes_after_it(tmp_path, tree):
+    patch = '''
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+
+    class _Quick(Scheduler):
+        pass
+
+
+    def admit(queue, budget: int) -> int:
+        return min(sum(r.tokens for r in queue), budget, len(_Quick.__mro__))
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 0, output
+    lines = patched(tree, text).splitlines()
+    # vLLM's class Scheduler is defined further down than the imports: the subclass goes right after it.
+    assert lines.index("class Scheduler:") < lines.index("class _Quick(Scheduler):") < lines.index("class PriorityScheduler(Scheduler):")
+    assert "@@ vllm.v1.core.sched.scheduler @@" in text
+
+
+def test_a_helper_reading_at_definition_a_name_the_module_binds_only_for_type_checkers_is_refused(tmp_path, tree):
+    write(tree, "vllm/v1/core/sched/typed.py", '''
+        from typing import TYPE_CHECKING
+
+        if TYPE_CHECKING:
+            from vllm.v1.core.sched.scheduler import Scheduler
+
+
+        def count(scheduler: "Scheduler") -> int:
+            return len(scheduler.waiting)
+    ''')
+    patch = '''
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+
+    class _Mine(Scheduler):
+        pass
+
+
+    def count(scheduler: "Scheduler") -> int:
+        return len(scheduler.waiting) + len(_Mine.__mro__)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "count", "vllm.v1.core.sched.typed:count")
+    assert rc == 1 and text is None
+    assert "reads _Mine, defined in" in output and "which reads Scheduler as it is defined" in output
+    assert "vllm.v1.core.sched.typed does not always bind it at its top level" in output
+
+
+def test_a_helper_the_patch_file_defines_twice_is_refused_by_name(tmp_path, tree):
+    patch = '''
+    import os
+
+    if os.environ.get("FAST"):
+        def _clamp(n):
+            return n
+    else:
+        def _clamp(n):
+            return max(n, 0)
 
     def admit(queue, budget: int) -> int:
         return min(sum(_clamp(r.tokens) for r in queue), budget)
     '''
     rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
     assert rc == 1 and text is None
-    assert "reads _clamp, defined in" in output and "patch.py:2" in output
+    assert "reads _clamp, defined in" in output and "which vllm.v1.core.sched.scheduler lacks" in output
 
 
 def test_a_closure_is_refused(tmp_path, tree):
@@ -352,3 +435,36 @@ def test_the_upstream_digest_is_of_code_not_layout(tmp_path, tree):
 
     (recorded,) = read_targets([TARGET], directory(tree))
     assert recorded.code.digest == upstream_digest(target, Resolver(directory(tree).read), "tree")
+
+
+def test_a_method_vllm_lacks_is_added_with_the_helper_it_reads(tmp_path, tree):
+    patch = '''
+    def _waiting(scheduler) -> int:
+        return len(scheduler.waiting)
+
+
+    def waiting_count(self) -> int:
+        return _waiting(self)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "waiting_count", "vllm.v1.core.sched.scheduler:Scheduler.waiting_count")
+    assert rc == 0, output
+    result = patched(tree, text)
+    assert "def _waiting(scheduler) -> int:" in result and "    def waiting_count(self) -> int:\n        return _waiting(self)" in result
+
+
+def test_a_global_the_patch_file_keeps_setting_is_not_carried_in(tmp_path, tree):
+    patch = '''
+    _LIMIT = 0
+
+
+    def set_limit(n: int) -> None:
+        global _LIMIT
+        _LIMIT = n
+
+
+    def admit(queue, budget: int) -> int:
+        return min(sum(r.tokens for r in queue), budget, _LIMIT)
+    '''
+    rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
+    assert rc == 1 and text is None
+    assert "reads _LIMIT, defined in" in output and "sets (global _LIMIT)" in output and "different variables" in output

@@ -9,6 +9,7 @@ import pytest
 from adopt_trees import cli, vllm_tree, write
 
 from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.guardfile import parse_guard_file
 from vllm_surgeon.sets.loader import load_file
 from vllm_surgeon.trees.releases import directory
 
@@ -319,6 +320,22 @@ def test_out_writes_every_adopted_site_as_one_checked_set(tmp_path, tree, packag
     # others are refused as conflicts, so the set gives one consistent module.
     assert plan.modules[SCHED].text.count("def finish(") == 1
     assert "conflicts with another site" in output
+
+
+def test_guard_out_records_the_upstream_functions_the_wrappers_depend_on(tmp_path, tree, package):
+    guard = tmp_path / "mine.guard"
+    rc, output = cli("adopt", str(package), "--against", str(tree), "--guard-out", str(guard))
+    assert rc == 0, output
+    assert f"wrote {guard}: " in output
+    record = parse_guard_file(guard.read_text(), str(guard), "mine")
+    recorded = {str(f.target): f for f in record.functions}
+    wrapped = recorded[f"{SCHED}:Scheduler.schedule"]
+    assert any(s.endswith(" wrapper") and "wrappers.py:" in s for s in wrapped.sites), wrapped.sites
+    assert all(" adopted" not in s and " identical" not in s for f in record.functions for s in f.sites)
+    rc, output = cli("verify", "--files", str(guard), "--against", str(tree))
+    assert rc == 0, output
+    rc, output = cli("adopt", str(package), "--against", str(tree), "--guard-out", str(tmp_path / "mine.hunk"))
+    assert rc == 2
 
 
 def test_discovery_of_nothing_and_of_a_missing_path(tmp_path, tree, capsys):

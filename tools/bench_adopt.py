@@ -67,6 +67,7 @@ PROJECTS = [
 # How refusals are grouped in the report (first match wins).
 REASONS = [
     ("a helper the patch file defines", r", defined in .* which .* lacks"),
+    ("a helper that reads, as it is defined, what the module binds later", r"as it is defined"),
     ("a name that means another thing in vLLM's module", r"binds otherwise|patches with\)"),
     ("not in the release", r"has no |no module"),
     ("a closure", r"closure"),
@@ -151,8 +152,10 @@ def undefined(text: str) -> set[str]:
     return {n for n in read - bound if n not in dir(builtins) and not n.startswith("__")}
 
 
-def exactly(set_text: str, tree: Tree, target: str, replacement: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    """Why an adopted set is wrong (None: the patched target is the replacement, no new undefined name)."""
+def exactly(set_text: str, tree: Tree, target: str, replacement: ast.FunctionDef | ast.AsyncFunctionDef,
+            patch: ast.Module | None = None) -> str | None:
+    """Why an adopted set is wrong (None: the patched target is the replacement, no new undefined name,
+    and each top-level def or class the module gained is the patch file's of that name)."""
     plan = planner.plan([parse_hunk_file(set_text, "bench.hunk", "bench")], tree.read, tree.version, require_version=False)
     if plan.refusals:
         return "the engine refuses it: " + plan.refusals[0].summary()
@@ -167,7 +170,21 @@ def exactly(set_text: str, tree: Tree, target: str, replacement: ast.FunctionDef
         return "the patched target is not the replacement's code"
     new = {m: undefined(p.text) - undefined(p.source.text) for m, p in plan.modules.items()}
     new = {m: n for m, n in new.items() if n}
-    return f"new undefined names {new}" if new else None
+    if new:
+        return f"new undefined names {new}"
+    return _carried_differ(patched.text, patched.source.text, patch) if patch is not None else None
+
+
+def _carried_differ(text: str, before: str, patch: ast.Module) -> str | None:
+    """A top-level def or class the patched module gained that is not the patch file's (helpers carried in)."""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    old = {s.name for s in ast.parse(before).body if isinstance(s, defs)}
+    theirs = {s.name: s for s in patch.body if isinstance(s, defs)}
+    for stmt in ast.parse(text).body:
+        name = getattr(stmt, "name", None) if isinstance(stmt, defs) else None
+        if name is not None and name not in old and (name not in theirs or ast.dump(stmt) != ast.dump(theirs[name])):
+            return f"the module gained {name}, which is not the patch file's"
+    return None
 
 
 def upstream_is(tree: Tree, target: str, replacement: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -185,6 +202,7 @@ def one_copy(out_dir: Path) -> dict:
     per: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     reasons: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     wrong: list[str] = []
+    refusals: list[str] = []
     corpus_identical: collections.Counter = collections.Counter()
     started = time.perf_counter()
     for row in rows:
@@ -205,7 +223,7 @@ def one_copy(out_dir: Path) -> dict:
             corpus_identical[verdict] += 1
         if verdict in ("adopted", "new") and outcome.text is not None:
             assert outcome.adoption is not None
-            why = exactly(outcome.text, tree, outcome.adoption.target, replacement)
+            why = exactly(outcome.text, tree, outcome.adoption.target, replacement, PatchFile.read(CORPUS / path).tree)
             if why:
                 wrong.append(f"{row['id']} {row['replacement']} -> {outcome.adoption.target}: {why}")
                 per[project]["wrong"] += 1
@@ -223,11 +241,12 @@ def one_copy(out_dir: Path) -> dict:
             group = next((name for name, pattern in REASONS if re.search(pattern, reason)), "other: " + reason[:60])
             per[project]["refused"] += 1
             reasons[project][group] += 1
+            refusals.append(f"{row['id']} {row['replacement']} -> {row['target']}: {reason}")
     total: collections.Counter = collections.Counter()
     for counts in per.values():
         total.update(counts)
     return {"per_project": {p: dict(c) for p, c in per.items()}, "refused_by_reason": {p: dict(c) for p, c in reasons.items()},
-            "total": dict(total), "wrong": wrong, "corpus_identical_rows": dict(corpus_identical),
+            "total": dict(total), "wrong": wrong, "refusals": refusals, "corpus_identical_rows": dict(corpus_identical),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -237,6 +256,9 @@ def discovery() -> tuple[dict, dict[str, Report]]:
     catalogue = json.loads((CORPUS / "catalogue.json").read_text())
     results, reports = {}, {}
     for project, ref, version, paths, helpers, packages in PROJECTS:
+        if not Path(paths[0]).is_dir() or not list(WHEELS.glob(f"vllm-{version}-*.whl")):
+            print(f"discovery: {project} {ref} (or its vllm {version} wheel) is not in the corpus, left out")
+            continue
         tree = tree_for(version, with_ascend=bool(packages))
         started = time.perf_counter()
         report = discover([Path(p) for p in paths], tree, frozenset(helpers), frozenset(packages))

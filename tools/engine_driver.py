@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def starvation(llm) -> dict:
@@ -98,6 +99,30 @@ def jobs(llm) -> dict:
     return {"order": order}
 
 
+def _scheduler_probe(worker=None) -> dict:
+    """In the process it runs in: whether vLLM's scheduler module was imported there, and whether the
+    `Scheduler.schedule` it has (importing it now) is the one that writes SCHEDULE_RECORD (issue 16)."""
+    import multiprocessing
+    import sys
+
+    imported = "vllm.v1.core.sched.scheduler" in sys.modules
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    code = Scheduler.schedule.__code__
+    return {"pid": os.getpid(), "process": multiprocessing.current_process().name, "imported": imported,
+            "records": "SCHEDULE_RECORD" in code.co_consts, "file": code.co_filename}
+
+
+def schedule_probe(llm) -> dict:
+    """Where `Scheduler.schedule` is changed: probed in this process and (by collective_rpc, which needs
+    VLLM_ALLOW_INSECURE_SERIALIZATION=1) in every worker; and the lines the changed `schedule` wrote,
+    where it ran, into the file named by SCHEDULE_RECORD (one JSON list a line)."""
+    probes = [_scheduler_probe()] + list(llm.collective_rpc(_scheduler_probe))
+    record = os.environ.get("SCHEDULE_RECORD", "")
+    lines = Path(record).read_text().splitlines() if record and Path(record).is_file() else []
+    return {"probes": probes, "records": [json.loads(line) for line in lines]}
+
+
 def applied(llm) -> dict:
     import vllm_surgeon
 
@@ -107,7 +132,7 @@ def applied(llm) -> dict:
     ]}
 
 
-SCENARIOS = {"starvation": starvation, "generate": generate, "jobs": jobs, "applied": applied}
+SCENARIOS = {"starvation": starvation, "generate": generate, "jobs": jobs, "schedule_probe": schedule_probe, "applied": applied}
 
 
 def main() -> int:

@@ -63,6 +63,7 @@ class ModuleChange:
     import_at: int = 0
     defined: dict[str, list[str]] = field(default_factory=dict)  # globals carried in after the imports: name -> lines
     index: ScopeIndex | None = None  # the module's scopes, when already parsed
+    defined_at: dict[str, int] = field(default_factory=dict)  # those of `defined` that go further down: name -> line after
 
     @property
     def module(self) -> str:
@@ -78,12 +79,17 @@ class ModuleChange:
         edits = list(self.edits)
         head = meaning.render_imports(self.imports) if self.imports else []
         plain = False  # constants sit together; a def gets two blank lines around it, as PEP 8 has it
-        for lines in self.defined.values():
+        later: dict[int, list[str]] = {}
+        for name, lines in self.defined.items():
             is_def = lines[0].startswith(("def ", "class ", "@", "async "))
+            if name in self.defined_at:  # after the statement binding what it reads as it is defined
+                later.setdefault(self.defined_at[name], []).extend(["", ""] + lines)
+                continue
             head += (["", ""] if is_def else [] if plain else [""]) + lines
             plain = not is_def
         if head:
             edits.append(Edit(self.import_at, self.import_at, head, -1))
+        edits += [Edit(at, at, lines, -1) for at, lines in later.items()]
         if with_added and self.added:
             if self.index is None:
                 self.index = ScopeIndex(self.source.text, self.source.path)
@@ -115,6 +121,7 @@ class ModuleChange:
                 return f"another site carries another {name} into {self.module}"
         self.imports |= other.imports
         self.defined.update(other.defined)
+        self.defined_at.update(other.defined_at)
         self.added.update(other.added)
         self.expect.update(other.expect)
         return None
@@ -305,7 +312,7 @@ def _needs(copy: Copy, module: str, resolver: Resolver, result: Adoption, holder
     stands = dict(copy.stands_for)
     if copy.holder is not None:
         stands.setdefault(copy.holder.rpartition(".")[2], copy.holder.rpartition(".")[2])
-    need = meaning.needs(copy.file, reads.globals, module, resolver, stands)
+    need = meaning.needs(copy.file, reads.globals, module, resolver, stands, copy.node)
     if need.refusal is not None:
         result.reason = need.refusal
         return None
@@ -361,6 +368,8 @@ def _carry(change: ModuleChange, file: PatchFile, carried: list[meaning.Carried]
                 change.defined[item.name] = reindent(file.layout, first, end, indent_of(file.layout.lines[first]), "")
             except Unclean as exc:
                 return f"the global {item.name} it reads cannot be carried into {change.module} ({exc})"
+            if item.at is not None:
+                change.defined_at[item.name] = item.at
             continue
         ours = item.upstream.node
         try:
@@ -392,8 +401,9 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     new.digest = None
     need = _needs(copy, module, resolver, new, f"{module}:{holder_name}")
     why = None if need is not None else new.reason
-    if need is not None and need.carried:
-        why = f"reads globals the patch file redefines ({', '.join(c.name for c in need.carried)})"
+    redefined = [c.name for c in need.carried if c.upstream is not None] if need is not None else []
+    if redefined:  # helpers and constants vLLM lacks are added with the method; a redefinition is not
+        why = f"reads globals the patch file redefines ({', '.join(redefined)})"
     if need is None or why is not None:
         if new.override is not None:
             new.verdict, new.reason = REFUSED, str(why)
@@ -402,6 +412,11 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
         return new
     change = _change(resolver, module)
     change.imports = set(need.imports)
+    carried = _carry(change, copy.file, need.carried)
+    if carried:
+        new.verdict = REFUSED if new.override is not None else NEW
+        new.reason = carried + ("" if new.override else "; it stays a monkey patch")
+        return new
     assert change.index is not None
     holder = change.index.find(holder_name)[0]
     text = change.text
@@ -424,7 +439,7 @@ def _added(copy: Copy, new: Adoption, resolver: Resolver) -> Adoption:
     base = new.override
     if base is not None and isinstance(base.node, ast.FunctionDef | ast.AsyncFunctionDef):
         new.digest = digest_of(resolver, base.module, base.qualname)
-        if code.function_key(base.node) == key and not need.imports:
+        if code.function_key(base.node) == key and not need.imports and not need.carried:
             new.verdict, new.reason = IDENTICAL, f"the copy is {base.target}, which {holder_name} inherits"
             return new
         new.verdict = ADOPTED

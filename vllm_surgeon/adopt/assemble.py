@@ -32,7 +32,7 @@ def sections(change: ModuleChange) -> list[str]:
     while True:
         new, opcodes = diff_edits(old, change.all_edits(with_added=inline))
         class_ends = {index.find(q.rpartition(".")[0])[0].end for q in inline}
-        scope_of = _scope_finder(index, len(old), class_ends)
+        scope_of = _scope_finder(index, len(old), class_ends, set(change.defined_at.values()))
         found = drafts(old, new, scope_of, same_named=same_named(index), opcodes=opcodes) if new != old else []
         ends = {q: index.find(q.rpartition(".")[0])[0].end for q in change.added if q not in inline}
         touched = {q for q, end in ends.items() if any(d.start <= end <= d.end for d in found)}
@@ -49,12 +49,15 @@ def sections(change: ModuleChange) -> list[str]:
     return out
 
 
-def _scope_finder(index: ScopeIndex, total: int, class_ends: set[int]):
+def _scope_finder(index: ScopeIndex, total: int, class_ends: set[int], module_at: set[int]):
     """convert's scope_of, but lines added at the very end of a function belong to that function
-    (statements appended to its body), and a method added at a class's end (`class_ends`) to the class."""
+    (statements appended to its body), a method added at a class's end (`class_ends`) to the class,
+    and a global carried in after a top-level statement (`module_at`) to the module."""
     base = scope_finder(index, total)
 
     def scope_of(start: int, end: int) -> tuple[str | None, int, int]:
+        if start == end and start in module_at:
+            return None, 0, total
         if start == end and start in class_ends:
             holder = min((s for s in index.scopes if s.kind == "class" and s.end == start), key=lambda s: s.end - s.start)
             return holder.qualname, holder.start, holder.end

@@ -192,7 +192,7 @@ def merged(report: Report) -> tuple[list[ModuleChange], list[str]]:
 
 def _copy(change: ModuleChange) -> ModuleChange:
     return ModuleChange(change.source, change.text, list(change.edits), set(change.imports), dict(change.added),
-                        dict(change.expect), change.import_at, dict(change.defined), change.index)
+                        dict(change.expect), change.import_at, dict(change.defined), change.index, dict(change.defined_at))
 
 
 def write_set(report: Report, out: Path) -> tuple[str | None, str]:

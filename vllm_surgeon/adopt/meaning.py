@@ -6,8 +6,13 @@ For every name the copy reads (issue 16):
 - vLLM's module lacks it and the patch file imports it: an import line at module scope;
 - the patch file redefines a global vLLM's module has (one top-level statement on each side):
   that statement becomes a module-scope hunk (vllm-ascend 0.11.0's roberta patch);
-- otherwise a refusal naming it: a helper the patch file defines, a name bound differently on the
-  two sides, a name read from the function around the copy.
+- vLLM's module lacks it and the patch file defines it by one plain statement (a helper def or
+  class, a constant): that statement is added, its own reads settled the same way, after the
+  module's imports, or further down where what it reads as it runs is bound (the main refusal of
+  the corpus);
+- otherwise a refusal naming it: a name bound differently on the two sides or more than once, a
+  helper that reads at definition what the module never binds for sure, a name read from the
+  function around the copy.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import ast
 from dataclasses import dataclass, field
 
 from vllm_surgeon.adopt import code, names
-from vllm_surgeon.adopt.bindings import Binding
+from vllm_surgeon.adopt.bindings import Binding, statement_bindings
 from vllm_surgeon.adopt.patchfile import PatchFile
 from vllm_surgeon.adopt.resolve import Resolver
 
@@ -45,12 +50,13 @@ class ImportLine:
 @dataclass
 class Carried:
     """A global the patch file defines: its statement there replaces vLLM's (`swap`), or is added after
-    the module's imports (`add`: vLLM imports the name, or lacks a constant the copy reads)."""
+    the module's imports (`add`: vLLM imports the name, or lacks the constant or helper the copy reads)."""
 
     name: str
     patch: Binding
     upstream: Binding | None
     mode: str  # "swap" or "add"
+    at: int | None = None  # "add" further down: after the module's 1-based line `at` (the statement binding what it needs)
 
 
 @dataclass
@@ -63,11 +69,13 @@ class Needs:
 
 def needs(
     file: PatchFile, reads: set[str], module: str, resolver: Resolver, stands_for: dict[str, str] | None = None,
+    copy: ast.AST | None = None,
 ) -> Needs:
     """What `reads` (names a copy in `file` reads) need so they mean the same in vLLM's `module`.
 
     stands_for: patch-file names that mean a vLLM class once adopted (the class the copy sits in,
-    the subclass swapped in for the target): name -> the vLLM class's name in `module`."""
+    the subclass swapped in for the target): name -> the vLLM class's name in `module`. copy: the
+    copy's def (its own `global NAME` statements move into vLLM with it)."""
     out = Needs()
     todo = sorted(reads)
     seen: set[str] = set()
@@ -79,7 +87,24 @@ def needs(
         more = _one(file, name, module, resolver, stands_for or {}, out)
         todo += sorted(more - seen)
     out.carried.sort(key=lambda c: c.patch.line)  # added definitions keep the patch file's order
+    if out.refusal is None:
+        out.refusal = _shared(file, out, copy) or _place(file, out, module, resolver)
     return out
+
+
+def _shared(file: PatchFile, out: Needs, copy: ast.AST | None) -> str | None:
+    """Why a global carried in would stop being one variable (None: none would): a function of the
+    patch file that stays there sets it (`global NAME`), and would set its own once vLLM's module has
+    the copy's."""
+    added = {item.name: item.patch.line for item in out.carried if item.mode == "add" and item.upstream is None}
+    moved = {id(node) for item in out.carried for node in ast.walk(item.patch.node)} | (
+        {id(node) for node in ast.walk(copy)} if copy is not None else set())
+    for node in ast.walk(file.tree):
+        if isinstance(node, ast.Global) and id(node) not in moved and added.keys() & set(node.names):
+            name = sorted(added.keys() & set(node.names))[0]
+            return (f"reads {name}, defined in {file.label}:{added[name]}, which {file.label}:{node.lineno} sets "
+                    f"(global {name}): carried into vLLM's module, the two would be different variables")
+    return None
 
 
 def _one(file: PatchFile, name: str, module: str, resolver: Resolver, stands_for: dict[str, str], out: Needs) -> set[str]:
@@ -114,12 +139,61 @@ def _missing(file: PatchFile, name: str, theirs: Binding | None, module: str, re
     if imported is not None:
         out.imports.add(imported)
         return set()
-    if _literal(theirs) and len(file.bindings[name]) == 1 and not theirs.conditional:
+    if theirs.kind in ("def", "class", "assign") and len(file.bindings[name]) == 1 and not theirs.conditional:
+        # A helper or constant only the patch file defines is carried in with the copy (its own reads
+        # settled in turn); `_place` puts it where what it reads as it is defined is bound.
         out.carried.append(Carried(name, theirs, None, "add"))
         return names.statement_reads(theirs.node)
     out.refusal = (f"reads {name}, defined in {file.label}:{theirs.line}, which {module} lacks "
                    "(move it into vLLM by hand, or keep this a monkey patch)")
     return set()
+
+
+def _place(file: PatchFile, out: Needs, module: str, resolver: Resolver) -> str | None:
+    """Where each statement carried in goes (`Carried.at`); why one cannot go anywhere (None: all can).
+
+    Added statements run at import: the names one reads as it runs (a def's decorators, defaults and
+    annotations; a class's bases and body; a value) must be bound by then. It goes after the module's
+    imports when they are builtins, bound by the import block or the added import lines, or carried
+    there before it; else right after the module's own top-level statement that binds the last of them
+    (vllm-ascend's `class AscendWorkerProc(WorkerProc)` after vLLM's `class WorkerProc`)."""
+    tree = resolver.tree(module)
+    body = tree.body if tree is not None else []
+    block = _import_block(tree)
+    ready = set(names.BUILTINS) | {line.binds for line in out.imports} | {n for stmt in block for n in always_bound(stmt)}
+    ends = {n: stmt.end_lineno or stmt.lineno for stmt in body for n in always_bound(stmt)}
+    placed: dict[str, int] = {}
+    for item in out.carried:
+        if item.mode != "add":
+            continue
+        late = names.definition_reads(item.patch.node) - ready
+        unbound = sorted(n for n in late if n not in placed and n not in ends)
+        if unbound:
+            return (f"reads {item.name}, defined in {file.label}:{item.patch.line}, which reads {', '.join(unbound)} as it is "
+                    f"defined, and {module} does not always bind {'it' if len(unbound) == 1 else 'them'} at its top level")
+        if late:
+            item.at = max(placed[n] if n in placed else ends[n] for n in late)
+            placed[item.name] = item.at
+        else:
+            ready.add(item.name)
+    return None
+
+
+def always_bound(stmt: ast.stmt) -> set[str]:
+    """Names a top-level statement binds whichever way it runs: not those of one branch of an `if`
+    (`if TYPE_CHECKING:` imports) or of a `try` whose handlers do not bind them too."""
+    if isinstance(stmt, ast.If):
+        return _bound_by(stmt.body) & _bound_by(stmt.orelse)
+    if isinstance(stmt, ast.Try):
+        handlers = [_bound_by(h.body) for h in stmt.handlers]
+        return set.intersection(_bound_by(stmt.body), *handlers) | _bound_by(stmt.finalbody) if handlers else _bound_by(stmt.body)
+    if isinstance(stmt, ast.For | ast.While | ast.With | ast.AsyncFor | ast.AsyncWith) or type(stmt).__name__ == "TryStar":
+        return set()
+    return {b.name for b in statement_bindings(stmt, None)}
+
+
+def _bound_by(body: list[ast.stmt]) -> set[str]:
+    return set().union(*(always_bound(stmt) for stmt in body)) if body else set()
 
 
 def _redefined(

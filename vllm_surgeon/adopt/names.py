@@ -89,6 +89,27 @@ def statement_reads(stmt: ast.stmt) -> set[str]:
     return _globals_below(module) - bound
 
 
+# symtable's names of the scopes a statement runs as it runs (a lambda's body or a def's waits for a call).
+_EAGER = frozenset({"listcomp", "setcomp", "dictcomp", "genexpr", "<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+
+
+def definition_reads(stmt: ast.stmt) -> set[str]:
+    """Names a top-level statement reads while it runs: a def's decorators, defaults and annotations,
+    a class's bases and body (its methods' headers, not their bodies), all of any other statement.
+    A helper carried into vLLM's module after its imports (issue 16) runs there at import: these must be bound by then."""
+    top = symtable.symtable(ast.unparse(stmt), "<global>", "exec")
+    found = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
+    stack = [c for c in top.get_children() if c.get_type() == "class" or c.get_name() in _EAGER]
+    while stack:
+        table = stack.pop()
+        found |= {s.get_name() for s in table.get_symbols() if s.is_referenced() and (s.is_global() or s.is_free())}
+        stack += [c for c in table.get_children() if c.get_type() == "class" or c.get_name() in _EAGER]
+    bound = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        bound.add(stmt.name)
+    return found - bound
+
+
 @functools.lru_cache(maxsize=32)
 def undefined(text: str, filename: str, provided: frozenset[str] = frozenset()) -> frozenset[str]:
     """Names read somewhere in a module that it never binds (nor are builtins, nor `provided`: names a

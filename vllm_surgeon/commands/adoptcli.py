@@ -12,6 +12,7 @@ EXAMPLE = (
     "  vllm-surgeon adopt my_patches/ --against 0.11.0                  # every patch site, with its verdict\n"
     "  vllm-surgeon adopt my_patches/ --against 0.11.0 --out mine.hunk  # and the adopted hunks as one set\n"
     "  vllm-surgeon adopt ucm/integration --helper patch_or_inject --json\n"
+    "  vllm-surgeon adopt my_patches/ --out mine.hunk --guard-out mine.guard  # and a record of what stays\n"
     "Files are read, never imported. Verdicts: adopted, identical, wrapper (calls the original: stays a\n"
     "monkey patch), new (no upstream definition), refused (with the reason). One copy: exit 0 when adopted\n"
     "or identical, 1 when it cannot be adopted, 2 on bad input."
@@ -28,4 +29,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--helper", action="append", metavar="NAME", help="a call NAME(obj, 'attr', f) patches (repeatable)")
     p.add_argument("--package", action="append", metavar="NAME",
                    help="another package whose patches count as sites, e.g. vllm_ascend (repeatable)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("--guard-out", metavar="NAME.guard",
+                   help="discovery: also write a guard record of the upstream functions the sites that stay monkey patches "
+                        "(wrappers, refused copies) depend on, for `verify --against NEW`")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out or --guard-out file")
