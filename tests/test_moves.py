@@ -277,3 +277,68 @@ def test_a_module_that_does_not_parse_is_listed_as_unreadable():
     sources = {"vllm.ok": WORK, "vllm.bad": "def broken(:\n"}
     index = defs.build(sources, lambda m: ModuleSource(m, f"/x/{m}.py", sources[m]))
     assert index.unreadable == ("vllm.bad",) and index.where("work")
+
+
+# -- rebase --------------------------------------------------------------------------------------------
+
+def cli(*args):
+    out = io.StringIO()
+    return main(list(args), out=out), out.getvalue()
+
+
+@pytest.fixture
+def moved_trees(tmp_path, monkeypatch):
+    base = tree(tmp_path / "old", "1.0.0", {"vllm.old.place": WORK, "vllm.stays": WORK.replace("work", "keep")})
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    monkeypatch.setenv("VLLM_SURGEON_PATH", str(sets))
+    return tmp_path, base, sets
+
+
+def test_rebase_carries_a_hunk_to_the_module_its_function_moved_to(moved_trees):
+    root, base, sets = moved_trees
+    onto = tree(root / "new", "2.0.0", {"vllm.new.place": "import os\n\n" + WORK.replace("    total = 0\n", "    total = 0  # a start\n"),
+                                        "vllm.stays": WORK.replace("work", "keep")})
+    stays = ('@@ vllm.stays:keep @@\n     total = 0\n     for item in items:\n'
+             '-        total += helper(item)\n+        total -= helper(item)\n')
+    (sets / "twice.hunk").write_text(SET.format(base=base).replace("     total = 0\n", "") + stays)
+    code, out = cli("rebase", "twice", "--onto", str(onto))
+    assert code == 0, out
+    assert "twice.hunk:2 (vllm.old.place:work) to vllm.new.place:work (line 10), where vllm 2.0.0" in out, out
+    assert "defines it, code identical" in out  # a comment is not code
+    text = (sets / "twice.rebased.hunk").read_text()
+    assert "@@ vllm.new.place:work @@" in text and "+        total += 2 * helper(item)" in text
+    assert "@@ vllm.stays:keep @@" in text and "vllm.old.place" not in text and "written-against: 2.0.0" in text
+    (sets / "twice.rebased.hunk").rename(sets / "carried.hunk")
+    assert cli("verify", "carried", "--against", str(onto))[0] == 0
+
+
+def test_rebase_carries_a_plain_diff_to_the_new_path(moved_trees):
+    root, base, sets = moved_trees
+    onto = tree(root / "new", "2.0.0", {"vllm.new.place": WORK})
+    (sets / "twice.patch").write_text(f"written-against: {base}\n" + DIFF)
+    code, out = cli("rebase", "twice", "--onto", str(onto))
+    assert code == 0, out
+    assert "to vllm.new.place:work (line 8)" in out
+    text = (sets / "twice.rebased.patch").read_text()
+    assert "--- a/vllm/new/place.py" in text and "+++ b/vllm/new/place.py" in text and "+        total += 2 * helper(item)" in text
+    assert "old/place" not in text
+
+
+def test_rebase_never_guesses_between_two_modules_defining_the_name(moved_trees):
+    root, base, sets = moved_trees
+    onto = tree(root / "new", "2.0.0", {"vllm.a": WORK, "vllm.b": WORK})
+    (sets / "twice.hunk").write_text(SET.format(base=base))
+    code, out = cli("rebase", "twice", "--onto", str(onto))
+    assert code == 1, out
+    assert "work is not in vllm.old.place" in out and "defined in 2 other places" in out
+    assert "vllm.a:work" in out and "vllm.b:work" in out and not (sets / "twice.rebased.hunk").exists()
+
+
+def test_rebase_refuses_a_moved_definition_where_the_anchor_is_not_found(moved_trees):
+    root, base, sets = moved_trees
+    onto = tree(root / "new", "2.0.0", {"vllm.new.place": WORK.replace("for item in items:", "for thing in items:")})
+    (sets / "twice.hunk").write_text(SET.format(base=base))
+    code, out = cli("rebase", "twice", "--onto", str(onto))
+    assert code == 1, out
+    assert "defined in vllm.new.place:work (line 8" in out and "anchor not found there" in out

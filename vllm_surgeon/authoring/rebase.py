@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from vllm_surgeon.authoring.drafts import code_lines, drafts, render_hunk_section, render_new_module_section, same_named
 from vllm_surgeon.authoring.merge3 import Merge, merge3, render_conflicts
+from vllm_surgeon.authoring.moved import carry_moved
 from vllm_surgeon.authoring.udiff import relative_path, unified
 from vllm_surgeon.core.model import AnchoredHunk, HunkSet, TransformHunk
 from vllm_surgeon.core.scopes import ScopeIndex
@@ -34,6 +35,7 @@ class Rebased:
     # lies outside any function or class (then `new` + `capture` by hand is the way).
     copies: dict[str, str] = field(default_factory=dict)
     outside: list[str] = field(default_factory=list)  # modules with a change at module scope
+    notes: list[str] = field(default_factory=list)  # hunks carried to where upstream moved their code (issue 14)
 
 
 def _scope_of(index: ScopeIndex, total: int):
@@ -120,7 +122,11 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             f"{hunk_set.name} does not apply to its base, {base.label} ({first.summary()}); "
             "name the release it was written against with --from"
         )
-    out = _Carried(_written_anchors(hunk_set, planned), _reformatted_onto(hunk_set, onto))
+    moved = carry_moved(hunk_set, planned, base, onto)  # hunks whose code upstream moved (issue 14)
+    if moved.any:
+        planned = planner.plan([moved.stay], base.read, base.version)
+    out = _Carried(_written_anchors(hunk_set, planned) | moved.written, _reformatted_onto(hunk_set, onto))
+    out.conflicts += moved.conflicts
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
         theirs_source = onto.read(module)
@@ -130,9 +136,14 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
         if theirs_source is None:
             raise RebaseError(f"{module} does not exist in {onto.label}")
         out.changed(hunk_set, module, patched, theirs_source, base, onto)
+    for module, patched in sorted(moved.modules.items()):  # already applied there: the merge keeps them as they are
+        if module in planned.modules:
+            out.conflicts += [f"--- {module}", f"{hunk_set.name} changes {module} and carries moved code into it: merge by hand"]
+        else:
+            out.changed(hunk_set, module, patched, onto.read(module), onto, onto)
     if out.conflicts:
-        return Rebased(None, out.conflicts, copies=out.copies if not out.outside else {}, outside=out.outside)
-    return Rebased(_rebased_text(hunk_set, onto, planned, out))
+        return Rebased(None, out.conflicts, copies=out.copies if not out.outside else {}, outside=out.outside, notes=moved.notes)
+    return Rebased(_rebased_text(hunk_set, onto, planned, out), notes=moved.notes)
 
 
 class _Carried:

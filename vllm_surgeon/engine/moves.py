@@ -107,10 +107,11 @@ class Search:
         return placed.scope.qualname or None if isinstance(placed, Placement) else None
 
     # -- where it is now ------------------------------------------------------------------------
-    def whereabouts(self, ctx: Context, hunk: Hunk) -> list[MovedTo]:
+    def whereabouts(self, ctx: Context, hunk: Hunk, lost: Lost | None = None) -> list[MovedTo]:
+        """Where the hunk's target is in this tree (`lost`: what it aimed at, when the caller knows)."""
         if not isinstance(hunk, AnchoredHunk) or hunk.creates:
             return []
-        lost = self.lost(ctx, hunk)
+        lost = lost or self.lost(ctx, hunk)
         found: list[MovedTo] = []
         for qual in lost.qualnames:
             found += self._moved(ctx, hunk, lost.module, qual)

@@ -103,7 +103,8 @@ class Runtime:
         self._pending: Plan | None = None  # the plan being applied in place, before it is kept
         self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
-        self._tree = TreeReader(self._read, installed_form)  # sources cached; forms for creations (issue 13)
+        # Sources cached; forms for creations (issue 13); definitions only read by a refusal (issue 14).
+        self._tree = TreeReader(self._read, installed_form, read_installed.definitions)
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
         self.policy = "fail"

@@ -268,15 +268,33 @@ def forget() -> None:
     _MEMO.clear()
 
 
-def for_directory(root: Path, tops: Iterable[str], read: Callable[[str], ModuleSource | None]) -> DefinitionIndex:
-    """The index of the packages `tops` under `root` (a source tree, site-packages), kept in memory only:
-    a folder's files change under it, a wheel's never do."""
-    modules = []
+def for_directory(
+    root: Path, tops: Iterable[str], read: Callable[[str], ModuleSource | None], folder: Path | None = None,
+) -> DefinitionIndex:
+    """The index of the packages `tops` under `root` (a source tree, site-packages). With `folder`, kept
+    there as one file per tree, keyed on its Python files' paths, sizes and modification times (a
+    folder's files change under it, a wheel's never do); else in this process's memory only."""
+    modules, stats = [], []
     for top in tops:
-        base = root / top
-        for folder, dirs, files in os.walk(base):
+        for here, dirs, files in os.walk(root / top):
             dirs[:] = sorted(d for d in dirs if d.isidentifier())
-            rel = Path(folder).relative_to(root).as_posix()
-            modules += [m for f in files if (m := module_of_member(f"{rel}/{f}")) is not None]
-    stamp = hashlib.sha256("\0".join(sorted(modules)).encode("utf-8", "surrogatepass")).hexdigest()
-    return cached(None, f"{root}\0{stamp}", lambda: build(modules, read))
+            rel = Path(here).relative_to(root).as_posix()
+            for f in files:
+                module = module_of_member(f"{rel}/{f}")
+                if module is None:
+                    continue
+                modules.append(module)
+                try:
+                    info = os.stat(os.path.join(here, f))
+                except OSError:
+                    continue
+                stats.append((f"{rel}/{f}", info.st_size, info.st_mtime_ns))
+    stamp = f"{root}\0{fingerprint(stats)}"
+    where = None
+    if folder is not None:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            where = folder / (hashlib.sha256(str(root).encode("utf-8", "surrogatepass")).hexdigest()[:32] + SUFFIX)
+        except OSError:
+            where = None
+    return cached(where, stamp, lambda: build(modules, read))
