@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from vllm_surgeon.authoring.drafts import code_lines
+from vllm_surgeon.authoring.merge3 import merge3
+from vllm_surgeon.core.codedigest import code_of
 from vllm_surgeon.core.model import AnchoredHunk, HunkSet, Origin
 from vllm_surgeon.core.refusal import MovedTo
 from vllm_surgeon.core.scopes import ScopeIndex
+from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.moves import Lost, Search, retarget
 from vllm_surgeon.engine.results import PatchedModule, Plan
@@ -30,7 +33,8 @@ class Carried:
     """The hunks of a set whose code moved: where they land in the new release, or why they cannot."""
 
     stay: HunkSet  # the set without the hunks carried or in conflict: merged three-way as before
-    modules: dict[str, PatchedModule] = field(default_factory=dict)  # new module -> the new release's text, carried hunks applied
+    # New module -> the new release's module with the carried hunks applied (or moved functions merged).
+    modules: dict[str, PatchedModule | _Merged] = field(default_factory=dict)
     written: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)  # their anchors there (rebase keeps them)
     notes: list[str] = field(default_factory=list)  # what the summary says of each carried hunk
     conflicts: list[str] = field(default_factory=list)
@@ -60,7 +64,9 @@ def carry_moved(hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree) -> Car
     ctx = Context(hunk_set, onto.version)
     search = Search(onto.read, base.read)
     cache: dict[str, ScopeIndex | None] = {}
-    moved: dict[Origin, AnchoredHunk | None] = {}  # hunk -> where it goes (None: a conflict)
+    moved: dict[Origin, AnchoredHunk | None] = {}  # hunk -> where it goes (None: a conflict, or merged below)
+    merges: dict[tuple[str, str], MovedTo] = {}  # (module, qualname) in the base -> where its function went
+    groups: dict[tuple[str, str], list[Origin]] = {}
     for result in planned.results[0].hunks:
         hunk = result.hunk
         qual = hunk.target.qualname or result.scope
@@ -71,22 +77,86 @@ def carry_moved(hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree) -> Car
             continue  # nowhere else: the usual rebase says what is gone
         where = f"{hunk.origin} ({hunk.target.module}:{qual})"
         usable = [m for m in found if m.how in _CARRIED]
-        if len(usable) == 1 and len([m for m in found if m.how == "moved"]) <= 1 and usable[0].carries:
+        groups.setdefault((hunk.target.module, qual), []).append(hunk.origin)
+        if len(usable) == 1 and len([m for m in found if m.how == "moved"]) <= 1:
             to = usable[0]
-            moved[hunk.origin] = retarget(hunk, to.module, to.qualname)
+            moved[hunk.origin] = retarget(hunk, to.module, to.qualname) if to.carries else None
+            if not to.carries:  # the anchor is not there as written: the function is merged three-way
+                merges[(hunk.target.module, qual)] = to
             out.notes.append(f"carried {where} to {to.module}:{to.qualname} (line {to.line}), "
                              f"where {onto.label} {_how(to)}")
         else:
             out.conflicts += [f"--- {where}", f"{qual} is not in {hunk.target.module} in {onto.label}; "
                               + _conflict(found) + "; carry it by hand (write the hunk against the right target)"]
             moved[hunk.origin] = None
-    if not moved:
-        return out
+    if moved:
+        _finish(out, hunk_set, planned, base, onto, moved, merges, groups)
+    return out
+
+
+def _finish(out: Carried, hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree, moved: dict[Origin, AnchoredHunk | None],
+            merges: dict[tuple[str, str], MovedTo], groups: dict[tuple[str, str], list[Origin]]) -> None:
+    """The set without its moved hunks, and those carried: as written where their anchors are, else merged."""
     out.stay = replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if h.origin not in moved))
+    for key in merges:  # a function merged three-way takes all its hunks with it
+        for origin in groups[key]:
+            moved[origin] = None
     carried = [h for h in moved.values() if h is not None]
     if carried and not out.conflicts:
         _apply(out, hunk_set, carried, onto)
-    return out
+    if merges and not out.conflicts:
+        _merge(out, planned, base, onto, merges)
+
+
+@dataclass
+class _Merged:
+    """A module of the new release with moved functions merged three-way: what rebase drafts from."""
+
+    source: ModuleSource
+    text: str
+
+
+def _merge(out: Carried, planned: Plan, base: Tree, onto: Tree, merges: dict[tuple[str, str], MovedTo]) -> None:
+    """Each moved function whose anchor is not there as written, merged three-way (the function in the
+    base release, as the set leaves it, and where it went): clean, it is carried; else a conflict."""
+    edits: dict[str, list[tuple[int, int, list[str]]]] = {}
+    for (module, qual), to in merges.items():
+        merged = _merge_one(planned, base, onto, module, qual, to)
+        if isinstance(merged, str):
+            out.conflicts += [f"--- {module}:{qual}", f"{qual} is not in {module} in {onto.label}; it is "
+                              f"{to.describe()}, and {merged}; carry it by hand (write the hunk against the right target)"]
+            continue
+        edits.setdefault(to.module, []).append(merged)
+    for module, spans in edits.items():
+        if module in out.modules:
+            out.conflicts += [f"--- {module}", "moved code is carried into it both as written and merged: merge by hand"]
+            continue
+        source = onto.read(module)
+        assert source is not None  # whereabouts read it
+        lines = source.lines()
+        for start, end, new in sorted(spans, reverse=True):
+            lines[start:end] = new
+        out.modules[module] = _Merged(source, "\n".join(lines))
+
+
+def _merge_one(planned: Plan, base: Tree, onto: Tree, module: str, qual: str, to: MovedTo) -> tuple[int, int, list[str]] | str:
+    """(start, end, lines): the moved function's 0-based span in the new module and its merged text; or why not."""
+    old_source, new_source = base.read(module), onto.read(to.module)
+    patched = planned.modules.get(module)
+    if old_source is None or new_source is None or patched is None:
+        return "it cannot be read"
+    try:
+        old = code_of(ScopeIndex(old_source.text), old_source.lines(), qual)
+        ours = code_of(ScopeIndex(patched.text), patched.text.split("\n"), qual)
+        theirs = code_of(ScopeIndex(new_source.text), new_source.lines(), to.qualname)
+    except SyntaxError:
+        return "it does not parse"
+    if old is None or ours is None or theirs is None:
+        return "it cannot be read"
+    merged = merge3(old.text.split("\n"), ours.text.split("\n"), theirs.text.split("\n"))
+    if merged.conflicts:
+        return "a three-way merge of the function conflicts there"
+    return theirs.start - 1, theirs.end, merged.lines
 
 
 def _apply(out: Carried, hunk_set: HunkSet, carried: list[AnchoredHunk], onto: Tree) -> None:
@@ -109,7 +179,8 @@ def _how(to: MovedTo) -> str:
     what = "defines it" if to.how == "moved" else "has the same code under this name"
     code = "" if to.code in (None, "identical") else f"; its code is {to.code}, {to.similarity or 0:.0%} alike"
     code = ", code identical" if to.code == "identical" else code
-    anchor = "" if to.anchor == "found" else ", the anchor found by structure"
+    anchor = {"found": "", "reformatted": ", the anchor found by structure"}.get(
+        to.anchor, "; the anchor is not there as written: the function was merged three-way")
     return what + code + anchor
 
 

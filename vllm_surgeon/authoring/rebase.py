@@ -136,11 +136,11 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
         if theirs_source is None:
             raise RebaseError(f"{module} does not exist in {onto.label}")
         out.changed(hunk_set, module, patched, theirs_source, base, onto)
-    for module, patched in sorted(moved.modules.items()):  # already applied there: the merge keeps them as they are
+    for module, carried in sorted(moved.modules.items()):  # already applied there: the merge keeps them as they are
         if module in planned.modules:
             out.conflicts += [f"--- {module}", f"{hunk_set.name} changes {module} and carries moved code into it: merge by hand"]
         else:
-            out.changed(hunk_set, module, patched, onto.read(module), onto, onto)
+            out.changed(hunk_set, module, carried, onto.read(module), onto, onto)
     if out.conflicts:
         return Rebased(None, out.conflicts, copies=out.copies if not out.outside else {}, outside=out.outside, notes=moved.notes)
     return Rebased(_rebased_text(hunk_set, onto, planned, out), notes=moved.notes)

@@ -225,8 +225,13 @@ class Search:
                     out.append(self._at(ctx, hunk, renamed, "renamed", module, qual))
         if out or not hunk.anchor:
             return out
+        edges = {line.strip() for line in (hunk.anchor[0], hunk.anchor[-1]) if line.strip()}
         for sibling in siblings:
-            moved = self._at(ctx, hunk, Definition(module, sibling, "function", min(s.start for s in scopes.find(sibling)) + 1, 1, ""),
+            spans = scopes.find(sibling)
+            text = {line.strip() for s in spans for line in state.lines[s.start : s.end]}
+            if not edges <= text:  # its anchor's text is not there: no need to search it by structure
+                continue
+            moved = self._at(ctx, hunk, Definition(module, sibling, "function", min(s.start for s in spans) + 1, 1, ""),
                              "anchor-in", module, qual)
             if moved.anchor == "found":
                 out.append(moved)
