@@ -342,3 +342,17 @@ def test_rebase_refuses_a_moved_definition_where_the_anchor_is_not_found(moved_t
     code, out = cli("rebase", "twice", "--onto", str(onto))
     assert code == 1, out
     assert "defined in vllm.new.place:work (line 8" in out and "anchor not found there" in out
+
+
+def test_rebase_merges_a_moved_function_whose_docstring_changed_around_the_anchor(moved_trees):
+    root, _, sets = moved_trees
+    documented = WORK.replace("def work(items):\n", 'def work(items):\n    """Add them up."""\n')
+    base = tree(root / "doc", "1.0.0", {"vllm.old.place": documented})
+    onto = tree(root / "new", "2.0.0", {"vllm.new.place": documented.replace("Add them up.", "Sum the items.")})
+    (sets / "doc.hunk").write_text(f'written-against: {base}\n@@ vllm.old.place:work @@\n     """Add them up."""\n'
+                                   "     total = 0\n+    total = 1\n")
+    code, out = cli("rebase", "doc", "--onto", str(onto))
+    assert code == 0, out
+    assert "code identical; the anchor is not there as written: the function was merged three-way" in out
+    text = (sets / "doc.rebased.hunk").read_text()
+    assert "@@ vllm.new.place:work @@" in text and "+    total = 1" in text and "Add them up" not in text

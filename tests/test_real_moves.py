@@ -14,6 +14,7 @@ import io
 import json
 
 import pytest
+from conftest import run_python, surgeon_env
 
 from vllm_surgeon.commands.cli import main
 
@@ -93,3 +94,13 @@ def test_a_plain_diff_whose_file_is_gone_names_the_new_module_and_rebase_writes_
     assert '+    start += getattr(args, "surgeon_offset", 0)' in text
     (sets / "devices.rebased.patch").rename(sets / "devices_new.patch")
     assert cli("verify", "devices_new", "--against", NEW)[0] == 0
+
+
+def test_the_refusal_at_start_up_names_the_new_module_too(sets):
+    """The installed vLLM is 0.32.0: `import vllm` with the 0.26.0 set enabled stops, and says where the
+    method went (the installed tree's index is built on this refusal only, then kept in the cache folder)."""
+    env = surgeon_env(VLLM_SURGEON_HUNKS="leaf", VLLM_SURGEON_PATH=str(sets))
+    done = run_python("import vllm", env, timeout=600)
+    assert done.returncode != 0
+    assert "MultiModalCache.get_leaf_size is not defined in vllm.multimodal.cache" in done.stderr
+    assert "defined in vllm.multimodal.cache.base:MultiModalCache.get_leaf_size (line 113" in done.stderr, done.stderr[-3000:]

@@ -138,7 +138,8 @@ def landed(text: str, onto: Tree, to: defs.Definition, last: str, kind: str) -> 
     if len(at) != 1:
         return "wrong"
     scope = planner_scope(patched.text, at[0])
-    if scope != to.qualname or lines[at[0] - 1].strip() != last.strip():
+    inside = scope == to.qualname or scope.startswith(to.qualname + ".")  # a def nested in it (`.<locals>.`) too
+    if not inside or lines[at[0] - 1].strip() != last.strip():
         return "wrong"
     return "lands"
 

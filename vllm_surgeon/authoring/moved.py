@@ -2,10 +2,13 @@
 its module in the new release, carried to where the same qualified name is defined now.
 
 A hunk is carried only when exactly one other place defines it there (another module, or its own
-module under another name with the same code) and its anchor is found in that definition by the
-usual rules (text first, then structure). Anything else is a conflict that lists the candidates: a
-name defined in several modules, a definition where the anchor is not found, a method now inherited
-from a base class (carrying the change there would change every class that inherits it). Never a guess.
+module under another name with the same code), and its anchor is found in that definition by the
+usual rules (text first, then structure) or, when it is not there as written (a docstring changed
+around it), the three-way merge of the function (as in the base release, as the set leaves it, as
+it is now) is clean: the rebase of a function that did not move. Anything else is a conflict that
+lists the candidates: a name defined in several modules, a definition where the anchor is not found
+and the merge conflicts, a method now inherited from a base class (carrying the change there would
+change every class that inherits it). Never a guess.
 """
 
 from __future__ import annotations
