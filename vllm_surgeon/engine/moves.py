@@ -189,7 +189,8 @@ class Search:
         out: dict[str, tuple[str, str | None]] = {}
         if scopes is None:
             return out
-        package = module if (self.read(module) or _NONE).path.endswith("__init__.py") else module.rpartition(".")[0]
+        state = self.state(module)
+        package = module if state is not None and state.source.path.endswith("__init__.py") else module.rpartition(".")[0]
         for stmt in scopes.tree.body:
             if isinstance(stmt, ast.ImportFrom):
                 base = stmt.module or ""
@@ -290,13 +291,6 @@ class Search:
             return "identical", 1.0
         ratio = similarity(old.text, new.text)
         return ("similar" if ratio >= SIMILAR else "different"), ratio
-
-
-class _None:
-    path = ""
-
-
-_NONE = _None()
 
 
 def similarity(a: str, b: str) -> float:
