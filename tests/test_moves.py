@@ -356,3 +356,15 @@ def test_rebase_merges_a_moved_function_whose_docstring_changed_around_the_ancho
     assert "code identical; the anchor is not there as written: the function was merged three-way" in out
     text = (sets / "doc.rebased.hunk").read_text()
     assert "@@ vllm.new.place:work @@" in text and "+    total = 1" in text and "Add them up" not in text
+
+
+def test_a_temporary_file_a_killed_writer_left_is_removed_when_the_index_is_written(tmp_path):
+    from vllm_surgeon.trees.wheels import Wheel
+
+    path = _wheel(tmp_path, {"vllm/__init__.py": "", "vllm/place.py": WORK})
+    stale, fresh = tmp_path / f".{path.name}{defs.SUFFIX}.abc.tmp", tmp_path / f".{path.name}{defs.SUFFIX}.def.tmp"
+    stale.write_text("half")
+    fresh.write_text("being written")
+    os.utime(stale, (1, 1))
+    Wheel(path).definitions()
+    assert not stale.exists() and fresh.exists()

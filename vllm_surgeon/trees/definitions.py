@@ -16,11 +16,13 @@ costs the cache.
 from __future__ import annotations
 
 import ast
+import glob
 import hashlib
 import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from vllm_surgeon.core.version import __version__
 SCHEMA = "vllm-surgeon/definitions/1"
 SUFFIX = ".definitions.json"
 MAX_CACHE_BYTES = 256 * 1024 * 1024
+STALE_TMP_SECONDS = 600  # a writer takes seconds: a temporary file this old was left by a kill
 _KINDS = ("function", "class")
 _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -227,7 +230,9 @@ def read_cache(path: Path, stamp: str) -> DefinitionIndex | None:
 
 
 def write_cache(path: Path, index: DefinitionIndex, stamp: str) -> bool:
-    """Write the index atomically beside the wheel; False when the folder cannot take it."""
+    """Write the index atomically beside the wheel; False when the folder cannot take it. Temporary
+    files of this name that a killed writer left (older than STALE_TMP_SECONDS) are removed first."""
+    _remove_stale(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError:
@@ -243,6 +248,17 @@ def write_cache(path: Path, index: DefinitionIndex, stamp: str) -> bool:
         except OSError:
             pass
         return False
+
+
+def _remove_stale(path: Path) -> None:
+    now = time.time()
+    try:
+        stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+                 if p.is_file() and not p.is_symlink() and now - p.lstat().st_mtime > STALE_TMP_SECONDS]
+        for p in stale:
+            p.unlink()
+    except OSError:
+        pass
 
 
 _MEMO: dict[tuple[str, str], DefinitionIndex] = {}  # (where, stamp) -> index: once per process
