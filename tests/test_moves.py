@@ -368,3 +368,25 @@ def test_a_temporary_file_a_killed_writer_left_is_removed_when_the_index_is_writ
     os.utime(stale, (1, 1))
     Wheel(path).definitions()
     assert not stale.exists() and fresh.exists()
+
+
+def test_a_plain_diff_whose_function_left_a_module_that_is_still_there_names_where_it_went(tmp_path):
+    onto = directory(tree(tmp_path / "new", "2.0.0", {"vllm.old.place": "import os\n", "vllm.new.place": WORK}))
+    refusal = verify_one(DIFF, onto, kind="diff").refusals[0]
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert [(m.module, m.qualname, m.anchor) for m in refusal.moved] == [("vllm.new.place", "work", "found")]
+    # Still in its module (the anchor changed there): nothing is searched, the refusal is as before.
+    onto = directory(tree(tmp_path / "kept", "2.0.0", {"vllm.old.place": WORK.replace("for item", "for thing")}))
+    assert verify_one(DIFF, onto, kind="diff").refusals[0].moved == ()
+
+
+def test_a_line_added_after_a_functions_last_line_follows_that_function(moved_trees):
+    root, base, sets = moved_trees
+    onto = tree(root / "new", "2.0.0", {"vllm.new.place": WORK})
+    (sets / "tail.patch").write_text(f"written-against: {base}\n--- a/vllm/old/place.py\n+++ b/vllm/old/place.py\n"
+                                     "@@ -10,3 +10,4 @@ def work(items):\n     for item in items:\n"
+                                     "         total += helper(item)\n     return total\n+    # done\n")
+    code, out = cli("rebase", "tail", "--onto", str(onto))
+    assert code == 0, out
+    assert "(vllm.old.place:work) to vllm.new.place:work" in out
+    assert "+++ b/vllm/new/place.py" in (sets / "tail.rebased.patch").read_text()

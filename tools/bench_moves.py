@@ -33,6 +33,7 @@ from pathlib import Path
 from vllm_surgeon.authoring.rebase import RebaseError, rebase
 from vllm_surgeon.core.model import AnchoredHunk
 from vllm_surgeon.engine import planner
+from vllm_surgeon.sets.difffile import parse_diff_file
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
 from vllm_surgeon.trees import definitions as defs
 from vllm_surgeon.trees.releases import Tree, wheel
@@ -82,8 +83,9 @@ def moved(old: defs.DefinitionIndex, new: defs.DefinitionIndex) -> list[tuple[de
     return out
 
 
-def probe(tree: Tree, d: defs.Definition) -> tuple[str, str] | None:
-    """(hunk text, the statement's last line) for a user-style hunk in `d`, or None when it has no such place."""
+def probe(tree: Tree, d: defs.Definition, kind: str = "hunk") -> tuple[str, str] | None:
+    """(set text, the statement's last line) for a user-style hunk in `d`, or None when it has no such
+    place; kind `diff`: the same change as a plain diff of the module's file (as `git diff` writes it)."""
     source = tree.read(d.module)
     if source is None:
         return None
@@ -109,6 +111,11 @@ def probe(tree: Tree, d: defs.Definition) -> tuple[str, str] | None:
             continue
         indent = lines[stmt.lineno - 1][: len(lines[stmt.lineno - 1]) - len(lines[stmt.lineno - 1].lstrip())]
         body = "".join(f" {line}\n" for line in anchor) + f"+{indent}_surgeon_probe = None\n"
+        if kind == "diff":
+            path = source.path.split("!/", 1)[1]
+            # git's python diff driver: the enclosing def line after the second `@@`
+            header = f"--- a/{path}\n+++ b/{path}\n@@ -{end - 2},3 +{end - 2},4 @@ {lines[node.lineno - 1].strip()}\n"
+            return f"written-against: {tree.release}\n{header}{body}", anchor[-1]
         return f"written-against: {tree.release}\n@@ {d.module}:{d.qualname} @@\n{body}", anchor[-1]
     return None
 
@@ -123,9 +130,7 @@ def _compound(stmt: ast.stmt) -> bool:
 
 def landed(text: str, onto: Tree, to: defs.Definition, last: str, kind: str) -> str:
     """`lands` (the added line right after the same statement, in the moved function), `wrong`, or why not."""
-    parse = parse_hunk_file
-    if kind != "hunk":
-        from vllm_surgeon.sets.difffile import parse_diff_file as parse
+    parse = parse_diff_file if kind == "diff" else parse_hunk_file
     rebased = parse(text, f"rebased.{kind}", "probe")
     plan = planner.plan([rebased], onto.read, onto.version, require_version=False)
     if plan.refusals:
@@ -150,7 +155,7 @@ def planner_scope(text: str, line: int) -> str:
     return ScopeIndex(text).innermost(line, line + 1).qualname
 
 
-def run_pair(folder: Path, dist: str, pair: str, limit: int | None, seed: int, rebuild: bool = False) -> dict:
+def run_pair(folder: Path, dist: str, pair: str, limit: int | None, seed: int, rebuild: bool = False, kind: str = "hunk") -> dict:
     a, b = pair.split(":")
     path_a, path_b = wheel_path(folder, dist, a), wheel_path(folder, dist, b)
     idx_a, built_a, load_a = index_times(path_a, rebuild)
@@ -162,41 +167,46 @@ def run_pair(folder: Path, dist: str, pair: str, limit: int | None, seed: int, r
         cases = random.Random(seed).sample(cases, limit)
     counts = {"probes": 0, "no-place": 0, "named": 0, "refused": 0, "lands": 0, "wrong": 0, "conflict": 0, "error": 0}
     wrong: list[str] = []
+    errors: list[str] = []
     started = time.perf_counter()
     for old, new in sorted(cases, key=lambda c: (c[0].module, c[0].qualname)):
-        made = probe(tree_a, old)
+        made = probe(tree_a, old, kind)
         if made is None:
             counts["no-place"] += 1
             continue
         text, last = made
         counts["probes"] += 1
-        hunk_set = parse_hunk_file(text, "probe.hunk", "probe")
+        hunk_set = (parse_diff_file if kind == "diff" else parse_hunk_file)(text, f"probe.{kind}", "probe")
         assert isinstance(hunk_set.hunks[0], AnchoredHunk)
-        result = planner.plan([hunk_set], tree_b.read, tree_b.version, require_version=False).results[0]
+        # As `verify` plans it: with the release the set was written against at hand (its written-against:).
+        result = planner.plan([hunk_set], tree_b.read, tree_b.version, require_version=False,
+                              before=lambda s: tree_a.read).results[0]
         if result.refusals:
             counts["refused"] += 1
             if any(m.module == new.module and m.qualname == new.qualname for r in result.refusals for m in r.moved):
                 counts["named"] += 1
         try:
             rebased = rebase(hunk_set, tree_a, tree_b)
-        except RebaseError:
+        except RebaseError as exc:
             counts["error"] += 1
+            errors.append(f"{old.module}:{old.qualname}: {exc}")
             continue
         if rebased.text is None:
             counts["conflict"] += 1
             continue
-        verdict = landed(rebased.text, tree_b, new, last, "hunk")
+        verdict = landed(rebased.text, tree_b, new, last, kind)
         counts[verdict] += 1
         if verdict == "wrong":
             wrong.append(f"{old.module}:{old.qualname} -> {new.module}")
     probes = counts["probes"] or 1
     return {
-        "pair": pair, "moved": total_moved, "sampled": len(cases), **counts,
+        "pair": pair, "kind": kind, "moved": total_moved, "sampled": len(cases), **counts,
         "named_pct": round(100 * counts["named"] / probes, 1), "lands_pct": round(100 * counts["lands"] / probes, 1),
         "seconds": round(time.perf_counter() - started, 1),
         "index": {a: {"build_s": _round(built_a), "load_s": round(load_a, 2), "definitions": len(idx_a)},
                   b: {"build_s": _round(built_b), "load_s": round(load_b, 2), "definitions": len(idx_b)}},
         "wrong_cases": wrong[:20],
+        "errors": errors[:20],
     }
 
 
@@ -212,13 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most this many moved functions per pair (a seeded sample)")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--json", type=Path, help="write the numbers here too")
+    parser.add_argument("--kind", choices=("hunk", "diff"), default="hunk",
+                        help="the probes as .hunk sections (default) or as plain diffs of the module's file")
     parser.add_argument("--rebuild", action="store_true", help="remove the cached indexes first, to time their build")
     args = parser.parse_args(argv)
     rows = []
     for pair in args.pairs.split(","):
-        row = run_pair(args.wheels, args.dist, pair, args.limit, args.seed, args.rebuild)
+        row = run_pair(args.wheels, args.dist, pair, args.limit, args.seed, args.rebuild, args.kind)
         rows.append(row)
-        print(f"{row['pair']}: moved {row['moved']} (sampled {row['sampled']}), probes {row['probes']} "
+        print(f"{row['pair']} ({row['kind']}): moved {row['moved']} (sampled {row['sampled']}), probes {row['probes']} "
               f"(no place for a probe: {row['no-place']}); refused {row['refused']}, naming the new module "
               f"{row['named']} ({row['named_pct']}%); rebase lands {row['lands']} ({row['lands_pct']}%), "
               f"conflict {row['conflict']}, error {row['error']}, wrong {row['wrong']}; {row['seconds']} s", flush=True)
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(None: cached already), load from cache {times['load_s']} s", flush=True)
         for case in row["wrong_cases"]:
             print(f"  WRONG {case}")
+        for case in row["errors"]:
+            print(f"  error {case[:300]}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

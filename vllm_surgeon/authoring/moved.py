@@ -23,7 +23,7 @@ from vllm_surgeon.core.refusal import MovedTo
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.engine import planner
-from vllm_surgeon.engine.moves import Lost, Search, retarget
+from vllm_surgeon.engine.moves import Lost, Search, anchor_scope, deeper, retarget
 from vllm_surgeon.engine.results import PatchedModule, Plan
 from vllm_surgeon.engine.state import Context
 from vllm_surgeon.trees.releases import Tree
@@ -72,8 +72,10 @@ def carry_moved(hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree) -> Car
     groups: dict[tuple[str, str], list[Origin]] = {}
     for result in planned.results[0].hunks:
         hunk = result.hunk
-        qual = hunk.target.qualname or result.scope
-        if not isinstance(hunk, AnchoredHunk) or hunk.creates or not qual or not _gone(onto, hunk.target.module, qual, cache):
+        if not isinstance(hunk, AnchoredHunk) or hunk.creates:
+            continue
+        qual = hunk.target.qualname or deeper(result.scope, _around_anchor(base, hunk, result.line))
+        if not qual or not _gone(onto, hunk.target.module, qual, cache):
             continue
         found = search.whereabouts(ctx, hunk, Lost(hunk.target.module, (qual,)))
         if not found:
@@ -95,6 +97,18 @@ def carry_moved(hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree) -> Car
     if moved:
         _finish(out, hunk_set, planned, base, onto, moved, merges, groups)
     return out
+
+
+def _around_anchor(base: Tree, hunk: AnchoredHunk, line: int | None) -> str | None:
+    """The function around a diff hunk's anchor in the base release (a line added after a function's
+    last line is, by its place alone, at module scope)."""
+    source = base.read(hunk.target.module)
+    if source is None or line is None:
+        return None
+    try:
+        return anchor_scope(ScopeIndex(source.text, source.path), line - 1, line - 1 + len(hunk.anchor))
+    except SyntaxError:
+        return None
 
 
 def _finish(out: Carried, hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree, moved: dict[Origin, AnchoredHunk | None],
@@ -156,6 +170,8 @@ def _merge_one(planned: Plan, base: Tree, onto: Tree, module: str, qual: str, to
         return "it does not parse"
     if old is None or ours is None or theirs is None:
         return "it cannot be read"
+    if ours.text == old.text:  # a line added after its last statement: the function's text does not hold it
+        return "the set's change lies outside the function's own lines, which a merge of the function cannot carry"
     merged = merge3(old.text.split("\n"), ours.text.split("\n"), theirs.text.split("\n"))
     if merged.conflicts:
         return "a three-way merge of the function conflicts there"

@@ -87,10 +87,10 @@ class Search:
         if not hunk.from_diff:
             qual = hunk.target.qualname
             return Lost(hunk.target.module, (qual,) if qual else ())
-        module = hunk.target.module if hunk.file is None else None
+        module = hunk.target.module or None  # a diff's: as resolved in this tree, or as its path reads
         assert isinstance(hunk, AnchoredHunk)
         if self.before is not None and hunk.file is not None:
-            module = module or _module_in(hunk.file, self.before)
+            module = _module_in(hunk.file, self.before) or module
             scope = self._scope_before(ctx, hunk, module)
             if scope:
                 return Lost(module, (scope,))
@@ -103,8 +103,22 @@ class Search:
         source = self.before(module)
         if source is None:
             return None
-        placed = locate(ctx, replace(hunk, target=Target(module)), State.initial(source))
-        return placed.scope.qualname or None if isinstance(placed, Placement) else None
+        state = State.initial(source)
+        placed = locate(ctx, replace(hunk, target=Target(module)), state)
+        if not isinstance(placed, Placement):
+            return None
+        return deeper(placed.scope.qualname or None, anchor_scope(state.index(), placed.start, placed.end))
+
+
+    def function_gone(self, ctx: Context, hunk: AnchoredHunk) -> bool:
+        """A diff hunk refused in a module that is there: whether the function it was written in is gone
+        from it (then it is searched as if its file were gone); False when that cannot be told."""
+        lost = self.lost(ctx, hunk)
+        scopes = self.scopes(lost.module) if lost.module else None
+        if scopes is None or not (lost.qualnames or lost.names):
+            return False
+        here = {s.qualname for s in scopes.scopes}
+        return not (set(lost.qualnames) & here or {q.rpartition(".")[2] for q in here} & set(lost.names))
 
     # -- where it is now ------------------------------------------------------------------------
     def whereabouts(self, ctx: Context, hunk: Hunk, lost: Lost | None = None) -> list[MovedTo]:
@@ -263,7 +277,8 @@ class Search:
             return "not-found"
         placed = locate(ctx, retarget(hunk, module, qual), state)
         if isinstance(placed, Placement):
-            if hunk.from_diff and not _inside(placed.scope.qualname, qual):
+            landed = deeper(placed.scope.qualname or None, anchor_scope(state.index(), placed.start, placed.end))
+            if hunk.from_diff and not _inside(landed or "", qual):
                 return "not-found"
             return "reformatted" if placed.reformatted else "found"
         return "ambiguous" if placed.reason is Reason.ANCHOR_AMBIGUOUS else "not-found"
@@ -291,6 +306,23 @@ class Search:
             return "identical", 1.0
         ratio = similarity(old.text, new.text)
         return ("similar" if ratio >= SIMILAR else "different"), ratio
+
+
+def anchor_scope(index: ScopeIndex, start: int, end: int) -> str | None:
+    """The function or class around a diff hunk's anchor (0-based [start, end)): where a line added
+    after a function's last line was written, though by its place alone it is at module scope."""
+    if end <= start:
+        return None
+    scope = index.innermost(start, end)
+    return scope.qualname if scope.kind != "module" and scope.addressable else None
+
+
+def deeper(changed: str | None, anchored: str | None) -> str | None:
+    """Of the scope a diff hunk's changed lines are in and the one around its anchor, the one inside the
+    other (a line added after a method's last line is in its class by place; its anchor, in the method)."""
+    if changed is None or (anchored is not None and anchored.startswith(changed + ".")):
+        return anchored
+    return changed
 
 
 def similarity(a: str, b: str) -> float:
@@ -349,7 +381,7 @@ def explain(
     its refusals, and its hunk results. Costs nothing when no refusal says a target is gone."""
     search: Search | None = None
     for hunk_set, refusals, results in pairs:
-        gone = [r for r in refusals if _gone(r) and not r.moved]
+        gone = [r for r in refusals if not r.moved and (_gone(r) or _diff_anchor(r, results))]
         if not gone:
             continue
         if search is None or before is not None:
@@ -357,6 +389,8 @@ def explain(
         ctx = Context(hunk_set, version)
         for refusal in gone:
             hunks = _hunks_of(hunk_set, refusal, results)
+            if refusal.reason is Reason.ANCHOR_NOT_FOUND:  # a diff's function gone from a module still there
+                hunks = [h for h in hunks if isinstance(h, AnchoredHunk) and search.function_gone(ctx, h)]
             found: list[MovedTo] = []
             for hunk in hunks:
                 found += search.whereabouts(ctx, hunk)
@@ -377,9 +411,14 @@ def hint(found: Sequence[MovedTo]) -> str:
     return f"in this release it is {said}"
 
 
+def _diff_anchor(refusal: Refusal, results: list) -> bool:
+    """A plain diff's hunk whose anchor is not found (its function may have left the module)."""
+    return refusal.reason is Reason.ANCHOR_NOT_FOUND and any(r.refusal is refusal and r.hunk.from_diff for r in results)
+
+
 def _hunks_of(hunk_set: HunkSet, refusal: Refusal, results: list) -> list[Hunk]:
-    """The hunks a refusal is about: its hunk, or, for a diff file's refusal, every hunk of that file."""
+    """The hunks a refusal is about: its hunk (as resolved in this tree), or, for a diff file's refusal,
+    every hunk of that file."""
     if refusal.reason is Reason.PATH_NOT_FOUND:
         return [h for h in hunk_set.hunks if h.file is not None and h.file.origin == refusal.origin]
-    return [h for h in hunk_set.hunks if h.origin == refusal.origin] or [
-        r.hunk for r in results if r.refusal is refusal]
+    return [r.hunk for r in results if r.refusal is refusal] or [h for h in hunk_set.hunks if h.origin == refusal.origin]
