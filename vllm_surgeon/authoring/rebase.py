@@ -125,7 +125,7 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
     moved = carry_moved(hunk_set, planned, base, onto)  # hunks whose code upstream moved (issue 14)
     if moved.any:
         planned = planner.plan([moved.stay], base.read, base.version)
-    out = _Carried(_written_anchors(hunk_set, planned) | moved.written, _reformatted_onto(hunk_set, onto))
+    out = _Carried(_written_anchors(hunk_set, planned) | moved.written, _reformatted_onto(moved.stay, onto))
     out.conflicts += moved.conflicts
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
