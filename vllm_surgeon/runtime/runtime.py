@@ -41,6 +41,12 @@ _RUNTIME: Runtime | None = None
 # vllm-surgeon's own set (see runtime/compile_cache.hunk): stacked after the user's sets, never
 # reported as theirs, never fail-closed; when refused, vLLM's compile cache is turned off instead.
 INTERNAL = "_compile_cache"
+
+
+def _not_internal(hunk_set: HunkSet) -> bool:
+    """Whose refusals search where moved code went (issue 14): the users' sets. vllm-surgeon's own set may
+    be refused on many releases (it then turns the compile cache off), and must never cost a start that."""
+    return hunk_set.name != INTERNAL
 _INTERNAL_FILE = Path(__file__).resolve().parent / "compile_cache.hunk"
 
 
@@ -192,7 +198,7 @@ class Runtime:
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._tree, version)
+            candidate = planner.plan(sets, self._tree, version, search_moves=_not_internal)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})
@@ -484,7 +490,7 @@ class Runtime:
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._tree, version)
+        plan = planner.plan(keep, self._tree, version, search_moves=_not_internal)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -539,7 +545,7 @@ class Runtime:
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version)
+            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version, search_moves=_not_internal)
         return self._full_plans[patched.sets].modules[patched.source.module]
 
     # -- the import hook ------------------------------------------------------------------
