@@ -390,3 +390,18 @@ def test_a_line_added_after_a_functions_last_line_follows_that_function(moved_tr
     assert code == 0, out
     assert "(vllm.old.place:work) to vllm.new.place:work" in out
     assert "+++ b/vllm/new/place.py" in (sets / "tail.rebased.patch").read_text()
+
+
+def test_a_hunk_in_a_def_nested_in_a_moved_function_moves_with_it(moved_trees):
+    root, _, sets = moved_trees
+    nested = WORK.replace("    total = 0\n", "    def inner(x):\n        y = x + 1\n        z = y * 2\n        return z\n\n    total = 0\n")
+    base = tree(root / "nest", "1.0.0", {"vllm.old.place": nested})
+    onto = directory(tree(root / "new", "2.0.0", {"vllm.new.place": nested}))
+    text = (f"written-against: {base}\n@@ vllm.old.place:work.<locals>.inner @@\n         y = x + 1\n"
+            "         z = y * 2\n+        z += 1\n         return z\n")
+    (sets / "nest.hunk").write_text(text)
+    refusal = verify_one(text, onto).refusals[0]
+    assert [(m.module, m.qualname, m.anchor) for m in refusal.moved] == [("vllm.new.place", "work", "found")]
+    code, out = cli("rebase", "nest", "--onto", str(onto.location))
+    assert code == 0, out
+    assert "@@ vllm.new.place:work.<locals>.inner @@" in (sets / "nest.rebased.hunk").read_text()

@@ -23,7 +23,7 @@ from vllm_surgeon.core.refusal import MovedTo
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.engine import planner
-from vllm_surgeon.engine.moves import Lost, Search, anchor_scope, deeper, retarget
+from vllm_surgeon.engine.moves import Lost, Search, addressable, anchor_scope, deeper, retarget
 from vllm_surgeon.engine.results import PatchedModule, Plan
 from vllm_surgeon.engine.state import Context
 from vllm_surgeon.trees.releases import Tree
@@ -75,6 +75,7 @@ def carry_moved(hunk_set: HunkSet, planned: Plan, base: Tree, onto: Tree) -> Car
         if not isinstance(hunk, AnchoredHunk) or hunk.creates:
             continue
         qual = hunk.target.qualname or deeper(result.scope, _around_anchor(base, hunk, result.line))
+        qual = addressable(qual) if qual else None  # a def nested in a function moves with it
         if not qual or not _gone(onto, hunk.target.module, qual, cache):
             continue
         found = search.whereabouts(ctx, hunk, Lost(hunk.target.module, (qual,)))

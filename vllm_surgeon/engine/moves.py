@@ -86,14 +86,14 @@ class Search:
     def lost(self, ctx: Context, hunk: Hunk) -> Lost:
         if not hunk.from_diff:
             qual = hunk.target.qualname
-            return Lost(hunk.target.module, (qual,) if qual else ())
+            return Lost(hunk.target.module, (addressable(qual),) if qual else ())
         module = hunk.target.module or None  # a diff's: as resolved in this tree, or as its path reads
         assert isinstance(hunk, AnchoredHunk)
         if self.before is not None and hunk.file is not None:
             module = _module_in(hunk.file, self.before) or module
             scope = self._scope_before(ctx, hunk, module)
             if scope:
-                return Lost(module, (scope,))
+                return Lost(module, (addressable(scope),))
         return Lost(module, (), _def_names(hunk))
 
     def _scope_before(self, ctx: Context, hunk: AnchoredHunk, module: str | None) -> str | None:
@@ -315,6 +315,11 @@ def anchor_scope(index: ScopeIndex, start: int, end: int) -> str | None:
         return None
     scope = index.innermost(start, end)
     return scope.qualname if scope.kind != "module" and scope.addressable else None
+
+
+def addressable(qualname: str) -> str:
+    """The definition a release's index can name: a function nested in a def is searched as that def."""
+    return qualname.split(".<locals>.", 1)[0]
 
 
 def deeper(changed: str | None, anchored: str | None) -> str | None:
