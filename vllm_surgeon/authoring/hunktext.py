@@ -12,6 +12,7 @@ from vllm_surgeon.core.lines import split_lines
 from vllm_surgeon.core.model import HunkSet
 
 _HINT = re.compile(r"^(@@[^@]*@@\s*)\+\d+")
+_TARGET = re.compile(r"^(@@\s*)[^\s@]+")
 
 
 @dataclass
@@ -31,6 +32,12 @@ class Section:
         """The section as written, its `@@ target @@ +N` position hint set to `offset` (a kept hunk that
         moved in the new release; a hint is machine-written, the rest of the line is the author's)."""
         at = _HINT.sub(lambda m: f"{m.group(1)}+{offset}", self.body[0], count=1)
+        return self.lead + [at] + self.body[1:] + self.trail
+
+    def with_target(self, target: str) -> list[str]:
+        """The section as written, aimed at `target` (its code moved to another module, issue 14): the
+        position hint dropped (it counted lines of the old module), the rest of the `@@` line kept."""
+        at = _TARGET.sub(lambda m: f"{m.group(1)}{target}", _HINT.sub(lambda m: m.group(1).rstrip(), self.body[0], count=1), count=1)
         return self.lead + [at] + self.body[1:] + self.trail
 
 

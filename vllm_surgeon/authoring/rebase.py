@@ -16,6 +16,7 @@ from vllm_surgeon.authoring.carry import Carried, Written, carry_module, extra_s
 from vllm_surgeon.authoring.drafts import code_lines
 from vllm_surgeon.authoring.hunktext import HunkText, Section, cut
 from vllm_surgeon.authoring.merge3 import Merge, merge3, render_conflicts
+from vllm_surgeon.authoring.moved import Carried as Moved, carry_moved
 from vllm_surgeon.authoring.udiff import relative_path, unified
 from vllm_surgeon.core.model import AnchoredHunk, HunkSet, TransformHunk
 from vllm_surgeon.core.scopes import ScopeIndex
@@ -38,6 +39,7 @@ class Rebased:
     # lies outside any function or class (then `new` + `capture` by hand is the way).
     copies: dict[str, str] = field(default_factory=dict)
     outside: list[str] = field(default_factory=list)  # modules with a change at module scope
+    notes: list[str] = field(default_factory=list)  # hunks carried to where upstream moved their code (issue 14)
 
 
 def _written_anchors(hunk_set: HunkSet, planned: Plan) -> dict[str, list[tuple[int, int, int]]]:
@@ -102,9 +104,18 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             f"{hunk_set.name} does not apply to its base, {base.label} ({first.summary()}); "
             "name the release it was written against with --from"
         )
+    moved = carry_moved(hunk_set, planned, base, onto)  # hunks whose code upstream moved (issue 14)
     if hunk_set.kind == "hunk":
-        return _rebase_hunk_file(hunk_set, base, onto, planned)
-    out = _Carried(_written_anchors(hunk_set, planned), _reformatted_onto(hunk_set, onto))
+        return _rebase_hunk_file(hunk_set, base, onto, planned, moved)
+    return _rebase_diff(hunk_set, base, onto, planned, moved)
+
+
+def _rebase_diff(hunk_set: HunkSet, base: Tree, onto: Tree, planned: Plan, moved: Moved) -> Rebased:
+    """A diff set (a file or a series) carried onto `onto` as one diff, module by module."""
+    if moved.any:
+        planned = planner.plan([moved.stay], base.read, base.version)
+    out = _Carried(_written_anchors(hunk_set, planned) | moved.written, _reformatted_onto(moved.stay, onto))
+    out.conflicts += moved.conflicts
     for module in sorted(planned.modules):  # the set's modules as its paths resolve on the base (issue 6)
         patched = planned.modules[module]
         theirs_source = onto.read(module)
@@ -121,9 +132,13 @@ def rebase(hunk_set: HunkSet, base: Tree, onto: Tree) -> Rebased:
             keep = _keep_written(out.written.get(module, []), patched.source.lines(), theirs_source.lines())
             context = _context_for(theirs_source.lines(), merged, keep)
             out.diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged), context)
+    for module, theirs_source, carried, merged in out.carried_moves(hunk_set, moved, set(planned.modules), onto):
+        keep = _keep_written(out.written.get(module, []), carried.source.lines(), theirs_source.lines())
+        context = _context_for(theirs_source.lines(), merged, keep)
+        out.diffs += unified(relative_path(module, theirs_source.path), theirs_source.text, "\n".join(merged), context)
     if out.conflicts:
-        return out.failed()
-    return Rebased(_rebased_text(hunk_set, onto, planned, out))
+        return out.failed(moved.notes)
+    return Rebased(_rebased_text(hunk_set, onto, planned, out), notes=moved.notes)
 
 
 def _carried_as_is(hunk) -> bool:
@@ -133,19 +148,22 @@ def _carried_as_is(hunk) -> bool:
     return isinstance(hunk, AnchoredHunk) and (hunk.creates or not hunk.anchor)
 
 
-def _rebase_hunk_file(hunk_set: HunkSet, base: Tree, onto: Tree, planned: Plan) -> Rebased:
+def _rebase_hunk_file(hunk_set: HunkSet, base: Tree, onto: Tree, planned: Plan, moved: Moved) -> Rebased:
     """A `.hunk` set carried onto `onto` as its author wrote it: header, comments, hunk order and
-    targets kept wherever they hold; only the hunks that no longer apply are drafted again."""
+    targets kept wherever they hold; only the hunks that no longer apply are drafted again, and the
+    hunks whose code upstream moved (issue 14) are drafted where it went, in the place of the first."""
     written = cut(set_text(hunk_set))
     if [s.line for s in written.sections] != [h.origin.line for h in hunk_set.hunks]:
         raise RebaseError(f"{hunk_set.path}: its sections do not match the hunks read from it; run the command again")
-    merging = dataclasses.replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if not _carried_as_is(h)))
+    staying = {h.origin for h in moved.stay.hunks} if moved.any else {h.origin for h in hunk_set.hunks}
+    merging = dataclasses.replace(hunk_set, hunks=tuple(h for h in hunk_set.hunks if not _carried_as_is(h) and h.origin in staying))
     if not merging.hunks:  # only '+' sections: each is carried as written
         ours = direct = Plan([], {}, base.version)
     else:
         ours = planner.plan([merging], base.read, base.version)
         direct = planner.plan([merging], onto.read, None, require_version=False)
     out = _Carried(_written_anchors(merging, ours) if merging.hunks else {}, _reformatted_onto(merging, onto))
+    out.conflicts += moved.conflicts
     for module in sorted(planned.modules):
         if planned.modules[module].created and not out.created(hunk_set, module, onto.read(module), onto):
             continue
@@ -160,9 +178,23 @@ def _rebase_hunk_file(hunk_set: HunkSet, base: Tree, onto: Tree, planned: Plan) 
         mine = _written_hunks(hunk_set, module, written, ours, direct, near_in(patched.source.lines(), theirs.lines()))
         keep = _keep_near([(w.near[0], w.near[1], code_lines(w.hunk.anchor)) for w in mine if w.holds is None])
         out.carried[module] = carry_module(module, theirs, merged, mine, keep, onto.read)
+    gone = [n for n, h in enumerate(hunk_set.hunks) if h.origin not in staying]
+    as_written = moved.targets if all(hunk_set.hunks[n].origin in moved.targets for n in gone) else {}
+    moved_sections = _moved_sections(hunk_set, moved, out, set(ours.modules), onto, drafted=not as_written)
     if out.conflicts:
-        return out.failed()
-    return Rebased(_written_back(hunk_set, onto, written, out))
+        return out.failed(moved.notes)
+    return Rebased(_written_back(hunk_set, onto, written, out, (gone, moved_sections, as_written)), notes=moved.notes)
+
+
+def _moved_sections(hunk_set: HunkSet, moved: Moved, out: _Carried, changed: set[str], onto: Tree, drafted: bool) -> list[str]:
+    """The sections that carry the hunks whose code moved (issue 14), drafted anew where it went; none
+    when each is carried as written (its section is then written back with its new target)."""
+    sections_there: list[str] = []
+    for module, theirs, _, merged in out.carried_moves(hunk_set, moved, changed, onto):
+        if drafted:
+            carried = carry_module(module, theirs, merged, [], _keep_near(moved.written.get(module, [])), onto.read)
+            sections_there += extra_sections(module, carried)
+    return sections_there
 
 
 def _written_hunks(hunk_set: HunkSet, module: str, written: HunkText, ours: Plan, direct: Plan, near) -> list[Written]:
@@ -197,9 +229,13 @@ def _keep_near(floors: list[tuple[int, int, int]]):
     return keep
 
 
-def _written_back(hunk_set: HunkSet, onto: Tree, written: HunkText, out: _Carried) -> str:
+def _written_back(hunk_set: HunkSet, onto: Tree, written: HunkText, out: _Carried,
+                  moved: tuple[list[int], list[str], dict]) -> str:
     """The user's file with `written-against` set to the new release, each section that holds as it
-    was, and the redrafted ones in the place of the sections they replace."""
+    was, and the redrafted ones in the place of the sections they replace; `moved`: the numbers of the
+    sections whose code moved, the sections drafted where it went (in the place of the first), and the
+    new targets of those carried as written (all of them, or none: then every one is drafted)."""
+    gone, moved_sections, moved_to = moved
     header = written.header
     if onto.release:
         header = written.header_with(hunk_set, "written-against", onto.release)
@@ -211,7 +247,11 @@ def _written_back(hunk_set: HunkSet, onto: Tree, written: HunkText, out: _Carrie
         module = hunk.target.module
         section = written.sections[number]
         carried = out.carried.get(module)
-        if carried is None or _carried_as_is(hunk) or number in carried.kept:
+        if number in gone and hunk.origin in moved_to:  # carried as written: only its target is new
+            lines += section.with_target(moved_to[hunk.origin])
+        elif number in gone:  # its comment stays; the first one's place takes every section drafted where the code went
+            lines += [line for line in section.lead if line.strip()] + (moved_sections[:-1] + [""] if number == gone[0] else [])
+        elif carried is None or _carried_as_is(hunk) or number in carried.kept:
             lines += _kept_text(carried, number, section)
         elif number in carried.placed:
             lead = section.lead + [line for n in carried.absorbed.get(number, []) for line in written.sections[n].lead if line.strip()]
@@ -268,8 +308,22 @@ class _Carried:
             return None
         return merged.lines
 
-    def failed(self) -> Rebased:
-        return Rebased(None, self.conflicts, copies=self.copies if not self.outside else {}, outside=self.outside)
+    def carried_moves(self, hunk_set: HunkSet, moved: Moved, changed: set[str], onto: Tree) -> list[tuple]:
+        """(module, its source, the carried module, merged lines) for each module that code upstream moved
+        went to, the set's hunks carried there (issue 14); a module the set changes anyway is a conflict."""
+        found = []
+        for module, carried in sorted(moved.modules.items()):
+            theirs = onto.read(module)
+            if module in changed or theirs is None:
+                self.conflicts += [f"--- {module}", f"{hunk_set.name} changes {module} and carries moved code into it: merge by hand"]
+                continue
+            merged = self.merged(hunk_set, module, carried, theirs, onto, onto)  # already applied there: kept as it is
+            if merged is not None:
+                found.append((module, theirs, carried, merged))
+        return found
+
+    def failed(self, notes: list[str]) -> Rebased:
+        return Rebased(None, self.conflicts, copies=self.copies if not self.outside else {}, outside=self.outside, notes=notes)
 
 
 def _rebased_text(hunk_set: HunkSet, onto: Tree, planned, out: _Carried) -> str:

@@ -68,12 +68,14 @@ def cmd_rebase(args, out) -> int:
         raise UsageError(str(exc)) from None
     if result.text is None:
         out.write(f"{hunk_set.name}: cannot rebase from {base.label} onto {onto.label} automatically:\n")
+        out.write("".join(f"  {note}\n" for note in result.notes))
         out.write("\n".join(result.conflicts) + "\n")
         _conflict_next_step(hunk_set, result, args, onto, out)
         return 1
     if write_if_it_applies(result.text, target, hunk_set.name, hunk_set.kind, onto, out, "the merged set would still be refused") is None:
         return 1
     out.write(f"rebased {hunk_set.name} from {base.label} onto {onto.label}: wrote {target}\n")
+    out.write("".join(f"  {note}\n" for note in result.notes))  # code upstream moved, followed (issue 14)
     if not args.write:
         out.write(f"review it, then replace {source} (or run again with --write)\n")
     return 0

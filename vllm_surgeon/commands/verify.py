@@ -56,7 +56,7 @@ def check(sets: Sequence[HunkSet], tree: Tree, spec: str | None, together: bool 
     # A source tree may record no version: its sets' `vllm:` ranges cannot be checked, so they are
     # reported (render) rather than refused; installed vLLM and wheels always know theirs.
     def run(group):
-        return planner.plan(list(group), tree.read, tree.version, require_version=False).results
+        return planner.plan(list(group), tree.read, tree.version, require_version=False, before=_before(tree)).results
 
     results = (run(sets) if sets else []) if together else [run([s])[0] for s in sets]
     for result in results:
@@ -81,6 +81,19 @@ def _base_tree(spec: str) -> Tree | None:
         except SpecError:
             _BASES[spec] = None
     return _BASES[spec]
+
+
+def _before(tree: Tree):
+    """A set's written-against release, read only when one of its targets is gone (engine/moves.py
+    compares the code that moved with the code the set was written against)."""
+    def before(hunk_set: HunkSet):
+        spec = hunk_set.written_against
+        if not spec or _same_release(spec, tree):
+            return None
+        base = _base_tree(spec)
+        return None if base is None else base.read
+
+    return before
 
 
 def _same_release(spec: str, tree: Tree) -> bool:
@@ -127,6 +140,9 @@ def _refusal_json(r: Refusal) -> dict:
         "found_line": r.found_line,
         "other_sets": list(r.other_sets),
         "commit": r.commit,
+        # Where a target gone from its module is in this release (issue 14): empty when not gone or not found.
+        "moved_to": [{"module": m.module, "qualname": m.qualname, "line": m.line, "how": m.how, "anchor": m.anchor,
+                      "code": m.code, "similarity": m.similarity} for m in r.moved],
     }
 
 

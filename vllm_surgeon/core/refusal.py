@@ -67,6 +67,37 @@ _TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class MovedTo:
+    """Where a refused hunk's target may have gone in the release checked (issue 14 part 2)."""
+
+    module: str
+    qualname: str
+    line: int  # 1-based first line of the definition there
+    how: str  # "moved": same name, another module; "base-class": a base of its class defines it;
+    # "renamed": another name in its module, the same code; "anchor-in": its anchor is in this definition
+    anchor: str  # the hunk's anchor there: "found", "reformatted" (by structure), "ambiguous", "not-found"
+    code: str | None = None  # against the definition the set was written against: identical, similar, different
+    similarity: float | None = None  # 0..1, for "similar" and "different"
+
+    @property
+    def carries(self) -> bool:
+        """Whether `rebase` can carry the hunk there: its anchor is found once (text or structure)."""
+        return self.anchor in ("found", "reformatted")
+
+    def describe(self) -> str:
+        how = {"moved": "defined in", "base-class": "inherited from", "renamed": "renamed to",
+               "anchor-in": "its anchor is in"}[self.how]
+        code = ""
+        if self.code == "identical":
+            code = ", code identical"
+        elif self.code is not None:
+            code = f", code {self.code} ({self.similarity or 0:.0%} alike)"
+        anchor = {"found": "anchor found there", "reformatted": "anchor found there by structure (new layout)",
+                  "ambiguous": "anchor found there more than once", "not-found": "anchor not found there"}[self.anchor]
+        return f"{how} {self.module}:{self.qualname} (line {self.line}{code}; {anchor})"
+
+
 @dataclass
 class Refusal:
     """One refused hunk (or a whole set, when `origin` is the set's header)."""
@@ -83,6 +114,7 @@ class Refusal:
     found_line: int | None = None  # 1-based line of `found[0]` in module_path
     other_sets: tuple[str, ...] = field(default_factory=tuple)
     commit: str | None = None  # in a series: `commit 2/3 'subject'`
+    moved: tuple[MovedTo, ...] = ()  # where a target gone from its module is in this release (issue 14)
 
     @property
     def title(self) -> str:

@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -61,6 +62,9 @@ class TreeReader:
 
     source: SourceReader
     form: Callable[[str], str | None]
+    # Every definition of the tree (trees/definitions.DefinitionIndex), built on first call: what a
+    # refusal searches when a target is gone from its module (issue 14). None: the tree cannot list.
+    definitions: Callable[[], Any] | None = None
 
     def __call__(self, module: str) -> ModuleSource | None:
         return self.source(module)

@@ -18,6 +18,7 @@ from vllm_surgeon.core.source import SourceReader
 from vllm_surgeon.engine.apply import try_set
 from vllm_surgeon.engine.conflicts import conflicts_on_top
 from vllm_surgeon.engine.linemap import Compiled, compile_patched
+from vllm_surgeon.engine.moves import explain
 from vllm_surgeon.engine.names import NeedsCheck
 from vllm_surgeon.engine.paths import resolve as resolve_paths
 from vllm_surgeon.engine.results import PatchedModule, Plan, SetResult
@@ -50,11 +51,16 @@ def plan(
     *,
     compile_modules: bool = True,
     require_version: bool = True,
+    before: Callable[[HunkSet], SourceReader | None] | None = None,
+    search_moves: Callable[[HunkSet], bool] | None = None,
 ) -> Plan:
     """Check every set against the original sources, stack the ones that apply, compile the results.
 
     A set that applies is then checked for what its added lines read (engine/names.py, issue 14); a
     TreeReader's `form` says whether the tree has a module in any form (another reader: imports are not judged).
+    A refusal whose target is gone from its module says where it went (engine/moves.py, issue 14);
+    `before` gives a set's written-against release, when at hand, to compare the code with;
+    `search_moves` says which sets are searched (None: all; the runtime leaves its own set out).
     """
     originals: dict[str, State | None] = {}
 
@@ -68,6 +74,9 @@ def plan(
     accepted: dict[str, State] = {}
     for given in sets:
         results.append(_plan_set(given, read_source, read, vllm_version, require_version, accepted))
+    # Only refused sets are searched: a plan that applies never reads the release's index.
+    explain([(s, r.refusals, r.hunks) for s, r in zip(sets, results, strict=True) if search_moves is None or search_moves(s)],
+            read_source, vllm_version, before)
     if not compile_modules:
         return Plan(results, {}, vllm_version)
     modules: dict[str, PatchedModule] = {}

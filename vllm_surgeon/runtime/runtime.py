@@ -21,13 +21,13 @@ from vllm_surgeon.core.source import TreeReader
 from vllm_surgeon.engine import planner
 from vllm_surgeon.engine.results import PatchedModule, Plan
 from vllm_surgeon.runtime.hook import SurgeonFinder, SurgeonLoader, install, new_module_spec, real_spec
-from vllm_surgeon.runtime.shared import AT_IMPORT, INTERNAL, INTERNAL_FILE, LOCK, gc_paused, log, process_name
+from vllm_surgeon.runtime.shared import AT_IMPORT, INTERNAL, INTERNAL_FILE, LOCK, gc_paused, log, not_internal, process_name
 from vllm_surgeon.runtime.warn_once import setup_logging, warn_once
 from vllm_surgeon.runtime.withdraw import Withdrawing
 from vllm_surgeon.sets.loader import UnknownSetError, load_file
 from vllm_surgeon.sets.reader import OWN
 from vllm_surgeon.sets.search import enabled_names, load
-from vllm_surgeon.trees.installed import installed_form, installed_vllm
+from vllm_surgeon.trees.installed import installed_form, installed_vllm, read_installed
 
 _RUNTIME: Runtime | None = None
 
@@ -55,7 +55,8 @@ class Runtime(Withdrawing):
         self._pending: Plan | None = None  # the plan being applied in place, before it is kept
         self._warnings: list[tuple[str, str, str]] = []  # (key, full, brief), said again briefly in forked children
         self._sources: dict[str, object] = {}
-        self._tree = TreeReader(self._read, installed_form)  # sources cached; forms for creations (issue 13)
+        # Sources cached; forms for creations (issue 13); definitions only read by a refusal (issue 14).
+        self._tree = TreeReader(self._read, installed_form, read_installed.definitions)
         self._cache_key: str | None = None
         self.cache_reason = "not looked up"
         self.policy = "fail"
@@ -123,7 +124,7 @@ class Runtime(Withdrawing):
         if cached is not None:
             return cached, []
         while True:
-            candidate = planner.plan(sets, self._tree, version)
+            candidate = planner.plan(sets, self._tree, version, search_moves=not_internal)
             refusals = [r for r in candidate.refusals if r.set_name != INTERNAL]
             if refusals and self.policy == "fail":
                 raise SurgeonError(refusals, {s.name: s for s in self.sets})

@@ -24,6 +24,12 @@ INTERNAL = "_compile_cache"
 INTERNAL_FILE = Path(__file__).resolve().parent / "compile_cache.hunk"
 
 
+def not_internal(hunk_set) -> bool:
+    """Whose refusals search where moved code went (issue 14): the users' sets. vllm-surgeon's own set may
+    be refused on many releases (it then turns the compile cache off), and must never cost a start that."""
+    return hunk_set.name != INTERNAL
+
+
 # How a module of an applied set was patched in this process: one vocabulary for the log line and
 # `applied()` (issue 8). A planned module moves from PENDING to AT_IMPORT when this process imports it.
 AT_IMPORT = "at import"  # rewritten by the import hook as this process imported it

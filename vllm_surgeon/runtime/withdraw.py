@@ -14,7 +14,7 @@ from vllm_surgeon.engine.results import PatchedModule, Plan
 from vllm_surgeon.runtime import blame as _blame
 from vllm_surgeon.runtime.cached import Caching
 from vllm_surgeon.runtime.hook import SurgeonLoader, register_source
-from vllm_surgeon.runtime.shared import IN_PLACE, INTERNAL, LOCK
+from vllm_surgeon.runtime.shared import IN_PLACE, INTERNAL, LOCK, not_internal
 
 
 class Withdrawing(Caching):
@@ -131,7 +131,7 @@ class Withdrawing(Caching):
         else:
             self._warn([refusal])
         keep = [s for s in self.plan.accepted if s.name != refusal.set_name]
-        plan = planner.plan(keep, self._tree, version)
+        plan = planner.plan(keep, self._tree, version, search_moves=not_internal)
         self._transition(plan, skip=running)
         self._adopt(plan)
         return plan.modules.get(running) if running is not None else None
@@ -186,5 +186,5 @@ class Withdrawing(Caching):
         if patched.sets not in self._full_plans:
             sets = [s for s in self._all_sets() if s.name in patched.sets]
             version = self.plan.vllm_version if self.plan else None
-            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version)
+            self._full_plans[patched.sets] = planner.plan(sets, self._tree, version, search_moves=not_internal)
         return self._full_plans[patched.sets].modules[patched.source.module]

@@ -141,8 +141,24 @@ def _read_installed(module: str) -> ModuleSource | None:
     return ModuleSource(module, spec.origin, text)
 
 
-# The installed tree's reader: sources, and (for creations) any importable form.
-read_installed = TreeReader(_read_installed, installed_form)
+def _installed_definitions():
+    """Every definition of the installed vLLM (trees/definitions.py), read only when a refusal searches
+    where a target went (issue 14); kept in the cache folder, keyed on its files' sizes and times."""
+    from vllm_surgeon.trees.definitions import DefinitionIndex, for_directory
+    from vllm_surgeon.trees.releases import cache_dir
+
+    _, directory = installed_vllm()
+    if directory is None:
+        return DefinitionIndex([])
+    try:
+        folder = cache_dir() / "definitions"
+    except ValueError:  # an unusable VLLM_SURGEON_CACHE_DIR: no cache, the index is still made
+        folder = None
+    return for_directory(Path(directory).parent, ["vllm"], _read_installed, folder)
+
+
+# The installed tree's reader: sources, (for creations) any importable form, and its definitions.
+read_installed = TreeReader(_read_installed, installed_form, _installed_definitions)
 
 
 def version_from_tree(package_dir: Path) -> str | None:

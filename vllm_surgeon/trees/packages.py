@@ -104,6 +104,8 @@ def compose(tree: Tree, withs: list[str] | None = None) -> Tree:
         source = holder(module)
         return None if source is None else module_form(source.read, module)
 
-    composed = Tree(tree.label, tree.version, TreeReader(read, form), tree.location, tree.dist)
+    # The --against tree's definitions are what a refusal searches for a target gone from its module (issue 14).
+    definitions = tree.read.definitions if isinstance(tree.read, TreeReader) else None
+    composed = Tree(tree.label, tree.version, TreeReader(read, form, definitions), tree.location, tree.dist)
     composed.packages = log  # type: ignore[attr-defined]
     return composed

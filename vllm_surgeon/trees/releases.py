@@ -25,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from vllm_surgeon.core import settings as _settings
 from vllm_surgeon.core.source import ModuleSource, SourceTooLarge, TreeReader, read_source_file
+from vllm_surgeon.trees.definitions import for_directory
 from vllm_surgeon.trees.forms import form_on_disk
 from vllm_surgeon.trees.installed import dist_from_tree, installed_vllm, read_installed, version_from_tree
 from vllm_surgeon.trees.wheels import Wheel
@@ -117,7 +118,8 @@ def directory(path: Path) -> Tree:
         return None
 
     label = f"vllm {version or '(version unknown)'} (tree {root})" if (root / "vllm").is_dir() else f"tree {root} (no vllm/ in it)"
-    forms = TreeReader(read, lambda module: form_on_disk(root, module))
+    tops = [p.name for p in sorted(root.iterdir()) if p.name.isidentifier() and (p / "__init__.py").is_file()]
+    forms = TreeReader(read, lambda module: form_on_disk(root, module), lambda: for_directory(root, tops, read))
     return Tree(label, version, forms, str(root), dist_from_tree(root / "vllm"))
 
 

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 from vllm_surgeon.core.source import MAX_SOURCE_BYTES, ModuleSource, TreeReader
+from vllm_surgeon.trees.definitions import DefinitionIndex, build, cache_path, cached, fingerprint, module_of_member
 from vllm_surgeon.trees.forms import form_in_listing
 
 # What zipfile raises for a member it cannot give back: a bad CRC or a broken stream (BadZipFile,
@@ -70,7 +71,15 @@ class Wheel:
 
     def reader(self) -> TreeReader:
         """Its modules' sources, and their forms (issue 13: no set creates a module over an extension)."""
-        return TreeReader(self.module, self.form)
+        return TreeReader(self.module, self.form, self.definitions)
+
+    def definitions(self) -> DefinitionIndex:
+        """Every definition of its Python modules, from the cache beside the wheel or built (issue 14)."""
+        tops = self.tops()
+        members = {n: i for n, i in self.names.items() if n.split("/", 1)[0] in tops and module_of_member(n)}
+        stamp = fingerprint((n, i.file_size, i.CRC) for n, i in members.items())
+        modules = [m for n in members if (m := module_of_member(n)) is not None]
+        return cached(cache_path(self.path), stamp, lambda: build(modules, self.module))
 
     def tops(self) -> set[str]:
         """The top-level packages and modules it installs."""
