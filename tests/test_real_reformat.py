@@ -76,17 +76,23 @@ def _formats(probe):
 
 def test_pre_ruff_probes_apply_to_a_ruff_formatted_copy_and_land_in_the_same_place(probes, ruff_copies):
     checked = text_only = 0
+    refused = []
     for probe in probes:
         target = ruff_copies[probe.module]
         assert tree_of(target) == tree_of(probe.base_text)  # ruff changed the layout only
         for fmt, text in _formats(probe):
             outcome = run(fmt, probe, text, target, True)
-            assert outcome.applied, (probe.module, probe.line, probe.kind, fmt, outcome.reason)
-            assert tree_of(outcome.text) == tree_of(probe.probed_text), (probe.module, probe.line, probe.kind, fmt)
             checked += 1
+            if not outcome.applied:
+                refused.append((probe.module, probe.line, probe.kind, fmt, outcome.reason))
+                continue
+            assert tree_of(outcome.text) == tree_of(probe.probed_text), (probe.module, probe.line, probe.kind, fmt)
             text_only += run(fmt, probe, text, target, False).applied
     assert len(probes) >= 30 and checked >= 50
     assert text_only < 0.8 * checked  # most of them really were re-laid out
+    # An anchor whose first line is `) if ... else [0` (request.py:94, a `(` before it that ruff
+    # moved): that `)` is code the anchor does not show the other half of (issue 14), refused.
+    assert {(module, line, reason) for module, line, _, _, reason in refused} <= {("vllm.v1.request", 94, "anchor-not-found")}, refused
 
 
 def test_pre_ruff_probes_on_the_real_0_11_1_land_right_or_are_refused(probes, trees):

@@ -626,11 +626,14 @@ def _proven_region(target: _View, anchor: _Anchor, p: int, lo: int, hi: int) -> 
         r = _region(target, anchor, p, t_first, t_last, lo, hi)
         if r is None:
             continue
+        edges = _edges(target, anchor, p, t_first, t_last)
+        if edges is None:
+            continue
         span = target.around(r.t0, r.t1 + 1)
         want = target.tree(span)
         if want is None:
             continue
-        for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end):
+        for readings in _outsides(target, anchor, p, t_first, t_last, r.cut_start, r.cut_end, edges):
             proven = _same_tree_readings(target, anchor, r, span, want, readings)
             if proven:
                 return r, proven
@@ -873,6 +876,96 @@ def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int
     return [near - k if leading else near + k for k in best]
 
 
+@dataclass(frozen=True)
+class _Edges:
+    """Whether the region's first (last) token is at an open edge: in the target, code of the same
+    logical line lies before (after) it, which the anchor, being whole lines, cannot show."""
+
+    head_open: bool
+    tail_open: bool
+
+
+def _edges(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int) -> _Edges | None:
+    """The region's edges, or None when a token there the comparison leaves out is code the anchor
+    does not show the other side of (issue 14: an anchor ending `total_computed_tokens,` inside a
+    call matched `f(a, total_computed_tokens)`, its comma read as a trailing one).
+
+    At an open edge the anchor's soft tokens beyond its outermost code token and the region's must
+    be the same, but for a comma right before a closing bracket both show; a string run there must
+    be the same pieces (the anchor cannot show whether its concatenation goes on); a `;` there is
+    code at any edge; an anchor ending in a backslash continues its statement, one ending without
+    one may not be continued by a backslash in the target.
+    """
+    a_toks, t_toks, a_hard, t_hard = anchor.toks, target.toks, anchor.hard, target.hard
+    code = [j for j, h in enumerate(a_hard) if not h.key.startswith("#")]
+    if not code:
+        return _Edges(False, False)
+    j0, j1 = code[0], code[-1]
+    head_open = _open_before(target, t_first)
+    tail_open, tail_backslash = _open_after(target, t_last)
+    a_head = _soft_texts(a_toks, 0, a_hard[j0].first)
+    t_head = _soft_texts(t_toks, t_first, t_hard[p + j0].first)
+    a_tail = _soft_texts(a_toks, a_hard[j1].last + 1, len(a_toks))
+    t_tail = _soft_texts(t_toks, t_hard[p + j1].last + 1, t_last + 1)
+    if a_head.count(";") != t_head.count(";") or a_tail.count(";") != t_tail.count(";"):
+        return None
+    if head_open and (_shown(a_head) != _shown(t_head) or not a_head and not _same_pieces(target, anchor, p, j0)):
+        return None
+    if tail_open and (_shown(a_tail) != _shown(t_tail) or not a_tail and not _same_pieces(target, anchor, p, j1)):
+        return None
+    a_backslash = "\\" in anchor.text[a_toks[-1].end :]
+    if (a_backslash and not tail_open) or (tail_backslash and not a_backslash):
+        return None
+    return _Edges(head_open, tail_open)
+
+
+def _soft_texts(toks: Sequence[_Tok], lo: int, hi: int) -> list[str]:
+    return [t.text for t in toks[lo:hi] if t.kind == "op" and t.text in _SOFT]
+
+
+def _shown(texts: list[str]) -> list[str]:
+    """Edge soft tokens as far as they are code: a comma right before a closing bracket, both on this
+    side of the edge, is layout (a magic trailing comma); any other is code."""
+    return [x for i, x in enumerate(texts) if not (x == "," and i + 1 < len(texts) and texts[i + 1] in _CLOSE)]
+
+
+def _same_pieces(target: _View, anchor: _Anchor, p: int, j: int) -> bool:
+    """An edge string run compared piece by piece, each by value (not joined: the anchor does not
+    show where its concatenation ends)."""
+    a, t = anchor.hard[j], target.hard[p + j]
+    if not a.key.startswith("s") or a.first == a.last and t.first == t.last:
+        return True
+    a_pieces = [_string_key([anchor.toks[k].text]) for k in range(a.first, a.last + 1)]
+    t_pieces = [_string_key([target.toks[k].text]) for k in range(t.first, t.last + 1)]
+    return a_pieces == t_pieces
+
+
+def _open_before(target: _View, first: int) -> bool:
+    """Whether code of the same logical line comes before target token `first`."""
+    toks, text = target.toks, target.text
+    k = first - 1
+    while k >= 0 and toks[k].kind == "comment":
+        k -= 1
+    if k < 0:
+        return False
+    gap = text[toks[k].end : toks[first].start]
+    return _depth_between(toks, k, True) > 0 or "\n" not in gap.replace("\\\n", "") or "\\\n" in gap
+
+
+def _open_after(target: _View, last: int) -> tuple[bool, bool]:
+    """Whether code of the same logical line comes after target token `last`; and whether it does
+    by a backslash continuation."""
+    toks, text = target.toks, target.text
+    k = last + 1
+    while k < len(toks) and toks[k].kind == "comment":
+        k += 1
+    if k >= len(toks):
+        return False, False
+    gap = text[toks[last].end : toks[k].start]
+    backslash = "\\\n" in gap and _depth_between(toks, last, True) == 0
+    return _depth_between(toks, last, True) > 0 or "\n" not in gap.replace("\\\n", "") or backslash, backslash
+
+
 def _partners(toks: Sequence[_Tok]) -> list[int]:
     """For each bracket token, the index of the bracket that closes (opens) it; -1 elsewhere."""
     partner, stack = [-1] * len(toks), []
@@ -902,7 +995,8 @@ def _unmatched(toks: Sequence[_Tok], lo: int, hi: int) -> tuple[list[int], list[
     return closers, stack
 
 
-def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, cut_start: int, cut_end: int):
+def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int, cut_start: int, cut_end: int,
+              edges: _Edges):
     """The target's text before and after the region, for the anchor's text to go between: each
     yield is a list of (before, after) readings, all of which must prove the same tree.
 
@@ -928,30 +1022,42 @@ def _outsides(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int,
     def same(a: int, t: int) -> bool:
         return bisect.bisect_left(a_firsts, a) == bisect.bisect_left(firsts, t) - p
 
+    # A bracket put back or left out beyond an open edge: its other half is where the anchor cannot
+    # show it, so it is code the anchor does not have (issue 14).
     if len(a_close) == len(t_close) + 1 and a_open_text == t_open_text:
+        if edges.head_open:
+            return
         readings = _put_back(target, t_close, a_close, anchor, same, t_first, cut_start, True)
         if readings:
             yield [(pre, text[cut_end:]) for pre in readings]
         return
     if len(a_open) == len(t_open) + 1 and a_close_text == t_close_text:
+        if edges.tail_open:
+            return
         readings = _put_back(target, t_open, a_open, anchor, same, t_last, cut_end, False)
         if readings:
             yield [(text[:cut_start], post) for post in readings]
         return
     if len(t_close) >= len(a_close) and len(t_open) >= len(a_open):
-        yield from _without_added(target, (t_close, a_close, a_close_text), (t_open, a_open, a_open_text), same, cut_start, cut_end)
+        yield from _without_added(target, (t_close, a_close, a_close_text), (t_open, a_open, a_open_text), same, cut_start, cut_end,
+                                  edges)
 
 
 _Brackets = tuple[list[int], list[int], list[str]]  # the region's unmatched brackets, the anchor's, the anchor's texts
 
 
-def _without_added(target: _View, closing: _Brackets, opening: _Brackets, same, cut_start: int, cut_end: int):
+def _without_added(target: _View, closing: _Brackets, opening: _Brackets, same, cut_start: int, cut_end: int,
+                   edges: _Edges):
     """Readings of the outside text without the parentheses the formatter added around the region
     (at most 8 ways to tell which they are). closing/opening: (region's unmatched brackets, the
-    anchor's, the anchor's texts)."""
+    anchor's, the anchor's texts). None left out beyond an open edge (see _edges)."""
     tried = 0
     for drop_open in _extra_halves(target, *closing, same, "("):
+        if drop_open and edges.head_open:
+            continue
         for drop_close in _extra_halves(target, *opening, same, ")"):
+            if drop_close and edges.tail_open:
+                continue
             tried += 1
             if tried > 8:
                 return
