@@ -12,6 +12,7 @@ from vllm_surgeon.core.refusal import Reason
 from vllm_surgeon.core.source import ModuleSource
 from vllm_surgeon.engine import planner
 from vllm_surgeon.matching import layout as _layout
+from vllm_surgeon.matching.tokens import hard, scan
 from vllm_surgeon.sets.difffile import parse_diff_file
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
 
@@ -399,14 +400,14 @@ def test_plain_diff_against_the_old_layout_applies_to_the_new_one():
 
 
 def test_tokens_of_fragments():
-    toks = _layout._scan("        x = f(a,\n              b)) + 'q' \\\n   # c\n")
+    toks = scan("        x = f(a,\n              b)) + 'q' \\\n   # c\n")
     assert [t.text for t in toks] == ["x", "=", "f", "(", "a", ",", "b", ")", ")", "+", "'q'", "# c"]
-    head = _layout._scan('still docs.\n"""\nx = 1', '"""')
+    head = scan('still docs.\n"""\nx = 1', '"""')
     assert head[0].partial == "head" and head[0].text == 'still docs.\n"""' and [t.text for t in head[1:]] == ["x", "=", "1"]
-    tail = _layout._scan('x = 1\ny = """doc\nmore')
+    tail = scan('x = 1\ny = """doc\nmore')
     assert tail[-1].partial == "tail"
-    keys = [h.key for h in _layout._hard(_layout._scan("u'a' \"b\" 0XFF 1_0.5e1 #x\n(c,);"))]
-    assert keys == [h.key for h in _layout._hard(_layout._scan('"ab" 0xff 105.0 # x\nc'))]
+    keys = [h.key for h in hard(scan("u'a' \"b\" 0XFF 1_0.5e1 #x\n(c,);"))]
+    assert keys == [h.key for h in hard(scan('"ab" 0xff 105.0 # x\nc'))]
 
 
 def test_a_match_keeps_and_drops_the_target_lines_it_names():
@@ -462,7 +463,7 @@ def test_scanner_reads_real_vllm_sources_as_pythons_tokenizer_does(vllm_dir):
     assert len(files) >= 100
     for path in files:
         text = path.read_text()
-        assert [t.text for t in _layout._scan(text)] == expected(text), path
+        assert [t.text for t in scan(text)] == expected(text), path
 
 
 def test_the_same_code_twice_on_one_line_of_the_new_layout_is_ambiguous():
