@@ -140,6 +140,21 @@ def cache_dir() -> str | None:
         raise SettingError(CACHE_DIR, value, str(exc)) from None
 
 
+def cache_root() -> str:
+    """The cache folder: VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else
+    ~/.cache/vllm-surgeon; SettingError when none can be expanded."""
+    explicit = cache_dir()
+    if explicit:
+        return explicit
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative value is invalid and ignored
+        return os.path.join(xdg, "vllm-surgeon")
+    try:
+        return user_path("~/.cache/vllm-surgeon")
+    except ValueError as exc:
+        raise SettingError(CACHE_DIR, "", f"it is unset and {exc}") from None
+
+
 def pytest_child() -> str:
     """In the pytest plugin's child: the file its test reports go to; '' elsewhere."""
     return _get(PYTEST_CHILD)

@@ -144,14 +144,14 @@ def _read_installed(module: str) -> ModuleSource | None:
 def _installed_definitions():
     """Every definition of the installed vLLM (trees/definitions.py), read only when a refusal searches
     where a target went (issue 14); kept in the cache folder, keyed on its files' sizes and times."""
+    from vllm_surgeon.core.settings import cache_root
     from vllm_surgeon.trees.definitions import DefinitionIndex, for_directory
-    from vllm_surgeon.trees.releases import cache_dir
 
     _, directory = installed_vllm()
     if directory is None:
         return DefinitionIndex([])
     try:
-        folder = cache_dir() / "definitions"
+        folder = Path(cache_root()) / "definitions"
     except ValueError:  # an unusable VLLM_SURGEON_CACHE_DIR: no cache, the index is still made
         folder = None
     return for_directory(Path(directory).parent, ["vllm"], _read_installed, folder)

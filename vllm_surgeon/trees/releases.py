@@ -55,16 +55,7 @@ class Tree:
 
 def cache_dir() -> Path:
     """VLLM_SURGEON_CACHE_DIR, else $XDG_CACHE_HOME/vllm-surgeon, else ~/.cache/vllm-surgeon."""
-    explicit = _settings.cache_dir()  # SettingError when it cannot be expanded
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if os.path.isabs(xdg):  # the XDG spec: a relative value is invalid and ignored
-        return Path(xdg) / "vllm-surgeon"
-    try:
-        return Path(_settings.user_path("~/.cache/vllm-surgeon"))
-    except ValueError as exc:
-        raise _settings.SettingError(_settings.CACHE_DIR, "", f"it is unset and {exc}") from None
+    return Path(_settings.cache_root())
 
 
 _VERSION = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\.post\d+)?(\.dev\d+)?$")
