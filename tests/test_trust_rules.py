@@ -4,8 +4,11 @@ tests/test_trust.py checks through real starts, one case each, fast enough to ru
 
 import contextlib
 import os
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,12 @@ def test_the_folder_holding_a_set_may_not_be_writable_by_others_even_sticky(base
         assert problem.fix == f"chmod go-w {folder}"
 
 
+def test_a_sticky_folder_only_its_owner_can_write_is_a_safe_place(base):
+    path = write(base / "sets" / "x.hunk")
+    (base / "sets").chmod(0o1755)  # the sticky bit alone shares nothing
+    assert problems(path) == []
+
+
 @pytest.mark.parametrize("mode", [0o777, 0o775])
 def test_a_folder_writable_by_others_anywhere_above_a_set_is_refused(base, mode):
     path = write(base / "a" / "b" / "sets" / "x.hunk")
@@ -138,6 +147,24 @@ def test_every_problem_on_the_way_is_named_once(base):
     found = problems(path)
     assert [p.path for p in found] == [str(base / "a"), str(path), str(path)]
     assert len(set(found)) == len(found)
+
+
+def test_a_folder_the_user_may_pass_through_but_not_list_is_walked(tmp_path):
+    """Another user, whose sets sit under root's 0711 folder (allowed to pass, not to list): the walk
+    opens folders for passing through (O_PATH), as the kernel's own path lookup does."""
+    top = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        write(top / "hidden" / "sets" / "x.hunk", "the set\n")
+        (top / "hidden").chmod(0o711)
+        code = ("import sys; from pathlib import Path; from vllm_surgeon.sets.reader import SetReader\n"
+                "sys.stdout.write(SetReader().read(Path(sys.argv[1])).decode())")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        out = subprocess.run([sys.executable, "-c", code, str(top / "hidden" / "sets" / "x.hunk")], env=env, cwd="/",
+                             capture_output=True, text=True, user=NOBODY, group=NOBODY, extra_groups=[], timeout=60)
+        assert (out.returncode, out.stdout) == (0, "the set\n"), out.stderr
+    finally:
+        shutil.rmtree(top)
 
 
 # -- symlinks --------------------------------------------------------------------------------------
@@ -192,6 +219,28 @@ def test_a_symlink_loop_is_an_os_error_not_a_hang(base):
         read(base / "sets" / "a.hunk")
 
 
+def test_a_chain_of_symlinks_is_followed_as_far_as_the_kernel_follows_one(base):
+    """40 links, as Linux's ELOOP limit: what the kernel opens is read, one more is refused."""
+    write(base / "real" / "x.hunk", "the set\n")
+    links = base / "links"
+    links.mkdir()
+    (links / "l40").symlink_to(base / "real" / "x.hunk")
+    for i in range(39, -1, -1):
+        (links / f"l{i}").symlink_to(f"l{i + 1}")
+    assert (links / "l1").read_text() == "the set\n"  # 40 links: the kernel follows them
+    assert read(links / "l1")[0] == b"the set\n"
+    with pytest.raises(OSError):  # 41: it does not
+        (links / "l0").read_text()
+    with pytest.raises(HunkFileError, match="cannot open this set file: Too many levels of symbolic links"):
+        read(links / "l0")
+
+
+def test_dot_dot_right_below_the_root_goes_to_the_root(base):
+    top, *rest = base.parts[1:]
+    write(base / "x.hunk", "here\n")
+    assert read(Path("/", top, "..", top, *rest, "x.hunk"))[0] == b"here\n"
+
+
 def test_dot_dot_is_resolved_as_the_kernel_does_after_a_symlink(base):
     write(base / "real" / "x.hunk", "real\n")
     (base / "deep" / "inner").mkdir(parents=True)
@@ -199,6 +248,34 @@ def test_dot_dot_is_resolved_as_the_kernel_does_after_a_symlink(base):
     # link/.. is deep (the kernel's answer), not base (the text's).
     write(base / "deep" / "x.hunk", "deep\n")
     assert read(base / "link" / ".." / "x.hunk")[0] == b"deep\n"
+
+
+def test_an_owner_with_no_name_is_named_by_uid(base, monkeypatch):
+    path = write(base / "sets" / "x.hunk")
+    os.chown(path, 4242, 4242)  # no such user here: a file from another machine, an image's build user
+    (problem,) = problems(path)
+    assert problem.what == "is owned by uid 4242, not by root (the user running this): its owner can change it"
+    monkeypatch.setenv("VLLM_SURGEON_TRUSTED_GROUP", "100")
+    (problem,) = problems(path, set_rule())  # a user with no name is no member of any group
+    assert problem.what.startswith("is owned by uid 4242, not by root (the user running this) or a member of group")
+
+
+def test_the_refusal_names_who_is_trusted(monkeypatch):
+    assert trust.euid_words() == "root (the user running this)"
+    assert trust.euid_words(0) == "root (the user running this) or a member of group root"
+    monkeypatch.setattr(trust, "euid", lambda: NOBODY)
+    assert trust.euid_words() == "you (nobody, uid 65534) or root"
+    monkeypatch.setattr(trust, "euid", lambda: 4242)
+    assert trust.euid_words() == "you (uid 4242) or root"
+    assert trust.user(4242) == "uid 4242" and trust.user(NOBODY) == "nobody (uid 65534)"
+
+
+def test_a_user_other_than_root_is_told_to_ask_root_or_copy_the_set(base, monkeypatch):
+    path = write(base / "sets" / "x.hunk")
+    os.chown(path, 4242, 4242)
+    monkeypatch.setattr(trust, "euid", lambda: NOBODY)
+    problem = trust.owner_problem(str(path), path.stat(), trust.Rule(frozenset({NOBODY, 0})))
+    assert problem is not None and problem.fix == f"chown nobody {path} (as root), or copy it to a folder of yours"
 
 
 # -- the trusted group -----------------------------------------------------------------------------
@@ -285,8 +362,10 @@ def test_check_dir_and_open_dir_judge_the_folder_itself(base):
         (problem,) = walker.check_dir(folder)
         assert problem.what.startswith("is writable by group root and by others")
         opened = walker.open_dir(folder)
+        info = os.fstat(opened.fd)
         os.close(opened.fd)
         assert opened.problems == [problem]
+        assert (info.st_dev, info.st_ino) == (folder.stat().st_dev, folder.stat().st_ino)  # the folder itself
     with trust.Walker(trust.Rule(frozenset({0}), sticky_place=True)) as walker:
         assert walker.check_dir(folder) == []
     with trust.Walker(trust.Rule(frozenset({0}))) as walker:

@@ -15,6 +15,7 @@ trampolines in a copied `mutants/` tree that only its own pytest process imports
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -35,17 +36,20 @@ class Module:
     path: str  # the file mutated, in the repository
     tests: tuple[str, ...]  # pytest arguments: the fast tests that exercise it (run with -x)
     guards: str  # what it guards, for --list
+    only: tuple[str, ...] = ()  # when set, only these top-level functions/classes are mutated (the rest is not guard code)
 
 
 MODULES = {
-    "trust": Module("vllm_surgeon/core/trust.py", ("tests/test_trust_rules.py",),
+    "trust": Module("vllm_surgeon/core/trust.py", ("tests/test_trust_rules.py", "tests/test_cache_rules.py"),
                     "who can change a path: owner, mode, read-only filesystem, symlinks (sets and cache)"),
     "reader": Module("vllm_surgeon/sets/reader.py", ("tests/test_trust_rules.py", "tests/test_bad_input.py"),
                      "set files read once, through a checked descriptor; refusals"),
-    "cache": Module("vllm_surgeon/runtime/cache.py", ("tests/test_code_cache.py",),
+    "cache": Module("vllm_surgeon/runtime/cache.py", ("tests/test_cache_rules.py",),
                     "code cache: owner/mode of entries and folders, key, exact contents"),
     "anchor": Module("vllm_surgeon/matching/anchor.py", ("tests/test_engine.py", "tests/test_names.py"),
-                     "an anchor is found exactly once, or refused"),
+                     "an anchor's exact occurrences (closest() only words the refusal: not mutated)", only=("occurrences",)),
+    "locate": Module("vllm_surgeon/engine/locate.py", ("tests/test_engine.py", "tests/test_layout.py", "tests/test_names.py"),
+                     "an anchor is found exactly once (by text, else by structure), or refused"),
     "apply": Module("vllm_surgeon/engine/apply.py", ("tests/test_engine.py", "tests/test_inplace.py"),
                     "all or nothing: every set applies, or none"),
     "planner": Module("vllm_surgeon/engine/planner.py", ("tests/test_engine.py", "tests/test_series.py"),
@@ -152,15 +156,77 @@ def run(name: str, timeout: float, all_operators: bool, fresh: bool) -> None:
         subprocess.run([_tool("cosmic-ray"), "init", str(config), str(session)], check=True, cwd=ROOT)
         subprocess.run([_tool("cr-filter-pragma"), str(session)], check=True, cwd=ROOT)
         subprocess.run([_tool("cr-filter-operators"), str(session), str(config)], check=True, cwd=ROOT)
+        subprocess.run([PYTHON, __file__, "--skip-annotations", name], check=True, cwd=ROOT)
     original = path.read_bytes()
     started = time.monotonic()
     try:
         subprocess.run([_tool("cosmic-ray"), "exec", str(config), str(session)], check=True, cwd=ROOT)
+        skip_annotations(name)  # a resumed session's, skipped after they ran
     finally:
         if path.read_bytes() != original:  # an interrupted run leaves its mutant in the file
             path.write_bytes(original)
             print(f"{module.path}: restored")
     print(f"{name}: {time.monotonic() - started:.0f} s")
+
+
+Span = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _outside(path: Path, only: tuple[str, ...]) -> list[Span]:
+    """The spans of `path` outside the top-level functions and classes named in `only` (none when empty)."""
+    if not only:
+        return []
+    tree = ast.parse(path.read_text())
+    kept = sorted((n.lineno, n.end_lineno or n.lineno) for n in tree.body
+                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name in only)
+    if len(kept) != len(only):
+        sys.exit(f"{path}: not all of {', '.join(only)} are defined there: update MODULES in tools/mutate.py")
+    spans, line = [], 1
+    for first, last in kept:
+        spans.append(((line, 0), (first - 1, 10**6)))
+        line = last + 1
+    spans.append(((line, 0), (10**9, 0)))
+    return spans
+
+
+def _annotation_spans(path: Path) -> list[Span]:
+    """Where `path`'s annotations are, when the module never evaluates them (`from __future__ import
+    annotations`): a mutant there (`str | None` made `str & None`) changes nothing that runs."""
+    tree = ast.parse(path.read_text())
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+                 for n in tree.body)
+    if not future:
+        return []
+    notes: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            notes.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in notes]
+
+
+def skip_annotations(name: str) -> int:
+    """Mark as skipped the mutants of `name`'s session that lie inside an annotation, or outside the
+    functions the module's entry names (`only`); how many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    path = ROOT / MODULES[name].path
+    spans = _annotation_spans(path) + _outside(path, MODULES[name].only)
+    skipped = 0
+    with use_db(str(WORK / f"{name}.sqlite"), WorkDB.Mode.open) as db:
+        done = {job for job, result in db.results if result.worker_outcome == WorkerOutcome.SKIPPED}
+        for item in list(db.work_items):
+            inside = all(any(lo <= tuple(m.start_pos) and tuple(m.end_pos) <= hi for lo, hi in spans) for m in item.mutations)
+            if item.job_id not in done and inside:
+                db.set_result(item.job_id, WorkResult(output="inside an annotation (never evaluated) or not guard code",
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    print(f"{name}: {skipped} mutants skipped (inside annotations, or outside the guard code)")
+    return 0
 
 
 def test(name: str) -> int:
@@ -184,9 +250,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for one mutant's tests (over it: killed)")
     parser.add_argument("--all-operators", action="store_true", help="every cosmic-ray operator (slow; with --fresh)")
     parser.add_argument("--test", metavar="MODULE", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-annotations", metavar="MODULE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.test:
         return test(args.test)
+    if args.skip_annotations:
+        return skip_annotations(args.skip_annotations)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}: one of {', '.join(MODULES)}")
