@@ -366,6 +366,7 @@ def test_check_dir_and_open_dir_judge_the_folder_itself(base):
         os.close(opened.fd)
         assert opened.problems == [problem]
         assert (info.st_dev, info.st_ino) == (folder.stat().st_dev, folder.stat().st_ino)  # the folder itself
+        assert opened.path == str(folder)
     with trust.Walker(trust.Rule(frozenset({0}), sticky_place=True)) as walker:
         assert walker.check_dir(folder) == []
     with trust.Walker(trust.Rule(frozenset({0}))) as walker:
@@ -395,3 +396,45 @@ def test_a_read_only_mount_nobody_can_write_passes_and_its_owner_still_counts(ba
         assert problems(volume / "x.hunk") == []  # 0777 folder, 0666 file: but read-only
         assert [p.what.split(",")[0] for p in problems(volume / "y.hunk")] == [
             "is owned by nobody (uid 65534)"]
+
+
+def test_a_filesystem_that_cannot_be_asked_counts_as_writable():
+    fd = os.open("/", os.O_RDONLY)
+    os.close(fd)  # a descriptor no longer open: fstatvfs fails
+    assert trust.readonly(fd)() is False
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_no_descriptor_is_left_open_when_a_check_fails(base, monkeypatch):
+    path = write(base / "sets" / "x.hunk")
+    before = open_fds()
+
+    real_problems_of = trust.Walker._problems_of
+
+    def fails_on_the_file(self, path, fd, info, step=None):
+        if step is None:  # the file's check (a folder's comes with its step)
+            raise RuntimeError("a check that fails")
+        return real_problems_of(self, path, fd, info, step)
+
+    with monkeypatch.context() as m:
+        m.setattr(trust.Walker, "_problems_of", fails_on_the_file)
+        with pytest.raises(RuntimeError), trust.Walker(set_rule()) as walker:
+            walker.open_file(path)
+    assert open_fds() == before
+    real_fstat = os.fstat
+
+    def fstat_fails_on_files(fd):
+        info = real_fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            raise OSError(5, "Input/output error")
+        return info
+
+    with monkeypatch.context() as m:
+        m.setattr(trust.os, "fstat", fstat_fails_on_files)
+        with pytest.raises(OSError), trust.Walker(set_rule()) as walker:
+            walker.open_file(path)
+    assert open_fds() == before

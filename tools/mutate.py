@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -140,11 +142,22 @@ def report(name: str) -> tuple[int, int, int] | None:
     return len(killed), len(survived), len(pending)
 
 
+def retry_survivors(name: str) -> None:
+    """Forget the results of `name`'s surviving mutants, so the next run tries them again (after a new test)."""
+    session = WORK / f"{name}.sqlite"
+    if session.exists():
+        with contextlib.closing(sqlite3.connect(session)) as db, db:
+            gone = db.execute("DELETE FROM work_results WHERE lower(test_outcome) = 'survived'").rowcount
+        print(f"{name}: {gone} survivors to try again")
+
+
 def run(name: str, timeout: float, all_operators: bool, fresh: bool) -> None:
     module = MODULES[name]
     path = ROOT / module.path
     if not path.exists():
         sys.exit(f"{module.path} does not exist: update MODULES in tools/mutate.py")
+    if shutil.which("git") is None:
+        sys.exit("git is needed (a mutated file must be committed first)")
     dirty = subprocess.run(["git", "status", "--porcelain", "--", module.path], capture_output=True, text=True, cwd=ROOT)
     if dirty.stdout.strip():
         sys.exit(f"{module.path} has uncommitted changes: commit them first (mutants are written into the file)")
@@ -241,16 +254,22 @@ def test(name: str) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help=f"of: {', '.join(MODULES)} (default: all)")
     parser.add_argument("--list", action="store_true", help="the modules, their tests and what they guard")
     parser.add_argument("--report", action="store_true", help="score and survivors of the sessions, without running")
     parser.add_argument("--fresh", action="store_true", help="start the sessions anew (default: resume)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for one mutant's tests (over it: killed)")
+    parser.add_argument("--retry-survivors", action="store_true", help="run the surviving mutants again (after adding tests)")
     parser.add_argument("--all-operators", action="store_true", help="every cosmic-ray operator (slow; with --fresh)")
     parser.add_argument("--test", metavar="MODULE", help=argparse.SUPPRESS)
     parser.add_argument("--skip-annotations", metavar="MODULE", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> int:
+    parser = _parser()
     args = parser.parse_args()
     if args.test:
         return test(args.test)
@@ -265,11 +284,10 @@ def main() -> int:
             m = MODULES[name]
             print(f"{name:9} {m.path}\n{'':9} tests: {' '.join(m.tests)}\n{'':9} guards: {m.guards}")
         return 0
-    if not args.report:
-        if shutil.which("git") is None:
-            sys.exit("git is needed (a mutated file must be committed first)")
-        for name in names:
-            run(name, args.timeout, args.all_operators, args.fresh)
+    for name in [] if args.report else names:
+        if args.retry_survivors:
+            retry_survivors(name)
+        run(name, args.timeout, args.all_operators, args.fresh)
     for name in names:
         report(name)
     return 0
