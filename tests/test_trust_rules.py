@@ -3,6 +3,7 @@ tests/test_trust.py checks through real starts, one case each, fast enough to ru
 (tools/mutate.py, issue 13's "tests that pin the guarantees")."""
 
 import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -438,3 +439,43 @@ def test_no_descriptor_is_left_open_when_a_check_fails(base, monkeypatch):
         with pytest.raises(OSError), trust.Walker(set_rule()) as walker:
             walker.open_file(path)
     assert open_fds() == before
+
+
+def test_a_set_whose_name_is_a_symlink_in_a_sticky_shared_folder_is_refused_wherever_it_leads(base):
+    safe = base / "safe"
+    write(safe / "x.hunk")
+    shared = base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "x.hunk").symlink_to(safe / "x.hunk")  # the set's name is looked up in the shared folder
+    assert [p.path for p in problems(shared / "x.hunk")] == [str(shared)]
+    (shared / "dir").symlink_to(safe)  # a folder's name too
+    assert [p.path for p in problems(shared / "dir" / "x.hunk")] == [str(shared)]
+
+
+def test_dot_dot_at_the_root_stays_at_the_root(base):
+    write(base / "x.hunk", "here\n")
+    assert read(Path("/", "..", *base.parts[1:], "x.hunk"))[0] == b"here\n"
+
+
+def test_descriptors_are_not_inherited_by_processes_started_later(base):
+    path = write(base / "sets" / "x.hunk")
+    with trust.Walker(set_rule()) as walker:
+        for opened in (walker.open_file(path), walker.open_dir(base / "sets")):
+            try:
+                assert fcntl.fcntl(opened.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            finally:
+                os.close(opened.fd)
+
+
+def test_open_dir_judges_the_folder_asked_for_as_the_place(base):
+    folder = base / "shared"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    with trust.Walker(trust.Rule(frozenset({0}))) as walker:  # sticky accepted above, not as the place
+        opened = walker.open_dir(folder)
+        os.close(opened.fd)
+        assert [p.path for p in opened.problems] == [str(folder)]
+        opened = walker.open_dir(folder.parent)
+        os.close(opened.fd)
+        assert opened.problems == []
