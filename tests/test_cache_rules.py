@@ -3,9 +3,11 @@ covers, what eviction may remove. tests/test_code_cache.py checks the same throu
 processes; these are fast enough to run per mutant (tools/mutate.py, issue 13)."""
 
 import dataclasses
+import errno
 import hashlib
 import marshal
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -369,6 +371,11 @@ def test_eviction_removes_the_least_recently_used_of_our_own_entries_past_the_co
     assert kept == [f"{i:064x}.bin" for i in (3, 4, 5, 9)] + ["model.bin"]
 
 
+def test_the_caps_are_the_documented_64_entries_and_512_mb():
+    # docs/architecture.md: "the least recently used entries evicted (past 64 entries or 512 MB)"
+    assert (_cache.MAX_ENTRIES, _cache.MAX_TOTAL_BYTES) == (64, 512 * 1024 * 1024)
+
+
 def test_eviction_keeps_the_total_size_under_its_cap(cache, monkeypatch):
     cache.store(key=f"{0:064x}")
     size = (cache.dir / f"{0:064x}.bin").stat().st_size
@@ -406,3 +413,95 @@ def test_a_hit_refreshes_an_old_entrys_clock_and_a_recent_one_is_left_alone(cach
     os.utime(cache.entry, (recent, recent))
     cache.load()
     assert abs(cache.entry.stat().st_mtime - recent) < 1
+
+
+# -- what was checked is what is read and written ---------------------------------------------------
+
+def swap_after_check(monkeypatch, cache: Cache, fill) -> Path:
+    """After the cache folder is checked and opened, move it away and put another in its place
+    (`fill(new_folder)`): what a race would do. The folder that was checked, where it went."""
+    moved = cache.root / "checked"
+    real_open_dir = _cache._open_dir
+
+    def open_then_swap(directory, root):
+        fd = real_open_dir(directory, root)
+        os.rename(cache.dir, moved)
+        cache.dir.mkdir(mode=0o700)
+        fill(cache.dir)
+        return fd
+
+    monkeypatch.setattr(_cache, "_open_dir", open_then_swap)
+    return moved
+
+
+def test_the_entry_read_is_the_one_in_the_folder_that_was_checked(cache, monkeypatch):
+    cache.store()
+    swap_after_check(monkeypatch, cache, lambda new: (new / cache.entry.name).write_bytes(b"swapped in"))
+    assert cache.load().reason == "hit"
+
+
+def test_the_entry_written_goes_into_the_folder_that_was_checked(cache, monkeypatch):
+    cache.store(key="1" * 64)
+    moved = swap_after_check(monkeypatch, cache, lambda new: None)
+    assert cache.store().reason == "miss; stored"
+    assert (moved / cache.entry.name).is_file() and not cache.entry.exists()
+
+
+def test_a_temporary_name_already_taken_is_never_written_through(cache, monkeypatch):
+    cache.store(key="1" * 64)
+    elsewhere = cache.root / "elsewhere"
+    elsewhere.write_bytes(b"not ours to write")
+    monkeypatch.setattr(_cache.os, "urandom", lambda n: b"\x01" * n)
+    (cache.dir / f".tmp-{os.getpid()}-{'01' * 6}").symlink_to(elsewhere)
+    reason = cache.store().reason
+    assert reason.startswith("miss; not stored (") and "File exists" in reason
+    assert elsewhere.read_bytes() == b"not ours to write" and not cache.entry.exists()
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_no_descriptor_is_left_open_by_a_lookup_or_a_store(cache):
+    cache.store(key="1" * 64)
+    before = open_fds()
+    cache.store()
+    cache.load()
+    cache.load(key="2" * 64)
+    assert open_fds() == before
+    assert _cache._FLAGS & os.O_CLOEXEC  # and none is inherited by a process started meanwhile
+
+
+def test_an_entry_that_grows_past_the_limit_while_read_is_a_miss(cache, monkeypatch):
+    cache.store()
+    size = cache.entry.stat().st_size
+    monkeypatch.setattr(_cache, "MAX_ENTRY_BYTES", size - 1)
+    real_fstat = os.fstat
+
+    def smaller_when_checked(fd):  # the size when checked; a writer is not done
+        info = real_fstat(fd)
+        return os.stat_result((*info[:6], 10, *info[7:])) if stat.S_ISREG(info.st_mode) else info
+
+    monkeypatch.setattr(_cache.os, "fstat", smaller_when_checked)
+    assert cache.load().reason == f"miss: unreadable (larger than {size - 1} bytes)"
+
+
+def test_a_write_that_fails_only_costs_the_write(cache, monkeypatch):
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(CodeCache, "_write", full)
+    assert cache.store().reason == "miss; not stored ([Errno 28] No space left on device)"
+
+
+def test_tidying_never_follows_a_symlink(cache):
+    cache.store(key="1" * 64)
+    old = time.time() - _cache.STALE_TMP_SECONDS - 60
+    target = cache.root / "old"
+    target.write_bytes(b"ours, old")
+    os.utime(target, (old, old))
+    link = cache.dir / ".tmp-1-0123456789ab"
+    link.symlink_to(target)
+    cache.store()
+    assert link.is_symlink() and target.exists()

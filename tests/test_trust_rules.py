@@ -479,3 +479,56 @@ def test_open_dir_judges_the_folder_asked_for_as_the_place(base):
         opened = walker.open_dir(folder.parent)
         os.close(opened.fd)
         assert opened.problems == []
+
+
+def test_a_group_with_no_name_is_named_by_gid(base):
+    path = write(base / "sets" / "x.hunk", mode=0o664)
+    os.chown(path, 0, 4242)  # no such group here
+    (problem,) = problems(path)
+    assert problem.what.startswith("is writable by group 4242 (mode -rw-rw-r--, 0664)")
+
+
+# -- the reader's own details ---------------------------------------------------------------------------
+
+def test_a_refusal_names_the_file_at_its_first_line_and_the_trusted_group(base, monkeypatch):
+    from vllm_surgeon.core.model import Origin
+
+    path = write(base / "sets" / "x.hunk", mode=0o666)
+    monkeypatch.setenv("VLLM_SURGEON_TRUSTED_GROUP", "100")
+    with pytest.raises(UntrustedSetError) as refused:
+        read(path)
+    assert refused.value.origin == Origin(str(path), 1)
+    assert f"someone other than root (the user running this) or a member of group {trust.group_name(100)} can change" in str(refused.value)
+
+
+def test_even_its_own_files_are_read_without_blocking_nor_leaking_the_descriptor(base):
+    from vllm_surgeon.sets import reader
+
+    assert reader._FLAGS & os.O_NONBLOCK and reader._FLAGS & os.O_CLOEXEC
+    (base / "sets").mkdir()
+    os.mkfifo(base / "sets" / "x.hunk")
+    with pytest.raises(HunkFileError, match="not a regular file"):
+        read(base / "sets" / "x.hunk", OWN)
+
+
+def test_a_set_file_that_grows_past_the_limit_while_read_is_refused(base, monkeypatch):
+    from vllm_surgeon.sets import reader
+
+    path = write(base / "sets" / "x.hunk", "x" * 101)
+    monkeypatch.setattr(reader, "MAX_SET_BYTES", 100)
+    real_fstat = os.fstat
+
+    def smaller_when_checked(fd):  # the size when checked; the writer is not done
+        info = real_fstat(fd)
+        return os.stat_result((*info[:6], 50, *info[7:])) if stat.S_ISREG(info.st_mode) else info
+
+    monkeypatch.setattr(reader.os, "fstat", smaller_when_checked)
+    with pytest.raises(HunkFileError, match="grew past 100 bytes while being read"):
+        read(path, OWN)
+
+
+def test_text_that_is_not_utf8_is_refused_at_its_line():
+    from vllm_surgeon.sets.reader import decode_set_text
+
+    with pytest.raises(HunkFileError, match=r"^/s/x.hunk:3: not UTF-8 text: byte 0xff cannot be decoded"):
+        decode_set_text(b"\nok\nbad \xff\n", "/s/x.hunk")
