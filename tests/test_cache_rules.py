@@ -442,9 +442,61 @@ def test_the_entry_read_is_the_one_in_the_folder_that_was_checked(cache, monkeyp
 
 def test_the_entry_written_goes_into_the_folder_that_was_checked(cache, monkeypatch):
     cache.store(key="1" * 64)
+    stale = cache.dir / ".tmp-1-0123456789ab"
+    stale.write_bytes(b"left by a killed writer")
+    old = time.time() - _cache.STALE_TMP_SECONDS - 60
+    os.utime(stale, (old, old))
     moved = swap_after_check(monkeypatch, cache, lambda new: None)
     assert cache.store().reason == "miss; stored"
     assert (moved / cache.entry.name).is_file() and not cache.entry.exists()
+    assert not (moved / stale.name).exists()  # and tidied there
+
+
+def test_the_first_unsafe_folder_from_the_top_is_named(cache):
+    cache.store()
+    cache.root.chmod(0o770)
+    cache.dir.chmod(0o770)
+    assert cache.load().reason.startswith(f"miss: cache directory not safe, ignored ({cache.root} is writable by")
+    assert cache.store(key="1" * 64).reason.endswith(f"; not stored ({cache.root} is writable by group root (mode drwxrwx---, 0770): "
+                                                      f"they can replace what is in it — fix: chmod go-w {cache.root})")
+
+
+def test_the_cache_root_is_the_one_given_else_the_folders_parent_else_the_settings(tmp_path, monkeypatch):
+    assert CodeCache(tmp_path / "a" / "b" / "code", tmp_path / "a").root == tmp_path / "a"
+    assert CodeCache(tmp_path / "a" / "code").root == tmp_path / "a"
+    monkeypatch.setenv("VLLM_SURGEON_CACHE_DIR", str(tmp_path / "settings"))
+    assert (CodeCache().directory, CodeCache().root) == (_cache.cache_dir(), _cache.cache_root())
+    assert _cache.cache_dir() == _cache.cache_root() / "code"
+
+
+def test_a_write_uses_a_temporary_name_tidying_knows_and_removes_it_when_it_fails(cache, monkeypatch):
+    names = []
+    real_replace = os.replace
+
+    def fails(src, dst, **kw):
+        names.append(src)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_cache.os, "replace", fails)
+    assert "not stored" in cache.store().reason
+    (name,) = names
+    assert _cache._TMP_NAME.match(name), name  # a killed writer's file is one tidying removes
+    assert [p.name for p in cache.dir.iterdir()] == []  # a failed write leaves nothing behind
+    monkeypatch.setattr(_cache.os, "replace", real_replace)
+
+
+def test_tidying_goes_past_folders_links_and_others_files(cache):
+    cache.store(key="1" * 64)
+    old = time.time() - _cache.STALE_TMP_SECONDS - 60
+    for i in range(3):
+        (cache.dir / f"sub{i}").mkdir()
+        (cache.dir / f"link{i}").symlink_to(cache.root)
+    stale = [cache.dir / f".tmp-{i}-0123456789ab" for i in range(20)]
+    for path in stale:
+        path.write_bytes(b"half")
+        os.utime(path, (old, old))
+    cache.store()
+    assert [p for p in stale if p.exists()] == []
 
 
 def test_a_temporary_name_already_taken_is_never_written_through(cache, monkeypatch):
@@ -505,3 +557,26 @@ def test_tidying_never_follows_a_symlink(cache):
     link.symlink_to(target)
     cache.store()
     assert link.is_symlink() and target.exists()
+
+
+def test_one_store_evicts_exactly_as_many_of_the_oldest_as_the_count_cap_needs(cache, monkeypatch):
+    monkeypatch.setattr(_cache, "MAX_ENTRIES", 3)
+    cache.dir.mkdir(parents=True)
+    os.chmod(cache.root, 0o700)
+    old = time.time() - 1000
+    for i in range(5):
+        path = cache.dir / f"{i:064x}.bin"
+        path.write_bytes(_cache._MAGIC + b"x")
+        os.utime(path, (old + i, old + i))
+    cache.store()
+    assert entry_files(cache) == sorted([f"{3:064x}.bin", f"{4:064x}.bin", cache.entry.name])
+
+
+def test_creating_the_cache_under_unsafe_folders_names_the_topmost(tmp_path):
+    tmp_path.chmod(0o755)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a").chmod(0o777)
+    (tmp_path / "a" / "b").chmod(0o777)
+    c = Cache(tmp_path / "a" / "b")
+    assert c.store().reason.startswith(f"miss; not stored ({tmp_path / 'a'} is writable by")
+    assert not c.root.exists()
