@@ -254,6 +254,18 @@ def test_an_entry_larger_than_the_limit_is_a_miss_unread(cache, monkeypatch):
     assert cache.load().reason == "hit"
 
 
+def test_a_hit_on_a_cache_that_cannot_record_the_clock_is_still_a_hit(cache, monkeypatch):
+    cache.store()
+    old = time.time() - _cache.TOUCH_SECONDS - 60
+    os.utime(cache.entry, (old, old))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(_cache.os, "utime", read_only)
+    assert cache.load().reason == "hit"
+
+
 def test_read_fd_stops_past_its_limit(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x" * 10)
