@@ -198,6 +198,37 @@ def test_writable_by_others_directories_are_refused_unless_sticky(pkg, tmp_path)
     assert run(pkg).endswith("stored") and run(pkg) == "hit"
 
 
+# Issue 13 ("tests that pin the guarantees"): a hand-made mutant that dropped the refusal inside
+# the cache root left the whole suite green. Inside the root, sticky is no excuse: a folder there
+# that someone else can write lets them put an entry of theirs (code we would run) in our place.
+@pytest.mark.parametrize("where, mode", [
+    ("code", 0o770),  # the entries' folder, group-writable
+    ("code", 0o707),  # ... world-writable
+    ("code", 0o1777),  # ... sticky world-writable, as /tmp: above the root that would do, not inside it
+    (".", 0o775),  # the cache root itself, group-writable
+    (".", 0o1777),  # ... sticky
+], ids=lambda v: f"{v:04o}" if isinstance(v, int) else ("root" if v == "." else v))
+def test_cache_refuses_entry_in_group_writable_dir_inside_root(pkg, where, mode):
+    assert run(pkg) == "miss: no entry; stored"
+    folder = (pkg.cache / where).resolve()
+    folder.chmod(mode)
+    try:
+        reason = run(pkg)  # the answer is still the patched one (run() checks): planned afresh, not read
+    finally:
+        folder.chmod(0o700)
+    assert reason.startswith(f"miss: cache directory not safe, ignored ({folder} is writable by "), reason
+    assert f"— fix: chmod go-w {folder})" in reason, reason
+    assert "not stored" in reason  # nor written there
+    assert run(pkg) == "hit"  # the same entry, once the folder is ours alone again
+
+
+def test_cache_ignores_an_entry_writable_by_its_group(pkg):
+    run(pkg)
+    (entry,) = entries(pkg)
+    entry.chmod(0o660)
+    assert run(pkg).startswith("miss: entry writable by others, ignored")
+
+
 def test_stale_temporary_files_go_and_old_entries_are_evicted_when_storing(pkg):
     from vllm_surgeon.runtime.cache import _MAGIC, MAX_ENTRIES, STALE_TMP_SECONDS
 

@@ -303,6 +303,31 @@ def test_same_tokens_in_another_tree_are_refused(change):
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND
 
 
+# Issue 13 ("tests that pin the guarantees"): with the tree comparison of step 1 removed, the test
+# above still passed, since a context line kept in the target's text makes step 2 differ too. A hunk
+# that removes its whole anchor leaves step 2 nothing to compare: only step 1 (the anchor's text in
+# the region parses to the target's tree) stands between it and replacing other code.
+@pytest.mark.parametrize("change", [
+    ('"a", ()', '"a", []'),  # a tuple became a list
+    ('get("a", ())', 'get(("a", ()))'),  # two arguments became one tuple
+    ('self.num_scheduled_tokens["a"] - len(\n            self.spec_decode_tokens.get("a", ())\n        )',
+     '(self.num_scheduled_tokens["a"] - len)(\n            self.spec_decode_tokens.get("a", ())\n        )'),
+])
+def test_layout_never_accepts_region_whose_tree_differs(change):
+    old, new = change
+    assert old in NEW
+    hset = hunk_set("""
+        -        num_tokens = (self.num_scheduled_tokens['a'] -
+        -                      len(self.spec_decode_tokens.get('a', ())))
+        +        num_tokens = 0
+    """)
+    assert "num_tokens = 0" in assert_lands_right(hset)  # the same code, laid out anew: replaced
+    p = plan(hset, NEW.replace(old, new))
+    (refusal,) = p.refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "pkg.sched" not in p.modules  # all or nothing: the other code is left as it is
+
+
 def test_same_code_twice_in_the_new_layout_is_ambiguous():
     hset = parse_hunk_file(textwrap.dedent("""
         @@ pkg.sched:Scheduler
