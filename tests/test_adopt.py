@@ -468,3 +468,15 @@ def test_a_global_the_patch_file_keeps_setting_is_not_carried_in(tmp_path, tree)
     rc, output, text = adopted(tmp_path, tree, patch, "admit", "vllm.v1.core.sched.scheduler:admit")
     assert rc == 1 and text is None
     assert "reads _LIMIT, defined in" in output and "sets (global _LIMIT)" in output and "different variables" in output
+
+
+def test_statement_keys_compare_code_not_layout_and_keep_each_statements_depth():
+    def keys(text: str) -> list[str]:
+        fn = ast.parse(text).body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        return code.statement_keys(fn)
+
+    wrapped = keys('def f(x):\n    """Doc."""\n    if x:\n        y = g(\n            x,\n        )\n    return y\n')
+    assert wrapped == keys("def f(x):\n    if x:\n        y = g(x)\n    return y\n")
+    assert [key.split(" ")[0] for key in wrapped] == ["0", "1", "0"]
+    assert wrapped != keys("def f(x):\n    if x:\n        y = g(x, 1)\n    return y\n")

@@ -191,21 +191,6 @@ def test_at_0_33_0_the_adopted_set_applies_or_is_refused_loudly(adopted, next_re
         (rc == 1 and "refused" in output and TARGET.split(":")[0] in output), output
 
 
-def statements(fn: ast.FunctionDef) -> list[str]:
-    """A function's statements in order, each as code (a compound statement by its header, then its blocks)."""
-    out: list[str] = []
-
-    def walk(body: list[ast.stmt], depth: int) -> None:
-        for stmt in body:
-            compound = code.is_compound(stmt)
-            out.append(f"{depth} {code.header_key(stmt) if compound else code.dump(stmt)}")
-            for block in code.blocks(stmt) if compound else []:
-                walk(block, depth + 1)
-
-    walk(code.body_of(fn), 0)
-    return out
-
-
 def test_the_copy_would_silently_undo_upstreams_changes_to_schedule_in_0_33_0(here, next_release):
     defs = []
     for tree in (here, next_release):
@@ -213,7 +198,7 @@ def test_the_copy_would_silently_undo_upstreams_changes_to_schedule_in_0_33_0(he
         assert source is not None
         (fn,) = code.find_def(ast.parse(source.text), "Scheduler.schedule")
         assert isinstance(fn, ast.FunctionDef)
-        defs.append(statements(fn))
+        defs.append(code.statement_keys(fn))
     old, new = defs
     removed = added = 0
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():

@@ -42,21 +42,6 @@ from vllm_surgeon.trees.releases import Tree
 FIELDS = ["id", "project", "ref", "replacement", "target", "vllm_version", "identical", "ratio"]
 
 
-def statements(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
-    """A function's statements in order, as code (a compound statement by its header, then its blocks)."""
-    out: list[str] = []
-
-    def walk(body: list[ast.stmt], depth: int) -> None:
-        for stmt in body:
-            compound = code.is_compound(stmt)
-            out.append(f"{depth} {code.header_key(stmt) if compound else code.dump(stmt)}")
-            for block in code.blocks(stmt) if compound else []:
-                walk(block, depth + 1)
-
-    walk(code.body_of(fn), 0)
-    return out
-
-
 def case(row: Row, tree: Tree, ratio: float) -> dict[str, str] | None:
     """The case a site is, or None when it is no copy-and-edit function (see the module's docstring)."""
     if row.verdict == "wrapper" or "::" not in row.label or ":" not in row.target:
@@ -74,7 +59,7 @@ def case(row: Row, tree: Tree, ratio: float) -> dict[str, str] | None:
         return None
     if len(found) != 1 or not isinstance(found[0], ast.FunctionDef | ast.AsyncFunctionDef):
         return None
-    upstream, theirs = statements(found[0]), statements(replacement)
+    upstream, theirs = code.statement_keys(found[0]), code.statement_keys(replacement)
     if len(upstream) < 2 or len(theirs) < 2:
         return None
     near = difflib.SequenceMatcher(None, upstream, theirs, autojunk=False).ratio()

@@ -168,3 +168,19 @@ def is_descriptor(decorator: ast.expr) -> bool:
     """A decorator that says what kind of method a def is (`@staticmethod`, `@x.setter`)."""
     name = decorator_name(decorator)
     return name in DESCRIPTORS or (isinstance(decorator, ast.Attribute) and name in ("setter", "getter", "deleter"))
+
+
+def statement_keys(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """A function's statements in order, each as code (a compound statement by its header, then its
+    blocks, each key prefixed by its depth): what two copies of a function are compared on, layout aside."""
+    out: list[str] = []
+
+    def walk(body: list[ast.stmt], depth: int) -> None:
+        for stmt in body:
+            compound = is_compound(stmt)
+            out.append(f"{depth} {header_key(stmt) if compound else dump(stmt)}")
+            for block in blocks(stmt) if compound else []:
+                walk(block, depth + 1)
+
+    walk(body_of(fn), 0)
+    return out
