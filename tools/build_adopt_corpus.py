@@ -5,8 +5,8 @@ The projects' sources go first into CORPUS/<project>/<ref>/ (third-party code: k
 one per row of bench_adopt.PROJECTS, e.g.
 
     git clone https://github.com/vllm-project/vllm-ascend && \\
-        mkdir -p /work/corpus/adopt/vllm-ascend/v0.11.0 && \\
-        git -C vllm-ascend archive v0.11.0 | tar -x -C /work/corpus/adopt/vllm-ascend/v0.11.0
+        mkdir -p .cache/corpus/adopt/vllm-ascend/v0.11.0 && \\
+        git -C vllm-ascend archive v0.11.0 | tar -x -C .cache/corpus/adopt/vllm-ascend/v0.11.0
 
 and the vLLM wheels they pin into WHEELS (`--download` fetches the missing ones with pip). Then:
 
