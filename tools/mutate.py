@@ -56,7 +56,7 @@ MODULES = {
                     "all or nothing: every set applies, or none"),
     "planner": Module("vllm_surgeon/engine/planner.py", ("tests/test_engine.py", "tests/test_series.py"),
                       "all or nothing over sets and modules"),
-    "proof": Module("vllm_surgeon/matching/proof.py", ("tests/test_layout.py",),
+    "proof": Module("vllm_surgeon/matching/proof.py", ("tests/test_layout.py", "tests/test_layout_edges.py"),
                     "the layout proof: the anchor's text there parses to the target's tree (equality, never similarity)"),
     "hunkfile": Module("vllm_surgeon/sets/hunkfile.py", ("tests/test_hunk_format.py", "tests/test_bad_input.py"),
                        "the .hunk reader"),
