@@ -529,3 +529,46 @@ def test_a_dropped_parenthesis_the_anchor_shows_nothing_inside_is_not_put_back()
     assert plan(hset, "def f(a):\n    y = 1\n    if (\n        a\n    ):\n        return y\n").refusals == []
     (refusal,) = plan(hset, "def f(a):\n    y = 1\n    if a:\n        return y\n").refusals
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_added_line_above_an_anchor_whose_first_line_the_new_layout_glued_to_code_before_is_refused():
+    # `set(outputs)) == 1, ...` is the tail of `assert len(set(outputs)) == 1, ...` in the new
+    # layout: a line added above it would go inside that statement, where no line starts.
+    (refusal,) = plan(hunk_set("""
+        +            flag,
+                     set(outputs)) == 1, "one output only"
+                 return outputs
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "share a line with code before its anchor" in refusal.detail
+
+
+def test_added_line_below_an_anchor_whose_last_line_the_new_layout_glued_to_code_after_is_refused():
+    (refusal,) = plan(hunk_set("""
+                 self.count = 0; self.total = 0
+                 assert len(
+        +            flag,
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "share a line with code after its anchor" in refusal.detail
+
+
+def test_added_line_just_above_an_anchor_last_line_glued_to_code_after_lands_right():
+    # Only lines added after the anchor's glued last line are refused; one above it is a statement.
+    text = assert_lands_right(hunk_set("""
+                 self.count = 0; self.total = 0
+        +        self.log("counted")
+                 assert len(
+    """))
+    assert '        self.total = 0\n        self.log("counted")\n        assert len(set(outputs)) == 1' in text
+
+
+def test_added_line_above_the_anchor_lands_right():
+    # The hunk's `+` lines before its first context line are part of what it means.
+    text = assert_lands_right(hunk_set("""
+        +        self.log("start")
+                 token_budget = self.max_num_scheduled_tokens
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """))
+    assert '        self.log("start")\n        token_budget = self.max_num_scheduled_tokens\n' in text
