@@ -572,3 +572,29 @@ def test_added_line_above_the_anchor_lands_right():
                                len(self.spec_decode_tokens.get('a', ())))
     """))
     assert '        self.log("start")\n        token_budget = self.max_num_scheduled_tokens\n' in text
+
+
+def test_removed_line_above_an_anchor_last_line_glued_to_code_after_lands_right():
+    # The new side is then one line, glued after: it is cut where the anchor's code ends, no further.
+    text = assert_lands_right(hunk_set("""
+        -        self.count = 0; self.total = 0
+                 assert len(
+    """))
+    assert "self.count" not in text and '        assert len(set(outputs)) == 1, "one output only"\n' in text
+
+
+@pytest.mark.parametrize("body, new_y", [
+    ("             b)\n-    y = 2\n+    y = 3\n     z = bar(c,\n", "    y = 3\n"),
+    ("             b)\n-    y = 2\n     z = bar(c,\n", ""),
+])
+def test_a_line_changed_between_anchor_lines_glued_to_code_before_and_after_lands_right(body, new_y):
+    # The new layout joined both calls: the anchor's first line has `x = foo(a, ` before it, its
+    # last line `d)` after it. What the hunk means is its new side, cut at the anchor's edges.
+    old = "def f():\n    x = foo(a,\n            b)\n    y = 2\n    z = bar(c,\n            d)\n    return x\n"
+    new = "def f():\n    x = foo(a, b)\n    y = 2\n    z = bar(c, d)\n    return x\n"
+    hset = parse_hunk_file("@@ pkg.sched:f\n" + body, "/sets/g.hunk", "g")
+    assert plan(hset, old).refusals == []
+    p = plan(hset, new)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert p.results[0].hunks[0].status == "reformatted"
+    assert p.modules["pkg.sched"].text == new.replace("    y = 2\n", new_y)
