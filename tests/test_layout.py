@@ -598,3 +598,18 @@ def test_a_line_changed_between_anchor_lines_glued_to_code_before_and_after_land
     assert p.refusals == [], [r.message() for r in p.refusals]
     assert p.results[0].hunks[0].status == "reformatted"
     assert p.modules["pkg.sched"].text == new.replace("    y = 2\n", new_y)
+
+
+def test_plain_diff_laid_out_anew_is_in_the_function_it_changes_not_the_one_its_anchor_starts_in():
+    # The anchor starts in f's last statement (joined by the new layout); the line changed is g's.
+    old = "def f(a, b):\n    return foo(a,\n               b)\n\n\ndef g():\n    x = 1\n    return x\n"
+    new = "def f(a, b):\n    return foo(a, b)\n\n\ndef g():\n    x = 1\n    return x\n"
+    diff = ("--- a/pkg/sched.py\n+++ b/pkg/sched.py\n@@ -2,6 +2,6 @@\n"
+            "     return foo(a,\n                b)\n \n \n def g():\n-    x = 1\n+    x = 2\n")
+    hset = parse_diff_file(diff, "/sets/d.patch", "d")
+    assert planner.plan([hset], read(old), None).results[0].hunks[0].scope == "g"
+    p = planner.plan([hset], read(new), None)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    (result,) = p.results[0].hunks
+    assert (result.status, result.scope) == ("reformatted", "g")
+    assert p.modules["pkg.sched"].text == new.replace("x = 1", "x = 2")
