@@ -311,3 +311,11 @@ def test_each_module_of_a_set_that_does_not_parse_is_refused_on_its_own():
     p = plan(s, pkg_mod=MOD, pkg_other=other)
     assert [r.reason for r in p.refusals] == [Reason.INVALID_PYTHON, Reason.INVALID_PYTHON]
     assert p.modules == {}
+
+
+def test_a_hunk_on_a_missing_module_leaves_nothing_of_its_set_applied_and_the_hunks_after_it_are_still_checked():
+    s = hset("a", "@@ pkg.gone:f\n+    pass\n     return 1\n" + textwrap.dedent(WORKER_RUN).lstrip("\n"))
+    p = plan(s)
+    assert [r.reason for r in p.refusals] == [Reason.MODULE_NOT_FOUND]
+    assert [h.status for h in p.results[0].hunks] == ["refused", "applies"]
+    assert p.modules == {}
