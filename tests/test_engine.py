@@ -283,3 +283,39 @@ def test_a_hunk_set_refuses_one_hunk_and_checks_the_others_of_that_module_on_the
     assert not result.ok
     assert [h.status for h in result.hunks] == ["refused", "applies"]
     assert [r.reason for r in result.refusals] == [Reason.ANCHOR_NOT_FOUND]
+
+
+def test_every_hunk_of_a_set_whose_patched_module_does_not_parse_is_refused_and_nothing_applies():
+    # Worker.run's hunk is fine alone; Worker.other's `+` line breaks the module: the set is refused
+    # whole, each of its hunks shows why, and the refusal quotes the `+` line at fault.
+    s = hset("a", "@@ pkg.mod:Worker.other\n         y = x + 1\n+        y = = 1\n" + textwrap.dedent(WORKER_RUN).lstrip("\n"))
+    p = plan(s)
+    (refusal,) = p.refusals
+    assert refusal.reason is Reason.INVALID_PYTHON
+    assert refusal.detail.endswith("at patched line 19: 'y = = 1' (the + line at /sets/a.hunk:3)"), refusal.detail
+    assert [h.refusal for h in p.results[0].hunks] == [refusal, refusal]
+    assert "pkg.mod" not in p.modules
+
+
+def test_a_refused_hunk_leaves_nothing_of_its_set_applied_and_the_hunks_after_it_are_still_checked():
+    s = hset("a", "@@ pkg.mod:Worker.other\n         y = x + 5\n+        pass\n" + textwrap.dedent(WORKER_RUN).lstrip("\n"))
+    p = plan(s)
+    assert [r.reason for r in p.refusals] == [Reason.ANCHOR_NOT_FOUND]
+    assert [h.status for h in p.results[0].hunks] == ["refused", "applies"]
+    assert p.modules == {}
+
+
+def test_each_module_of_a_set_that_does_not_parse_is_refused_on_its_own():
+    other = "def g():\n    return 2\n"
+    s = hset("a", "@@ pkg.mod:Worker.other\n         y = x + 1\n+        y = = 1\n@@ pkg.other:g\n+    y = = 2\n     return 2\n")
+    p = plan(s, pkg_mod=MOD, pkg_other=other)
+    assert [r.reason for r in p.refusals] == [Reason.INVALID_PYTHON, Reason.INVALID_PYTHON]
+    assert p.modules == {}
+
+
+def test_a_hunk_on_a_missing_module_leaves_nothing_of_its_set_applied_and_the_hunks_after_it_are_still_checked():
+    s = hset("a", "@@ pkg.gone:f\n+    pass\n     return 1\n" + textwrap.dedent(WORKER_RUN).lstrip("\n"))
+    p = plan(s)
+    assert [r.reason for r in p.refusals] == [Reason.MODULE_NOT_FOUND]
+    assert [h.status for h in p.results[0].hunks] == ["refused", "applies"]
+    assert p.modules == {}

@@ -529,3 +529,87 @@ def test_a_dropped_parenthesis_the_anchor_shows_nothing_inside_is_not_put_back()
     assert plan(hset, "def f(a):\n    y = 1\n    if (\n        a\n    ):\n        return y\n").refusals == []
     (refusal,) = plan(hset, "def f(a):\n    y = 1\n    if a:\n        return y\n").refusals
     assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+
+
+def test_added_line_above_an_anchor_whose_first_line_the_new_layout_glued_to_code_before_is_refused():
+    # `set(outputs)) == 1, ...` is the tail of `assert len(set(outputs)) == 1, ...` in the new
+    # layout: a line added above it would go inside that statement, where no line starts.
+    (refusal,) = plan(hunk_set("""
+        +            flag,
+                     set(outputs)) == 1, "one output only"
+                 return outputs
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "share a line with code before its anchor" in refusal.detail
+
+
+def test_added_line_below_an_anchor_whose_last_line_the_new_layout_glued_to_code_after_is_refused():
+    (refusal,) = plan(hunk_set("""
+                 self.count = 0; self.total = 0
+                 assert len(
+        +            flag,
+    """)).refusals
+    assert refusal.reason is Reason.ANCHOR_NOT_FOUND
+    assert "share a line with code after its anchor" in refusal.detail
+
+
+def test_added_line_just_above_an_anchor_last_line_glued_to_code_after_lands_right():
+    # Only lines added after the anchor's glued last line are refused; one above it is a statement.
+    text = assert_lands_right(hunk_set("""
+                 self.count = 0; self.total = 0
+        +        self.log("counted")
+                 assert len(
+    """))
+    assert '        self.total = 0\n        self.log("counted")\n        assert len(set(outputs)) == 1' in text
+
+
+def test_added_line_above_the_anchor_lands_right():
+    # The hunk's `+` lines before its first context line are part of what it means.
+    text = assert_lands_right(hunk_set("""
+        +        self.log("start")
+                 token_budget = self.max_num_scheduled_tokens
+                 num_tokens = (self.num_scheduled_tokens['a'] -
+                               len(self.spec_decode_tokens.get('a', ())))
+    """))
+    assert '        self.log("start")\n        token_budget = self.max_num_scheduled_tokens\n' in text
+
+
+def test_removed_line_above_an_anchor_last_line_glued_to_code_after_lands_right():
+    # The new side is then one line, glued after: it is cut where the anchor's code ends, no further.
+    text = assert_lands_right(hunk_set("""
+        -        self.count = 0; self.total = 0
+                 assert len(
+    """))
+    assert "self.count" not in text and '        assert len(set(outputs)) == 1, "one output only"\n' in text
+
+
+@pytest.mark.parametrize("body, new_y", [
+    ("             b)\n-    y = 2\n+    y = 3\n     z = bar(c,\n", "    y = 3\n"),
+    ("             b)\n-    y = 2\n     z = bar(c,\n", ""),
+])
+def test_a_line_changed_between_anchor_lines_glued_to_code_before_and_after_lands_right(body, new_y):
+    # The new layout joined both calls: the anchor's first line has `x = foo(a, ` before it, its
+    # last line `d)` after it. What the hunk means is its new side, cut at the anchor's edges.
+    old = "def f():\n    x = foo(a,\n            b)\n    y = 2\n    z = bar(c,\n            d)\n    return x\n"
+    new = "def f():\n    x = foo(a, b)\n    y = 2\n    z = bar(c, d)\n    return x\n"
+    hset = parse_hunk_file("@@ pkg.sched:f\n" + body, "/sets/g.hunk", "g")
+    assert plan(hset, old).refusals == []
+    p = plan(hset, new)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    assert p.results[0].hunks[0].status == "reformatted"
+    assert p.modules["pkg.sched"].text == new.replace("    y = 2\n", new_y)
+
+
+def test_plain_diff_laid_out_anew_is_in_the_function_it_changes_not_the_one_its_anchor_starts_in():
+    # The anchor starts in f's last statement (joined by the new layout); the line changed is g's.
+    old = "def f(a, b):\n    return foo(a,\n               b)\n\n\ndef g():\n    x = 1\n    return x\n"
+    new = "def f(a, b):\n    return foo(a, b)\n\n\ndef g():\n    x = 1\n    return x\n"
+    diff = ("--- a/pkg/sched.py\n+++ b/pkg/sched.py\n@@ -2,6 +2,6 @@\n"
+            "     return foo(a,\n                b)\n \n \n def g():\n-    x = 1\n+    x = 2\n")
+    hset = parse_diff_file(diff, "/sets/d.patch", "d")
+    assert planner.plan([hset], read(old), None).results[0].hunks[0].scope == "g"
+    p = planner.plan([hset], read(new), None)
+    assert p.refusals == [], [r.message() for r in p.refusals]
+    (result,) = p.results[0].hunks
+    assert (result.status, result.scope) == ("reformatted", "g")
+    assert p.modules["pkg.sched"].text == new.replace("x = 1", "x = 2")
