@@ -319,3 +319,17 @@ def test_a_hunk_on_a_missing_module_leaves_nothing_of_its_set_applied_and_the_hu
     assert [r.reason for r in p.refusals] == [Reason.MODULE_NOT_FOUND]
     assert [h.status for h in p.results[0].hunks] == ["refused", "applies"]
     assert p.modules == {}
+
+
+def test_a_set_whose_module_compiles_only_without_it_is_refused_whole_and_a_good_set_on_it_still_applies():
+    # `nonlocal y` after `y = ...` parses but does not compile: the planner's compile-time guard. The set that
+    # breaks the module is refused whole (its other module too), in either order; the good set stacked on it applies.
+    good = hset("good", WORKER_RUN)
+    bad = hset("bad", "@@ pkg.mod:Worker.other\n         y = x + 1\n+        nonlocal y\n\n@@ pkg.other:g\n-    return 2\n+    return 4\n")
+    for order in ([good, bad], [bad, good]):
+        p = plan(*order, pkg_mod=MOD, pkg_other="def g():\n    return 2\n")
+        (refusal,) = p.refusals
+        assert refusal.set_name == "bad" and refusal.reason is Reason.INVALID_PYTHON
+        assert "the patched pkg.mod does not compile" in refusal.detail and "nonlocal" in refusal.detail
+        assert [s.name for s in p.accepted] == ["good"] and sorted(p.modules) == ["pkg.mod"]
+        assert "y = y * 3" in p.modules["pkg.mod"].text and "nonlocal" not in p.modules["pkg.mod"].text

@@ -83,7 +83,8 @@ def plan(
     for module, state in accepted.items():
         patched = _compile(state, originals[module])
         if isinstance(patched, SyntaxError):
-            owner = _refuse_uncompilable(module, state, patched, results, vllm_version)
+            owner = _breaker(module, state, sets, read_source, vllm_version, require_version)
+            _refuse_uncompilable(module, owner, state, patched, results, vllm_version)
             # Never apply half a set: plan again without the set that broke it.
             return _replan(sets, owner, results, read_source, vllm_version, require_version)
         modules[module] = patched
@@ -159,14 +160,27 @@ def _check_needs(
             hr.findings.append(finding)
 
 
-def _refuse_uncompilable(module: str, state: State, error: SyntaxError, results: list[SetResult], version: str | None) -> str:
-    """Refuse the last set that changed `module` (its patched text does not compile); its name."""
-    owner = state.sets[-1]
+def _breaker(module: str, state: State, sets: Sequence[HunkSet], read_source: SourceReader, version: str | None,
+             require_version: bool) -> str:
+    """The set to blame when the stacked `module` does not compile: the first that breaks it on its own,
+    else (only the stack breaks it) the last to change it. Before, the last was always blamed: a good set
+    stacked on a broken one was refused with it (found by mutation testing, issue 13)."""
+    if len(state.sets) > 1:
+        by_name = {s.name: s for s in sets}
+        for name in state.sets:
+            alone = plan([by_name[name]], read_source, version, require_version=require_version, search_moves=lambda _: False)
+            if any(r.reason is Reason.INVALID_PYTHON for r in alone.refusals):
+                return name
+    return state.sets[-1]
+
+
+def _refuse_uncompilable(module: str, owner: str, state: State, error: SyntaxError, results: list[SetResult],
+                         version: str | None) -> None:
+    """Refuse `owner`, a set that changed `module`, whose patched text does not compile."""
     result = next(r for r in results if r.hunk_set.name == owner)
     ctx = Context(result.hunk_set, version)
     hunk = next(h for h in result.hunk_set.hunks if h.target.module == module)
     result.refusals.append(ctx.refuse(Reason.INVALID_PYTHON, hunk, f"the patched {module} does not compile: {error}", state.source))
-    return owner
 
 
 def _replan(
