@@ -297,6 +297,14 @@ def test_every_hunk_of_a_set_whose_patched_module_does_not_parse_is_refused_and_
     assert "pkg.mod" not in p.modules
 
 
+def test_the_plus_line_that_breaks_the_module_is_quoted_whichever_hunk_of_the_set_wrote_it():
+    s = hset("a", textwrap.dedent(WORKER_RUN).lstrip("\n") + "@@ pkg.mod:Worker.other\n         y = x + 1\n+        y = = 1\n")
+    (refusal,) = plan(s).refusals
+    assert refusal.reason is Reason.INVALID_PYTHON
+    assert refusal.detail.endswith("'y = = 1' (the + line at /sets/a.hunk:7)"), refusal.detail
+    assert refusal.origin.line == 5  # blamed on the hunk that wrote it, Worker.other's
+
+
 def test_a_refused_hunk_leaves_nothing_of_its_set_applied_and_the_hunks_after_it_are_still_checked():
     s = hset("a", "@@ pkg.mod:Worker.other\n         y = x + 5\n+        pass\n" + textwrap.dedent(WORKER_RUN).lstrip("\n"))
     p = plan(s)

@@ -185,7 +185,7 @@ def _apply_step(
     if overlaps:
         return min(placements, key=lambda p: (p.start, p.end)).hunk
     new_state = apply_placements(state, placements, ctx.hunk_set.name)
-    broken = _unparsable(ctx, module, state, new_state, placements[0].hunk)
+    broken = _unparsable(ctx, module, state, new_state, [p.hunk for p in placements])
     if broken is None:
         return new_state
     result.refusals.append(broken)  # once on the set; every hunk of the step shows it
@@ -205,8 +205,9 @@ def _overlaps(ctx: Context, state: State, placements: list[Placement]) -> list[t
     ]
 
 
-def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk: Hunk) -> Refusal | None:
-    """A refusal when the patched text does not parse, quoting the patched line at fault."""
+def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunks: list[Hunk]) -> Refusal | None:
+    """A refusal when the patched text does not parse, quoting the patched line at fault and the `+` line
+    of whichever of the step's hunks wrote it (the first hunk's only, before: mutation testing, issue 13)."""
     try:
         new_state.index()
     except SyntaxError as exc:
@@ -214,7 +215,9 @@ def _unparsable(ctx: Context, module: str, state: State, new_state: State, hunk:
         if lineno is None:  # a NUL byte: the parser names no line (issue 13); Python source cannot hold one
             lineno = next((i + 1 for i, text in enumerate(new_state.lines) if "\0" in text), None)
         at = new_state.lines[lineno - 1] if lineno and lineno <= len(new_state.lines) else ""
-        written = next((line.origin for line in getattr(hunk, "lines", ()) if line.op == "+" and at and line.text == at), None)
+        writers = [(hunk, line.origin) for hunk in hunks
+                   for line in getattr(hunk, "lines", ()) if line.op == "+" and at and line.text == at]
+        hunk, written = writers[0] if writers else (hunks[0], None)
         return ctx.refuse(
             Reason.INVALID_PYTHON,
             hunk,
