@@ -14,7 +14,7 @@ from vllm_surgeon.core.model import HunkFileError, Origin
 from vllm_surgeon.sets.guardfile import SUFFIX, GuardedFunction, GuardRecord, parse_guard_file
 from vllm_surgeon.sets.loader import UnknownSetError
 from vllm_surgeon.sets.reader import ENFORCE, SetReader, decode_set_text
-from vllm_surgeon.sets.search import Location, SearchPathError, search_dirs
+from vllm_surgeon.sets.search import Location, SearchPathError, first_on_path, search_dirs
 
 
 def read_guard_file(path: Path, name: str | None = None, mode: str = ENFORCE) -> GuardRecord:
@@ -51,17 +51,7 @@ def _records_in(directory: Path, label: str) -> dict[str, Path]:
 def available_guards(errors: list[str] | None = None) -> list[Location]:
     """Every guard record on the search path; a name found twice is listed where it wins (first).
     A directory that cannot be listed is skipped, and why is appended to `errors` when given."""
-    seen: dict[str, Location] = {}
-    for label, directory in search_dirs():
-        try:
-            records = _records_in(directory, label)
-        except SearchPathError as exc:
-            if errors is not None:
-                errors.append(str(exc))
-            continue
-        for name, path in records.items():
-            seen.setdefault(name, Location(name, path, label))
-    return list(seen.values())
+    return first_on_path(_records_in, errors)
 
 
 def locate_guard(name: str) -> Location | None:

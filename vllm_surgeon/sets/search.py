@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,17 +101,23 @@ def available(errors: list[str] | None = None) -> list[Location]:
 
     A directory that cannot be listed is skipped, and why is appended to `errors` when given.
     """
+    return first_on_path(lambda directory, label: {n: paths[0] for n, paths in _sets_in(directory, label).items()}, errors)
+
+
+def first_on_path(listing: Callable[[Path, str], dict[str, Path]], errors: list[str] | None = None) -> list[Location]:
+    """What `listing` finds in each search-path directory, by name, where each name wins (its first
+    directory): the one walk for sets and guard records. A directory that cannot be listed is skipped,
+    and why is appended to `errors` when given."""
     seen: dict[str, Location] = {}
     for label, directory in search_dirs():
         try:
-            sets = _sets_in(directory, label)
+            found = listing(directory, label)
         except SearchPathError as exc:
             if errors is not None:
                 errors.append(str(exc))
             continue
-        for name, paths in sets.items():
-            if name not in seen:
-                seen[name] = Location(name, paths[0], label)
+        for name, path in found.items():
+            seen.setdefault(name, Location(name, path, label))
     return list(seen.values())
 
 
