@@ -8,7 +8,7 @@ module is `--- /dev/null` with `new file mode`.
 
 from __future__ import annotations
 
-import difflib
+from vllm_surgeon.core.unified import hunks
 
 NO_EOL = "\\ No newline at end of file"
 
@@ -20,13 +20,6 @@ def _lines(text: str) -> list[str]:
     if parts[-1]:
         out.append(parts[-1])
     return out
-
-
-def _range(start: int, count: int) -> str:
-    # Unified format: an empty range names the line before it; a one-line range omits the count.
-    if count == 0:
-        return f"{start},0"
-    return f"{start + 1}" if count == 1 else f"{start + 1},{count}"
 
 
 def _emit(out: list[str], op: str, line: str) -> None:
@@ -48,19 +41,10 @@ def unified(relative: str, old: str | None, new: str, context: int = 3) -> list[
     else:
         out.append(f"--- a/{relative}")
     out.append(f"+++ b/{relative}")
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for group in matcher.get_grouped_opcodes(context):
-        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@")
-        for tag, x1, x2, y1, y2 in group:
-            if tag == "equal":
-                for line in a[x1:x2]:
-                    _emit(out, " ", line)
-                continue
-            for line in a[x1:x2]:
-                _emit(out, "-", line)
-            for line in b[y1:y2]:
-                _emit(out, "+", line)
+    for header, lines in hunks(a, b, context):
+        out.append(header)
+        for op, line in lines:
+            _emit(out, op, line)
     return out
 
 

@@ -11,7 +11,6 @@ release's module does not parse here, or has no Python source: an extension modu
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from vllm_surgeon.core.codedigest import Code, code_of
 from vllm_surgeon.core.model import Target
 from vllm_surgeon.core.scopes import ScopeIndex
 from vllm_surgeon.core.source import ModuleSource, SourceReader, module_form
+from vllm_surgeon.core.unified import hunks
 from vllm_surgeon.sets.guardfile import GuardedFunction, GuardRecord
 
 UNCHANGED = "unchanged"
@@ -141,23 +141,7 @@ def function_diff(old: str, new: str, old_label: str, new_label: str, old_start:
                   context: int = 3) -> list[str]:
     """A unified diff of two texts of one function, numbered as lines of their modules (`*_start`: the
     module line of each text's first line)."""
-    a, b = old.split("\n"), new.split("\n")
     out = [f"--- {old_label}", f"+++ {new_label}"]
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for group in matcher.get_grouped_opcodes(context):
-        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-        out.append(f"@@ -{_range(old_start + i1, i2 - i1)} +{_range(new_start + j1, j2 - j1)} @@")
-        for tag, x1, x2, y1, y2 in group:
-            if tag == "equal":
-                out += [" " + line for line in a[x1:x2]]
-                continue
-            out += ["-" + line for line in a[x1:x2]]
-            out += ["+" + line for line in b[y1:y2]]
+    for header, lines in hunks(old.split("\n"), new.split("\n"), context, old_start - 1, new_start - 1):
+        out += [header] + [op + line for op, line in lines]
     return out
-
-
-def _range(first: int, count: int) -> str:
-    # Unified format: an empty range names the line before it; a one-line range has no count.
-    if count == 0:
-        return f"{first - 1},0"
-    return f"{first}" if count == 1 else f"{first},{count}"
